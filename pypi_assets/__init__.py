@@ -1,0 +1,23 @@
+"""pypi-assets: PyPI's metadata in DuckDB as a Dagster asset graph, incremental by serial.
+
+Library use needs only :mod:`pypi_assets.pypi` and :mod:`pypi_assets.filters` (no disk, no
+DuckDB). Analysts use :func:`connect` to open the newest published snapshot read-only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ._version import __version__
+
+__all__ = ["__version__", "connect"]
+
+
+def connect(db: str | Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the newest published read-only snapshot of ``db`` (default: ``PYPI_ASSETS_DB``)."""
+    from .settings import Settings
+    from .store.snapshot import connect as _connect
+
+    return _connect(db if db is not None else Settings.from_env().db)

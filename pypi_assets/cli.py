@@ -1,0 +1,298 @@
+"""``pypi-assets``: the command line for cron users and scripts.
+
+Exit codes: 0 success; 1 some projects failed (they are named); 2 bad configuration or usage;
+3 the upstream could not be reached at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .filters import ConfigError
+from .pipeline import Progress, SyncReport, run_sync
+from .pypi import UpstreamError
+from .settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class _Display:
+    """A rich progress bar on a terminal, plain periodic lines otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty() and not quiet
+        self._bar: Any = None
+        self._task: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> _Display:
+        if self.tty:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[detail]}"),
+                transient=False,
+            )
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+    def __call__(self, phase: str, done: int, total: int, detail: str) -> None:
+        if self.quiet:
+            return
+        if self._bar is not None:
+            if phase == "fetch":
+                if self._task is None:
+                    self._task = self._bar.add_task("fetching projects", total=total, detail="")
+                self._bar.update(self._task, completed=done, total=total, detail=detail[:40])
+            elif detail:
+                self._bar.console.print(f"{phase}: {detail}")
+            return
+        now = time.monotonic()
+        if phase != "fetch" or done == total or now - self._last > 2.0:
+            self._last = now
+            frac = f" {done}/{total}" if phase == "fetch" else ""
+            print(f"[{phase}]{frac} {detail}".rstrip(), file=sys.stderr, flush=True)
+
+
+def _print_report(report: SyncReport, as_json: bool) -> None:
+    summary = report.summary()
+    if as_json:
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    r = report.refresh
+    print(f"upstream         {report.upstream} (serial {report.upstream_serial})")
+    if report.up_to_date:
+        print("status           already up to date; nothing fetched")
+    print(f"projects listed  {report.listed}")
+    print(f"selected         {report.selected}")
+    print(f"refreshed        {len(r.refreshed)}")
+    print(f"missing (404)    {len(r.missing)}")
+    print(f"removed upstream {len(r.removed)}")
+    print(f"failed           {len(r.failed)}")
+    print(
+        f"requests         {report.requests.get('total_requests', 0)} {report.requests.get('requests', {})}"
+    )
+    for table, n in report.counts.items():
+        print(f"rows {table:<20} {n}")
+    if report.snapshot:
+        print(f"snapshot         {report.snapshot}")
+    print(f"seconds          {report.seconds:.2f}")
+    for name, err in sorted(r.failed.items()):
+        print(f"FAILED {name}: {err}", file=sys.stderr)
+
+
+def _sync(
+    settings: Settings,
+    *,
+    quiet: bool,
+    as_json: bool,
+    demo_label: str | None = None,
+    client_overrides: dict[str, Any] | None = None,
+) -> int:
+    try:
+        config = settings.load_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for w in config.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if demo_label:
+        print(demo_label, file=sys.stderr)
+    with _Display(quiet or as_json) as display:
+        progress: Progress = display
+        try:
+            report = asyncio.run(
+                run_sync(settings, config, progress=progress, client_overrides=client_overrides)
+            )
+        except UpstreamError as exc:
+            print(f"error: upstream unreachable: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    _print_report(report, as_json)
+    if not report.ok:
+        print(
+            f"error: {len(report.refresh.failed)} project(s) failed: {', '.join(sorted(report.refresh.failed))}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(
+        upstream=args.upstream,
+        config_path=args.config,
+        db=args.db,
+        blobs=args.blobs,
+        concurrency=args.concurrency,
+    )
+    return _sync(settings, quiet=args.quiet, as_json=args.json)
+
+
+DEMO_CONFIG = """\
+# Demo config: mirror every project of the shipped fake upstream.
+[mirror]
+directory = data/demo-mirror
+master = http://127.0.0.1
+allow-non-https = true
+workers = 3
+"""
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .fake import FakeIndex, FakeUpstream
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeUpstream(FakeIndex.generate(args.projects)) as up,
+    ):
+        conf = Path(tmp) / "demo.conf"
+        conf.write_text(DEMO_CONFIG)
+        settings = Settings(upstream=up.url, config_path=str(conf), db=Path(args.db))
+        label = (
+            f"DEMO DATA: syncing {args.projects} generated projects from the shipped fake upstream "
+            f"at {up.url} into {args.db} (not real PyPI data)"
+        )
+        return _sync(settings, quiet=args.quiet, as_json=args.json, demo_label=label)
+
+
+def _reachable(url: str) -> bool:
+    import httpx
+
+    try:
+        r = httpx.head(
+            url.rstrip("/") + "/simple/", timeout=5.0, follow_redirects=False, trust_env=False
+        )
+        return r.status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """The README's run command: the embedded default allowlist from the upstream, or, with no
+    network, clearly labelled demo data from the shipped fake upstream."""
+    settings = Settings.from_env(db=args.db)
+    config = settings.load_config()
+    upstream = settings.upstream_for(config)
+    if _reachable(upstream):
+        print(f"syncing the default allowlist from {upstream} into {settings.db}", file=sys.stderr)
+        return _sync(settings, quiet=args.quiet, as_json=args.json)
+    print(f"{upstream} is not reachable: falling back to demo data", file=sys.stderr)
+    args.db = str(Path(settings.db).with_name("demo.duckdb"))
+    return cmd_demo(args)
+
+
+def cmd_fake_upstream(args: argparse.Namespace) -> int:
+    from .fake import FakeIndex, FakeUpstream
+
+    names = None
+    if args.names_file:
+        names = [
+            line.split("\t")[0].strip()
+            for line in Path(args.names_file).read_text().splitlines()[1:]
+            if line.strip()
+        ]
+    n = args.projects if names is None else min(args.projects or len(names), len(names))
+    index = FakeIndex.generate(n, names=names)
+    up = FakeUpstream(index, port=args.port, latency=args.latency_ms / 1000.0)
+    print(
+        f"fake upstream with {len(index.projects)} projects (serial {index.serial}) on {up.url}",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        up.serve_forever()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pypi-assets", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    p.add_argument("--version", action="version", version=f"pypi-assets {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sync", help="sync metadata to the upstream's current serial")
+    s.add_argument(
+        "--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG; default: embedded allowlist)"
+    )
+    s.add_argument(
+        "--upstream", help="upstream URL (env PYPI_ASSETS_UPSTREAM; default: config master)"
+    )
+    s.add_argument(
+        "--db", help="working DuckDB path (env PYPI_ASSETS_DB; default data/pypi.duckdb)"
+    )
+    s.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
+    s.add_argument(
+        "--concurrency", type=int, help="parallel requests, 1-10 (default: config workers)"
+    )
+    s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_sync)
+
+    d = sub.add_parser(
+        "demo", help="sync clearly labelled demo data from the shipped fake upstream"
+    )
+    d.add_argument("--db", default="data/demo.duckdb")
+    d.add_argument("--projects", type=int, default=40)
+    d.add_argument("--json", action="store_true")
+    d.add_argument("-q", "--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    q = sub.add_parser("quickstart", help="the default allowlist, or demo data when offline")
+    q.add_argument("--db", default=None)
+    q.add_argument("--projects", type=int, default=40)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("-q", "--quiet", action="store_true")
+    q.set_defaults(func=cmd_quickstart)
+
+    f = sub.add_parser("fake-upstream", help="serve the fake Warehouse on 127.0.0.1")
+    f.add_argument("--port", type=int, default=8765)
+    f.add_argument("--projects", type=int, default=100)
+    f.add_argument(
+        "--names-file", help="TSV whose first column lists project names (header skipped)"
+    )
+    f.add_argument("--latency-ms", type=float, default=0.0)
+    f.set_defaults(func=cmd_fake_upstream)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,520 @@
+"""Deterministic fake PyPI data: projects, releases and real wheel/sdist archives.
+
+Every file is a real archive whose METADATA/PKG-INFO covers metadata versions 1.0 to 2.4, so
+hashes, sizes and core metadata are genuine. Large indexes stay cheap: a project's releases and
+files are built the first time anything asks for them, from a seed derived from its name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import random
+import tarfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+__all__ = ["METADATA_VERSIONS", "FakeFile", "FakeIndex", "FakeProject", "FakeRelease"]
+
+METADATA_VERSIONS = ("1.0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4")
+_WORDS = [
+    "alpha",
+    "bravo",
+    "cobalt",
+    "delta",
+    "ember",
+    "falcon",
+    "garnet",
+    "harbor",
+    "iris",
+    "juniper",
+    "kestrel",
+    "lumen",
+    "maple",
+    "nectar",
+    "onyx",
+    "pepper",
+    "quartz",
+    "raven",
+    "saffron",
+    "tundra",
+    "umber",
+    "velvet",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+    "amber",
+    "basil",
+    "cedar",
+    "dune",
+]
+_EPOCH = 1_600_000_000  # 2020-09-13, the fake index's first upload
+_ZIP_DATE = (2020, 1, 1, 0, 0, 0)
+
+
+def fake_name(i: int) -> str:
+    """A display name; some are deliberately not normalised (case, '_' and '.')."""
+    base = f"{_WORDS[i % len(_WORDS)]}-{_WORDS[(i // len(_WORDS)) % len(_WORDS)]}-{i}"
+    if i % 7 == 3:
+        return base.replace("-", "_").title()
+    if i % 11 == 5:
+        return base.replace("-", ".", 1)
+    return base
+
+
+@dataclass
+class FakeFile:
+    filename: str
+    version: str
+    packagetype: str
+    python_version: str
+    content: bytes
+    metadata: bytes  # the METADATA / PKG-INFO inside the archive
+    upload_time: float
+    requires_python: str | None
+    core_metadata: bool  # PEP 658 file advertised (wheels only)
+    yanked: bool = False
+    yanked_reason: str | None = None
+    sha256: str = ""
+    md5: str = ""
+    blake2b_256: str = ""
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.content).hexdigest()
+        self.md5 = hashlib.md5(self.content).hexdigest()
+        self.blake2b_256 = hashlib.blake2b(self.content, digest_size=32).hexdigest()
+
+    @property
+    def path(self) -> str:
+        h = self.blake2b_256
+        return f"packages/{h[:2]}/{h[2:4]}/{h[4:]}/{self.filename}"
+
+    @property
+    def metadata_sha256(self) -> str:
+        return hashlib.sha256(self.metadata).hexdigest()
+
+
+@dataclass
+class FakeRelease:
+    version: str
+    files: list[FakeFile]
+    info: dict[str, Any]  # version-JSON info: the first upload's metadata, Warehouse-shaped
+
+    @property
+    def is_prerelease(self) -> bool:
+        try:
+            return Version(self.version).is_prerelease
+        except InvalidVersion:
+            return False
+
+
+@dataclass
+class FakeProject:
+    name: str  # display name
+    serial: int
+    index: int
+    _releases: dict[str, FakeRelease] | None = field(default=None, repr=False)
+
+
+def _metadata(
+    mv: str, name: str, version: str, deps: list[str], *, wheel: bool, rng: random.Random
+) -> tuple[bytes, dict[str, Any]]:
+    """Core metadata text for metadata version ``mv`` and the matching Warehouse ``info``."""
+    summary = f"{name} does {rng.choice(_WORDS)} things"
+    description = f"# {name}\n\nVersion {version} of {name}.\n\nIt {rng.choice(_WORDS)}s.\n"
+    author = f"{rng.choice(_WORDS).title()} Developer"
+    headers: list[tuple[str, str]] = [
+        ("Metadata-Version", mv),
+        ("Name", name),
+        ("Version", version),
+    ]
+    headers.append(("Summary", summary))
+    headers.append(("Home-page", f"https://example.invalid/{canonicalize_name(name)}"))
+    headers.append(("Author", author))
+    headers.append(("Author-email", f"dev@{canonicalize_name(name)}.example.invalid"))
+    keywords = f"{rng.choice(_WORDS)},{rng.choice(_WORDS)} mirror"
+    headers.append(("Keywords", keywords))
+    info: dict[str, Any] = {
+        "summary": summary,
+        "description": description,
+        "home_page": f"https://example.invalid/{canonicalize_name(name)}",
+        "author": author,
+        "author_email": f"dev@{canonicalize_name(name)}.example.invalid",
+        "keywords": keywords,
+        "maintainer": None,
+        "maintainer_email": None,
+        "download_url": None,
+        "requires_python": None,
+        "requires_dist": None,
+        "classifiers": [],
+        "platform": None,
+        "project_urls": {"Homepage": f"https://example.invalid/{canonicalize_name(name)}"},
+        "description_content_type": None,
+        "license": None,
+        "license_expression": None,
+        "license_files": None,
+        "provides_extra": None,
+        "dynamic": None,
+    }
+    major = float(mv)
+    if mv == "2.4":
+        headers.append(("License-Expression", "MIT OR Apache-2.0"))
+        headers.append(("License-File", "LICENSE"))
+        info["license_expression"] = "MIT OR Apache-2.0"
+        info["license_files"] = ["LICENSE"]
+    else:
+        headers.append(("License", "MIT"))
+        info["license"] = "MIT"
+    headers.append(("Platform", "any"))
+    info["platform"] = "any"
+    if major >= 1.1:
+        classifiers = ["Programming Language :: Python :: 3", "Operating System :: OS Independent"]
+        if mv != "2.4":
+            classifiers.append("License :: OSI Approved :: MIT License")
+        headers += [("Classifier", c) for c in classifiers]
+        info["classifiers"] = classifiers
+        dl = f"https://example.invalid/{canonicalize_name(name)}/{version}.tar.gz"
+        headers.append(("Download-URL", dl))
+        info["download_url"] = dl
+        info["project_urls"]["Download"] = dl
+        headers.append(("Supported-Platform", "RedHat 7.2"))
+    if major >= 1.2:
+        headers.append(("Maintainer", "Mirror Maintainers"))
+        headers.append(("Maintainer-email", "mirror@example.invalid"))
+        headers.append(("Requires-Python", ">=3.8"))
+        info["maintainer"] = "Mirror Maintainers"
+        info["maintainer_email"] = "mirror@example.invalid"
+        info["requires_python"] = ">=3.8"
+        reqs = list(deps)
+        if wheel:
+            # Wheels may carry more than the sdist's PKG-INFO said (built metadata differs).
+            reqs.append('colorama>=0.4; sys_platform == "win32"')
+        headers += [("Requires-Dist", r) for r in reqs]
+        info["requires_dist"] = list(deps) or None
+        headers.append(("Provides-Dist", f"{name}-compat (=={version})"))
+        headers.append(("Obsoletes-Dist", f"{name}-legacy (<1.0)"))
+        headers.append(("Requires-External", "libc"))
+        headers.append(
+            ("Project-URL", f"Source, https://example.invalid/src/{canonicalize_name(name)}")
+        )
+        info["project_urls"]["Source"] = f"https://example.invalid/src/{canonicalize_name(name)}"
+    if major >= 2.1:
+        headers.append(("Description-Content-Type", "text/markdown"))
+        info["description_content_type"] = "text/markdown"
+        headers.append(("Provides-Extra", "docs"))
+        info["provides_extra"] = ["docs"]
+        headers.append(("Requires-Dist", 'sphinx>=7; extra == "docs"'))
+        info["requires_dist"] = [*(info["requires_dist"] or []), 'sphinx>=7; extra == "docs"']
+    if major >= 2.2:
+        headers.append(("Dynamic", "Classifier"))
+        info["dynamic"] = ["Classifier"]
+    lines = [f"{k}: {v}" for k, v in headers]
+    if major >= 2.1:
+        text = "\n".join(lines) + "\n\n" + description
+    else:
+        folded = description.rstrip("\n").replace("\n", "\n       |")
+        text = "\n".join([*lines, f"Description: {folded}"]) + "\n"
+        info["description"] = description.rstrip("\n")
+    return text.encode("utf-8"), info
+
+
+def _wheel(name: str, version: str, tag: str, metadata: bytes) -> bytes:
+    dist = f"{canonicalize_name(name).replace('-', '_')}-{version}"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        items = {
+            f"{canonicalize_name(name).replace('-', '_')}/__init__.py": f"__version__ = {version!r}\n".encode(),
+            f"{dist}.dist-info/METADATA": metadata,
+            f"{dist}.dist-info/WHEEL": f"Wheel-Version: 1.0\nGenerator: fake\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
+        }
+        record = "".join(f"{path},,\n" for path in items) + f"{dist}.dist-info/RECORD,,\n"
+        items[f"{dist}.dist-info/RECORD"] = record.encode()
+        for path, data in items.items():
+            z.writestr(zipfile.ZipInfo(path, _ZIP_DATE), data)
+    return buf.getvalue()
+
+
+def _sdist(name: str, version: str, metadata: bytes) -> bytes:
+    root = f"{canonicalize_name(name).replace('-', '_')}-{version}"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as t:
+        for path, data in (
+            (f"{root}/PKG-INFO", metadata),
+            (f"{root}/setup.py", b"from setuptools import setup\nsetup()\n"),
+        ):
+            ti = tarfile.TarInfo(path)
+            ti.size = len(data)
+            ti.mtime = 0
+            t.addfile(ti, io.BytesIO(data))
+    raw = buf.getvalue()
+    # gzip headers carry a timestamp; pin it so the bytes (and hashes) are deterministic.
+    return raw[:4] + b"\x00\x00\x00\x00" + raw[8:]
+
+
+def build_release(
+    name: str,
+    version: str,
+    mv: str,
+    deps: list[str],
+    upload: float,
+    *,
+    wheels: int,
+    core_metadata: bool,
+    seed: int,
+) -> FakeRelease:
+    rng = random.Random(seed)
+    pkg = canonicalize_name(name).replace("-", "_")
+    sdist_meta, info = _metadata(mv, name, version, deps, wheel=False, rng=random.Random(seed))
+    files = [
+        FakeFile(
+            filename=f"{pkg}-{version}.tar.gz",
+            version=version,
+            packagetype="sdist",
+            python_version="source",
+            content=_sdist(name, version, sdist_meta),
+            metadata=sdist_meta,
+            upload_time=upload,
+            requires_python=info["requires_python"],
+            core_metadata=False,
+        )
+    ]
+    tags = ["py3-none-any", "cp311-cp311-manylinux_2_17_x86_64", "cp311-cp311-win_amd64"]
+    for i in range(wheels):
+        tag = tags[i % len(tags)]
+        wmeta, _ = _metadata(mv, name, version, deps, wheel=True, rng=random.Random(seed))
+        files.append(
+            FakeFile(
+                filename=f"{pkg}-{version}-{tag}.whl",
+                version=version,
+                packagetype="bdist_wheel",
+                python_version=tag.split("-")[0],
+                content=_wheel(name, version, tag, wmeta),
+                metadata=wmeta,
+                upload_time=upload + 60 * (i + 1),
+                requires_python=info["requires_python"],
+                core_metadata=core_metadata,
+            )
+        )
+    info.update({"name": name, "version": version})
+    del rng
+    return FakeRelease(version=version, files=files, info=info)
+
+
+class FakeIndex:
+    """A mutable fake of Warehouse's data, safe to share between server threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.projects: dict[str, FakeProject] = {}
+        self.serial = 0
+        self._changelog: list[tuple[str, str | None, int, str, int]] = []
+        self._generated_upto = 0  # serials <= this come from generation (synthesised changelog)
+        self._by_path: dict[str, tuple[str, FakeFile]] = {}
+
+    # ------------------------------------------------------------------ generation
+    @classmethod
+    def generate(
+        cls, n_projects: int, *, seed: int = 0, names: Iterable[str] | None = None
+    ) -> FakeIndex:
+        idx = cls()
+        source: Iterator[str] = (
+            iter(names) if names is not None else (fake_name(i) for i in range(n_projects))
+        )
+        for i, name in zip(range(n_projects), source, strict=False):
+            idx.serial += 10
+            idx.projects[canonicalize_name(name)] = FakeProject(
+                name=name, serial=idx.serial, index=i + seed * 1_000_003
+            )
+        idx._generated_upto = idx.serial
+        return idx
+
+    def releases(self, norm: str) -> dict[str, FakeRelease]:
+        with self.lock:
+            p = self.projects[norm]
+            if p._releases is None:
+                p._releases = self._build(p)
+                for r in p._releases.values():
+                    for f in r.files:
+                        self._by_path[f.path] = (norm, f)
+            return p._releases
+
+    def _build(self, p: FakeProject) -> dict[str, FakeRelease]:
+        rng = random.Random(p.index * 7919 + 17)
+        n = 1 + rng.randrange(5)
+        versions = [f"0.{k + 1}.0" for k in range(n)]
+        if rng.random() < 0.3:
+            versions.insert(len(versions) - 1, f"0.{n}.0rc1")
+        out: dict[str, FakeRelease] = {}
+        base_time = _EPOCH + p.index * 3600
+        names = [
+            q.name
+            for q in itertools.islice(self.projects.values(), max(1, min(p.index % 1_000_003, 400)))
+        ]
+        for k, v in enumerate(versions):
+            mv = METADATA_VERSIONS[(p.index + k) % len(METADATA_VERSIONS)]
+            deps = []
+            if names and p.index > 0 and rng.random() < 0.6:
+                dep = rng.choice(names)
+                if canonicalize_name(dep) != canonicalize_name(p.name):
+                    deps.append(f"{dep}>=0.1")
+            wheels = 0 if float(mv) < 1.2 else 1 + rng.randrange(3)
+            out[v] = build_release(
+                p.name,
+                v,
+                mv,
+                deps,
+                base_time + k * 86400,
+                wheels=wheels,
+                core_metadata=mv != "1.2",
+                seed=p.index * 31 + k,
+            )
+        if rng.random() < 0.1:
+            out["0.0.1"] = FakeRelease(
+                version="0.0.1", files=[], info={"name": p.name, "version": "0.0.1"}
+            )
+        return out
+
+    # ------------------------------------------------------------------ queries
+    def get(self, name: str) -> FakeProject | None:
+        return self.projects.get(canonicalize_name(name))
+
+    def file_by_path(self, path: str) -> FakeFile | None:
+        with self.lock:
+            hit = self._by_path.get(path)
+            if hit is None:
+                return None
+            norm, f = hit
+            # Files of deleted releases or projects stay in _by_path; check they still exist.
+            p = self.projects.get(norm)
+            if p is None or p._releases is None:
+                return None
+            rel = p._releases.get(f.version)
+            return f if rel is not None and f in rel.files else None
+
+    def latest(self, norm: str) -> FakeRelease | None:
+        rels = [r for r in self.releases(norm).values() if r.files]
+        if not rels:
+            return None
+
+        def key(r: FakeRelease) -> Version:
+            return Version(r.version)
+
+        good = [r for r in rels if not r.is_prerelease and not all(f.yanked for f in r.files)]
+        return max(good or rels, key=key)
+
+    def changelog_since(self, serial: int, limit: int = 50_000) -> list[list[Any]]:
+        with self.lock:
+            rows: list[list[Any]] = []
+            if serial < self._generated_upto:
+                for p in self.projects.values():
+                    s = (p.index % 1_000_003 + 1) * 10
+                    if serial < s <= self._generated_upto:
+                        rows.append([p.name, None, _EPOCH + s, "create", s])
+                rows.sort(key=lambda r: r[4])
+            rows.extend(list(r) for r in self._changelog if r[4] > serial)
+            return rows[:limit]
+
+    # ------------------------------------------------------------------ mutations
+    def _bump(self, name: str, version: str | None, action: str) -> int:
+        self.serial += 1
+        self._changelog.append((name, version, int(time.time()), action, self.serial))
+        p = self.projects.get(canonicalize_name(name))
+        if p is not None:
+            p.serial = self.serial
+        return self.serial
+
+    def add_project(self, name: str) -> FakeProject:
+        with self.lock:
+            norm = canonicalize_name(name)
+            if norm in self.projects:
+                raise ValueError(f"{name} exists")
+            p = FakeProject(
+                name=name, serial=0, index=len(self.projects) + 10_000_000, _releases={}
+            )
+            self.projects[norm] = p
+            self._bump(name, None, "create")
+            return p
+
+    def add_release(
+        self,
+        name: str,
+        version: str,
+        *,
+        mv: str = "2.3",
+        deps: list[str] | None = None,
+        wheels: int = 1,
+        core_metadata: bool = True,
+    ) -> FakeRelease:
+        with self.lock:
+            norm = canonicalize_name(name)
+            p = self.projects[norm]
+            rels = self.releases(norm)
+            rel = build_release(
+                p.name,
+                version,
+                mv,
+                deps or [],
+                time.time(),
+                wheels=wheels,
+                core_metadata=core_metadata,
+                seed=hash((norm, version)) & 0xFFFF,
+            )
+            rels[version] = rel
+            for f in rel.files:
+                self._by_path[f.path] = (norm, f)
+            self._bump(p.name, version, "new release")
+            for f in rel.files:
+                self._bump(p.name, version, f"add {f.python_version} file {f.filename}")
+            return rel
+
+    def add_file(self, name: str, version: str, tag: str = "py2.py3-none-any") -> FakeFile:
+        with self.lock:
+            norm = canonicalize_name(name)
+            p = self.projects[norm]
+            rel = self.releases(norm)[version]
+            wmeta, _ = _metadata("2.1", p.name, version, [], wheel=True, rng=random.Random(1))
+            pkg = norm.replace("-", "_")
+            f = FakeFile(
+                filename=f"{pkg}-{version}-{tag}.whl",
+                version=version,
+                packagetype="bdist_wheel",
+                python_version=tag.split("-")[0],
+                content=_wheel(p.name, version, tag, wmeta),
+                metadata=wmeta,
+                upload_time=time.time(),
+                requires_python=None,
+                core_metadata=True,
+            )
+            rel.files.append(f)
+            self._by_path[f.path] = (norm, f)
+            self._bump(p.name, version, f"add {f.python_version} file {f.filename}")
+            return f
+
+    def yank(self, name: str, version: str, reason: str | None = None) -> None:
+        with self.lock:
+            rel = self.releases(canonicalize_name(name))[version]
+            for f in rel.files:
+                f.yanked, f.yanked_reason = True, reason
+            self._bump(self.projects[canonicalize_name(name)].name, version, "yank release")
+
+    def delete_release(self, name: str, version: str) -> None:
+        with self.lock:
+            norm = canonicalize_name(name)
+            del self.releases(norm)[version]
+            self._bump(self.projects[norm].name, version, "remove release")
+
+    def delete_project(self, name: str) -> None:
+        with self.lock:
+            norm = canonicalize_name(name)
+            p = self.projects.pop(norm)
+            self.serial += 1
+            self._changelog.append((p.name, None, int(time.time()), "remove project", self.serial))

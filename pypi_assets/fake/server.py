@@ -1,0 +1,517 @@
+"""A fake Warehouse on loopback: simple index (HTML and JSON by ``Accept``), JSON API, files,
+PEP 658 ``.metadata`` files and XML-RPC, with ``X-PyPI-Last-Serial`` on every response, PEP 503
+redirects, per-route request counters, injected latency and injectable faults."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import re
+import socket
+import threading
+import time
+import xmlrpc.client
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from packaging.utils import canonicalize_name
+
+from .data import FakeFile, FakeIndex, FakeRelease
+
+__all__ = ["FakeUpstream", "Fault"]
+
+JSON_CT = "application/vnd.pypi.simple.v1+json"
+HTML_CT = "application/vnd.pypi.simple.v1+html"
+API_VERSION = "1.4"
+CHANGELOG_CAP = 50_000
+
+
+@dataclass
+class Fault:
+    """Applied to the next ``times`` requests whose path matches ``path`` (a regex).
+
+    kind: ``status`` (answer ``status``, with ``retry_after`` if set), ``delay`` (sleep
+    ``seconds`` before answering), ``truncate`` (promise more bytes than are sent),
+    ``stale`` (serve with a serial lower by ``lag``), ``reset`` (close without answering).
+    """
+
+    path: str
+    kind: str
+    times: int = 1
+    status: int = 503
+    retry_after: str | None = None
+    seconds: float = 0.0
+    lag: int = 1
+
+
+def _iso(ts: float) -> tuple[str, str]:
+    dt = datetime.fromtimestamp(ts, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S"), dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class _State:
+    index: FakeIndex
+    latency: float = 0.0
+    faults: list[Fault] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    per_project: Counter[tuple[str, str]] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    root_cache: dict[tuple[int, str], bytes] = field(default_factory=dict)
+
+
+class FakeUpstream:
+    """Serve a :class:`FakeIndex` on 127.0.0.1. ``with FakeUpstream(index) as up: up.url``."""
+
+    def __init__(
+        self, index: FakeIndex, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+    ) -> None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError("the fake upstream only listens on loopback")
+        self.state = _State(index=index, latency=latency)
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self.server = ThreadingHTTPServer((host, port), handler)
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 128
+        self._thread: threading.Thread | None = None
+
+    @property
+    def index(self) -> FakeIndex:
+        return self.state.index
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def counts(self) -> Counter[str]:
+        return self.state.counts
+
+    @property
+    def per_project(self) -> Counter[tuple[str, str]]:
+        return self.state.per_project
+
+    def reset_counts(self) -> None:
+        with self.state.lock:
+            self.state.counts.clear()
+            self.state.per_project.clear()
+
+    def total_requests(self) -> int:
+        return sum(self.state.counts.values())
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.state.lock:
+            self.state.faults.append(fault)
+
+    def set_latency(self, seconds: float) -> None:
+        self.state.latency = seconds
+
+    def start(self) -> FakeUpstream:
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="fake-upstream", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever()
+
+
+_ROUTES = (
+    ("simple-root", re.compile(r"^/simple/?$")),
+    ("simple-project", re.compile(r"^/simple/(?P<name>[^/]+)/?$")),
+    ("project-json", re.compile(r"^/pypi/(?P<name>[^/]+)/json/?$")),
+    ("version-json", re.compile(r"^/pypi/(?P<name>[^/]+)/(?P<version>[^/]+)/json/?$")),
+    (
+        "core-metadata",
+        re.compile(r"^/(?P<path>packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/[^/]+)\.metadata$"),
+    ),
+    ("file", re.compile(r"^/(?P<path>packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/[^/]+)$")),
+    ("stats", re.compile(r"^/_fake/stats$")),
+)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: _State
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-warehouse/1.0"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without this, delayed ACKs add ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _fault(self, path: str) -> Fault | None:
+        with self.state.lock:
+            for f in self.state.faults:
+                if f.times > 0 and re.search(f.path, path):
+                    f.times -= 1
+                    return f
+        return None
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: str,
+        *,
+        serial: int | None = None,
+        headers: dict[str, str] | None = None,
+        fault: Fault | None = None,
+    ) -> None:
+        if fault is not None and fault.kind == "stale" and serial is not None:
+            serial -= fault.lag
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header(
+            "X-PyPI-Last-Serial", str(serial if serial is not None else self.state.index.serial)
+        )
+        self.send_header("Vary", "Accept")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if fault is not None and fault.kind == "truncate":
+            self.send_header("Content-Length", str(len(body) + 100))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(
+        self, data: Any, serial: int, fault: Fault | None, ctype: str = "application/json"
+    ) -> None:
+        self._send(200, json.dumps(data).encode(), ctype, serial=serial, fault=fault)
+
+    def _not_found(self) -> None:
+        self._send(404, b'{"message": "Not Found"}', "application/json")
+
+    def _redirect(self, location: str) -> None:
+        self._send(301, b"", "text/plain", headers={"Location": location})
+
+    def _accept_json(self) -> bool:
+        """Warehouse's negotiation: the best quality wins; no match means HTML."""
+        accept = self.headers.get("Accept", "")
+        best, best_q = "html", -1.0
+        for part in accept.split(","):
+            bits = [b.strip() for b in part.split(";")]
+            mtype = bits[0].lower()
+            q = 1.0
+            for b in bits[1:]:
+                if b.startswith("q="):
+                    try:
+                        q = float(b[2:])
+                    except ValueError:
+                        q = 0.0
+            kind = {JSON_CT: "json", HTML_CT: "html", "text/html": "html"}.get(mtype)
+            if kind and q > best_q:
+                best, best_q = kind, q
+        return best == "json"
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        path = urlsplit(self.path).path
+        route, match = "other", None
+        if self.command == "POST":
+            route = "xmlrpc" if path.rstrip("/") in ("/pypi", "/RPC2") else "other"
+        else:
+            for name, rx in _ROUTES:
+                match = rx.match(path)
+                if match:
+                    route = name
+                    break
+        if route == "stats":
+            self._send(200, json.dumps(dict(self.state.counts)).encode(), "application/json")
+            return
+        project = ""
+        if match is not None and "name" in match.groupdict():
+            project = canonicalize_name(unquote(match.group("name")))
+        with self.state.lock:
+            self.state.counts[route] += 1
+            if project:
+                self.state.per_project[(route, project)] += 1
+        if self.state.latency:
+            time.sleep(self.state.latency)
+        fault = self._fault(path)
+        if fault is not None:
+            if fault.kind == "status":
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                self._send(fault.status, b"fault injected", "text/plain", headers=headers)
+                return
+            if fault.kind == "delay":
+                time.sleep(fault.seconds)
+            if fault.kind == "reset":
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
+        if route == "xmlrpc":
+            self._xmlrpc(fault)
+        elif route == "simple-root":
+            self._simple_root(fault)
+        elif match is None:
+            self._not_found()
+        elif route == "simple-project":
+            self._simple_project(unquote(match.group("name")), fault)
+        elif route == "project-json":
+            self._project_json(unquote(match.group("name")), fault)
+        elif route == "version-json":
+            self._version_json(unquote(match.group("name")), unquote(match.group("version")), fault)
+        else:
+            f = self.state.index.file_by_path(match.group("path"))
+            if f is None:
+                self._not_found()
+            elif route == "core-metadata":
+                if not f.core_metadata:
+                    self._not_found()
+                else:
+                    self._send(200, f.metadata, "application/octet-stream", fault=fault)
+            else:
+                self._send(200, f.content, "application/octet-stream", fault=fault)
+
+    # ------------------------------------------------------------------ simple index
+    def _simple_root(self, fault: Fault | None) -> None:
+        idx = self.state.index
+        as_json = self._accept_json()
+        with idx.lock:
+            serial = idx.serial
+            key = (serial, "json" if as_json else "html")
+            body = self.state.root_cache.get(key)
+            if body is None:
+                if as_json:
+                    parts = [
+                        json.dumps({"name": p.name, "_last-serial": p.serial})
+                        for p in idx.projects.values()
+                    ]
+                    meta = json.dumps({"api-version": API_VERSION, "_last-serial": serial})
+                    body = (
+                        '{"meta": ' + meta + ', "projects": [' + ", ".join(parts) + "]}"
+                    ).encode()
+                else:
+                    links = "".join(
+                        f'    <a href="/simple/{canonicalize_name(p.name)}/">{html.escape(p.name)}</a>\n'
+                        for p in idx.projects.values()
+                    )
+                    body = (
+                        '<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" '
+                        f'content="{API_VERSION}">\n    <title>Simple index</title>\n  </head>\n  <body>\n'
+                        f"{links}  </body>\n</html>\n<!--SERIAL {serial}-->\n"
+                    ).encode()
+                self.state.root_cache.clear()
+                self.state.root_cache[key] = body
+        self._send(200, body, JSON_CT if as_json else HTML_CT, serial=serial, fault=fault)
+
+    def _simple_project(self, name: str, fault: Fault | None) -> None:
+        idx = self.state.index
+        norm = canonicalize_name(name)
+        if name != norm:
+            self._redirect(f"/simple/{norm}/")
+            return
+        p = idx.get(norm)
+        if p is None:
+            self._not_found()
+            return
+        with idx.lock:
+            rels = idx.releases(norm)
+            files = [f for r in rels.values() for f in r.files]
+            serial = p.serial
+            versions = list(rels)
+        if self._accept_json():
+            data = {
+                "meta": {"api-version": API_VERSION, "_last-serial": serial},
+                "name": norm,
+                "versions": versions,
+                "files": [self._simple_file(f) for f in files],
+            }
+            self._json(data, serial, fault, JSON_CT)
+            return
+        links = []
+        for f in files:
+            attrs = [f'href="{self.base}/{f.path}#sha256={f.sha256}"']
+            if f.requires_python:
+                attrs.append(f'data-requires-python="{html.escape(f.requires_python)}"')
+            if f.yanked:
+                attrs.append(f'data-yanked="{html.escape(f.yanked_reason or "")}"')
+            if f.core_metadata:
+                attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
+                attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
+            links.append(f"    <a {' '.join(attrs)}>{html.escape(f.filename)}</a><br />\n")
+        body = (
+            f'<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+            f"    <title>Links for {html.escape(norm)}</title>\n  </head>\n  <body>\n    <h1>Links for {html.escape(norm)}</h1>\n"
+            + "".join(links)
+            + f"  </body>\n</html>\n<!--SERIAL {serial}-->\n"
+        ).encode()
+        self._send(200, body, HTML_CT, serial=serial, fault=fault)
+
+    def _simple_file(self, f: FakeFile) -> dict[str, Any]:
+        cm: Any = {"sha256": f.metadata_sha256} if f.core_metadata else False
+        _, iso = _iso(f.upload_time)
+        return {
+            "filename": f.filename,
+            "url": f"{self.base}/{f.path}",
+            "hashes": {"sha256": f.sha256},
+            "requires-python": f.requires_python,
+            "size": len(f.content),
+            "upload-time": iso,
+            "yanked": (f.yanked_reason or True) if f.yanked else False,
+            "core-metadata": cm,
+            "data-dist-info-metadata": cm,
+            "provenance": None,
+        }
+
+    # ------------------------------------------------------------------ JSON API
+    def _file_json(self, f: FakeFile) -> dict[str, Any]:
+        plain, iso = _iso(f.upload_time)
+        return {
+            "comment_text": "",
+            "digests": {"blake2b_256": f.blake2b_256, "md5": f.md5, "sha256": f.sha256},
+            "downloads": -1,
+            "filename": f.filename,
+            "has_sig": False,
+            "md5_digest": f.md5,
+            "packagetype": f.packagetype,
+            "python_version": f.python_version,
+            "requires_python": f.requires_python,
+            "size": len(f.content),
+            "upload_time": plain,
+            "upload_time_iso_8601": iso,
+            "url": f"{self.base}/{f.path}",
+            "yanked": f.yanked,
+            "yanked_reason": f.yanked_reason,
+        }
+
+    def _info(self, norm: str, rel: FakeRelease) -> dict[str, Any]:
+        info = dict(rel.info)
+        info.setdefault("name", self.state.index.projects[norm].name)
+        info["project_url"] = f"{self.base}/project/{norm}/"
+        info["package_url"] = f"{self.base}/project/{norm}/"
+        info["release_url"] = f"{self.base}/project/{norm}/{rel.version}/"
+        info["docs_url"] = None
+        info["bugtrack_url"] = None
+        info["downloads"] = {"last_day": -1, "last_month": -1, "last_week": -1}
+        info["yanked"] = bool(rel.files) and all(f.yanked for f in rel.files)
+        info["yanked_reason"] = next((f.yanked_reason for f in rel.files if f.yanked_reason), None)
+        for k in (
+            "summary",
+            "keywords",
+            "license",
+            "author",
+            "author_email",
+            "maintainer",
+            "maintainer_email",
+            "home_page",
+            "download_url",
+            "requires_python",
+            "description_content_type",
+            "platform",
+        ):
+            info.setdefault(k, None)
+        return info
+
+    def _project_json(self, name: str, fault: Fault | None) -> None:
+        idx = self.state.index
+        norm = canonicalize_name(name)
+        if name != norm:
+            self._redirect(f"/pypi/{norm}/json")
+            return
+        p = idx.get(norm)
+        if p is None:
+            self._not_found()
+            return
+        with idx.lock:
+            rels = idx.releases(norm)
+            latest = idx.latest(norm)
+            serial = p.serial
+            data = {
+                "info": self._info(norm, latest) if latest else {"name": p.name, "version": None},
+                "last_serial": serial,
+                "releases": {v: [self._file_json(f) for f in r.files] for v, r in rels.items()},
+                "urls": [self._file_json(f) for f in latest.files] if latest else [],
+                "vulnerabilities": [],
+            }
+        self._json(data, serial, fault)
+
+    def _version_json(self, name: str, version: str, fault: Fault | None) -> None:
+        idx = self.state.index
+        norm = canonicalize_name(name)
+        if name != norm:
+            self._redirect(f"/pypi/{norm}/{version}/json")
+            return
+        p = idx.get(norm)
+        if p is None:
+            self._not_found()
+            return
+        with idx.lock:
+            rel = idx.releases(norm).get(version)
+            if rel is None:
+                self._not_found()
+                return
+            data = {
+                "info": self._info(norm, rel),
+                "last_serial": p.serial,
+                "urls": [self._file_json(f) for f in rel.files],
+                "vulnerabilities": [],
+            }
+        self._json(data, p.serial, fault)
+
+    # ------------------------------------------------------------------ XML-RPC
+    def _xmlrpc(self, fault: Fault | None) -> None:
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        raw = self.rfile.read(min(length, 1 << 20))
+        idx = self.state.index
+        try:
+            params, method = xmlrpc.client.loads(raw)
+            with idx.lock:
+                if method == "list_packages_with_serial":
+                    result: Any = {p.name: p.serial for p in idx.projects.values()}
+                elif method == "changelog_last_serial":
+                    result = idx.serial
+                elif method == "changelog_since_serial":
+                    result = idx.changelog_since(int(params[0]), CHANGELOG_CAP)
+                else:
+                    raise xmlrpc.client.Fault(
+                        -32601, f"method {method!r} is deprecated or disabled"
+                    )
+            body = xmlrpc.client.dumps((result,), methodresponse=True, allow_none=True)
+        except xmlrpc.client.Fault as f:
+            body = xmlrpc.client.dumps(f, methodresponse=True)
+        except Exception as exc:  # malformed request
+            body = xmlrpc.client.dumps(xmlrpc.client.Fault(-32700, str(exc)), methodresponse=True)
+        self._send(200, body.encode(), "text/xml", serial=idx.serial, fault=fault)

@@ -1,0 +1,303 @@
+"""The sync steps shared by the Dagster assets and the CLI: list → select → refresh → publish.
+
+No Dagster imports. Each step takes an open :class:`MetadataStore` and plain values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .filters import MirrorConfig, project_filter, release_file_filter
+from .pypi import (
+    ClientConfig,
+    NotFound,
+    PyPIClient,
+    UnsafeValue,
+    UpstreamError,
+    canonical,
+    fetch_project,
+)
+from .pypi.fetch import ProjectError
+from .pypi.metadata import MetadataError
+from .pypi.records import Project, UpstreamListing
+from .settings import Settings
+from .store import MetadataStore, publish_snapshot
+
+__all__ = ["Progress", "RefreshReport", "SyncReport", "client_config", "config_hash", "run_sync"]
+
+log = logging.getLogger("pypi_assets")
+
+#: progress(phase, done, total, detail)
+Progress = Callable[[str, int, int, str], None]
+
+
+def _no_progress(phase: str, done: int, total: int, detail: str) -> None:
+    pass
+
+
+def config_hash(config: MirrorConfig) -> str:
+    return hashlib.sha256(
+        json.dumps(config.to_dict()["sections"], sort_keys=True).encode()
+    ).hexdigest()[:16]
+
+
+def client_config(settings: Settings, config: MirrorConfig, **overrides: Any) -> ClientConfig:
+    values: dict[str, Any] = {
+        "upstream": settings.upstream_for(config),
+        "concurrency": settings.concurrency_for(config),
+        "read_timeout": config.timeout,
+        "connect_timeout": min(config.timeout, 30.0),
+    }
+    values.update(overrides)
+    return ClientConfig(**values)
+
+
+@dataclass
+class RefreshReport:
+    selected: int = 0
+    todo: int = 0
+    refreshed: list[str] = field(default_factory=list)
+    skipped_older: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    upstream: str
+    upstream_serial: int
+    up_to_date: bool = False
+    listed: int = 0
+    selected: int = 0
+    refresh: RefreshReport = field(default_factory=RefreshReport)
+    requests: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    snapshot: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.refresh.failed
+
+    def summary(self) -> dict[str, Any]:
+        r = self.refresh
+        return {
+            "upstream": self.upstream,
+            "upstream_serial": self.upstream_serial,
+            "up_to_date": self.up_to_date,
+            "listed": self.listed,
+            "selected": self.selected,
+            "refreshed": len(r.refreshed),
+            "missing": len(r.missing),
+            "removed": len(r.removed),
+            "failed": sorted(r.failed),
+            "requests": self.requests.get("total_requests", 0),
+            "seconds": round(self.seconds, 3),
+            "snapshot": self.snapshot,
+            **{f"rows_{k}": v for k, v in self.counts.items()},
+        }
+
+
+# ---------------------------------------------------------------------- steps
+async def list_upstream(client: PyPIClient, store: MetadataStore) -> UpstreamListing:
+    listing = await client.list_projects()
+    valid = []
+    for p in listing.projects:
+        try:
+            canonical(p.name)
+        except Exception:
+            continue
+        valid.append(p)
+    listing.projects = valid
+    await asyncio.to_thread(store.replace_upstream_listing, listing, canonical)
+    return listing
+
+
+def select_projects(store: MetadataStore, config: MirrorConfig) -> list[str]:
+    """Apply project-level filters to the stored upstream listing; returns kept names."""
+    pf = project_filter(config)
+    rows = store.upstream_listing()
+    kept = pf.select(display for _n, display, _s in rows)
+    names: list[str] = [canonical(n) for n in kept]
+    store.replace_selected_projects(names)
+    store.set_meta(config_hash=config_hash(config), config=json.dumps(config.to_dict()))
+    return names
+
+
+def recompute_selected_files(store: MetadataStore, config: MirrorConfig) -> int:
+    """``selected_files`` from stored metadata and the current filters. No fetching."""
+    rff = release_file_filter(config)
+    if not rff.active:
+        store.select_all_files_of_selected_projects()
+    else:
+        rows: list[tuple[str, str]] = []
+        latest = dict(store.query("SELECT name, latest_version FROM projects WHERE status = 'ok'"))
+        for name in sorted(store.selected_projects()):
+            if name not in latest:
+                continue
+            releases, files = store.project_rows(name)
+            rows.extend((name, fn) for fn in rff.select(name, latest[name], releases, files))
+        store.replace_selected_files(rows)
+    return int(store.query("SELECT count(*) FROM selected_files")[0][0])
+
+
+async def refresh_metadata(
+    client: PyPIClient,
+    store: MetadataStore,
+    *,
+    names: Iterable[str] | None = None,
+    stop_on_error: bool = False,
+    progress: Progress = _no_progress,
+    batch: int = 64,
+) -> RefreshReport:
+    """Fetch every selected project whose upstream serial is newer than the stored one.
+
+    ``names`` limits the work (a serial window); by default every selected project is
+    considered. Each project fails alone; the rest of the run completes.
+    """
+    report = RefreshReport()
+    listing = {n: (d, s) for n, d, s in await asyncio.to_thread(store.upstream_listing)}
+    selected = await asyncio.to_thread(store.selected_projects)
+    states = await asyncio.to_thread(store.project_states)
+    scope = selected if names is None else selected & set(names)
+    report.selected = len(scope)
+    todo = sorted(
+        (n for n in scope if n in listing and (n not in states or states[n][0] < listing[n][1])),
+        key=lambda n: listing[n][1],
+    )
+    report.todo = len(todo)
+    progress("fetch", 0, len(todo), "")
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for n in todo:
+        queue.put_nowait(n)
+    pending: list[Project] = []
+    flush_lock = asyncio.Lock()
+    done = 0
+    stop = asyncio.Event()
+
+    async def flush() -> None:
+        async with flush_lock:
+            if not pending:
+                return
+            chunk = pending[:]
+            pending.clear()
+            res = await asyncio.to_thread(store.write_projects, chunk)
+            report.refreshed.extend(res.written)
+            report.skipped_older.extend(res.skipped_older)
+
+    async def worker() -> None:
+        nonlocal done
+        while not stop.is_set():
+            try:
+                name = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            display, serial = listing[name]
+            try:
+                stored = None
+                if name in states and states[name][1] == "ok":
+                    stored = await asyncio.to_thread(store.load_stored, name)
+                project = await fetch_project(client, display, serial, stored)
+                pending.append(project)
+                if len(pending) >= batch:
+                    await flush()
+                status = "ok"
+            except NotFound:
+                await asyncio.to_thread(store.mark_missing, name, display, serial)
+                report.missing.append(name)
+                status = "missing"
+            except (
+                UpstreamError,
+                UnsafeValue,
+                ProjectError,
+                MetadataError,
+                httpx.HTTPError,
+            ) as exc:
+                report.failed[name] = str(exc)
+                log.warning("project %s failed: %s", name, exc)
+                status = "failed"
+                if stop_on_error:
+                    stop.set()
+            done += 1
+            progress("fetch", done, len(todo), f"{name} {status}")
+
+    n_workers = max(1, min(len(todo), client.config.concurrency * 4))
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(n_workers):
+            tg.create_task(worker())
+    await flush()
+    return report
+
+
+def publish(store: MetadataStore, serial: int) -> Path:
+    return publish_snapshot(store.con, store.path, serial)
+
+
+async def run_sync(
+    settings: Settings,
+    config: MirrorConfig,
+    *,
+    progress: Progress = _no_progress,
+    transport: httpx.AsyncBaseTransport | None = None,
+    client_overrides: dict[str, Any] | None = None,
+) -> SyncReport:
+    """One full incremental sync to the upstream's current serial, then publish a snapshot."""
+    started = time.perf_counter()
+    ccfg = client_config(settings, config, **(client_overrides or {}))
+    chash = config_hash(config)
+    with MetadataStore(settings.db) as store:
+        async with PyPIClient(ccfg, transport=transport) as client:
+            serial = await client.last_serial()
+            report = SyncReport(upstream=ccfg.upstream, upstream_serial=serial)
+            if (
+                store.get_meta("synced_serial") == str(serial)
+                and store.get_meta("synced_config_hash") == chash
+                and store.get_meta("synced_upstream") == ccfg.upstream
+            ):
+                report.up_to_date = True
+                report.requests = client.stats.as_dict()
+                report.counts = store.counts()
+                report.seconds = time.perf_counter() - started
+                progress("done", 1, 1, "up to date")
+                return report
+            progress("list", 0, 1, "listing upstream projects")
+            listing = await list_upstream(client, store)
+            report.upstream_serial = listing.serial
+            report.listed = len(listing.projects)
+            progress("list", 1, 1, f"{len(listing.projects)} projects at serial {listing.serial}")
+            names = select_projects(store, config)
+            report.selected = len(names)
+            refresh = await refresh_metadata(
+                client, store, stop_on_error=config.stop_on_error, progress=progress
+            )
+            refresh.removed = store.mark_removed(
+                (canonical(p.name) for p in listing.projects), listing.serial
+            )
+            report.refresh = refresh
+            report.requests = client.stats.as_dict()
+        recompute_selected_files(store, config)
+        if report.ok:
+            store.set_meta(
+                synced_serial=str(listing.serial),
+                synced_config_hash=chash,
+                synced_upstream=ccfg.upstream,
+            )
+        else:
+            store.set_meta(synced_serial="")
+        progress("publish", 0, 1, "publishing snapshot")
+        report.snapshot = str(publish(store, listing.serial))
+        report.counts = store.counts()
+    report.seconds = time.perf_counter() - started
+    progress("done", 1, 1, "")
+    return report

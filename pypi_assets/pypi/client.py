@@ -1,0 +1,415 @@
+"""A polite async client for Warehouse's mirror-facing protocols.
+
+No Dagster, no DuckDB, no filesystem, no module-level state: a :class:`PyPIClient` holds
+everything it needs, and :class:`ClientConfig` is a plain value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from .._version import __version__
+from .names import UnsafeValue, canonical, check_project_name, check_url
+from .records import ProjectListing, UpstreamListing
+from .simple import (
+    ACCEPT,
+    JSON_CT,
+    SimpleParseError,
+    SimpleProjectPage,
+    parse_project_page_html,
+    parse_project_page_json,
+    parse_root_json,
+)
+from .xmlrpc import XmlRpcError, dumps_call, loads_response
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "ClientConfig",
+    "NotFound",
+    "PyPIClient",
+    "RequestStats",
+    "StaleResponse",
+    "UpstreamError",
+]
+
+DEFAULT_USER_AGENT = f"pypi-assets/{__version__} (+https://github.com/pypi-assets/pypi-assets)"
+MAX_WORKERS = 10
+_RETRY_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+class UpstreamError(RuntimeError):
+    """A request that failed after its retries; the message names the URL and the cause."""
+
+
+class NotFound(UpstreamError):
+    pass
+
+
+class StaleResponse(UpstreamError):
+    """Upstream kept serving a page older than the serial we expect (a lagging CDN)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    upstream: str = "https://pypi.org"
+    concurrency: int = 3
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    total_timeout: float = 600.0  # one attempt, headers to last byte
+    retries: int = 3  # attempts after the first
+    backoff: float = 1.0  # seconds, doubled per attempt, with jitter
+    max_retry_after: float = 300.0
+    stale_delays: tuple[float, ...] = (1.0, 2.0)  # bandersnatch: 3 attempts, 1 s then 2 s apart
+    file_hosts: tuple[str, ...] = ()  # extra hosts file URLs may point at
+    user_agent: str = DEFAULT_USER_AGENT
+    max_body: int = 512 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.concurrency <= MAX_WORKERS:
+            raise ValueError(f"concurrency must be between 1 and {MAX_WORKERS}")
+        parts = urlsplit(self.upstream)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"upstream must be an http(s) URL, got {self.upstream!r}")
+
+    @property
+    def base(self) -> str:
+        return self.upstream.rstrip("/")
+
+    @property
+    def allowed_hosts(self) -> frozenset[str]:
+        parts = urlsplit(self.upstream)
+        hosts = {parts.netloc.lower(), (parts.hostname or "").lower(), *self.file_hosts}
+        if parts.hostname in ("pypi.org", "www.pypi.org"):
+            hosts.add("files.pythonhosted.org")
+        return frozenset(h for h in hosts if h)
+
+    def with_(self, **changes: Any) -> ClientConfig:
+        return replace(self, **changes)
+
+
+@dataclass
+class RequestStats:
+    """Requests made per kind, with their summed wall time."""
+
+    count: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+    retries: int = 0
+    bytes: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.count.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.count),
+            "request_seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "total_requests": self.total,
+            "retries": self.retries,
+            "bytes": self.bytes,
+        }
+
+
+def _retry_after(value: str | None, cap: float) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, min(seconds, cap))
+
+
+def quote_version(version: str) -> str:
+    if not version or len(version) > 128 or any(ord(c) < 32 for c in version) or "/" in version:
+        raise UnsafeValue(f"unsafe version string {version!r}")
+    return quote(version, safe="")
+
+
+@dataclass(slots=True)
+class Fetched:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    url: str
+
+    @property
+    def serial(self) -> int | None:
+        value = self.headers.get("X-PyPI-Last-Serial")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise UpstreamError(f"{self.url}: invalid JSON ({exc})") from exc
+
+
+class PyPIClient:
+    """Use as ``async with PyPIClient(cfg) as client: ...``."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config or ClientConfig()
+        self.stats = RequestStats()
+        self._sem = asyncio.Semaphore(self.config.concurrency)
+        cfg = self.config
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=cfg.connect_timeout,
+                read=cfg.read_timeout,
+                write=cfg.read_timeout,
+                pool=None,
+            ),
+            limits=httpx.Limits(
+                max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency
+            ),
+            headers={"User-Agent": cfg.user_agent},
+            follow_redirects=False,
+            transport=transport,
+            trust_env=False,
+        )
+
+    async def __aenter__(self) -> PyPIClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ transport core
+    def _check(self, url: object) -> str:
+        return check_url(url, self.config.base + "/", self.config.allowed_hosts)
+
+    async def _once(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None
+    ) -> Fetched:
+        """One request, following same-origin redirects, reading the body with a size cap."""
+        for _hop in range(6):
+            async with self._http.stream(method, url, headers=headers, content=content) as resp:
+                if resp.status_code in _REDIRECTS and "location" in resp.headers:
+                    url = self._check(str(resp.url.join(resp.headers["location"])))
+                    if resp.status_code == 303:
+                        method, content = "GET", None
+                    continue
+                expected = resp.headers.get("content-length")
+                if (
+                    expected is not None
+                    and expected.isdigit()
+                    and int(expected) > self.config.max_body
+                ):
+                    raise UpstreamError(f"{url}: body larger than {self.config.max_body} bytes")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.aiter_raw() if method == "HEAD" else resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > self.config.max_body:
+                        raise UpstreamError(f"{url}: body larger than {self.config.max_body} bytes")
+                    chunks.append(chunk)
+                self.stats.bytes += size
+                return Fetched(resp.status_code, resp.headers, b"".join(chunks), str(resp.url))
+        raise UpstreamError(f"{url}: too many redirects")
+
+    async def request(
+        self,
+        kind: str,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        expected_serial: int | None = None,
+        ok: frozenset[int] = frozenset({200}),
+    ) -> Fetched:
+        """A request with retries: timeouts, transport errors, truncated bodies and 5xx back
+        off exponentially, 429 honours ``Retry-After``, and a response whose
+        ``X-PyPI-Last-Serial`` is below ``expected_serial`` is retried and then reported stale.
+        """
+        cfg = self.config
+        url = self._check(url)
+        attempt = 0
+        stale_attempt = 0
+        last: str = ""
+        while True:
+            delay: float | None = None
+            started = time.perf_counter()
+            try:
+                async with self._sem:
+                    started = time.perf_counter()
+                    async with asyncio.timeout(cfg.total_timeout):
+                        got = await self._once(method, url, headers or {}, content)
+            except (httpx.TimeoutException, TimeoutError) as exc:
+                last = f"timeout ({type(exc).__name__})"
+            except httpx.TransportError as exc:  # includes truncated bodies
+                last = f"transport error ({type(exc).__name__}: {exc})"
+            else:
+                status = got.status
+                if status in ok:
+                    serial = got.serial
+                    if expected_serial is not None and (serial is None or serial < expected_serial):
+                        if stale_attempt < len(cfg.stale_delays):
+                            await asyncio.sleep(cfg.stale_delays[stale_attempt])
+                            stale_attempt += 1
+                            self.stats.retries += 1
+                            self._account(kind, started)
+                            continue
+                        self._account(kind, started)
+                        raise StaleResponse(
+                            f"{url}: stale page, serial {serial} < expected {expected_serial}"
+                        )
+                    self._account(kind, started)
+                    return got
+                if status == 404 or status == 410:
+                    self._account(kind, started)
+                    raise NotFound(f"{url}: {status} Not Found")
+                if status == 429:
+                    last = "429 Too Many Requests"
+                    delay = _retry_after(got.headers.get("Retry-After"), cfg.max_retry_after)
+                elif status in _RETRY_STATUS:
+                    last = f"HTTP {status}"
+                else:
+                    self._account(kind, started)
+                    raise UpstreamError(f"{url}: unexpected HTTP {status}")
+            self._account(kind, started)
+            if attempt >= cfg.retries:
+                raise UpstreamError(f"{url}: giving up after {attempt + 1} attempts: {last}")
+            if delay is None:
+                delay = cfg.backoff * (2**attempt) * (0.5 + random.random() / 2)
+            attempt += 1
+            self.stats.retries += 1
+            await asyncio.sleep(delay)
+
+    def _account(self, kind: str, started: float) -> None:
+        self.stats.count[kind] += 1
+        self.stats.seconds[kind] = self.stats.seconds.get(kind, 0.0) + time.perf_counter() - started
+
+    # ------------------------------------------------------------------ XML-RPC
+    async def xmlrpc(self, method: str, *params: Any) -> Any:
+        got = await self.request(
+            f"xmlrpc:{method}",
+            f"{self.config.base}/pypi",
+            method="POST",
+            headers={"Content-Type": "text/xml"},
+            content=dumps_call(method, *params),
+        )
+        try:
+            return loads_response(got.body)
+        except XmlRpcError as exc:
+            raise UpstreamError(f"{method}: {exc}") from exc
+
+    async def changelog_since(self, serial: int, *, max_rounds: int = 10_000) -> list[list[Any]]:
+        """All changelog rows after ``serial``; the server caps each reply, so loop."""
+        rows: list[list[Any]] = []
+        for _ in range(max_rounds):
+            batch = await self.xmlrpc("changelog_since_serial", serial)
+            if not isinstance(batch, list) or not batch:
+                break
+            rows.extend(batch)
+            top = max(int(r[4]) for r in batch)
+            if top <= serial:
+                break
+            serial = top
+        return rows
+
+    # ------------------------------------------------------------------ project list
+    async def last_serial(self) -> int:
+        """The upstream's global serial, cheaply: HEAD on /simple/, else XML-RPC."""
+        try:
+            got = await self.request("simple-head", f"{self.config.base}/simple/", method="HEAD")
+            if got.serial is not None:
+                return got.serial
+        except UpstreamError:
+            pass
+        value = await self.xmlrpc("changelog_last_serial")
+        if not isinstance(value, int):
+            raise UpstreamError("changelog_last_serial did not return an integer")
+        return value
+
+    async def list_projects(self) -> UpstreamListing:
+        """Every project with its serial: PEP 691 JSON ``/simple/``, else XML-RPC."""
+        try:
+            got = await self.request(
+                "simple-root", f"{self.config.base}/simple/", headers={"Accept": ACCEPT}
+            )
+            ctype = got.headers.get("content-type", "").split(";")[0].strip()
+            if ctype == JSON_CT:
+                meta_serial, projects = parse_root_json(got.json())
+                serial = got.serial if got.serial is not None else meta_serial
+                if serial is None:
+                    serial = max((p.serial for p in projects), default=0)
+                return UpstreamListing(serial, projects, "simple-json")
+        except (UpstreamError, SimpleParseError):
+            pass
+        mapping = await self.xmlrpc("list_packages_with_serial")
+        if not isinstance(mapping, dict):
+            raise UpstreamError("list_packages_with_serial did not return a mapping")
+        listing = [ProjectListing(str(k), int(v)) for k, v in mapping.items()]
+        serial = max((p.serial for p in listing), default=0)
+        return UpstreamListing(serial, listing, "xmlrpc")
+
+    # ------------------------------------------------------------------ per project
+    async def project_json(self, name: str, expected_serial: int | None = None) -> Fetched:
+        check_project_name(name)
+        return await self.request(
+            "project-json",
+            f"{self.config.base}/pypi/{canonical(name)}/json",
+            expected_serial=expected_serial,
+        )
+
+    async def version_json(self, name: str, version: str) -> Fetched:
+        check_project_name(name)
+        return await self.request(
+            "version-json",
+            f"{self.config.base}/pypi/{canonical(name)}/{quote_version(version)}/json",
+        )
+
+    async def simple_page(self, name: str, expected_serial: int | None = None) -> SimpleProjectPage:
+        check_project_name(name)
+        got = await self.request(
+            "simple-project",
+            f"{self.config.base}/simple/{canonical(name)}/",
+            headers={"Accept": ACCEPT},
+            expected_serial=expected_serial,
+        )
+        ctype = got.headers.get("content-type", "").split(";")[0].strip()
+        try:
+            if ctype == JSON_CT:
+                page = parse_project_page_json(got.json())
+            else:
+                page = parse_project_page_html(got.body.decode("utf-8", "replace"), name)
+        except SimpleParseError as exc:
+            raise UpstreamError(f"{got.url}: {exc}") from exc
+        if page.serial is None:
+            page.serial = got.serial
+        return page
+
+    async def core_metadata(self, file_url: str, sha256: str | None) -> bytes:
+        """The PEP 658 ``.metadata`` file for a wheel, verified against the advertised hash."""
+        got = await self.request("core-metadata", file_url + ".metadata")
+        if sha256 is not None and hashlib.sha256(got.body).hexdigest() != sha256:
+            raise UpstreamError(f"{file_url}.metadata: sha256 does not match the simple index")
+        return got.body

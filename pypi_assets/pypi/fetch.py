@@ -1,0 +1,267 @@
+"""Fetch one project at full depth, re-using whatever the store already holds.
+
+Per project: the project JSON (one request); the version JSON for each version not yet stored;
+the simple page (only when there are new wheels, to learn which advertise PEP 658 metadata);
+and the ``.metadata`` file of each new wheel that has one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from .client import PyPIClient, quote_version
+from .metadata import MetadataError, fields_from_core_metadata, fields_from_version_info
+from .names import (
+    UnsafeValue,
+    canonical,
+    check_filename,
+    check_project_name,
+    check_sha256,
+    packagetype_for,
+)
+from .records import Distribution, Project, Release, StoredProject
+
+__all__ = ["ProjectError", "fetch_project", "parse_time"]
+
+
+class ProjectError(RuntimeError):
+    """A project that cannot be mirrored as upstream serves it; the message names it."""
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=None) if dt.tzinfo is None else dt
+
+
+@dataclasses.dataclass(slots=True)
+class _File:
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    md5: str | None
+    blake2b_256: str | None
+    size: int
+    packagetype: str
+    upload_time: datetime | None
+    yanked: bool
+    yanked_reason: str | None
+    python_version: str | None
+    requires_python: str | None
+
+
+def _hexdigest(value: Any, length: int) -> str | None:
+    if value is None or value == "":
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) != length
+        or any(c not in "0123456789abcdef" for c in value)
+    ):
+        raise UnsafeValue(f"malformed digest {value!r}")
+    return value
+
+
+def _parse_files(client: PyPIClient, releases: Any) -> dict[str, list[_File]]:
+    if not isinstance(releases, dict):
+        raise UnsafeValue("project JSON 'releases' is not an object")
+    out: dict[str, list[_File]] = {}
+    seen: set[str] = set()
+    for version, files in releases.items():
+        if not isinstance(version, str):
+            raise UnsafeValue(f"bad version key {version!r}")
+        quote_version(version)
+        if not isinstance(files, list):
+            raise UnsafeValue(f"release {version!r} files is not a list")
+        parsed: list[_File] = []
+        for f in files:
+            if not isinstance(f, dict):
+                raise UnsafeValue(f"release {version!r} has a non-object file entry")
+            filename = check_filename(f.get("filename"))
+            if filename in seen:
+                raise UnsafeValue(f"duplicate filename {filename!r}")
+            seen.add(filename)
+            digests = f.get("digests") or {}
+            if not isinstance(digests, dict):
+                raise UnsafeValue(f"{filename}: digests is not an object")
+            size = f.get("size")
+            if not isinstance(size, int) or size < 0:
+                raise UnsafeValue(f"{filename}: bad size {size!r}")
+            yanked = bool(f.get("yanked", False))
+            reason = f.get("yanked_reason")
+            packagetype = f.get("packagetype") or packagetype_for(filename)
+            if not isinstance(packagetype, str) or len(packagetype) > 32:
+                raise UnsafeValue(f"{filename}: bad packagetype")
+            parsed.append(
+                _File(
+                    version=version,
+                    filename=filename,
+                    url=client._check(f.get("url")),
+                    sha256=check_sha256(digests.get("sha256")),
+                    md5=_hexdigest(digests.get("md5") or f.get("md5_digest"), 32),
+                    blake2b_256=_hexdigest(digests.get("blake2b_256"), 64),
+                    size=size,
+                    packagetype=packagetype,
+                    upload_time=parse_time(f.get("upload_time_iso_8601") or f.get("upload_time")),
+                    yanked=yanked,
+                    yanked_reason=reason if isinstance(reason, str) and reason else None,
+                    python_version=f.get("python_version")
+                    if isinstance(f.get("python_version"), str)
+                    else None,
+                    requires_python=f.get("requires_python")
+                    if isinstance(f.get("requires_python"), str)
+                    else None,
+                )
+            )
+        out[version] = parsed
+    return out
+
+
+async def fetch_project(
+    client: PyPIClient, name: str, expected_serial: int | None, stored: StoredProject | None
+) -> Project:
+    """Fetch ``name`` and return its complete new state; raises NotFound, UpstreamError,
+    UnsafeValue or ProjectError. Nothing unchanged is fetched again."""
+    check_project_name(name)
+    norm = canonical(name)
+    got = await client.project_json(name, expected_serial)
+    data = got.json()
+    if not isinstance(data, dict) or not isinstance(data.get("info"), dict):
+        raise ProjectError(f"{name}: project JSON has no 'info' object")
+    info = data["info"]
+    display = check_project_name(info.get("name"))
+    if canonical(display) != norm:
+        raise ProjectError(f"{name}: upstream answered for a different project {display!r}")
+    serial = got.serial
+    if serial is None:
+        ls = data.get("last_serial")
+        serial = ls if isinstance(ls, int) else (expected_serial or 0)
+    files_by_version = _parse_files(client, data.get("releases"))
+
+    stored_releases = stored.releases if stored else {}
+    stored_files = stored.distributions if stored else {}
+
+    def is_new(f: _File) -> bool:
+        old = stored_files.get(f.filename)
+        return old is None or old.sha256 != f.sha256
+
+    new_files = [f for files in files_by_version.values() for f in files if is_new(f)]
+    need_info = {
+        v
+        for v, files in files_by_version.items()
+        if files and (stored_releases.get(v) is None or stored_releases[v].info is None)
+    }
+    new_wheels = [f for f in new_files if f.filename.endswith(".whl")]
+
+    core_meta: dict[str, str | None] = {}  # filename -> advertised sha256
+    if new_wheels:
+        page = await client.simple_page(name)
+        for sf in page.files:
+            if sf.core_metadata:
+                core_meta[sf.filename] = sf.core_metadata_sha256
+
+    infos: dict[str, dict[str, Any]] = {
+        v: r.info for v, r in stored_releases.items() if r.info is not None and v not in need_info
+    }
+
+    async def get_info(version: str) -> None:
+        vg = await client.version_json(name, version)
+        vdata = vg.json()
+        vinfo = vdata.get("info") if isinstance(vdata, dict) else None
+        if not isinstance(vinfo, dict):
+            raise ProjectError(f"{name} {version}: version JSON has no 'info' object")
+        infos[version] = vinfo
+
+    metadata: dict[str, dict[str, Any]] = {}
+
+    async def get_meta(f: _File) -> None:
+        body = await client.core_metadata(f.url, core_meta.get(f.filename))
+        # Unparseable METADATA: the file falls back to its version JSON below.
+        with contextlib.suppress(MetadataError):
+            metadata[f.filename] = fields_from_core_metadata(body)
+
+    async with asyncio.TaskGroup() as tg:
+        for v in sorted(need_info):
+            tg.create_task(get_info(v))
+        for f in new_wheels:
+            if f.filename in core_meta:
+                tg.create_task(get_meta(f))
+
+    releases: list[Release] = []
+    dists: list[Distribution] = []
+    for version, files in files_by_version.items():
+        rinfo = infos.get(version)
+        times = [f.upload_time for f in files if f.upload_time is not None]
+        releases.append(
+            Release(
+                name=norm,
+                version=version,
+                info=rinfo,
+                upload_time=min(times) if times else None,
+                yanked=bool(files) and all(f.yanked for f in files),
+                yanked_reason=next((f.yanked_reason for f in files if f.yanked_reason), None),
+                file_count=len(files),
+            )
+        )
+        for f in files:
+            old = stored_files.get(f.filename)
+            if old is not None and old.sha256 == f.sha256:
+                d = dataclasses.replace(old)
+            else:
+                if f.filename in metadata:
+                    fields = metadata[f.filename]
+                    source = "core-metadata"
+                else:
+                    if rinfo is None:
+                        await get_info(version)
+                        rinfo = infos[version]
+                    try:
+                        fields = fields_from_version_info(rinfo)
+                    except MetadataError as exc:
+                        raise ProjectError(f"{name} {version}: {exc}") from exc
+                    fields["core_name"] = rinfo.get("name")
+                    fields["core_version"] = rinfo.get("version")
+                    source = "version-json"
+                meta_name = fields.pop("core_name", None) or display
+                meta_version = fields.pop("core_version", None) or version
+                d = Distribution(
+                    filename=f.filename,
+                    packagetype=f.packagetype,
+                    name=str(meta_name),
+                    version=str(meta_version),
+                    metadata_source=source,  # type: ignore[arg-type]
+                    core_metadata_sha256=core_meta.get(f.filename),
+                    **fields,
+                )
+            d.project = norm
+            d.release_version = version
+            d.url = f.url
+            d.sha256 = f.sha256
+            d.md5 = f.md5
+            d.blake2b_256 = f.blake2b_256
+            d.size = f.size
+            d.upload_time = f.upload_time
+            d.yanked = f.yanked
+            d.yanked_reason = f.yanked_reason
+            d.python_version = f.python_version
+            d.file_requires_python = f.requires_python
+            d.project_serial = serial
+            dists.append(d)
+    latest = info.get("version")
+    return Project(
+        name=norm,
+        display_name=display,
+        serial=serial,
+        releases=releases,
+        distributions=dists,
+        latest_version=latest if isinstance(latest, str) else None,
+    )

@@ -1,0 +1,159 @@
+"""Map core metadata (PEP 658 ``.metadata`` files) and version-JSON ``info`` onto columns."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from typing import Any, cast
+
+from packaging.metadata import parse_email
+
+__all__ = ["MetadataError", "fields_from_core_metadata", "fields_from_version_info"]
+
+
+class MetadataError(ValueError):
+    pass
+
+
+_STR_FIELDS = (
+    "metadata_version",
+    "summary",
+    "description",
+    "home_page",
+    "download_url",
+    "author",
+    "author_email",
+    "maintainer",
+    "maintainer_email",
+    "license",
+    "requires_python",
+    "description_content_type",
+    "license_expression",
+)
+_LIST_FIELDS = {
+    # column -> RawMetadata key
+    "platform": "platforms",
+    "supported_platform": "supported_platforms",
+    "requires_dist": "requires_dist",
+    "provides_dist": "provides_dist",
+    "obsoletes_dist": "obsoletes_dist",
+    "requires_external": "requires_external",
+    "classifiers": "classifiers",
+    "license_files": "license_files",
+    "provides_extra": "provides_extra",
+    "dynamic": "dynamic",
+}
+_MAX_METADATA_BYTES = 16 * 1024 * 1024
+
+
+def _raw_keywords(data: bytes) -> str | None:
+    # packaging splits Keywords on commas and strips; the column keeps the header as written.
+    msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+    value = msg.get("Keywords")
+    if value is None:
+        return None
+    text = str(value)
+    return text or None
+
+
+def fields_from_core_metadata(data: bytes) -> dict[str, Any]:
+    """Parse a METADATA / PKG-INFO file (metadata versions 1.0 to 2.5) into column values.
+
+    Repeatable fields that are absent become ``[]`` (known to be empty).
+    """
+    if len(data) > _MAX_METADATA_BYTES:
+        raise MetadataError("core metadata file is larger than 16 MiB")
+    try:
+        raw, _unparsed = parse_email(data)
+    except Exception as exc:  # packaging raises plain ValueError on undecodable input
+        raise MetadataError(f"unparseable core metadata: {exc}") from exc
+    if "metadata_version" not in raw:
+        raise MetadataError("core metadata has no Metadata-Version")
+    out: dict[str, Any] = {}
+    for col in _STR_FIELDS:
+        value = raw.get(col)
+        out[col] = value if value not in ("", None) else None
+    for col, key in _LIST_FIELDS.items():
+        value = cast(list[str] | None, raw.get(key))
+        out[col] = list(value or [])
+    urls = raw.get("project_urls") or {}
+    out["project_url"] = [f"{label}, {url}" for label, url in urls.items()]
+    out["keywords"] = _raw_keywords(data)
+    out["core_name"] = raw.get("name")
+    out["core_version"] = raw.get("version")
+    return out
+
+
+def _s(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MetadataError(f"expected a string, got {type(value).__name__}")
+    return value or None
+
+
+def _l(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MetadataError("expected a list of strings")
+    return list(value)
+
+
+def fields_from_version_info(info: dict[str, Any]) -> dict[str, Any]:
+    """Column values from ``/pypi/<p>/<v>/json`` ``info`` (the first upload's form metadata).
+
+    Fields the JSON API does not expose (metadata_version, provides_dist, obsoletes_dist,
+    requires_external, supported_platform) are ``None``: unknown, not empty.
+    """
+    if not isinstance(info, dict):
+        raise MetadataError("version JSON 'info' is not an object")
+    out: dict[str, Any] = {
+        "metadata_version": None,
+        "provides_dist": None,
+        "obsoletes_dist": None,
+        "requires_external": None,
+        "supported_platform": None,
+    }
+    for col in (
+        "summary",
+        "description",
+        "keywords",
+        "home_page",
+        "download_url",
+        "author",
+        "author_email",
+        "maintainer",
+        "maintainer_email",
+        "license",
+        "requires_python",
+        "description_content_type",
+        "license_expression",
+    ):
+        out[col] = _s(info.get(col))
+    out["requires_dist"] = _l(info.get("requires_dist")) or []
+    out["classifiers"] = _l(info.get("classifiers")) or []
+    out["provides_extra"] = _l(info.get("provides_extra")) or []
+    out["license_files"] = _l(info.get("license_files")) or []
+    out["dynamic"] = _l(info.get("dynamic")) or []
+    platform = info.get("platform")
+    if isinstance(platform, list):
+        out["platform"] = _l(platform)
+    else:
+        p = _s(platform)
+        out["platform"] = [p] if p else []
+    # Warehouse folds Home-page and Download-URL into project_urls; keep only Project-URL entries.
+    urls = info.get("project_urls") or {}
+    if not isinstance(urls, dict):
+        raise MetadataError("version JSON 'project_urls' is not an object")
+    project_url: list[str] = []
+    for label, url in urls.items():
+        if not isinstance(label, str) or not isinstance(url, str):
+            raise MetadataError("version JSON 'project_urls' has a non-string entry")
+        if label == "Homepage" and url == out["home_page"]:
+            continue
+        if label == "Download" and url == out["download_url"]:
+            continue
+        project_url.append(f"{label}, {url}")
+    out["project_url"] = project_url
+    return out

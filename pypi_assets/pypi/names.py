@@ -1,0 +1,104 @@
+"""Validation of untrusted strings from upstream: project names, versions, filenames, URLs.
+
+Nothing that comes from an upstream server becomes a path, a SQL identifier or a request
+without passing through one of these functions first.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urljoin, urlsplit
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+__all__ = [
+    "UnsafeValue",
+    "canonical",
+    "check_filename",
+    "check_project_name",
+    "check_sha256",
+    "check_url",
+    "is_valid_project_name",
+    "packagetype_for",
+]
+
+# PEP 508 names: ASCII letters and digits, with '.', '-', '_' allowed inside.
+_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# Distribution filenames: a conservative printable set, no separators, no leading dot.
+_FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_NAME = 200
+_MAX_FILENAME = 255
+
+
+class UnsafeValue(ValueError):
+    """An upstream value that is malformed or hostile; the message names the value."""
+
+
+def is_valid_project_name(name: str) -> bool:
+    return len(name) <= _MAX_NAME and bool(_NAME_RE.match(name))
+
+
+def check_project_name(name: object) -> str:
+    if not isinstance(name, str) or not is_valid_project_name(name):
+        raise UnsafeValue(f"invalid project name {name!r}")
+    return name
+
+
+def canonical(name: str) -> NormalizedName:
+    """PEP 503 normalisation: lowercase, runs of -_. become '-'."""
+    return canonicalize_name(name)
+
+
+def check_filename(filename: object) -> str:
+    if (
+        not isinstance(filename, str)
+        or len(filename) > _MAX_FILENAME
+        or ".." in filename
+        or not _FILENAME_RE.match(filename)
+    ):
+        raise UnsafeValue(f"unsafe filename {filename!r}")
+    return filename
+
+
+def check_sha256(value: object) -> str:
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise UnsafeValue(f"malformed sha256 digest {value!r}")
+    return value
+
+
+def check_url(url: object, base: str, allowed_hosts: frozenset[str]) -> str:
+    """Resolve ``url`` against ``base`` and accept it only on an allowed http(s) host."""
+    if not isinstance(url, str) or len(url) > 4096 or any(c in url for c in "\r\n\t "):
+        raise UnsafeValue(f"malformed URL {url!r}")
+    full = urljoin(base, url)
+    parts = urlsplit(full)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeValue(f"URL with unsupported scheme {url!r}")
+    host = parts.hostname.lower()
+    netloc = parts.netloc.lower().rsplit("@", 1)[-1]
+    if parts.username or parts.password:
+        raise UnsafeValue(f"URL with credentials {url!r}")
+    if host not in allowed_hosts and netloc not in allowed_hosts:
+        raise UnsafeValue(f"URL on a host that is not allowed: {url!r}")
+    return full
+
+
+_PACKAGETYPES = (
+    (".whl", "bdist_wheel"),
+    (".egg", "bdist_egg"),
+    (".exe", "bdist_wininst"),
+    (".msi", "bdist_msi"),
+    (".dmg", "bdist_dmg"),
+    (".rpm", "bdist_rpm"),
+    (".deb", "bdist_deb"),
+)
+
+
+def packagetype_for(filename: str) -> str:
+    """The packagetype Warehouse records, derived from the filename when upstream omits it."""
+    low = filename.lower()
+    for suffix, kind in _PACKAGETYPES:
+        if low.endswith(suffix):
+            return kind
+    return "sdist"

@@ -1,0 +1,167 @@
+"""Typed records for what upstream tells us: projects, releases and distributions (files).
+
+The field names of :class:`Distribution` are the column names of the ``distributions`` table
+(the schema contract in DESIGN.md): the seed's 24 fields, then the file attributes and extras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+MetadataSource = Literal["core-metadata", "version-json"]
+
+#: The 24 per-file fields that bandersnatch issue #548 asks for, in its order.
+SEED_FIELDS: tuple[str, ...] = (
+    "filename",
+    "packagetype",
+    "name",
+    "version",
+    "metadata_version",
+    "summary",
+    "description",
+    "keywords",
+    "home_page",
+    "download_url",
+    "author",
+    "author_email",
+    "maintainer",
+    "maintainer_email",
+    "license",
+    "requires_python",
+    "project_url",
+    "platform",
+    "supported_platform",
+    "requires_dist",
+    "provides_dist",
+    "obsoletes_dist",
+    "requires_external",
+    "classifiers",
+)
+
+#: Fields that hold lists (DuckDB ``VARCHAR[]``).
+LIST_FIELDS: frozenset[str] = frozenset(
+    {
+        "project_url",
+        "platform",
+        "supported_platform",
+        "requires_dist",
+        "provides_dist",
+        "obsoletes_dist",
+        "requires_external",
+        "classifiers",
+        "license_files",
+        "provides_extra",
+        "dynamic",
+    }
+)
+
+
+@dataclass(slots=True)
+class ProjectListing:
+    """One row of the upstream project list."""
+
+    name: str  # display name as upstream lists it
+    serial: int
+
+
+@dataclass(slots=True)
+class UpstreamListing:
+    serial: int  # the global serial the listing was taken at
+    projects: list[ProjectListing]
+    source: Literal["simple-json", "xmlrpc"]
+
+
+@dataclass(slots=True)
+class Distribution:
+    """One release file and its metadata. Field names are the table's column names."""
+
+    # --- the seed's 24 fields -------------------------------------------------------------
+    filename: str
+    packagetype: str
+    name: str  # Name as the metadata source states it
+    version: str  # Version as the metadata source states it
+    metadata_version: str | None = None
+    summary: str | None = None
+    description: str | None = None
+    keywords: str | None = None
+    home_page: str | None = None
+    download_url: str | None = None
+    author: str | None = None
+    author_email: str | None = None
+    maintainer: str | None = None
+    maintainer_email: str | None = None
+    license: str | None = None
+    requires_python: str | None = None
+    project_url: list[str] | None = None
+    platform: list[str] | None = None
+    supported_platform: list[str] | None = None
+    requires_dist: list[str] | None = None
+    provides_dist: list[str] | None = None
+    obsoletes_dist: list[str] | None = None
+    requires_external: list[str] | None = None
+    classifiers: list[str] | None = None
+    # --- keys and file attributes ---------------------------------------------------------
+    project: str = ""  # normalised project name: the key that joins every table
+    release_version: str = ""  # the release this file belongs to upstream
+    url: str = ""
+    sha256: str = ""
+    md5: str | None = None
+    blake2b_256: str | None = None
+    size: int = 0
+    upload_time: datetime | None = None
+    yanked: bool = False
+    yanked_reason: str | None = None
+    python_version: str | None = None
+    file_requires_python: str | None = None  # the file's data-requires-python, as uploaded
+    # --- newer core-metadata fields -------------------------------------------------------
+    description_content_type: str | None = None
+    license_expression: str | None = None
+    license_files: list[str] | None = None
+    provides_extra: list[str] | None = None
+    dynamic: list[str] | None = None
+    # --- provenance -----------------------------------------------------------------------
+    metadata_source: MetadataSource = "version-json"
+    core_metadata_sha256: str | None = None
+    project_serial: int = 0
+
+    def as_row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+DISTRIBUTION_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Distribution))
+
+
+@dataclass(slots=True)
+class Release:
+    name: str
+    version: str
+    info: dict[str, Any] | None  # the version JSON's ``info``; None for releases with no files
+    upload_time: datetime | None = None
+    yanked: bool = False
+    yanked_reason: str | None = None
+    file_count: int = 0
+
+
+@dataclass(slots=True)
+class Project:
+    """Everything stored for one project at one serial."""
+
+    name: str  # normalised
+    display_name: str
+    serial: int
+    releases: list[Release] = field(default_factory=list)
+    distributions: list[Distribution] = field(default_factory=list)
+    latest_version: str | None = None
+
+
+@dataclass(slots=True)
+class StoredProject:
+    """What the store already holds for a project, so unchanged parts are never re-fetched."""
+
+    name: str
+    serial: int
+    releases: dict[str, Release]
+    distributions: dict[str, Distribution]  # by filename

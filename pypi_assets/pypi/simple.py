@@ -1,0 +1,207 @@
+"""Parsers for the PEP 503 (HTML) and PEP 691 (JSON) simple index."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+
+from .records import ProjectListing
+
+__all__ = [
+    "HTML_CT",
+    "JSON_CT",
+    "SimpleFile",
+    "SimpleProjectPage",
+    "parse_project_page_html",
+    "parse_project_page_json",
+    "parse_root_html",
+    "parse_root_json",
+]
+
+JSON_CT = "application/vnd.pypi.simple.v1+json"
+HTML_CT = "application/vnd.pypi.simple.v1+html"
+ACCEPT = f"{JSON_CT}, {HTML_CT};q=0.2, text/html;q=0.01"
+
+_SERIAL_RE = re.compile(r"<!--\s*SERIAL\s+(\d+)\s*-->")
+
+
+class SimpleParseError(ValueError):
+    pass
+
+
+def _major(meta: Any) -> None:
+    if not isinstance(meta, dict):
+        raise SimpleParseError("simple JSON has no 'meta' object")
+    version = str(meta.get("api-version", ""))
+    if not version.startswith("1."):
+        raise SimpleParseError(f"unsupported simple API version {version!r}")
+
+
+def parse_root_json(data: Any) -> tuple[int | None, list[ProjectListing]]:
+    if not isinstance(data, dict):
+        raise SimpleParseError("simple root JSON is not an object")
+    _major(data.get("meta"))
+    serial = data["meta"].get("_last-serial")
+    projects = data.get("projects")
+    if not isinstance(projects, list):
+        raise SimpleParseError("simple root JSON has no 'projects' list")
+    out: list[ProjectListing] = []
+    append = out.append
+    for p in projects:
+        try:
+            name = p["name"]
+            s = p.get("_last-serial", 0)
+        except (TypeError, KeyError) as exc:
+            raise SimpleParseError(f"bad project entry {p!r}") from exc
+        if not isinstance(name, str) or not isinstance(s, int):
+            raise SimpleParseError(f"bad project entry {p!r}")
+        append(ProjectListing(name, s))
+    return (serial if isinstance(serial, int) else None), out
+
+
+class _AnchorParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self._attrs: dict[str, str | None] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._attrs = dict(attrs)
+            self._text = []
+
+    def handle_data(self, data: str) -> None:
+        if self._attrs is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._attrs is not None:
+            self.anchors.append((self._attrs, "".join(self._text).strip()))
+            self._attrs = None
+
+
+def _html_serial(text: str) -> int | None:
+    m = _SERIAL_RE.search(text)
+    return int(m.group(1)) if m else None
+
+
+def parse_root_html(text: str) -> tuple[int | None, list[ProjectListing]]:
+    """The HTML root has no per-project serials; they are reported as 0."""
+    p = _AnchorParser()
+    p.feed(text)
+    return _html_serial(text), [ProjectListing(name, 0) for _attrs, name in p.anchors if name]
+
+
+@dataclass(slots=True)
+class SimpleFile:
+    filename: str
+    url: str
+    sha256: str | None
+    requires_python: str | None
+    yanked: bool
+    yanked_reason: str | None
+    core_metadata_sha256: str | None  # None: not advertised
+    core_metadata: bool
+    size: int | None = None
+    upload_time: str | None = None
+
+
+@dataclass(slots=True)
+class SimpleProjectPage:
+    name: str
+    serial: int | None
+    versions: list[str] | None
+    files: list[SimpleFile]
+
+
+def _core_meta(value: Any) -> tuple[bool, str | None]:
+    if value is None or value is False:
+        return False, None
+    if value is True:
+        return True, None
+    if isinstance(value, dict):
+        sha = value.get("sha256")
+        return True, sha if isinstance(sha, str) else None
+    raise SimpleParseError(f"bad core-metadata value {value!r}")
+
+
+def parse_project_page_json(data: Any) -> SimpleProjectPage:
+    if not isinstance(data, dict):
+        raise SimpleParseError("simple project JSON is not an object")
+    _major(data.get("meta"))
+    files: list[SimpleFile] = []
+    for f in data.get("files") or []:
+        if not isinstance(f, dict):
+            raise SimpleParseError("simple project file entry is not an object")
+        yanked = f.get("yanked", False)
+        cm = f.get("core-metadata", f.get("data-dist-info-metadata"))
+        has_cm, cm_sha = _core_meta(cm)
+        hashes = f.get("hashes") or {}
+        files.append(
+            SimpleFile(
+                filename=str(f.get("filename")),
+                url=str(f.get("url")),
+                sha256=hashes.get("sha256") if isinstance(hashes, dict) else None,
+                requires_python=f.get("requires-python"),
+                yanked=bool(yanked),
+                yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
+                core_metadata=has_cm,
+                core_metadata_sha256=cm_sha,
+                size=f.get("size") if isinstance(f.get("size"), int) else None,
+                upload_time=f.get("upload-time"),
+            )
+        )
+    serial = data.get("meta", {}).get("_last-serial")
+    versions = data.get("versions")
+    return SimpleProjectPage(
+        name=str(data.get("name")),
+        serial=serial if isinstance(serial, int) else None,
+        versions=list(versions) if isinstance(versions, list) else None,
+        files=files,
+    )
+
+
+def _hash_fragment(url: str) -> tuple[str, str | None]:
+    base, _, frag = url.partition("#")
+    if frag.startswith("sha256="):
+        return base, frag[len("sha256=") :]
+    return base, None
+
+
+def _attr_hash(value: str | None) -> tuple[bool, str | None]:
+    if value is None or value.lower() == "false":
+        return False, None
+    if value.startswith("sha256="):
+        return True, value[len("sha256=") :]
+    return True, None
+
+
+def parse_project_page_html(text: str, name: str) -> SimpleProjectPage:
+    p = _AnchorParser()
+    p.feed(text)
+    files: list[SimpleFile] = []
+    for attrs, label in p.anchors:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url, sha = _hash_fragment(href)
+        yanked_attr = "data-yanked" in attrs
+        reason = attrs.get("data-yanked") or None
+        cm = attrs.get("data-core-metadata", attrs.get("data-dist-info-metadata"))
+        has_cm, cm_sha = _attr_hash(cm) if cm is not None else (False, None)
+        files.append(
+            SimpleFile(
+                filename=label,
+                url=url,
+                sha256=sha,
+                requires_python=attrs.get("data-requires-python"),
+                yanked=yanked_attr,
+                yanked_reason=reason,
+                core_metadata=has_cm,
+                core_metadata_sha256=cm_sha,
+            )
+        )
+    return SimpleProjectPage(name=name, serial=_html_serial(text), versions=None, files=files)

@@ -1,0 +1,43 @@
+"""XML-RPC encoding with ``xmlrpc.client`` and decoding through defusedxml's expat parser.
+
+No DTDs, no entity expansion, no external entities: a hostile upstream cannot blow up memory.
+"""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from typing import Any
+
+from defusedxml.common import DefusedXmlException
+from defusedxml.xmlrpc import DefusedExpatParser
+
+__all__ = ["XmlRpcError", "dumps_call", "loads_response"]
+
+MAX_XMLRPC_BYTES = 256 * 1024 * 1024
+
+
+class XmlRpcError(RuntimeError):
+    pass
+
+
+def dumps_call(method: str, *params: Any) -> bytes:
+    return xmlrpc.client.dumps(params, method, allow_none=False).encode("utf-8")
+
+
+def loads_response(body: bytes) -> Any:
+    """Decode a method response; faults and hostile XML raise :class:`XmlRpcError`."""
+    if len(body) > MAX_XMLRPC_BYTES:
+        raise XmlRpcError("XML-RPC response is too large")
+    unmarshaller = xmlrpc.client.Unmarshaller(use_datetime=False, use_builtin_types=True)
+    parser = DefusedExpatParser(unmarshaller, forbid_dtd=True, forbid_entities=True)
+    try:
+        parser.feed(body)
+        parser.close()
+        result = unmarshaller.close()
+    except xmlrpc.client.Fault as fault:
+        raise XmlRpcError(f"XML-RPC fault {fault.faultCode}: {fault.faultString}") from fault
+    except (DefusedXmlException, xmlrpc.client.ResponseError, ValueError) as exc:
+        raise XmlRpcError(f"refused XML-RPC response: {exc}") from exc
+    except Exception as exc:  # expat.ExpatError and friends
+        raise XmlRpcError(f"malformed XML-RPC response: {exc}") from exc
+    return result[0] if len(result) == 1 else result

@@ -1,0 +1,359 @@
+"""The pipeline's working DuckDB database.
+
+Writes replace a project atomically and only when the incoming serial is newer than the stored
+one, so partitions can run in any order, be retried or run twice and still converge. A crash
+leaves each project either in its old or in its new state (DuckDB's transactions and WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..pypi.records import (
+    DISTRIBUTION_COLUMNS,
+    Distribution,
+    Project,
+    Release,
+    StoredProject,
+    UpstreamListing,
+)
+from ..pypi.requirements import parse_dependency
+from .schema import DDL, DEPENDENCY_COLUMNS, RELEASE_COLUMNS, SCHEMA_VERSION
+
+__all__ = ["MetadataStore", "ProjectState", "WriteResult"]
+
+ProjectState = tuple[int, str]  # (serial, status)
+
+
+def _insert(
+    con: duckdb.DuckDBPyConnection, table: str, cols: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Bulk insert: one statement with a list parameter per column (fast in DuckDB)."""
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    select = ", ".join(f"unnest(${i + 1}) AS {c}" for i, c in enumerate(cols))
+    con.execute(
+        f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM (SELECT {select})",
+        [list(c) for c in columns],
+    )
+
+
+class WriteResult:
+    def __init__(self) -> None:
+        self.written: list[str] = []
+        self.skipped_older: list[str] = []
+
+
+class MetadataStore:
+    """One writable connection to the working database. Not shared across processes."""
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(self.path), read_only=read_only)
+        self._lock = threading.Lock()
+        if not read_only:
+            self._migrate()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> MetadataStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.transaction() as con:
+            for stmt in DDL:
+                con.execute(stmt)
+            con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            )
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            cur = self.con.cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                yield cur
+            except BaseException:
+                cur.execute("ROLLBACK")
+                cur.close()
+                raise
+            cur.execute("COMMIT")
+            cur.close()
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        cur = self.con.cursor()
+        try:
+            return cur.execute(sql, params or []).fetchall()
+        finally:
+            cur.close()
+
+    # ------------------------------------------------------------------ meta
+    def get_meta(self, key: str) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key = ?", [key])
+        return rows[0][0] if rows else None
+
+    def set_meta(self, **values: str) -> None:
+        with self.transaction() as con:
+            for k, v in values.items():
+                con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [k, v])
+
+    # ------------------------------------------------------------------ listing
+    def replace_upstream_listing(
+        self, listing: UpstreamListing, canonical: Callable[[str], str]
+    ) -> None:
+        names = [canonical(p.name) for p in listing.projects]
+        with self.transaction() as con:
+            con.execute("DELETE FROM upstream_projects")
+            con.execute(
+                "INSERT INTO upstream_projects SELECT * FROM "
+                "(SELECT unnest($1) AS name, unnest($2) AS display_name, unnest($3) AS serial)",
+                [names, [p.name for p in listing.projects], [p.serial for p in listing.projects]],
+            )
+            con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('upstream_serial', ?)", [str(listing.serial)]
+            )
+            con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('listing_source', ?)", [listing.source]
+            )
+
+    def upstream_listing(self) -> list[tuple[str, str, int]]:
+        return [
+            (r[0], r[1], r[2])
+            for r in self.query("SELECT name, display_name, serial FROM upstream_projects")
+        ]
+
+    # ------------------------------------------------------------------ selection
+    def replace_selected_projects(self, names: Iterable[str]) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM selected_projects")
+            con.execute(
+                "INSERT INTO selected_projects SELECT DISTINCT unnest($1)", [sorted(set(names))]
+            )
+
+    def selected_projects(self) -> set[str]:
+        return {r[0] for r in self.query("SELECT name FROM selected_projects")}
+
+    def project_states(self) -> dict[str, ProjectState]:
+        return {r[0]: (r[1], r[2]) for r in self.query("SELECT name, serial, status FROM projects")}
+
+    def replace_selected_files(self, project_files: Iterable[tuple[str, str]]) -> None:
+        rows = list(project_files)
+        with self.transaction() as con:
+            con.execute("DELETE FROM selected_files")
+            _insert(con, "selected_files", ("project", "filename"), rows)
+
+    def select_all_files_of_selected_projects(self) -> None:
+        """The selection when no release- or file-level filter is enabled (pure SQL)."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM selected_files")
+            con.execute(
+                "INSERT INTO selected_files SELECT d.project, d.filename FROM distributions d "
+                "SEMI JOIN selected_projects s ON s.name = d.project"
+            )
+
+    # ------------------------------------------------------------------ reading projects
+    def load_stored(self, name: str) -> StoredProject | None:
+        cur = self.con.cursor()
+        try:
+            row = cur.execute(
+                "SELECT serial, status FROM projects WHERE name = ?", [name]
+            ).fetchone()
+            if row is None or row[1] != "ok":
+                return None
+            rels = cur.execute(
+                "SELECT version, info, upload_time, yanked, yanked_reason, file_count FROM releases WHERE project = ?",
+                [name],
+            ).fetchall()
+            cols = ", ".join(DISTRIBUTION_COLUMNS)
+            dist_rows = cur.execute(
+                f"SELECT {cols} FROM distributions WHERE project = ?", [name]
+            ).fetchall()
+        finally:
+            cur.close()
+        releases = {
+            r[0]: Release(
+                name=name,
+                version=r[0],
+                info=json.loads(r[1]) if r[1] else None,
+                upload_time=r[2],
+                yanked=bool(r[3]),
+                yanked_reason=r[4],
+                file_count=r[5] or 0,
+            )
+            for r in rels
+        }
+        dists = {}
+        for r in dist_rows:
+            d = Distribution(**dict(zip(DISTRIBUTION_COLUMNS, r, strict=True)))
+            dists[d.filename] = d
+        return StoredProject(name=name, serial=row[0], releases=releases, distributions=dists)
+
+    def project_rows(self, name: str) -> tuple[list[Release], list[Distribution]]:
+        stored = self.load_stored(name)
+        if stored is None:
+            return [], []
+        return list(stored.releases.values()), list(stored.distributions.values())
+
+    # ------------------------------------------------------------------ writing projects
+    def write_projects(self, projects: Sequence[Project]) -> WriteResult:
+        """Replace each project whose incoming serial is newer than the stored one, in one
+        transaction. Older or equal serials are skipped (reported in the result)."""
+        result = WriteResult()
+        if not projects:
+            return result
+        now = datetime.now(UTC)
+        with self.transaction() as con:
+            names = [p.name for p in projects]
+            stored = dict(
+                con.execute(
+                    "SELECT name, serial FROM projects WHERE name IN (SELECT unnest($1))", [names]
+                ).fetchall()
+            )
+            fresh: dict[str, Project] = {}
+            for p in projects:
+                old = stored.get(p.name)
+                if old is not None and old >= p.serial:
+                    result.skipped_older.append(p.name)
+                    continue
+                prev = fresh.get(p.name)
+                if prev is None or prev.serial < p.serial:
+                    fresh[p.name] = p
+            if not fresh:
+                return result
+            keep = list(fresh)
+            for table, key in (
+                ("distributions", "project"),
+                ("releases", "project"),
+                ("dependencies", "project"),
+            ):
+                con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT unnest($1))", [keep])
+            con.execute("DELETE FROM projects WHERE name IN (SELECT unnest($1))", [keep])
+            proj_rows = []
+            rel_rows = []
+            dist_rows = []
+            dep_rows = []
+            for p in fresh.values():
+                proj_rows.append(
+                    (p.name, p.display_name, p.serial, p.serial, "ok", p.latest_version, None, now)
+                )
+                for r in p.releases:
+                    info = r.info or {}
+                    rel_rows.append(
+                        (
+                            p.name,
+                            r.version,
+                            r.upload_time,
+                            r.yanked,
+                            r.yanked_reason,
+                            r.file_count,
+                            info.get("summary") or None,
+                            info.get("requires_python") or None,
+                            json.dumps(r.info, sort_keys=True) if r.info is not None else None,
+                        )
+                    )
+                for d in p.distributions:
+                    dist_rows.append(tuple(getattr(d, c) for c in DISTRIBUTION_COLUMNS))
+                    for text in d.requires_dist or []:
+                        dep = parse_dependency(text)
+                        dep_rows.append(
+                            (
+                                p.name,
+                                d.release_version,
+                                d.filename,
+                                dep.requirement,
+                                dep.dep_name,
+                                dep.dep_project,
+                                dep.specifier,
+                                dep.extras,
+                                dep.marker,
+                                dep.optional,
+                                dep.extra,
+                                dep.parse_error,
+                            )
+                        )
+            _insert(
+                con,
+                "projects",
+                (
+                    "name",
+                    "display_name",
+                    "serial",
+                    "upstream_serial",
+                    "status",
+                    "latest_version",
+                    "removed_serial",
+                    "updated_at",
+                ),
+                proj_rows,
+            )
+            _insert(con, "releases", RELEASE_COLUMNS, rel_rows)
+            _insert(con, "distributions", DISTRIBUTION_COLUMNS, dist_rows)
+            _insert(con, "dependencies", DEPENDENCY_COLUMNS, dep_rows)
+            result.written.extend(keep)
+        return result
+
+    def mark_missing(self, name: str, display_name: str, serial: int) -> bool:
+        """A listed project that answers 404: recorded, with its rows dropped, if newer."""
+        now = datetime.now(UTC)
+        with self.transaction() as con:
+            row = con.execute("SELECT serial FROM projects WHERE name = ?", [name]).fetchone()
+            if row is not None and row[0] >= serial:
+                return False
+            for table in ("distributions", "releases", "dependencies"):
+                con.execute(f"DELETE FROM {table} WHERE project = ?", [name])
+            con.execute("DELETE FROM projects WHERE name = ?", [name])
+            con.execute(
+                "INSERT INTO projects VALUES (?, ?, ?, ?, 'missing', NULL, NULL, ?)",
+                [name, display_name, serial, serial, now],
+            )
+        return True
+
+    def mark_removed(self, present: Iterable[str], global_serial: int) -> list[str]:
+        """Projects stored as ok that the upstream listing no longer has become 'removed'.
+        Their rows are kept for history but leave every selection view."""
+        now = datetime.now(UTC)
+        with self.transaction() as con:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _present AS SELECT unnest($1) AS name",
+                [list(present)],
+            )
+            gone = [
+                r[0]
+                for r in con.execute(
+                    "SELECT name FROM projects WHERE status <> 'removed' AND name NOT IN (SELECT name FROM _present)"
+                ).fetchall()
+            ]
+            if gone:
+                con.execute(
+                    "UPDATE projects SET status = 'removed', removed_serial = $1, updated_at = $2 "
+                    "WHERE name IN (SELECT unnest($3::VARCHAR[]))",
+                    [global_serial, now, gone],
+                )
+            con.execute("DROP TABLE _present")
+        return gone
+
+    # ------------------------------------------------------------------ counts
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for table in ("projects", "releases", "distributions", "dependencies", "selected_files"):
+            out[table] = int(self.query(f"SELECT count(*) FROM {table}")[0][0])
+        out["selected_distributions"] = int(
+            self.query("SELECT count(*) FROM selected_distributions")[0][0]
+        )
+        return out

@@ -1,0 +1,104 @@
+"""DuckDB schema: the contract analysts and other tools script against (docs/schema.md)."""
+
+from __future__ import annotations
+
+from ..pypi.records import DISTRIBUTION_COLUMNS, LIST_FIELDS
+
+SCHEMA_VERSION = 1
+
+_TYPES: dict[str, str] = {
+    "size": "BIGINT",
+    "upload_time": "TIMESTAMPTZ",
+    "yanked": "BOOLEAN",
+    "project_serial": "BIGINT",
+}
+
+
+def column_type(col: str) -> str:
+    if col in LIST_FIELDS:
+        return "VARCHAR[]"
+    return _TYPES.get(col, "VARCHAR")
+
+
+DISTRIBUTIONS_DDL = (
+    "CREATE TABLE IF NOT EXISTS distributions (\n    "
+    + ",\n    ".join(f"{c} {column_type(c)}" for c in DISTRIBUTION_COLUMNS)
+    + "\n)"
+)
+
+DDL: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS upstream_projects (
+        name VARCHAR,          -- normalised
+        display_name VARCHAR,  -- as upstream lists it
+        serial BIGINT          -- the project's _last-serial
+    )""",
+    """CREATE TABLE IF NOT EXISTS projects (
+        name VARCHAR PRIMARY KEY,  -- normalised (PEP 503)
+        display_name VARCHAR,
+        serial BIGINT,             -- serial of the stored state
+        upstream_serial BIGINT,    -- serial last seen in the upstream listing
+        status VARCHAR,            -- ok | missing | removed
+        latest_version VARCHAR,    -- upstream's 'latest' (info.version)
+        removed_serial BIGINT,     -- global serial at which it vanished upstream
+        updated_at TIMESTAMPTZ
+    )""",
+    """CREATE TABLE IF NOT EXISTS releases (
+        project VARCHAR,
+        version VARCHAR,
+        upload_time TIMESTAMPTZ,
+        yanked BOOLEAN,
+        yanked_reason VARCHAR,
+        file_count INTEGER,
+        summary VARCHAR,
+        requires_python VARCHAR,
+        info VARCHAR              -- the version JSON's info object, verbatim
+    )""",
+    DISTRIBUTIONS_DDL,
+    """CREATE TABLE IF NOT EXISTS dependencies (
+        project VARCHAR,
+        release_version VARCHAR,
+        filename VARCHAR,
+        requirement VARCHAR,
+        dep_name VARCHAR,
+        dep_project VARCHAR,
+        specifier VARCHAR,
+        extras VARCHAR[],
+        marker VARCHAR,
+        optional BOOLEAN,
+        extra VARCHAR,
+        parse_error VARCHAR
+    )""",
+    "CREATE TABLE IF NOT EXISTS selected_projects (name VARCHAR PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS selected_files (project VARCHAR, filename VARCHAR)",
+    """CREATE OR REPLACE VIEW selected_distributions AS
+        SELECT d.* FROM distributions d
+        JOIN projects p ON p.name = d.project AND p.status = 'ok'
+        SEMI JOIN selected_files s ON s.project = d.project AND s.filename = d.filename""",
+)
+
+RELEASE_COLUMNS = (
+    "project",
+    "version",
+    "upload_time",
+    "yanked",
+    "yanked_reason",
+    "file_count",
+    "summary",
+    "requires_python",
+    "info",
+)
+DEPENDENCY_COLUMNS = (
+    "project",
+    "release_version",
+    "filename",
+    "requirement",
+    "dep_name",
+    "dep_project",
+    "specifier",
+    "extras",
+    "marker",
+    "optional",
+    "extra",
+    "parse_error",
+)

@@ -1,0 +1,104 @@
+"""Read-only snapshots for analysts.
+
+The pipeline owns its working database. After each successful sync it copies it into a new,
+versioned snapshot file (one name per serial and time, so DuckDB's per-path cache in a
+long-lived notebook never serves a swapped file), writes Parquet beside it, and then atomically
+replaces the ``CURRENT`` pointer. Analysts open the snapshot read-only and can never block a run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import duckdb
+
+__all__ = ["connect", "current_snapshot", "publish_snapshot", "snapshot_dir"]
+
+_TABLES = (
+    "projects",
+    "releases",
+    "distributions",
+    "dependencies",
+    "selected_files",
+    "selected_projects",
+)
+
+
+def snapshot_dir(db_path: str | Path) -> Path:
+    p = Path(db_path)
+    return p.with_name(p.stem + ".snapshots")
+
+
+def _sql_str(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def publish_snapshot(
+    con: duckdb.DuckDBPyConnection,
+    db_path: str | Path,
+    serial: int,
+    *,
+    keep: int = 3,
+    parquet: bool = True,
+) -> Path:
+    """Copy the working database into a new snapshot and point ``CURRENT`` at it."""
+    sdir = snapshot_dir(db_path)
+    sdir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() % 1_000_000_000:09d}"
+    name = f"serial-{serial:012d}-{stamp}"
+    tmp = sdir / f".{name}.duckdb.tmp"
+    final = sdir / f"{name}.duckdb"
+    dbname = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    con.execute(f"ATTACH {_sql_str(tmp)} AS __snapshot")
+    try:
+        con.execute(f'COPY FROM DATABASE "{dbname}" TO __snapshot')
+    finally:
+        con.execute("DETACH __snapshot")
+    os.replace(tmp, final)
+    if parquet:
+        pdir = sdir / f"{name}.parquet"
+        ptmp = sdir / f".{name}.parquet.tmp"
+        ptmp.mkdir()
+        for table in (*_TABLES, "selected_distributions"):
+            con.execute(
+                f"COPY (SELECT * FROM {table}) TO {_sql_str(ptmp / (table + '.parquet'))} (FORMAT parquet)"
+            )
+        os.replace(ptmp, pdir)
+    pointer_tmp = sdir / ".CURRENT.tmp"
+    pointer_tmp.write_text(name + "\n")
+    os.replace(pointer_tmp, sdir / "CURRENT")
+    _prune(sdir, name, keep)
+    return final
+
+
+def _prune(sdir: Path, current: str, keep: int) -> None:
+    names = sorted({p.name.split(".")[0] for p in sdir.glob("serial-*.duckdb")})
+    for old in names[:-keep] if keep > 0 else []:
+        if old == current:
+            continue
+        # An analyst still holding an old snapshot keeps reading it: unlinking an open file is safe.
+        (sdir / f"{old}.duckdb").unlink(missing_ok=True)
+        shutil.rmtree(sdir / f"{old}.parquet", ignore_errors=True)
+
+
+def current_snapshot(db_path: str | Path) -> Path | None:
+    sdir = snapshot_dir(db_path)
+    try:
+        name = (sdir / "CURRENT").read_text().strip()
+    except FileNotFoundError:
+        return None
+    path = sdir / f"{name}.duckdb"
+    return path if path.exists() else None
+
+
+def connect(db_path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open the newest published snapshot read-only."""
+    snap = current_snapshot(db_path)
+    if snap is None:
+        raise FileNotFoundError(
+            f"no published snapshot for {db_path}; run `pypi-assets sync` (or materialise the assets) first"
+        )
+    return duckdb.connect(str(snap), read_only=True)
