@@ -58,6 +58,9 @@ def client_config(settings: Settings, config: MirrorConfig, **overrides: Any) ->
         "read_timeout": config.timeout,
         "connect_timeout": min(config.timeout, 30.0),
     }
+    if settings.backoff is not None:
+        values["backoff"] = settings.backoff
+        values["stale_delays"] = (settings.backoff, 2 * settings.backoff)
     values.update(overrides)
     return ClientConfig(**values)
 

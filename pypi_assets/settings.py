@@ -29,6 +29,7 @@ class Settings:
     db: Path = field(default_factory=lambda: Path(DEFAULT_DB))
     blobs: str | None = None
     concurrency: int | None = None
+    backoff: float | None = None  # retry backoff base in seconds (PYPI_ASSETS_BACKOFF)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

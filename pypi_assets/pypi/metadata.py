@@ -46,14 +46,36 @@ _LIST_FIELDS = {
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 
 
+def _headers(data: bytes) -> Any:
+    return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+
+
+def _has_description_header(data: bytes) -> bool:
+    return _headers(data).get("Description") is not None
+
+
 def _raw_keywords(data: bytes) -> str | None:
     # packaging splits Keywords on commas and strips; the column keeps the header as written.
-    msg = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
-    value = msg.get("Keywords")
+    value = _headers(data).get("Keywords")
     if value is None:
         return None
     text = str(value)
     return text or None
+
+
+def _unfold_description(text: str) -> str:
+    """A ``Description`` *header* (metadata < 2.1) has its continuation lines prefixed with
+    7 spaces and ``|`` (setuptools) or 8 spaces (older tools); remove that folding."""
+    lines = text.split("\n")
+    out = [lines[0]]
+    for line in lines[1:]:
+        indent = min(8, len(line) - len(line.lstrip(" ")))
+        if indent >= 7 and line[indent : indent + 1] == "|":
+            line = line[indent + 1 :]
+        elif indent == 8:
+            line = line[8:]
+        out.append(line)
+    return "\n".join(out)
 
 
 def fields_from_core_metadata(data: bytes) -> dict[str, Any]:
@@ -76,6 +98,12 @@ def fields_from_core_metadata(data: bytes) -> dict[str, Any]:
     for col, key in _LIST_FIELDS.items():
         value = cast(list[str] | None, raw.get(key))
         out[col] = list(value or [])
+    if (
+        out["description"] is not None
+        and "\n" in out["description"]
+        and _has_description_header(data)
+    ):
+        out["description"] = _unfold_description(out["description"])
     urls = raw.get("project_urls") or {}
     out["project_url"] = [f"{label}, {url}" for label, url in urls.items()]
     out["keywords"] = _raw_keywords(data)

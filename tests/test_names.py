@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import pytest
+
+from pypi_assets.pypi.names import (
+    UnsafeValue,
+    canonical,
+    check_filename,
+    check_project_name,
+    check_url,
+    packagetype_for,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Django", "django"),
+        ("zope.interface", "zope-interface"),
+        ("Foo__Bar--baz..Qux", "foo-bar-baz-qux"),
+        ("A_B.C-D", "a-b-c-d"),
+        ("pip", "pip"),
+    ],
+)
+def test_pep503_normalisation(name: str, expected: str) -> None:
+    assert canonical(name) == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "-foo", "foo-", "a/b", "../x", "foo bar", "x" * 201, "é", None, 3]
+)
+def test_invalid_project_names_refused(bad: object) -> None:
+    with pytest.raises(UnsafeValue):
+        check_project_name(bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../evil.whl",
+        "a/b.whl",
+        "a\\b.whl",
+        ".hidden.tar.gz",
+        "x..y.whl",
+        "",
+        "a\x00.whl",
+        "a b.whl",
+    ],
+)
+def test_hostile_filenames_refused(bad: str) -> None:
+    with pytest.raises(UnsafeValue):
+        check_filename(bad)
+
+
+def test_good_filename_accepted() -> None:
+    assert (
+        check_filename("foo_bar-1.0+local-py3-none-any.whl") == "foo_bar-1.0+local-py3-none-any.whl"
+    )
+
+
+def test_urls_only_on_allowed_hosts() -> None:
+    hosts = frozenset({"127.0.0.1:8000", "127.0.0.1"})
+    base = "http://127.0.0.1:8000/"
+    assert check_url("/packages/a/b.whl", base, hosts) == "http://127.0.0.1:8000/packages/a/b.whl"
+    for bad in (
+        "http://evil.example/x.whl",
+        "file:///etc/passwd",
+        "http://user:pw@127.0.0.1/x",
+        "ftp://127.0.0.1/x",
+    ):
+        with pytest.raises(UnsafeValue):
+            check_url(bad, base, hosts)
+
+
+@pytest.mark.parametrize(
+    ("filename", "kind"),
+    [
+        ("a-1.whl", "bdist_wheel"),
+        ("a-1.tar.gz", "sdist"),
+        ("a-1.zip", "sdist"),
+        ("a-1.exe", "bdist_wininst"),
+        ("a-1.egg", "bdist_egg"),
+    ],
+)
+def test_packagetype_from_filename(filename: str, kind: str) -> None:
+    assert packagetype_for(filename) == kind

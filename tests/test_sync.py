@@ -1,0 +1,286 @@
+"""End-to-end metadata sync against the shipped fake upstream over loopback."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+
+from pypi_assets.fake import FakeUpstream
+from pypi_assets.pypi.records import SEED_FIELDS
+from pypi_assets.store import current_snapshot
+
+from .conftest import make_config, sync
+
+
+def _table(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything an analyst sees, minus bookkeeping timestamps."""
+    return {
+        "projects": _table(
+            db,
+            "SELECT name, display_name, serial, status, latest_version, removed_serial FROM projects ORDER BY name",
+        ),
+        "releases": _table(db, "SELECT * FROM releases ORDER BY project, version"),
+        "distributions": _table(db, "SELECT * FROM distributions ORDER BY project, filename"),
+        "dependencies": _table(db, "SELECT * FROM dependencies ORDER BY ALL"),
+        "selected": _table(db, "SELECT * FROM selected_files ORDER BY ALL"),
+    }
+
+
+def _headers(meta: bytes) -> email.message.Message:
+    return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(meta)
+
+
+def test_columns_equal_wheel_metadata_and_version_json_for_every_version(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "m.duckdb"
+    report = sync(fake, db)
+    assert report.ok and report.refresh.refreshed
+    cols = ", ".join(SEED_FIELDS)
+    rows = _table(
+        db, f"SELECT {cols}, url, release_version, metadata_source, project FROM distributions"
+    )
+    assert len(rows) == sum(
+        len(r.files) for n in fake.index.projects for r in fake.index.releases(n).values()
+    )
+    versions_checked: set[tuple[str, str]] = set()
+    wheel_rows = sdist_rows = 0
+    for row in rows:
+        rec = dict(
+            zip(
+                (*SEED_FIELDS, "url", "release_version", "metadata_source", "project"),
+                row,
+                strict=True,
+            )
+        )
+        body = httpx.get(rec["url"]).content  # the real file, from the upstream
+        if rec["filename"].endswith(".whl") and rec["metadata_source"] == "core-metadata":
+            wheel_rows += 1
+            with zipfile.ZipFile(io.BytesIO(body)) as z:
+                meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA")))
+            # The .metadata file must be byte-identical to the wheel's own METADATA.
+            assert httpx.get(rec["url"] + ".metadata").content == meta
+            h = _headers(meta)
+            expect = {
+                "metadata_version": h["Metadata-Version"],
+                "name": h["Name"],
+                "version": h["Version"],
+                "summary": h["Summary"],
+                "keywords": h["Keywords"],
+                "home_page": h["Home-page"],
+                "download_url": h["Download-URL"],
+                "author": h["Author"],
+                "author_email": h["Author-email"],
+                "maintainer": h["Maintainer"],
+                "maintainer_email": h["Maintainer-email"],
+                "license": h["License"],
+                "requires_python": h["Requires-Python"],
+                "project_url": h.get_all("Project-URL") or [],
+                "platform": h.get_all("Platform") or [],
+                "supported_platform": h.get_all("Supported-Platform") or [],
+                "requires_dist": h.get_all("Requires-Dist") or [],
+                "provides_dist": h.get_all("Provides-Dist") or [],
+                "obsoletes_dist": h.get_all("Obsoletes-Dist") or [],
+                "requires_external": h.get_all("Requires-External") or [],
+                "classifiers": h.get_all("Classifier") or [],
+                "description": h.get_payload() if float(h["Metadata-Version"]) >= 2.1 else None,
+            }
+            for col, value in expect.items():
+                if col == "description" and value is None:
+                    continue
+                assert rec[col] == value, (rec["filename"], col)
+            assert rec["packagetype"] == "bdist_wheel"
+        else:
+            sdist_rows += 1
+            vj = httpx.get(
+                f"{fake.url}/pypi/{rec['project']}/{rec['release_version']}/json"
+            ).json()["info"]
+            for col in (
+                "summary",
+                "description",
+                "keywords",
+                "home_page",
+                "download_url",
+                "author",
+                "author_email",
+                "maintainer",
+                "maintainer_email",
+                "license",
+                "requires_python",
+            ):
+                assert rec[col] == (vj[col] or None), (rec["filename"], col)
+            assert rec["name"] == vj["name"] and rec["version"] == vj["version"]
+            assert rec["requires_dist"] == (vj["requires_dist"] or [])
+            assert rec["classifiers"] == vj["classifiers"]
+            assert rec["metadata_version"] is None  # the JSON API does not expose it
+        versions_checked.add((rec["project"], rec["release_version"]))
+    assert wheel_rows and sdist_rows
+    # Older versions are covered, not only upstream's "latest".
+    latest = {n: fake.index.latest(n).version for n in fake.index.projects if fake.index.latest(n)}  # type: ignore[union-attr]
+    assert any(v != latest[p] for p, v in versions_checked)
+
+
+def test_wheel_metadata_is_not_copied_from_the_sdist_or_latest(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "m.duckdb"
+    sync(fake, db)
+    rows = _table(
+        db,
+        "SELECT filename, requires_dist FROM distributions WHERE metadata_source = 'core-metadata'",
+    )
+    assert rows and all(any("colorama" in r for r in reqs) for _f, reqs in rows)
+    sdists = _table(db, "SELECT requires_dist FROM distributions WHERE packagetype = 'sdist'")
+    assert not any(any("colorama" in r for r in reqs) for (reqs,) in sdists)
+
+
+def test_second_sync_without_change_makes_at_most_two_requests(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "m.duckdb"
+    sync(fake, db)
+    before = _dump(db)
+    fake.reset_counts()
+    report = sync(fake, db)
+    assert fake.total_requests() <= 2
+    assert report.up_to_date
+    assert _dump(db) == before
+
+
+def test_new_release_fetches_only_that_project_and_its_new_files(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "m.duckdb"
+    sync(fake, db)
+    target = sorted(fake.index.projects)[5]
+    fake.index.add_release(target, "9.0.0", wheels=2)
+    fake.reset_counts()
+    report = sync(fake, db)
+    assert report.refresh.refreshed == [target]
+    touched = {proj for (_route, proj) in fake.per_project}
+    assert touched == {target}
+    assert fake.counts["project-json"] == 1
+    assert fake.counts["version-json"] == 1  # only the new version
+    assert fake.counts["core-metadata"] == 2  # only the two new wheels
+    files = {
+        r[0]
+        for r in _table(
+            db,
+            f"SELECT filename FROM distributions WHERE project = '{target}' AND release_version = '9.0.0'",
+        )
+    }
+    assert len(files) == 3
+
+
+def test_new_file_in_old_release_reuses_stored_version_info(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    db = tmp_path / "m.duckdb"
+    sync(fake, db)
+    target = sorted(fake.index.projects)[2]
+    version = next(v for v, r in fake.index.releases(target).items() if r.files)
+    fake.index.add_file(target, version)
+    fake.reset_counts()
+    sync(fake, db)
+    assert fake.counts["version-json"] == 0
+    assert fake.counts["core-metadata"] == 1
+
+
+def test_yank_and_delete_propagate(fake: FakeUpstream, tmp_path: Path) -> None:
+    db = tmp_path / "m.duckdb"
+    sync(fake, db)
+    names = sorted(fake.index.projects)
+    yanked = names[1]
+    version = next(v for v, r in fake.index.releases(yanked).items() if r.files)
+    fake.index.yank(yanked, version, "broken build")
+    gone = names[3]
+    fake.index.delete_project(gone)
+    fake.reset_counts()
+    report = sync(fake, db)
+    assert fake.counts["version-json"] == 0 and fake.counts["core-metadata"] == 0
+    assert report.refresh.removed == [gone]
+    rows = _table(
+        db,
+        f"SELECT DISTINCT yanked, yanked_reason FROM distributions WHERE project = '{yanked}' AND release_version = '{version}'",
+    )
+    assert rows == [(True, "broken build")]
+    assert _table(db, f"SELECT status FROM projects WHERE name = '{gone}'") == [("removed",)]
+    assert _table(db, f"SELECT count(*) FROM selected_distributions WHERE project = '{gone}'") == [
+        (0,)
+    ]
+    assert (
+        _table(db, f"SELECT count(*) FROM distributions WHERE project = '{gone}'")[0][0] > 0
+    )  # history kept
+
+
+def test_allowlist_from_bandersnatch_config(fake: FakeUpstream, tmp_path: Path) -> None:
+    names = [p.name for p in fake.index.projects.values()]
+    pick = [names[3], names[7].upper(), names[10] + ">=0.2  # inline comment"]
+    cfg = make_config(
+        "[plugins]\nenabled =\n    allowlist_project\n[allowlist]\npackages =\n    "
+        + "\n    ".join(pick)
+        + "\n"
+    )
+    db = tmp_path / "m.duckdb"
+    fake.reset_counts()
+    report = sync(fake, db, cfg)
+    want = sorted(
+        {
+            fake.index.get(n).name.lower().replace("_", "-").replace(".", "-")
+            for n in (names[3], names[7], names[10])
+        }
+    )  # type: ignore[union-attr]
+    assert sorted(report.refresh.refreshed) == want
+    assert {p for (_r, p) in fake.per_project} == set(want)
+    assert (
+        sorted(r[0] for r in _table(db, "SELECT DISTINCT project FROM selected_distributions"))
+        == want
+    )
+
+
+def test_snapshot_published_and_connect_reads_it(fake: FakeUpstream, tmp_path: Path) -> None:
+    import pypi_assets
+
+    db = tmp_path / "m.duckdb"
+    sync(fake, db)
+    snap = current_snapshot(db)
+    assert snap is not None and snap.exists()
+    con = pypi_assets.connect(db)
+    n = con.execute("SELECT count(*) FROM selected_distributions").fetchone()[0]  # type: ignore[index]
+    assert n == _table(db, "SELECT count(*) FROM distributions")[0][0]
+    with pytest.raises(duckdb.Error):
+        con.execute("CREATE TABLE x (a INT)")  # read-only
+    assert (snap.parent / (snap.stem + ".parquet") / "distributions.parquet").exists()
+
+
+def test_analyst_connection_held_open_does_not_break_sync(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    import pypi_assets
+
+    db = tmp_path / "m.duckdb"
+    sync(fake, db)
+    con = pypi_assets.connect(db)
+    old = con.execute("SELECT count(*) FROM distributions").fetchone()[0]  # type: ignore[index]
+    fake.index.add_release(sorted(fake.index.projects)[0], "7.0.0", wheels=1)
+    report = sync(fake, db)  # publishes while the analyst's connection is open
+    assert report.ok
+    assert con.execute("SELECT count(*) FROM distributions").fetchone()[0] == old  # type: ignore[index]
+    con2 = pypi_assets.connect(db)
+    assert con2.execute("SELECT count(*) FROM distributions").fetchone()[0] == old + 2  # type: ignore[index]
