@@ -22,6 +22,7 @@ from ._version import __version__
 from .filters import ConfigError
 from .pipeline import Progress, SyncReport, run_sync
 from .pypi import UpstreamError
+from .pypi.fetch import Depth
 from .settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -114,6 +115,7 @@ def _sync(
     as_json: bool,
     demo_label: str | None = None,
     client_overrides: dict[str, Any] | None = None,
+    depth: Depth = "full",
 ) -> int:
     try:
         config = settings.load_config()
@@ -128,7 +130,13 @@ def _sync(
         progress: Progress = display
         try:
             report = asyncio.run(
-                run_sync(settings, config, progress=progress, client_overrides=client_overrides)
+                run_sync(
+                    settings,
+                    config,
+                    progress=progress,
+                    client_overrides=client_overrides,
+                    depth=depth,
+                )
             )
         except UpstreamError as exc:
             print(f"error: upstream unreachable: {exc}", file=sys.stderr)
@@ -151,7 +159,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         blobs=args.blobs,
         concurrency=args.concurrency,
     )
-    return _sync(settings, quiet=args.quiet, as_json=args.json)
+    return _sync(settings, quiet=args.quiet, as_json=args.json, depth=args.depth)
 
 
 DEMO_CONFIG = """\
@@ -184,9 +192,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _reachable(url: str) -> bool:
     import httpx
 
+    from .pypi.client import ssl_context
+
     try:
         r = httpx.head(
-            url.rstrip("/") + "/simple/", timeout=5.0, follow_redirects=False, trust_env=False
+            url.rstrip("/") + "/simple/",
+            timeout=5.0,
+            follow_redirects=False,
+            trust_env=False,
+            verify=ssl_context(),
         )
         return r.status_code < 500
     except httpx.HTTPError:
@@ -250,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
     s.add_argument(
         "--concurrency", type=int, help="parallel requests, 1-10 (default: config workers)"
+    )
+    s.add_argument(
+        "--depth",
+        choices=("full", "project"),
+        default="full",
+        help="full: per-version JSON and per-wheel core metadata (default); "
+        "project: one request per project, files and hashes only",
     )
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("-q", "--quiet", action="store_true")

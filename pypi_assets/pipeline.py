@@ -27,7 +27,7 @@ from .pypi import (
     canonical,
     fetch_project,
 )
-from .pypi.fetch import ProjectError
+from .pypi.fetch import Depth, ProjectError
 from .pypi.metadata import MetadataError
 from .pypi.records import Project, UpstreamListing
 from .settings import Settings
@@ -163,6 +163,7 @@ async def refresh_metadata(
     stop_on_error: bool = False,
     progress: Progress = _no_progress,
     batch: int = 64,
+    depth: Depth = "full",
 ) -> RefreshReport:
     """Fetch every selected project whose upstream serial is newer than the stored one.
 
@@ -175,8 +176,15 @@ async def refresh_metadata(
     states = await asyncio.to_thread(store.project_states)
     scope = selected if names is None else selected & set(names)
     report.selected = len(scope)
+    # Serial 0 means the listing did not say (an HTML-only upstream): check those every run;
+    # an unchanged project then costs one request and is not rewritten.
     todo = sorted(
-        (n for n in scope if n in listing and (n not in states or states[n][0] < listing[n][1])),
+        (
+            n
+            for n in scope
+            if n in listing
+            and (n not in states or states[n][0] < listing[n][1] or listing[n][1] <= 0)
+        ),
         key=lambda n: listing[n][1],
     )
     report.todo = len(todo)
@@ -211,7 +219,7 @@ async def refresh_metadata(
                 stored = None
                 if name in states and states[name][1] == "ok":
                     stored = await asyncio.to_thread(store.load_stored, name)
-                project = await fetch_project(client, display, serial, stored)
+                project = await fetch_project(client, display, serial or None, stored, depth=depth)
                 pending.append(project)
                 if len(pending) >= batch:
                     await flush()
@@ -254,17 +262,19 @@ async def run_sync(
     progress: Progress = _no_progress,
     transport: httpx.AsyncBaseTransport | None = None,
     client_overrides: dict[str, Any] | None = None,
+    depth: Depth = "full",
 ) -> SyncReport:
     """One full incremental sync to the upstream's current serial, then publish a snapshot."""
     started = time.perf_counter()
     ccfg = client_config(settings, config, **(client_overrides or {}))
-    chash = config_hash(config)
+    chash = config_hash(config) + (":project" if depth == "project" else "")
     with MetadataStore(settings.db) as store:
         async with PyPIClient(ccfg, transport=transport) as client:
             serial = await client.last_serial()
-            report = SyncReport(upstream=ccfg.upstream, upstream_serial=serial)
+            report = SyncReport(upstream=ccfg.upstream, upstream_serial=serial or 0)
             if (
-                store.get_meta("synced_serial") == str(serial)
+                serial is not None
+                and store.get_meta("synced_serial") == str(serial)
                 and store.get_meta("synced_config_hash") == chash
                 and store.get_meta("synced_upstream") == ccfg.upstream
             ):
@@ -282,7 +292,7 @@ async def run_sync(
             names = select_projects(store, config)
             report.selected = len(names)
             refresh = await refresh_metadata(
-                client, store, stop_on_error=config.stop_on_error, progress=progress
+                client, store, stop_on_error=config.stop_on_error, progress=progress, depth=depth
             )
             refresh.removed = store.mark_removed(
                 (canonical(p.name) for p in listing.projects), listing.serial

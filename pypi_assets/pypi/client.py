@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
+import ssl
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -29,6 +31,7 @@ from .simple import (
     SimpleProjectPage,
     parse_project_page_html,
     parse_project_page_json,
+    parse_root_html,
     parse_root_json,
 )
 from .xmlrpc import XmlRpcError, dumps_call, loads_response
@@ -135,6 +138,16 @@ def _retry_after(value: str | None, cap: float) -> float | None:
     return max(0.0, min(seconds, cap))
 
 
+def ssl_context() -> ssl.SSLContext:
+    """The operating system's trust store (plus SSL_CERT_FILE if set), like pip and curl use,
+    so a site's own CA (for example a TLS-inspecting proxy) is honoured."""
+    ctx = ssl.create_default_context()
+    extra = os.environ.get("SSL_CERT_FILE")
+    if extra and os.path.exists(extra):
+        ctx.load_verify_locations(cafile=extra)
+    return ctx
+
+
 def quote_version(version: str) -> str:
     if not version or len(version) > 128 or any(ord(c) < 32 for c in version) or "/" in version:
         raise UnsafeValue(f"unsafe version string {version!r}")
@@ -150,11 +163,24 @@ class Fetched:
 
     @property
     def serial(self) -> int | None:
+        """``X-PyPI-Last-Serial``; when a cache in between dropped the header, the serial the
+        JSON body states (``last_serial`` or ``meta._last-serial``)."""
         value = self.headers.get("X-PyPI-Last-Serial")
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+        if self.body[:1] != b"{" or "json" not in self.headers.get("content-type", ""):
+            return None
         try:
-            return int(value) if value is not None else None
+            data = json.loads(self.body)
         except ValueError:
             return None
+        found = data.get("last_serial") if isinstance(data, dict) else None
+        if found is None and isinstance(data, dict) and isinstance(data.get("meta"), dict):
+            found = data["meta"].get("_last-serial")
+        return found if isinstance(found, int) else None
 
     def json(self) -> Any:
         try:
@@ -190,6 +216,7 @@ class PyPIClient:
             follow_redirects=False,
             transport=transport,
             trust_env=False,
+            verify=ssl_context(),
         )
 
     async def __aenter__(self) -> PyPIClient:
@@ -336,21 +363,28 @@ class PyPIClient:
         return rows
 
     # ------------------------------------------------------------------ project list
-    async def last_serial(self) -> int:
-        """The upstream's global serial, cheaply: HEAD on /simple/, else XML-RPC."""
+    async def last_serial(self) -> int | None:
+        """The upstream's global serial, cheaply: HEAD on /simple/, else XML-RPC
+        ``changelog_last_serial``. ``None`` when neither tells (a cache stripped the header
+        and XML-RPC is not offered); raises when the upstream cannot be reached at all."""
+        got = await self.request("simple-head", f"{self.config.base}/simple/", method="HEAD")
+        if got.serial is not None:
+            return got.serial
         try:
-            got = await self.request("simple-head", f"{self.config.base}/simple/", method="HEAD")
-            if got.serial is not None:
-                return got.serial
+            value = await self.xmlrpc("changelog_last_serial")
         except UpstreamError:
-            pass
-        value = await self.xmlrpc("changelog_last_serial")
-        if not isinstance(value, int):
-            raise UpstreamError("changelog_last_serial did not return an integer")
-        return value
+            return None
+        return value if isinstance(value, int) else None
 
     async def list_projects(self) -> UpstreamListing:
-        """Every project with its serial: PEP 691 JSON ``/simple/``, else XML-RPC."""
+        """Every project with its serial.
+
+        The PEP 691 JSON ``/simple/`` first (one request). When the upstream does not serve
+        JSON, XML-RPC ``list_packages_with_serial``. When that is not offered either, the HTML
+        root already received, with serials unknown (0): every selected project is then
+        checked with one project-JSON request per run.
+        """
+        html_root: str | None = None
         try:
             got = await self.request(
                 "simple-root", f"{self.config.base}/simple/", headers={"Accept": ACCEPT}
@@ -362,11 +396,19 @@ class PyPIClient:
                 if serial is None:
                     serial = max((p.serial for p in projects), default=0)
                 return UpstreamListing(serial, projects, "simple-json")
+            if "html" in ctype:
+                html_root = got.body.decode("utf-8", "replace")
         except (UpstreamError, SimpleParseError):
             pass
-        mapping = await self.xmlrpc("list_packages_with_serial")
-        if not isinstance(mapping, dict):
-            raise UpstreamError("list_packages_with_serial did not return a mapping")
+        try:
+            mapping = await self.xmlrpc("list_packages_with_serial")
+            if not isinstance(mapping, dict):
+                raise UpstreamError("list_packages_with_serial did not return a mapping")
+        except UpstreamError:
+            if html_root is None:
+                raise
+            serial_or_none, listed = parse_root_html(html_root)
+            return UpstreamListing(serial_or_none or 0, listed, "simple-html")
         listing = [ProjectListing(str(k), int(v)) for k, v in mapping.items()]
         serial = max((p.serial for p in listing), default=0)
         return UpstreamListing(serial, listing, "xmlrpc")

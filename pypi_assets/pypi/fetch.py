@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import dataclasses
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from .client import PyPIClient, quote_version
+from .client import NotFound, PyPIClient, quote_version
 from .metadata import MetadataError, fields_from_core_metadata, fields_from_version_info
 from .names import (
     UnsafeValue,
@@ -25,7 +25,9 @@ from .names import (
 )
 from .records import Distribution, Project, Release, StoredProject
 
-__all__ = ["ProjectError", "fetch_project", "parse_time"]
+__all__ = ["Depth", "ProjectError", "fetch_project", "parse_time"]
+
+Depth = Literal["full", "project"]
 
 
 class ProjectError(RuntimeError):
@@ -126,11 +128,38 @@ def _parse_files(client: PyPIClient, releases: Any) -> dict[str, list[_File]]:
     return out
 
 
+def _fill(d: Distribution, f: _File, project: str, serial: int) -> Distribution:
+    """Set the file attributes, which always come from the current project JSON."""
+    d.project = project
+    d.release_version = f.version
+    d.url = f.url
+    d.sha256 = f.sha256
+    d.md5 = f.md5
+    d.blake2b_256 = f.blake2b_256
+    d.size = f.size
+    d.upload_time = f.upload_time
+    d.yanked = f.yanked
+    d.yanked_reason = f.yanked_reason
+    d.python_version = f.python_version
+    d.file_requires_python = f.requires_python
+    d.project_serial = serial
+    return d
+
+
 async def fetch_project(
-    client: PyPIClient, name: str, expected_serial: int | None, stored: StoredProject | None
+    client: PyPIClient,
+    name: str,
+    expected_serial: int | None,
+    stored: StoredProject | None,
+    *,
+    depth: Depth = "full",
 ) -> Project:
     """Fetch ``name`` and return its complete new state; raises NotFound, UpstreamError,
-    UnsafeValue or ProjectError. Nothing unchanged is fetched again."""
+    UnsafeValue or ProjectError. Nothing unchanged is fetched again.
+
+    ``depth="project"`` makes exactly one request (the project JSON): files, hashes, sizes and
+    yanks, with the metadata columns left NULL (``metadata_source = 'none'``).
+    """
     check_project_name(name)
     norm = canonical(name)
     got = await client.project_json(name, expected_serial)
@@ -150,17 +179,25 @@ async def fetch_project(
     stored_releases = stored.releases if stored else {}
     stored_files = stored.distributions if stored else {}
 
-    def is_new(f: _File) -> bool:
+    def reusable(f: _File) -> Distribution | None:
+        """The stored row for an unchanged file (same sha256, metadata at this depth)."""
         old = stored_files.get(f.filename)
-        return old is None or old.sha256 != f.sha256
+        if old is None or old.sha256 != f.sha256:
+            return None
+        if depth == "full" and old.metadata_source == "none":
+            return None
+        return old
 
-    new_files = [f for files in files_by_version.values() for f in files if is_new(f)]
+    new_files = [f for files in files_by_version.values() for f in files if reusable(f) is None]
     need_info = {
         v
         for v, files in files_by_version.items()
         if files and (stored_releases.get(v) is None or stored_releases[v].info is None)
     }
     new_wheels = [f for f in new_files if f.filename.endswith(".whl")]
+    if depth == "project":
+        need_info = set()
+        new_wheels = []
 
     core_meta: dict[str, str | None] = {}  # filename -> advertised sha256
     if new_wheels:
@@ -173,8 +210,14 @@ async def fetch_project(
         v: r.info for v, r in stored_releases.items() if r.info is not None and v not in need_info
     }
 
+    no_info: set[str] = set()  # versions whose version JSON upstream does not serve
+
     async def get_info(version: str) -> None:
-        vg = await client.version_json(name, version)
+        try:
+            vg = await client.version_json(name, version)
+        except NotFound:
+            no_info.add(version)
+            return
         vdata = vg.json()
         vinfo = vdata.get("info") if isinstance(vdata, dict) else None
         if not isinstance(vinfo, dict):
@@ -189,12 +232,20 @@ async def fetch_project(
         with contextlib.suppress(MetadataError):
             metadata[f.filename] = fields_from_core_metadata(body)
 
-    async with asyncio.TaskGroup() as tg:
-        for v in sorted(need_info):
-            tg.create_task(get_info(v))
-        for f in new_wheels:
-            if f.filename in core_meta:
-                tg.create_task(get_meta(f))
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for v in sorted(need_info):
+                tg.create_task(get_info(v))
+            for f in new_wheels:
+                if f.filename in core_meta:
+                    tg.create_task(get_meta(f))
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None  # callers handle plain exceptions per project
+    latest = info.get("version")
+    if isinstance(latest, str) and latest in no_info:
+        # The project JSON's info *is* the latest version's metadata; only there is it valid.
+        infos[latest] = info
+        no_info.discard(latest)
 
     releases: list[Release] = []
     dists: list[Distribution] = []
@@ -213,17 +264,29 @@ async def fetch_project(
             )
         )
         for f in files:
-            old = stored_files.get(f.filename)
-            if old is not None and old.sha256 == f.sha256:
+            old = reusable(f)
+            if old is not None:
                 d = dataclasses.replace(old)
             else:
                 if f.filename in metadata:
                     fields = metadata[f.filename]
                     source = "core-metadata"
                 else:
-                    if rinfo is None:
+                    if rinfo is None and depth == "full" and version not in no_info:
                         await get_info(version)
-                        rinfo = infos[version]
+                        rinfo = infos.get(version)
+                    if rinfo is None:
+                        # Project depth, or no version JSON upstream: metadata stays NULL and
+                        # the version is asked for again on the next change of the project.
+                        d = Distribution(
+                            filename=f.filename,
+                            packagetype=f.packagetype,
+                            name=display,
+                            version=version,
+                            metadata_source="none",
+                        )
+                        dists.append(_fill(d, f, norm, serial))
+                        continue
                     try:
                         fields = fields_from_version_info(rinfo)
                     except MetadataError as exc:
@@ -242,21 +305,7 @@ async def fetch_project(
                     core_metadata_sha256=core_meta.get(f.filename),
                     **fields,
                 )
-            d.project = norm
-            d.release_version = version
-            d.url = f.url
-            d.sha256 = f.sha256
-            d.md5 = f.md5
-            d.blake2b_256 = f.blake2b_256
-            d.size = f.size
-            d.upload_time = f.upload_time
-            d.yanked = f.yanked
-            d.yanked_reason = f.yanked_reason
-            d.python_version = f.python_version
-            d.file_requires_python = f.requires_python
-            d.project_serial = serial
-            dists.append(d)
-    latest = info.get("version")
+            dists.append(_fill(d, f, norm, serial))
     return Project(
         name=norm,
         display_name=display,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-MetadataSource = Literal["core-metadata", "version-json"]
+MetadataSource = Literal["core-metadata", "version-json", "none"]
 
 #: The 24 per-file fields that bandersnatch issue #548 asks for, in its order.
 SEED_FIELDS: tuple[str, ...] = (
@@ -64,14 +64,14 @@ class ProjectListing:
     """One row of the upstream project list."""
 
     name: str  # display name as upstream lists it
-    serial: int
+    serial: int  # 0 when the upstream did not say (HTML listing)
 
 
 @dataclass(slots=True)
 class UpstreamListing:
     serial: int  # the global serial the listing was taken at
     projects: list[ProjectListing]
-    source: Literal["simple-json", "xmlrpc"]
+    source: Literal["simple-json", "xmlrpc", "simple-html"]
 
 
 @dataclass(slots=True)

@@ -1,0 +1,198 @@
+"""The CLI contract: flags, environment variables, exit codes, SIGKILL recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
+
+from .conftest import PYTHON
+from .test_sync import _dump
+
+CONF = """\
+[mirror]
+directory = /tmp/unused
+master = http://127.0.0.1
+allow-non-https = true
+workers = 3
+"""
+
+
+def _run(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "pypi_assets.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_sync_exit_0_and_summary(
+    fake: FakeUpstream, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF)
+    db = tmp_path / "x.duckdb"
+    p = _run(["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)], cli_env)
+    assert p.returncode == 0, p.stderr
+    assert f"refreshed        {len(fake.index.projects)}" in p.stdout
+    assert "[fetch]" in p.stderr  # progress is shown
+    assert db.exists()
+
+
+def test_environment_variables_are_the_defaults(
+    fake: FakeUpstream, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF)
+    env = {
+        **cli_env,
+        "PYPI_ASSETS_UPSTREAM": fake.url,
+        "PYPI_ASSETS_CONFIG": str(conf),
+        "PYPI_ASSETS_DB": str(tmp_path / "env.duckdb"),
+    }
+    p = _run(["sync", "--json", "-q"], env)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "env.duckdb").exists()
+    assert f'"upstream": "{fake.url}"' in p.stdout
+
+
+def test_failed_project_exits_1_and_is_named(
+    fake: FakeUpstream, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF)
+    bad = sorted(fake.index.projects)[3]
+    fake.add_fault(Fault(path=rf"^/pypi/{bad}/json$", kind="status", status=500, times=1000))
+    p = _run(
+        ["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(tmp_path / "x.duckdb")],
+        cli_env,
+    )
+    assert p.returncode == 1
+    assert f"FAILED {bad}:" in p.stderr
+    assert f"1 project(s) failed: {bad}" in p.stderr
+    assert f"refreshed        {len(fake.index.projects) - 1}" in p.stdout
+
+
+def test_bad_config_exits_2_names_file_section_key_and_syncs_nothing(
+    fake: FakeUpstream, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    conf = tmp_path / "bad.conf"
+    conf.write_text(CONF.replace("workers = 3", "workers = 11"))
+    db = tmp_path / "x.duckdb"
+    p = _run(["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)], cli_env)
+    assert p.returncode == 2
+    assert f"{conf}: [mirror] workers:" in p.stderr
+    assert not db.exists()
+    assert fake.total_requests() == 0
+
+
+def test_unreachable_upstream_exits_3(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF)
+    p = _run(
+        [
+            "sync",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--config",
+            str(conf),
+            "--db",
+            str(tmp_path / "x.duckdb"),
+        ],
+        cli_env,
+    )
+    assert p.returncode == 3
+    assert "upstream unreachable" in p.stderr
+
+
+def test_sigkill_mid_run_then_rerun_equals_uninterrupted(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF)
+    index = FakeIndex.generate(60)
+    with FakeUpstream(index, latency=0.02) as up:
+        ref = tmp_path / "ref.duckdb"
+        assert (
+            _run(
+                ["sync", "--upstream", up.url, "--config", str(conf), "--db", str(ref), "-q"],
+                cli_env,
+            ).returncode
+            == 0
+        )
+        killed = tmp_path / "killed.duckdb"
+        up.reset_counts()
+        proc = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "pypi_assets.cli",
+                "sync",
+                "--upstream",
+                up.url,
+                "--config",
+                str(conf),
+                "--db",
+                str(killed),
+                "-q",
+            ],
+            env=cli_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while up.counts["project-json"] < 25 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the sync finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        partial = duckdb.connect(str(killed), read_only=True)
+        n_partial = partial.execute("SELECT count(*) FROM projects").fetchone()[0]  # type: ignore[index]
+        partial.close()
+        assert n_partial < len(index.projects)
+        again = _run(
+            ["sync", "--upstream", up.url, "--config", str(conf), "--db", str(killed), "-q"],
+            cli_env,
+        )
+        assert again.returncode == 0, again.stderr
+    assert _dump(killed) == _dump(ref)
+
+
+def test_fake_upstream_command_serves(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pypi_assets.cli", "fake-upstream", "--port", str(port), "--projects", "5"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"127.0.0.1:{port}" in line
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/simple/",
+            headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+        )
+        assert len(r.json()["projects"]) == 5
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    assert sys.executable
