@@ -26,8 +26,8 @@ async def filtered_projects(
     """
     if names is None:
         listing = await client.list_projects()
-        serials = {p.name: p.serial for p in listing.projects}
-        candidates = [p.name for p in listing.projects]
+        serials = dict(zip(listing.names, listing.serials, strict=True))
+        candidates = listing.names
     else:
         candidates = list(names)
         serials = {}

@@ -29,6 +29,7 @@ from .pypi import (
 )
 from .pypi.fetch import Depth, ProjectError
 from .pypi.metadata import MetadataError
+from .pypi.names import is_valid_project_name
 from .pypi.records import Project, UpstreamListing
 from .settings import Settings
 from .store import MetadataStore, publish_snapshot
@@ -114,15 +115,16 @@ class SyncReport:
 
 # ---------------------------------------------------------------------- steps
 async def list_upstream(client: PyPIClient, store: MetadataStore) -> UpstreamListing:
+    """Store the upstream project list; names that are not valid project names are dropped."""
     listing = await client.list_projects()
-    valid = []
-    for p in listing.projects:
-        try:
-            canonical(p.name)
-        except Exception:
-            continue
-        valid.append(p)
-    listing.projects = valid
+    keep = [i for i, n in enumerate(listing.names) if is_valid_project_name(n)]
+    if len(keep) != len(listing.names):
+        log.warning(
+            "ignoring %d invalid project names in the upstream listing",
+            len(listing.names) - len(keep),
+        )
+        listing.names = [listing.names[i] for i in keep]
+        listing.serials = [listing.serials[i] for i in keep]
     await asyncio.to_thread(store.replace_upstream_listing, listing, canonical)
     return listing
 
@@ -130,9 +132,9 @@ async def list_upstream(client: PyPIClient, store: MetadataStore) -> UpstreamLis
 def select_projects(store: MetadataStore, config: MirrorConfig) -> list[str]:
     """Apply project-level filters to the stored upstream listing; returns kept names."""
     pf = project_filter(config)
-    rows = store.upstream_listing()
-    kept = pf.select(display for _n, display, _s in rows)
-    names: list[str] = [canonical(n) for n in kept]
+    names: list[str] = []
+    for chunk in store.iter_upstream_display_names():
+        names.extend(canonical(n) for n in pf.select(chunk))
     store.replace_selected_projects(names)
     store.set_meta(config_hash=config_hash(config), config=json.dumps(config.to_dict()))
     return names
@@ -171,8 +173,9 @@ async def refresh_metadata(
     considered. Each project fails alone; the rest of the run completes.
     """
     report = RefreshReport()
-    listing = {n: (d, s) for n, d, s in await asyncio.to_thread(store.upstream_listing)}
-    selected = await asyncio.to_thread(store.selected_projects)
+    rows = await asyncio.to_thread(lambda: store.upstream_listing(selected_only=True))
+    listing = {n: (d, s) for n, d, s in rows}
+    selected = set(listing)
     states = await asyncio.to_thread(store.project_states)
     scope = selected if names is None else selected & set(names)
     report.selected = len(scope)
@@ -287,16 +290,15 @@ async def run_sync(
             progress("list", 0, 1, "listing upstream projects")
             listing = await list_upstream(client, store)
             report.upstream_serial = listing.serial
-            report.listed = len(listing.projects)
-            progress("list", 1, 1, f"{len(listing.projects)} projects at serial {listing.serial}")
+            report.listed = len(listing)
+            progress("list", 1, 1, f"{len(listing)} projects at serial {listing.serial}")
+            del listing.names, listing.serials  # stored; free ~100 MB at PyPI's scale
             names = select_projects(store, config)
             report.selected = len(names)
             refresh = await refresh_metadata(
                 client, store, stop_on_error=config.stop_on_error, progress=progress, depth=depth
             )
-            refresh.removed = store.mark_removed(
-                (canonical(p.name) for p in listing.projects), listing.serial
-            )
+            refresh.removed = store.mark_removed(listing.serial)
             report.refresh = refresh
             report.requests = client.stats.as_dict()
         recompute_selected_files(store, config)

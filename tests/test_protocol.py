@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import xmlrpc.client
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from pypi_assets.fake import FakeUpstream
 from pypi_assets.pypi import ClientConfig, PyPIClient
 from pypi_assets.pypi.simple import (
+    loads_root_json,
     parse_project_page_html,
     parse_project_page_json,
     parse_root_html,
@@ -20,17 +22,17 @@ from pypi_assets.pypi.xmlrpc import XmlRpcError, loads_response
 
 
 def test_root_json() -> None:
-    serial, projects = parse_root_json(
-        {
-            "meta": {"api-version": "1.4", "_last-serial": 99},
-            "projects": [
-                {"name": "Foo_Bar", "_last-serial": 5},
-                {"name": "baz", "_last-serial": 99},
-            ],
-        }
+    doc = {
+        "meta": {"api-version": "1.4", "_last-serial": 99},
+        "projects": [{"name": "Foo_Bar", "_last-serial": 5}, {"name": "baz", "_last-serial": 99}],
+    }
+    assert parse_root_json(doc) == (99, ["Foo_Bar", "baz"], [5, 99])
+    # The compact loader used for the 40 MB listing gives the same answer.
+    assert parse_root_json(loads_root_json(json.dumps(doc).encode())) == (
+        99,
+        ["Foo_Bar", "baz"],
+        [5, 99],
     )
-    assert serial == 99
-    assert [(p.name, p.serial) for p in projects] == [("Foo_Bar", 5), ("baz", 99)]
 
 
 def test_root_json_rejects_other_major_version() -> None:
@@ -39,11 +41,8 @@ def test_root_json_rejects_other_major_version() -> None:
 
 
 def test_root_html_with_serial_comment() -> None:
-    serial, projects = parse_root_html(
-        '<html><body><a href="/simple/a/">A</a><a href="/simple/b-c/">b.c</a></body></html>\n<!--SERIAL 42-->'
-    )
-    assert serial == 42
-    assert [p.name for p in projects] == ["A", "b.c"]
+    html = '<html><body><a href="/simple/a/">A</a><a href="/simple/b-c/">b.c</a></body></html>\n<!--SERIAL 42-->'
+    assert parse_root_html(html) == (42, ["A", "b.c"])
 
 
 def test_project_page_json_fields() -> None:
@@ -168,7 +167,7 @@ def test_client_lists_via_json_and_xmlrpc(fake: FakeUpstream) -> None:
             listing = await c.list_projects()
             assert listing.source == "simple-json"
             assert listing.serial == fake.index.serial
-            assert len(listing.projects) == len(fake.index.projects)
+            assert len(listing) == len(fake.index.projects)
             via_rpc = await c.xmlrpc("list_packages_with_serial")
             assert via_rpc == {p.name: p.serial for p in listing.projects}
             assert await c.xmlrpc("changelog_last_serial") == fake.index.serial
@@ -186,7 +185,7 @@ def test_client_falls_back_to_xmlrpc_when_simple_json_fails(fake: FakeUpstream) 
         async with PyPIClient(ClientConfig(upstream=fake.url, backoff=0.001, retries=1)) as c:
             listing = await c.list_projects()
             assert listing.source == "xmlrpc"
-            assert len(listing.projects) == len(fake.index.projects)
+            assert len(listing) == len(fake.index.projects)
 
     asyncio.run(main())
 

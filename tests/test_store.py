@@ -92,7 +92,7 @@ def test_dependencies_parsed(tmp_path: Path) -> None:
 def test_removed_projects_are_marked_not_kept_silently(tmp_path: Path) -> None:
     with MetadataStore(tmp_path / "db.duckdb") as store:
         store.write_projects([_project(1, "x")])
-        assert store.mark_removed(["other"], 99) == ["foo"]
+        assert store.mark_removed(99) == ["foo"]  # the (empty) upstream listing lacks it
         assert store.query("SELECT status, removed_serial FROM projects")[0] == ("removed", 99)
         store.replace_selected_projects(["foo"])
         store.select_all_files_of_selected_projects()

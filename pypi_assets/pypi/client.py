@@ -23,12 +23,13 @@ import httpx
 
 from .._version import __version__
 from .names import UnsafeValue, canonical, check_project_name, check_url
-from .records import ProjectListing, UpstreamListing
+from .records import UpstreamListing
 from .simple import (
     ACCEPT,
     JSON_CT,
     SimpleParseError,
     SimpleProjectPage,
+    loads_root_json,
     parse_project_page_html,
     parse_project_page_json,
     parse_root_html,
@@ -160,6 +161,14 @@ class Fetched:
     headers: httpx.Headers
     body: bytes
     url: str
+
+    @property
+    def headers_serial(self) -> int | None:
+        value = self.headers.get("X-PyPI-Last-Serial")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
 
     @property
     def serial(self) -> int | None:
@@ -391,11 +400,17 @@ class PyPIClient:
             )
             ctype = got.headers.get("content-type", "").split(";")[0].strip()
             if ctype == JSON_CT:
-                meta_serial, projects = parse_root_json(got.json())
-                serial = got.serial if got.serial is not None else meta_serial
+                try:
+                    data = loads_root_json(got.body)
+                except ValueError as exc:
+                    raise SimpleParseError(f"invalid JSON: {exc}") from exc
+                del got.body
+                meta_serial, names, serials = parse_root_json(data)
+                del data
+                serial = got.headers_serial if got.headers_serial is not None else meta_serial
                 if serial is None:
-                    serial = max((p.serial for p in projects), default=0)
-                return UpstreamListing(serial, projects, "simple-json")
+                    serial = max(serials, default=0)
+                return UpstreamListing(serial, names, serials, "simple-json")
             if "html" in ctype:
                 html_root = got.body.decode("utf-8", "replace")
         except (UpstreamError, SimpleParseError):
@@ -408,10 +423,10 @@ class PyPIClient:
             if html_root is None:
                 raise
             serial_or_none, listed = parse_root_html(html_root)
-            return UpstreamListing(serial_or_none or 0, listed, "simple-html")
-        listing = [ProjectListing(str(k), int(v)) for k, v in mapping.items()]
-        serial = max((p.serial for p in listing), default=0)
-        return UpstreamListing(serial, listing, "xmlrpc")
+            return UpstreamListing(serial_or_none or 0, listed, [0] * len(listed), "simple-html")
+        names = [str(k) for k in mapping]
+        serials = [int(v) for v in mapping.values()]
+        return UpstreamListing(max(serials, default=0), names, serials, "xmlrpc")
 
     # ------------------------------------------------------------------ per project
     async def project_json(self, name: str, expected_serial: int | None = None) -> Fetched:

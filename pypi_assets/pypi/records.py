@@ -69,9 +69,20 @@ class ProjectListing:
 
 @dataclass(slots=True)
 class UpstreamListing:
+    """The project list, column-wise: ~900k names cost two lists, not 900k objects."""
+
     serial: int  # the global serial the listing was taken at
-    projects: list[ProjectListing]
+    names: list[str]  # display names as upstream lists them
+    serials: list[int]  # each project's _last-serial (0 when upstream did not say)
     source: Literal["simple-json", "xmlrpc", "simple-html"]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def projects(self) -> list[ProjectListing]:
+        """Row-wise view (allocates; convenient for small listings)."""
+        return [ProjectListing(n, s) for n, s in zip(self.names, self.serials, strict=True)]
 
 
 @dataclass(slots=True)

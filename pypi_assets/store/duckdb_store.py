@@ -117,14 +117,16 @@ class MetadataStore:
     def replace_upstream_listing(
         self, listing: UpstreamListing, canonical: Callable[[str], str]
     ) -> None:
-        names = [canonical(p.name) for p in listing.projects]
         with self.transaction() as con:
             con.execute("DELETE FROM upstream_projects")
-            con.execute(
-                "INSERT INTO upstream_projects SELECT * FROM "
-                "(SELECT unnest($1) AS name, unnest($2) AS display_name, unnest($3) AS serial)",
-                [names, [p.name for p in listing.projects], [p.serial for p in listing.projects]],
-            )
+            step = 200_000  # bounded batches keep peak memory flat for ~900k names
+            for i in range(0, len(listing.names), step):
+                display = listing.names[i : i + step]
+                con.execute(
+                    "INSERT INTO upstream_projects SELECT * FROM "
+                    "(SELECT unnest($1) AS name, unnest($2) AS display_name, unnest($3) AS serial)",
+                    [[canonical(n) for n in display], display, listing.serials[i : i + step]],
+                )
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('upstream_serial', ?)", [str(listing.serial)]
             )
@@ -132,11 +134,24 @@ class MetadataStore:
                 "INSERT OR REPLACE INTO meta VALUES ('listing_source', ?)", [listing.source]
             )
 
-    def upstream_listing(self) -> list[tuple[str, str, int]]:
-        return [
-            (r[0], r[1], r[2])
-            for r in self.query("SELECT name, display_name, serial FROM upstream_projects")
-        ]
+    def upstream_listing(self, *, selected_only: bool = False) -> list[tuple[str, str, int]]:
+        sql = "SELECT name, display_name, serial FROM upstream_projects"
+        if selected_only:
+            sql += " u SEMI JOIN selected_projects s ON s.name = u.name"
+        return [(r[0], r[1], r[2]) for r in self.query(sql)]
+
+    def iter_upstream_display_names(self, chunk: int = 100_000) -> Iterator[list[str]]:
+        """The listing's display names in chunks, so filtering never holds them all."""
+        cur = self.con.cursor()
+        try:
+            cur.execute("SELECT display_name FROM upstream_projects")
+            while rows := cur.fetchmany(chunk):
+                yield [r[0] for r in rows]
+        finally:
+            cur.close()
+
+    def upstream_count(self) -> int:
+        return int(self.query("SELECT count(*) FROM upstream_projects")[0][0])
 
     # ------------------------------------------------------------------ selection
     def replace_selected_projects(self, names: Iterable[str]) -> None:
@@ -324,19 +339,16 @@ class MetadataStore:
             )
         return True
 
-    def mark_removed(self, present: Iterable[str], global_serial: int) -> list[str]:
-        """Projects stored as ok that the upstream listing no longer has become 'removed'.
-        Their rows are kept for history but leave every selection view."""
+    def mark_removed(self, global_serial: int) -> list[str]:
+        """Projects stored that the upstream listing (``upstream_projects``) no longer has
+        become 'removed'. Their rows are kept for history but leave every selection view."""
         now = datetime.now(UTC)
         with self.transaction() as con:
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _present AS SELECT unnest($1) AS name",
-                [list(present)],
-            )
             gone = [
                 r[0]
                 for r in con.execute(
-                    "SELECT name FROM projects WHERE status <> 'removed' AND name NOT IN (SELECT name FROM _present)"
+                    "SELECT name FROM projects p WHERE status <> 'removed' "
+                    "AND NOT EXISTS (SELECT 1 FROM upstream_projects u WHERE u.name = p.name)"
                 ).fetchall()
             ]
             if gone:
@@ -345,7 +357,6 @@ class MetadataStore:
                     "WHERE name IN (SELECT unnest($3::VARCHAR[]))",
                     [global_serial, now, gone],
                 )
-            con.execute("DROP TABLE _present")
         return gone
 
     # ------------------------------------------------------------------ counts

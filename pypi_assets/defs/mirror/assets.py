@@ -53,12 +53,10 @@ def upstream_projects(
                 return listing, client.stats.as_dict()
 
     listing, stats = asyncio.run(run())
-    context.log.info(
-        f"{len(listing.projects)} projects at serial {listing.serial} from {ccfg.upstream}"
-    )
+    context.log.info(f"{len(listing)} projects at serial {listing.serial} from {ccfg.upstream}")
     return dg.MaterializeResult(
         metadata={
-            "projects": len(listing.projects),
+            "projects": len(listing),
             "upstream_serial": listing.serial,
             "source": listing.source,
             "upstream": ccfg.upstream,
@@ -83,16 +81,16 @@ def filtered_projects(
         context.log.warning(w)
     with MetadataStore(settings.db) as store:
         names = select_projects(store, config)
-        listing = store.upstream_listing()
+        listed = store.upstream_count()
         serial = int(store.get_meta("upstream_serial") or 0)
-        removed = store.mark_removed((n for n, _d, _s in listing), serial)
+        removed = store.mark_removed(serial)
     context.log.info(
-        f"{len(names)} of {len(listing)} projects selected; {len(removed)} newly removed upstream"
+        f"{len(names)} of {listed} projects selected; {len(removed)} newly removed upstream"
     )
     return dg.MaterializeResult(
         metadata={
             "selected": len(names),
-            "listed": len(listing),
+            "listed": listed,
             "newly_removed": len(removed),
             "removed_sample": dg.MetadataValue.json(sorted(removed)[:50]),
             "config_source": config.source,

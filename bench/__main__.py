@@ -1,0 +1,22 @@
+"""``python -m bench [--quick] [NAME ...]``: run benchmarks, write bench/results/*.md."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import sync_throughput
+
+BENCHES = {"sync": sync_throughput.main}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="bench")
+    p.add_argument("names", nargs="*", default=list(BENCHES), choices=list(BENCHES))
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = p.parse_args()
+    for name in args.names:
+        print(BENCHES[name](quick=args.quick))
+
+
+if __name__ == "__main__":
+    main()
