@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,24 @@ def select_projects(store: MetadataStore, config: MirrorConfig) -> list[str]:
     return names
 
 
+def expected_selection(store: MetadataStore, config: MirrorConfig) -> set[tuple[str, str]]:
+    """``(project, filename)`` the current filters keep, computed afresh from stored rows."""
+    rff = release_file_filter(config)
+    latest = dict(store.query("SELECT name, latest_version FROM projects WHERE status = 'ok'"))
+    out: set[tuple[str, str]] = set()
+    for name in sorted(store.selected_projects()):
+        if name not in latest:
+            continue
+        releases, files = store.project_rows(name)
+        kept = (
+            rff.select(name, latest[name], releases, files)
+            if rff.active
+            else [d.filename for d in files]
+        )
+        out.update((name, fn) for fn in kept)
+    return out
+
+
 def recompute_selected_files(store: MetadataStore, config: MirrorConfig) -> int:
     """``selected_files`` from stored metadata and the current filters. No fetching."""
     rff = release_file_filter(config)
@@ -161,7 +179,7 @@ async def refresh_metadata(
     client: PyPIClient,
     store: MetadataStore,
     *,
-    names: Iterable[str] | None = None,
+    candidates: list[tuple[str, str, int]] | None = None,
     stop_on_error: bool = False,
     progress: Progress = _no_progress,
     batch: int = 64,
@@ -169,27 +187,22 @@ async def refresh_metadata(
 ) -> RefreshReport:
     """Fetch every selected project whose upstream serial is newer than the stored one.
 
-    ``names`` limits the work (a serial window); by default every selected project is
-    considered. Each project fails alone; the rest of the run completes.
+    ``candidates`` (``(name, display_name, serial)``, already known to need a refresh, as
+    for a serial window) limits the work; by default every selected project is considered.
+    Each project fails alone; the rest of the run completes.
     """
     report = RefreshReport()
-    rows = await asyncio.to_thread(lambda: store.upstream_listing(selected_only=True))
-    listing = {n: (d, s) for n, d, s in rows}
-    selected = set(listing)
-    states = await asyncio.to_thread(store.project_states)
-    scope = selected if names is None else selected & set(names)
-    report.selected = len(scope)
-    # Serial 0 means the listing did not say (an HTML-only upstream): check those every run;
-    # an unchanged project then costs one request and is not rewritten.
-    todo = sorted(
-        (
-            n
-            for n in scope
-            if n in listing
-            and (n not in states or states[n][0] < listing[n][1] or listing[n][1] <= 0)
-        ),
-        key=lambda n: listing[n][1],
-    )
+    if candidates is None:
+        rows = await asyncio.to_thread(lambda: store.upstream_listing(selected_only=True))
+        states = await asyncio.to_thread(store.project_states)
+        report.selected = len(rows)
+        # Serial 0 means the listing did not say (an HTML-only upstream): check those every
+        # run; an unchanged project then costs one request and is not rewritten.
+        candidates = [r for r in rows if r[0] not in states or states[r[0]][0] < r[2] or r[2] <= 0]
+    else:
+        report.selected = len(candidates)
+    listing = {n: (d, s) for n, d, s in candidates}
+    todo = sorted(listing, key=lambda n: listing[n][1])
     report.todo = len(todo)
     progress("fetch", 0, len(todo), "")
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -219,9 +232,7 @@ async def refresh_metadata(
                 return
             display, serial = listing[name]
             try:
-                stored = None
-                if name in states and states[name][1] == "ok":
-                    stored = await asyncio.to_thread(store.load_stored, name)
+                stored = await asyncio.to_thread(store.load_stored, name)
                 project = await fetch_project(client, display, serial or None, stored, depth=depth)
                 pending.append(project)
                 if len(pending) >= batch:
@@ -252,6 +263,82 @@ async def refresh_metadata(
             tg.create_task(worker())
     await flush()
     return report
+
+
+async def apply_changelog(
+    client: PyPIClient, store: MetadataStore, config: MirrorConfig
+) -> int | None:
+    """Bring ``upstream_projects`` forward with XML-RPC ``changelog_since_serial``: a cost
+    proportional to the changes, not to the index. Returns the serial reached, or ``None``
+    when the upstream offers no changelog (the caller then re-lists)."""
+    since = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
+    try:
+        rows = await client.changelog_since(since)
+    except UpstreamError:
+        return None
+    latest: dict[str, tuple[str, int, str]] = {}
+    top = since
+    for row in rows:
+        try:
+            name, _version, _ts, action, serial = row[0], row[1], row[2], str(row[3]), int(row[4])
+        except (IndexError, TypeError, ValueError):
+            continue
+        if not isinstance(name, str) or not is_valid_project_name(name):
+            continue
+        top = max(top, serial)
+        norm = canonical(name)
+        if norm not in latest or latest[norm][1] <= serial:
+            latest[norm] = (name, serial, action)
+    removed = [n for n, (_d, _s, action) in latest.items() if action == "remove project"]
+    changed = [(n, d, s) for n, (d, s, action) in latest.items() if action != "remove project"]
+    store.upsert_listing(changed)
+    store.remove_from_listing(removed)
+    pf = project_filter(config)
+    store.add_selected([canonical(d) for d in pf.select(d for _n, d, _s in changed)])
+    if removed:
+        store.mark_removed(top)
+    store.set_meta(changelog_serial=str(top))
+    return top
+
+
+@dataclass
+class WindowReport:
+    key: str
+    changelog_serial: int | None
+    relisted: bool
+    refresh: RefreshReport
+    requests: dict[str, Any]
+
+
+async def refresh_window(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    key: str,
+    *,
+    progress: Progress = _no_progress,
+) -> WindowReport:
+    """Refresh one serial window: the selected projects whose upstream serial falls in it
+    and whose stored serial is older. A window whose end lies beyond what the stored listing
+    knows first catches up through the changelog (or, without one, a full re-listing)."""
+    from .serial_windows import bounds
+
+    first, last = bounds(key)
+    known = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
+    reached: int | None = None
+    relisted = False
+    if known < last:
+        reached = await apply_changelog(client, store, config)
+        if reached is None:
+            await list_upstream(client, store)
+            select_projects(store, config)
+            store.mark_removed(int(store.get_meta("upstream_serial") or 0))
+            relisted = True
+    candidates = await asyncio.to_thread(store.window_candidates, first, last)
+    refresh = await refresh_metadata(
+        client, store, candidates=candidates, stop_on_error=config.stop_on_error, progress=progress
+    )
+    return WindowReport(key, reached, relisted, refresh, client.stats.as_dict())
 
 
 def publish(store: MetadataStore, serial: int) -> Path:

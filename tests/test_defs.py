@@ -1,7 +1,9 @@
-"""The Dagster code location: loads, materialises against the fake upstream, matches the CLI."""
+"""The Dagster code location: loads, materialises by serial window against the fake upstream,
+matches the CLI; sensor and checks."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,61 +12,251 @@ from pathlib import Path
 import dagster as dg
 
 from pypi_assets.defs import defs
-from pypi_assets.defs.mirror.assets import filtered_projects, release_metadata, upstream_projects
+from pypi_assets.defs.mirror.assets import (
+    filtered_projects,
+    release_metadata,
+    serial_windows,
+    upstream_projects,
+)
+from pypi_assets.defs.mirror.checks import release_metadata_checks
+from pypi_assets.defs.mirror.sensors import plan_tick, upstream_serial_sensor
 from pypi_assets.defs.resources import MirrorResource
 from pypi_assets.fake import FakeUpstream, Fault
+from pypi_assets.serial_windows import bounds, key_for, keys_between, keys_upto
 
 from .conftest import sync
 from .test_sync import _dump
 
 CONF = "[mirror]\ndirectory = /tmp/x\nmaster = http://127.0.0.1\nallow-non-https = true\n"
 ROOT = Path(__file__).resolve().parents[1]
+WIDTH = 50
 
 
 def test_definitions_load() -> None:
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {"upstream_projects", "filtered_projects", "release_metadata"}
-    assert defs.resolve_job_def("mirror_metadata") is not None
+    assert defs.resolve_job_def("refresh_serial_window").partitions_def == serial_windows
+    assert defs.resolve_sensor_def("upstream_serial_sensor") is not None
 
 
-def _materialize(fake: FakeUpstream, tmp_path: Path, db: Path) -> dg.ExecuteInProcessResult:
+def test_window_keys_sort_numerically_and_cover_pypi_in_under_1000() -> None:
+    keys = keys_upto(41_234_567, 100_000)
+    assert len(keys) == 413 < 1000
+    assert keys == sorted(keys)
+    assert bounds(keys[-1]) == (41_200_000, 41_299_999)
+    assert key_for(99_999, 100_000) == "000000000000-000000099999"
+    assert keys_between(150, 260, 100) == [key_for(100, 100), key_for(200, 100)]
+    assert keys_between(260, 260, 100) == []
+
+
+def _mirror(fake: FakeUpstream, tmp_path: Path, db: Path) -> MirrorResource:
     conf = tmp_path / "b.conf"
     conf.write_text(CONF)
-    mirror = MirrorResource(upstream=fake.url, config_path=str(conf), db=str(db))
-    return dg.materialize(
-        [upstream_projects, filtered_projects, release_metadata],
-        resources={"mirror": mirror},
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    return MirrorResource(upstream=fake.url, config_path=str(conf), db=str(db))
 
 
-def test_materialise_graph_equals_cli_sync(fake: FakeUpstream, tmp_path: Path) -> None:
+def _materialize_all_windows(
+    fake: FakeUpstream, mirror: MirrorResource, instance: dg.DagsterInstance
+) -> list[dg.ExecuteInProcessResult]:
+    results = [
+        dg.materialize(
+            [upstream_projects, filtered_projects], resources={"mirror": mirror}, instance=instance
+        )
+    ]
+    keys = keys_upto(fake.index.serial, WIDTH)
+    instance.add_dynamic_partitions(serial_windows.name, keys)
+    for key in reversed(keys):  # any order converges
+        results.append(
+            dg.materialize(
+                [release_metadata],
+                partition_key=key,
+                resources={"mirror": mirror},
+                instance=instance,
+                raise_on_error=False,
+            )
+        )
+    return results
+
+
+def test_backfill_of_all_windows_equals_cli_sync(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
     db = tmp_path / "dagster.duckdb"
-    result = _materialize(fake, tmp_path, db)
-    assert result.success
-    mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
-    md = mats["release_metadata"].materialization.metadata
-    assert md["refreshed"].value == len(fake.index.projects)
-    assert md["serial_reached"].value == fake.index.serial
-    assert md["failed"].value == 0
-    assert md["requests"].value > 0
+    instance = dg.DagsterInstance.ephemeral()
+    results = _materialize_all_windows(fake, _mirror(fake, tmp_path, db), instance)
+    assert all(r.success for r in results)
+    refreshed = 0
+    for r in results[1:]:
+        (m,) = r.get_asset_materialization_events()
+        refreshed += m.materialization.metadata["refreshed"].value  # type: ignore[operator]
+    assert refreshed == len(fake.index.projects)
     ref = tmp_path / "cli.duckdb"
     sync(fake, ref)
     assert _dump(db) == _dump(ref)
 
 
-def test_failed_project_fails_the_asset_and_names_it(fake: FakeUpstream, tmp_path: Path) -> None:
+def test_open_window_run_fetches_only_the_changed_project(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    db = tmp_path / "d.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    mirror = _mirror(fake, tmp_path, db)
+    _materialize_all_windows(fake, mirror, instance)
+    target = sorted(fake.index.projects)[4]
+    fake.index.add_release(target, "5.0.0", wheels=1)
+    fake.reset_counts()
+    key = key_for(fake.index.serial, WIDTH)
+    instance.add_dynamic_partitions(serial_windows.name, [key])
+    r = dg.materialize(
+        [release_metadata], partition_key=key, resources={"mirror": mirror}, instance=instance
+    )
+    (m,) = r.get_asset_materialization_events()
+    assert m.materialization.metadata["refreshed"].value == 1
+    assert {p for (_route, p) in fake.per_project} == {target}
+    assert fake.counts["simple-root"] == 0  # no full listing: the changelog said what changed
+    assert fake.counts["xmlrpc"] == 1
+
+
+def test_removed_project_propagates_through_changelog(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    db = tmp_path / "d.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    mirror = _mirror(fake, tmp_path, db)
+    _materialize_all_windows(fake, mirror, instance)
+    gone = sorted(fake.index.projects)[2]
+    fake.index.delete_project(gone)
+    key = key_for(fake.index.serial, WIDTH)
+    instance.add_dynamic_partitions(serial_windows.name, [key])
+    dg.materialize(
+        [release_metadata], partition_key=key, resources={"mirror": mirror}, instance=instance
+    )
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT status FROM projects WHERE name = ?", [gone]).fetchall() == [
+        ("removed",)
+    ]
+    con.close()
+
+
+def test_checks_pass_on_good_data_and_fail_on_bad(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(100_000))
+    db = tmp_path / "d.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    mirror = _mirror(fake, tmp_path, db)
+    _materialize_all_windows(fake, mirror, instance)
+    evals = {r.check_name: r.passed for r in release_metadata_checks(mirror=mirror)}
+    assert len(evals) == 6 and all(evals.values()), evals
+    import duckdb
+
+    con = duckdb.connect(str(db))
+    con.execute(
+        "UPDATE distributions SET sha256 = 'NOT-HEX' WHERE filename = (SELECT min(filename) FROM distributions)"
+    )
+    con.execute(
+        "DELETE FROM selected_files WHERE filename = (SELECT max(filename) FROM selected_files)"
+    )
+    con.close()
+    evals = {r.check_name: r.passed for r in release_metadata_checks(mirror=mirror)}
+    assert evals["hashes_well_formed"] is False
+    assert evals["selection_matches_filters"] is False
+    assert evals["no_duplicate_filenames"] is True
+
+
+def test_failed_project_fails_the_window_and_names_it(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(100_000))
+    monkeypatch.setenv("PYPI_ASSETS_BACKOFF", "0.01")
     bad = sorted(fake.index.projects)[0]
     fake.add_fault(Fault(path=rf"^/pypi/{bad}/json$", kind="status", status=500, times=1000))
-    os.environ["PYPI_ASSETS_BACKOFF"] = "0.01"
-    try:
-        result = _materialize(fake, tmp_path, tmp_path / "d.duckdb")
-    finally:
-        del os.environ["PYPI_ASSETS_BACKOFF"]
-    assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    results = _materialize_all_windows(
+        fake, _mirror(fake, tmp_path, tmp_path / "d.duckdb"), dg.DagsterInstance.ephemeral()
+    )
+    assert not results[-1].success
+    failure = next(e for e in results[-1].all_events if e.event_type_value == "STEP_FAILURE")
     assert bad in str(failure.event_specific_data)
+
+
+# ---------------------------------------------------------------------- sensor
+def test_plan_tick() -> None:
+    # no change: nothing to add or run, cursor stays
+    assert plan_tick(250, 250, set(), 100, 5) == ([], [], 250)
+    assert plan_tick(250, 240, set(), 100, 5) == ([], [], 250)
+    # growth: new windows added, changed windows run, cursor moves to the serial
+    new, due, cursor = plan_tick(
+        250, 420, {key_for(0, 100), key_for(100, 100), key_for(200, 100)}, 100, 5
+    )
+    assert new == [key_for(300, 100), key_for(400, 100)]
+    assert due == [key_for(200, 100), key_for(300, 100), key_for(400, 100)]
+    assert cursor == 420
+    # capped: the cursor moves only to the end of the last window run, then continues
+    new, due, cursor = plan_tick(0, 1000, set(), 100, 3)
+    assert len(new) == 11 and due == keys_upto(299, 100) and cursor == 299
+    _new2, due2, cursor2 = plan_tick(cursor, 1000, set(new), 100, 3)
+    assert due2[0] == key_for(300, 100) and cursor2 == 599
+
+
+def _tick(
+    instance: dg.DagsterInstance, mirror: MirrorResource, cursor: str | None
+) -> dg.SensorResult | dg.SkipReason:
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mirror": mirror})
+    return upstream_serial_sensor(ctx)  # type: ignore[no-any-return]
+
+
+def test_sensor_runs_only_on_change_and_cursor_moves_forward(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    instance = dg.DagsterInstance.ephemeral()
+    mirror = _mirror(fake, tmp_path, tmp_path / "d.duckdb")
+    serial = fake.index.serial
+    start = json.dumps({"serial": serial})
+    fake.reset_counts()
+    res = _tick(instance, mirror, start)
+    assert isinstance(res, dg.SensorResult) and not res.run_requests
+    assert fake.total_requests() == 1  # one cheap request per tick
+    assert res.cursor is None or json.loads(res.cursor)["serial"] == serial
+    fake.index.add_release(sorted(fake.index.projects)[0], "3.0.0", wheels=1)
+    res = _tick(instance, mirror, start)
+    assert isinstance(res, dg.SensorResult)
+    assert [r.partition_key for r in res.run_requests] == keys_between(
+        serial, fake.index.serial, WIDTH
+    )
+    assert json.loads(res.cursor)["serial"] == fake.index.serial  # type: ignore[arg-type]
+    assert (
+        res.asset_events
+        and res.asset_events[0].metadata["upstream_serial"].value == fake.index.serial
+    )  # type: ignore[union-attr]
+    # An older cursor never wins: a tick from a newer cursor does not move it back.
+    later = json.dumps({"serial": fake.index.serial + 10})
+    res2 = _tick(instance, mirror, later)
+    assert isinstance(res2, dg.SensorResult) and not res2.run_requests
+
+
+def test_restarted_sensor_does_not_repeat_runs(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    instance = dg.DagsterInstance.ephemeral()
+    mirror = _mirror(fake, tmp_path, tmp_path / "d.duckdb")
+    start = json.dumps({"serial": fake.index.serial})
+    fake.index.add_release(sorted(fake.index.projects)[1], "3.0.0", wheels=1)
+    first = _tick(instance, mirror, start)
+    again = _tick(
+        instance, mirror, start
+    )  # the same tick evaluated twice (a restart before the cursor was saved)
+    assert isinstance(first, dg.SensorResult) and isinstance(again, dg.SensorResult)
+    keys1 = [r.run_key for r in first.run_requests]
+    assert keys1 and keys1 == [
+        r.run_key for r in again.run_requests
+    ]  # Dagster de-duplicates by run_key
 
 
 def test_dg_check_defs(tmp_path: Path) -> None:

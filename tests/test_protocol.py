@@ -207,7 +207,7 @@ def test_changelog_loops_past_the_cap(fake: FakeUpstream, monkeypatch: pytest.Mo
     monkeypatch.setattr(server, "CHANGELOG_CAP", 5)
 
     async def main() -> None:
-        async with _client(fake) as c:
+        async with PyPIClient(ClientConfig(upstream=fake.url, changelog_page=5)) as c:
             rows = await c.changelog_since(0)
             assert len(rows) == len(fake.index.projects)
             assert [r[4] for r in rows] == sorted(r[4] for r in rows)

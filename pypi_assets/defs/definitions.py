@@ -1,28 +1,17 @@
 """The code location: ``workspace.yaml`` loads ``pypi_assets.defs:defs``."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from .mirror.assets import filtered_projects, release_metadata, upstream_projects
+from .mirror.checks import release_metadata_checks
+from .mirror.sensors import hourly_incremental_sync, listing_job, upstream_serial_sensor, window_job
 from .resources import MirrorResource
-
-mirror_job = dg.define_asset_job(
-    "mirror_metadata",
-    selection=dg.AssetSelection.assets(upstream_projects, filtered_projects, release_metadata),
-    description="List upstream, apply filters, refresh changed projects, publish the snapshot.",
-)
 
 defs = dg.Definitions(
     assets=[upstream_projects, filtered_projects, release_metadata],
-    jobs=[mirror_job],
-    schedules=[
-        dg.ScheduleDefinition(
-            name="hourly_incremental_sync",
-            job=mirror_job,
-            cron_schedule="17 * * * *",
-            default_status=dg.DefaultScheduleStatus.STOPPED,
-        )
-    ],
+    asset_checks=[release_metadata_checks],
+    jobs=[listing_job, window_job],
+    sensors=[upstream_serial_sensor],
+    schedules=[hourly_incremental_sync],
     resources={"mirror": MirrorResource()},
 )

@@ -79,6 +79,7 @@ class ClientConfig:
     file_hosts: tuple[str, ...] = ()  # extra hosts file URLs may point at
     user_agent: str = DEFAULT_USER_AGENT
     max_body: int = 512 * 1024 * 1024
+    changelog_page: int = 50_000  # Warehouse caps changelog_since_serial replies at this
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_WORKERS:
@@ -358,7 +359,8 @@ class PyPIClient:
             raise UpstreamError(f"{method}: {exc}") from exc
 
     async def changelog_since(self, serial: int, *, max_rounds: int = 10_000) -> list[list[Any]]:
-        """All changelog rows after ``serial``; the server caps each reply, so loop."""
+        """All changelog rows after ``serial``. Replies are capped (``changelog_page``), so a
+        full page means there may be more: ask again from the highest serial seen."""
         rows: list[list[Any]] = []
         for _ in range(max_rounds):
             batch = await self.xmlrpc("changelog_since_serial", serial)
@@ -366,7 +368,7 @@ class PyPIClient:
                 break
             rows.extend(batch)
             top = max(int(r[4]) for r in batch)
-            if top <= serial:
+            if top <= serial or len(batch) < self.config.changelog_page:
                 break
             serial = top
         return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -56,14 +57,30 @@ class WriteResult:
 class MetadataStore:
     """One writable connection to the working database. Not shared across processes."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, *, read_only: bool = False, lock_timeout: float = 900.0
+    ) -> None:
         self.path = Path(path)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path), read_only=read_only)
+        self.con = self._connect(read_only, lock_timeout)
         self._lock = threading.Lock()
         if not read_only:
             self._migrate()
+
+    def _connect(self, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+        """DuckDB allows one writing process. If another holds the file (a run outside the
+        writer pool, a cron sync), wait for it instead of failing."""
+        deadline = time.monotonic() + lock_timeout
+        delay = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
         self.con.close()
@@ -131,6 +148,9 @@ class MetadataStore:
                 "INSERT OR REPLACE INTO meta VALUES ('upstream_serial', ?)", [str(listing.serial)]
             )
             con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('changelog_serial', ?)", [str(listing.serial)]
+            )
+            con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('listing_source', ?)", [listing.source]
             )
 
@@ -149,6 +169,61 @@ class MetadataStore:
                 yield [r[0] for r in rows]
         finally:
             cur.close()
+
+    def upsert_listing(self, rows: Sequence[tuple[str, str, int]]) -> None:
+        """Raise listed serials (or add projects) from changelog rows ``(name, display, serial)``."""
+        if not rows:
+            return
+        with self.transaction() as con:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _chg AS SELECT * FROM "
+                "(SELECT unnest($1) AS name, unnest($2) AS display_name, unnest($3) AS serial)",
+                [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+            )
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _chg2 AS SELECT name, arg_max(display_name, serial) AS display_name, "
+                "max(serial) AS serial FROM _chg GROUP BY name"
+            )
+            con.execute(
+                "UPDATE upstream_projects u SET serial = greatest(u.serial, c.serial) FROM _chg2 c WHERE u.name = c.name"
+            )
+            con.execute(
+                "INSERT INTO upstream_projects SELECT c.name, c.display_name, c.serial FROM _chg2 c "
+                "WHERE NOT EXISTS (SELECT 1 FROM upstream_projects u WHERE u.name = c.name)"
+            )
+            con.execute("DROP TABLE _chg")
+            con.execute("DROP TABLE _chg2")
+
+    def remove_from_listing(self, names: Sequence[str]) -> None:
+        if names:
+            with self.transaction() as con:
+                con.execute(
+                    "DELETE FROM upstream_projects WHERE name IN (SELECT unnest($1::VARCHAR[]))",
+                    [list(names)],
+                )
+
+    def add_selected(self, names: Sequence[str]) -> None:
+        if names:
+            with self.transaction() as con:
+                con.execute(
+                    "INSERT OR IGNORE INTO selected_projects SELECT DISTINCT unnest($1::VARCHAR[])",
+                    [list(names)],
+                )
+
+    def window_candidates(self, first: int, last: int) -> list[tuple[str, str, int]]:
+        """Selected projects listed with a serial in ``[first, last]`` whose stored state is
+        older (or absent). Serial 0 (unknown) counts as every window's."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self.query(
+                "SELECT u.name, u.display_name, u.serial FROM upstream_projects u "
+                "SEMI JOIN selected_projects s ON s.name = u.name "
+                "LEFT JOIN projects p ON p.name = u.name "
+                "WHERE (u.serial BETWEEN $1 AND $2 OR u.serial <= 0) "
+                "AND (p.serial IS NULL OR p.serial < u.serial OR u.serial <= 0)",
+                [first, last],
+            )
+        ]
 
     def upstream_count(self) -> int:
         return int(self.query("SELECT count(*) FROM upstream_projects")[0][0])

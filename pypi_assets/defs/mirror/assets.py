@@ -7,15 +7,16 @@ from typing import Any
 import dagster as dg
 
 from ...pipeline import (
+    WindowReport,
     client_config,
     list_upstream,
     publish,
     recompute_selected_files,
-    refresh_metadata,
+    refresh_window,
     select_projects,
 )
 from ...pypi import PyPIClient
-from ...store import MetadataStore
+from ...store import MetadataStore, current_snapshot
 from ..resources import MirrorResource
 
 POOL = "pypi_assets_duckdb"
@@ -98,13 +99,17 @@ def filtered_projects(
     )
 
 
+serial_windows = dg.DynamicPartitionsDefinition(name="serial_windows")
+
+
 @dg.asset(
     group_name=GROUP,
     pool=POOL,
     deps=[filtered_projects],
+    partitions_def=serial_windows,
     kinds={"duckdb", "python"},
-    description="Per-file release metadata (distributions, releases, dependencies) for the selected projects; "
-    "publishes a read-only snapshot for analysts.",
+    description="Per-file release metadata (distributions, releases, dependencies) of the selected projects whose "
+    "upstream serial falls in this serial window and whose stored serial is older; publishes a read-only snapshot.",
 )
 def release_metadata(
     context: dg.AssetExecutionContext, mirror: MirrorResource
@@ -112,30 +117,41 @@ def release_metadata(
     settings, config = mirror.settings(), mirror.config()
     ccfg = client_config(settings, config)
     progress = _progress(context)
-
-    async def run() -> tuple[Any, dict[str, Any]]:
-        async with PyPIClient(ccfg) as client:
-            report = await refresh_metadata(
-                client, store, stop_on_error=config.stop_on_error, progress=progress
-            )
-            return report, client.stats.as_dict()
-
+    key = context.partition_key
     started = time.perf_counter()
     with MetadataStore(settings.db) as store:
-        report, stats = asyncio.run(run())
+
+        async def run() -> WindowReport:
+            async with PyPIClient(ccfg) as client:
+                return await refresh_window(client, store, config, key, progress=progress)
+
+        window = asyncio.run(run())
+        report = window.refresh
         recompute_selected_files(store, config)
-        serial = int(store.get_meta("upstream_serial") or 0)
-        snapshot = publish(store, serial)
+        serial = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
+        snapshot = (
+            publish(store, serial)
+            if (
+                report.refreshed
+                or report.missing
+                or window.relisted
+                or current_snapshot(store.path) is None
+            )
+            else current_snapshot(store.path)
+        )
         counts = store.counts()
     for name, err in sorted(report.failed.items()):
         context.log.error(f"{name}: {err}")
+    stats = window.requests
     metadata: dict[str, Any] = {
+        "window": key,
         "serial_reached": serial,
         "refreshed": len(report.refreshed),
-        "skipped_up_to_date": report.selected - report.todo,
+        "candidates": report.selected,
         "missing": len(report.missing),
         "failed": len(report.failed),
         "failed_projects": dg.MetadataValue.json(sorted(report.failed)[:100]),
+        "relisted": window.relisted,
         "requests": stats["total_requests"],
         "requests_by_kind": dg.MetadataValue.json(stats["requests"]),
         "request_seconds": dg.MetadataValue.json(stats["request_seconds"]),

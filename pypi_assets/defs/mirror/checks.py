@@ -1,0 +1,52 @@
+"""Asset checks on release_metadata. Blocking where a failure means bad data."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from ...pipeline import expected_selection
+from ...store import MetadataStore
+from ...store.checks import run_checks
+from ..resources import MirrorResource
+from .assets import POOL, release_metadata
+
+_BLOCKING = {
+    "no_duplicate_filenames",
+    "hashes_well_formed",
+    "stored_serial_not_ahead_of_upstream",
+    "selection_matches_filters",
+}
+_ALL = (
+    "no_duplicate_filenames",
+    "hashes_well_formed",
+    "stored_serial_not_ahead_of_upstream",
+    "selection_matches_filters",
+    "dependencies_resolve",
+    "selected_projects_have_releases",
+)
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(name, asset=release_metadata, blocking=name in _BLOCKING) for name in _ALL
+    ],
+    pool=POOL,
+)
+def release_metadata_checks(mirror: MirrorResource) -> Iterator[dg.AssetCheckResult]:  # type: ignore[type-arg]
+    settings, config = mirror.settings(), mirror.config()
+    with MetadataStore(settings.db) as store:
+        outcomes = run_checks(store, expected_selection(store, config))
+    for o in outcomes:
+        yield dg.AssetCheckResult(
+            asset_key=release_metadata.key,
+            check_name=o.name,
+            passed=o.passed,
+            description=o.description,
+            severity=dg.AssetCheckSeverity.ERROR
+            if o.name in _BLOCKING
+            else dg.AssetCheckSeverity.WARN,
+            metadata={
+                k: dg.MetadataValue.json(v) if isinstance(v, list) else v
+                for k, v in o.metadata.items()
+            },
+        )

@@ -1,0 +1,116 @@
+"""Data-health checks over the working database, as plain functions (the asset checks call them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .duckdb_store import MetadataStore
+
+__all__ = ["CheckOutcome", "run_checks"]
+
+
+@dataclass
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _scalar(store: MetadataStore, sql: str) -> int:
+    return int(store.query(sql)[0][0])
+
+
+def run_checks(
+    store: MetadataStore, expected_selection: set[tuple[str, str]] | None
+) -> list[CheckOutcome]:
+    out: list[CheckOutcome] = []
+    dups = store.query(
+        "SELECT filename, count(*) FROM distributions GROUP BY filename HAVING count(*) > 1 ORDER BY 2 DESC LIMIT 20"
+    )
+    out.append(
+        CheckOutcome(
+            "no_duplicate_filenames",
+            not dups,
+            "every filename appears once",
+            {"duplicates": len(dups), "sample": [r[0] for r in dups]},
+        )
+    )
+    bad_hash = store.query(
+        "SELECT filename FROM distributions WHERE NOT regexp_full_match(sha256, '[0-9a-f]{64}') "
+        "OR (md5 IS NOT NULL AND NOT regexp_full_match(md5, '[0-9a-f]{32}')) "
+        "OR (blake2b_256 IS NOT NULL AND NOT regexp_full_match(blake2b_256, '[0-9a-f]{64}')) LIMIT 20"
+    )
+    out.append(
+        CheckOutcome(
+            "hashes_well_formed",
+            not bad_hash,
+            "sha256/md5/blake2b_256 are lowercase hex of the right length",
+            {"bad": len(bad_hash), "sample": [r[0] for r in bad_hash]},
+        )
+    )
+    upstream = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
+    ahead = store.query(
+        "SELECT p.name, p.serial, u.serial FROM projects p JOIN upstream_projects u ON u.name = p.name "
+        "WHERE p.status = 'ok' AND u.serial > 0 AND p.serial > u.serial LIMIT 20"
+    )
+    top = _scalar(store, "SELECT coalesce(max(serial), 0) FROM projects")
+    ok = not ahead and (upstream == 0 or top <= upstream)
+    out.append(
+        CheckOutcome(
+            "stored_serial_not_ahead_of_upstream",
+            ok,
+            "no stored project serial is newer than upstream lists it",
+            {"ahead": len(ahead), "max_stored_serial": top, "upstream_serial": upstream},
+        )
+    )
+    if expected_selection is not None:
+        actual = {(r[0], r[1]) for r in store.query("SELECT project, filename FROM selected_files")}
+        missing, extra = expected_selection - actual, actual - expected_selection
+        out.append(
+            CheckOutcome(
+                "selection_matches_filters",
+                not missing and not extra,
+                "selected_distributions equals the current filters' output",
+                {
+                    "missing": len(missing),
+                    "extra": len(extra),
+                    "sample": sorted(f for _p, f in (missing | extra))[:20],
+                },
+            )
+        )
+    external = _scalar(
+        store,
+        "SELECT count(DISTINCT dep_project) FROM dependencies d WHERE dep_project IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM projects p WHERE p.name = d.dep_project) AND NOT EXISTS "
+        "(SELECT 1 FROM upstream_projects u WHERE u.name = d.dep_project)",
+    )
+    unparsed = _scalar(store, "SELECT count(*) FROM dependencies WHERE parse_error IS NOT NULL")
+    mirrored = _scalar(
+        store,
+        "SELECT count(DISTINCT dep_project) FROM dependencies d WHERE EXISTS (SELECT 1 FROM projects p WHERE p.name = d.dep_project)",
+    )
+    out.append(
+        CheckOutcome(
+            "dependencies_resolve",
+            True,
+            "dependencies reference mirrored or upstream-listed projects; the rest are flagged external",
+            {"mirrored_targets": mirrored, "external_targets": external, "unparseable": unparsed},
+        )
+    )
+    lacking = store.query(
+        "SELECT s.name FROM selected_projects s JOIN upstream_projects u ON u.name = s.name "
+        "LEFT JOIN projects p ON p.name = s.name "
+        "WHERE p.name IS NULL OR (p.status = 'ok' AND NOT EXISTS (SELECT 1 FROM releases r WHERE r.project = s.name)) "
+        "ORDER BY 1 LIMIT 20"
+    )
+    out.append(
+        CheckOutcome(
+            "selected_projects_have_releases",
+            not lacking,
+            "every selected, listed, non-removed project is stored with its releases",
+            {"lacking": len(lacking), "sample": [r[0] for r in lacking]},
+        )
+    )
+    return out
