@@ -1,0 +1,54 @@
+"""End to end through the real webserver and its GraphQL API, exactly as the UI drives it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pypi_assets.fake import FakeIndex, FakeUpstream
+from pypi_assets.serial_windows import keys_upto
+
+from .conftest import sync
+from .test_sync import _dump
+from .webserver import Dagster, dagster_webserver
+
+WIDTH = 40
+CONF = "[mirror]\ndirectory = /tmp/x\nmaster = http://127.0.0.1\nallow-non-https = true\n"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster, FakeUpstream, Path]]:
+    tmp = tmp_path_factory.mktemp("web")
+    conf = tmp / "b.conf"
+    conf.write_text(CONF)
+    db = tmp / "web.duckdb"
+    with FakeUpstream(FakeIndex.generate(16)) as up:
+        env = {
+            "PYPI_ASSETS_UPSTREAM": up.url,
+            "PYPI_ASSETS_CONFIG": str(conf),
+            "PYPI_ASSETS_DB": str(db),
+            "PYPI_ASSETS_WINDOW_WIDTH": str(WIDTH),
+        }
+        with dagster_webserver(tmp, env) as server:
+            yield server, up, db
+
+
+@pytest.mark.slow
+def test_materialise_then_backfill_all_windows_via_graphql(
+    stack: tuple[Dagster, FakeUpstream, Path], tmp_path: Path
+) -> None:
+    server, up, db = stack
+    run = server.launch_assets("upstream_projects", "filtered_projects")
+    assert server.wait_run(run) == "SUCCESS"
+    keys = keys_upto(up.index.serial, WIDTH)
+    assert len(keys) >= 4
+    server.add_partitions(keys)
+    backfill = server.backfill("release_metadata", keys)
+    status, runs = server.wait_backfill(backfill)
+    assert runs.count("SUCCESS") == len(keys), (status, runs, server.log.read_text()[-3000:])
+    assert "Could not set lock" not in server.log.read_text()
+    ref = tmp_path / "cli.duckdb"
+    sync(up, ref)
+    assert _dump(db) == _dump(ref)
