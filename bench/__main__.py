@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import sync_throughput
+from . import incremental, sync_throughput
 
-BENCHES = {"sync": sync_throughput.main}
+BENCHES = {"sync": sync_throughput.main, "incremental": incremental.main}
 
 
 def main() -> None:

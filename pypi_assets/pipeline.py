@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,21 +158,50 @@ def expected_selection(store: MetadataStore, config: MirrorConfig) -> set[tuple[
     return out
 
 
-def recompute_selected_files(store: MetadataStore, config: MirrorConfig) -> int:
-    """``selected_files`` from stored metadata and the current filters. No fetching."""
+def recompute_selected_files(
+    store: MetadataStore, config: MirrorConfig, projects: Iterable[str] | None = None
+) -> int:
+    """``selected_files`` from stored metadata and the current filters. No fetching.
+
+    With ``projects`` (those a run just changed) only their rows are recomputed, so an
+    incremental run costs the same whatever the mirror's size; a changed config (or no
+    ``projects``) recomputes everything.
+    """
     rff = release_file_filter(config)
+    chash = config_hash(config)
+    full = projects is None or store.get_meta("selection_config_hash") != chash
+    scope = None if full else sorted(set(projects or ()))
+    if scope == []:
+        return 0
     if not rff.active:
-        store.select_all_files_of_selected_projects()
+        store.select_all_files_of_selected_projects(scope)
     else:
         rows: list[tuple[str, str]] = []
-        latest = dict(store.query("SELECT name, latest_version FROM projects WHERE status = 'ok'"))
-        for name in sorted(store.selected_projects()):
-            if name not in latest:
+        selected = (
+            store.selected_projects() if scope is None else store.selected_projects_among(scope)
+        )
+        for name in sorted(selected):
+            stored = store.load_stored(name)
+            if stored is None:
                 continue
-            releases, files = store.project_rows(name)
-            rows.extend((name, fn) for fn in rff.select(name, latest[name], releases, files))
-        store.replace_selected_files(rows)
-    return int(store.query("SELECT count(*) FROM selected_files")[0][0])
+            latest = store.latest_version(name)
+            rows.extend(
+                (name, fn)
+                for fn in rff.select(
+                    name,
+                    latest,
+                    list(stored.releases.values()),
+                    list(stored.distributions.values()),
+                )
+            )
+        store.replace_selected_files(rows, scope)
+    if full:
+        store.set_meta(selection_config_hash=chash)
+    return (
+        len(scope)
+        if scope is not None
+        else int(store.query("SELECT count(*) FROM selected_files")[0][0])
+    )
 
 
 async def refresh_metadata(
@@ -388,7 +417,7 @@ async def run_sync(
             refresh.removed = store.mark_removed(listing.serial)
             report.refresh = refresh
             report.requests = client.stats.as_dict()
-        recompute_selected_files(store, config)
+        recompute_selected_files(store, config, report.refresh.refreshed + report.refresh.missing)
         if report.ok:
             store.set_meta(
                 synced_serial=str(listing.serial),

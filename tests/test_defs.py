@@ -14,6 +14,7 @@ import dagster as dg
 from pypi_assets.defs import defs
 from pypi_assets.defs.mirror.assets import (
     filtered_projects,
+    metadata_snapshot,
     release_metadata,
     serial_windows,
     upstream_projects,
@@ -34,7 +35,12 @@ WIDTH = 50
 
 def test_definitions_load() -> None:
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"upstream_projects", "filtered_projects", "release_metadata"}
+    assert keys == {
+        "upstream_projects",
+        "filtered_projects",
+        "release_metadata",
+        "metadata_snapshot",
+    }
     assert defs.resolve_job_def("refresh_serial_window").partitions_def == serial_windows
     assert defs.resolve_sensor_def("upstream_serial_sensor") is not None
 
@@ -94,6 +100,17 @@ def test_backfill_of_all_windows_equals_cli_sync(
     ref = tmp_path / "cli.duckdb"
     sync(fake, ref)
     assert _dump(db) == _dump(ref)
+    # The snapshot asset publishes what analysts open.
+    import pypi_assets
+
+    snap = dg.materialize(
+        [metadata_snapshot], resources={"mirror": _mirror(fake, tmp_path, db)}, instance=instance
+    )
+    assert snap.success
+    con = pypi_assets.connect(db)
+    assert con.execute("SELECT count(*) FROM selected_distributions").fetchone()[0] == len(
+        _dump(ref)["distributions"]
+    )  # type: ignore[index]
 
 
 def test_open_window_run_fetches_only_the_changed_project(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.serial_windows import keys_upto
+from pypi_assets.store import current_snapshot
 
 from .conftest import sync
 from .test_sync import _dump
@@ -36,6 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Dagster, F
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_materialise_then_backfill_all_windows_via_graphql(
     stack: tuple[Dagster, FakeUpstream, Path], tmp_path: Path
 ) -> None:
@@ -49,6 +52,11 @@ def test_materialise_then_backfill_all_windows_via_graphql(
     status, runs = server.wait_backfill(backfill)
     assert runs.count("SUCCESS") == len(keys), (status, runs, server.log.read_text()[-3000:])
     assert "Could not set lock" not in server.log.read_text()
+    # The eager automation condition publishes the analyst snapshot after the windows land.
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and current_snapshot(db) is None:
+        time.sleep(2)
+    assert current_snapshot(db) is not None, server.log.read_text()[-3000:]
     ref = tmp_path / "cli.duckdb"
     sync(up, ref)
     assert _dump(db) == _dump(ref)

@@ -2,16 +2,23 @@
 
 import dagster as dg
 
-from .mirror.assets import filtered_projects, release_metadata, upstream_projects
+from .mirror.assets import filtered_projects, metadata_snapshot, release_metadata, upstream_projects
 from .mirror.checks import release_metadata_checks
-from .mirror.sensors import hourly_incremental_sync, listing_job, upstream_serial_sensor, window_job
+from .mirror.sensors import (
+    hourly_incremental_sync,
+    listing_job,
+    snapshot_automation,
+    snapshot_job,
+    upstream_serial_sensor,
+    window_job,
+)
 from .resources import MirrorResource
 
 defs = dg.Definitions(
-    assets=[upstream_projects, filtered_projects, release_metadata],
+    assets=[upstream_projects, filtered_projects, release_metadata, metadata_snapshot],
     asset_checks=[release_metadata_checks],
-    jobs=[listing_job, window_job],
-    sensors=[upstream_serial_sensor],
+    jobs=[listing_job, window_job, snapshot_job],
+    sensors=[upstream_serial_sensor, snapshot_automation],
     schedules=[hourly_incremental_sync],
     resources={"mirror": MirrorResource()},
 )

@@ -248,6 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path
         route, match = "other", None
+        if self.command == "POST" and path.startswith("/_fake/"):
+            self._control(path[len("/_fake/") :])
+            return
         if self.command == "POST":
             route = "xmlrpc" if path.rstrip("/") in ("/pypi", "/RPC2") else "other"
         else:
@@ -304,6 +307,36 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(200, f.metadata, "application/octet-stream", fault=fault)
             else:
                 self._send(200, f.content, "application/octet-stream", fault=fault)
+
+    def _control(self, action: str) -> None:
+        """Mutations for out-of-process users (benchmarks): not counted as upstream requests."""
+        length = int(self.headers.get("Content-Length", "0") or 0)
+        try:
+            args = json.loads(self.rfile.read(min(length, 1 << 20)) or b"{}")
+            idx = self.state.index
+            if action == "project":
+                idx.add_project(args["project"])
+            elif action == "release":
+                idx.add_release(args["project"], args["version"], wheels=int(args.get("wheels", 1)))
+            elif action == "yank":
+                idx.yank(args["project"], args["version"], args.get("reason"))
+            elif action == "delete-release":
+                idx.delete_release(args["project"], args["version"])
+            elif action == "delete-project":
+                idx.delete_project(args["project"])
+            elif action == "reset-stats":
+                with self.state.lock:
+                    self.state.counts.clear()
+                    self.state.per_project.clear()
+            else:
+                self._send(404, b'{"message": "unknown control action"}', "application/json")
+                return
+        except (KeyError, ValueError, TypeError) as exc:
+            self._send(400, json.dumps({"message": str(exc)}).encode(), "application/json")
+            return
+        self._send(
+            200, json.dumps({"serial": self.state.index.serial}).encode(), "application/json"
+        )
 
     # ------------------------------------------------------------------ simple index
     def _simple_root(self, fault: Fault | None) -> None:

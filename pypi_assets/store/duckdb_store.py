@@ -242,20 +242,55 @@ class MetadataStore:
     def project_states(self) -> dict[str, ProjectState]:
         return {r[0]: (r[1], r[2]) for r in self.query("SELECT name, serial, status FROM projects")}
 
-    def replace_selected_files(self, project_files: Iterable[tuple[str, str]]) -> None:
+    def replace_selected_files(
+        self, project_files: Iterable[tuple[str, str]], projects: Sequence[str] | None = None
+    ) -> None:
+        """Replace the selection: all of it, or only the rows of ``projects``."""
         rows = list(project_files)
         with self.transaction() as con:
-            con.execute("DELETE FROM selected_files")
+            if projects is None:
+                con.execute("DELETE FROM selected_files")
+            else:
+                con.execute(
+                    "DELETE FROM selected_files WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+                    [list(projects)],
+                )
             _insert(con, "selected_files", ("project", "filename"), rows)
 
-    def select_all_files_of_selected_projects(self) -> None:
+    def select_all_files_of_selected_projects(self, projects: Sequence[str] | None = None) -> None:
         """The selection when no release- or file-level filter is enabled (pure SQL)."""
         with self.transaction() as con:
-            con.execute("DELETE FROM selected_files")
-            con.execute(
-                "INSERT INTO selected_files SELECT d.project, d.filename FROM distributions d "
-                "SEMI JOIN selected_projects s ON s.name = d.project"
+            if projects is None:
+                con.execute("DELETE FROM selected_files")
+                con.execute(
+                    "INSERT INTO selected_files SELECT d.project, d.filename FROM distributions d "
+                    "SEMI JOIN selected_projects s ON s.name = d.project"
+                )
+            else:
+                scope = list(projects)
+                con.execute(
+                    "DELETE FROM selected_files WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+                    [scope],
+                )
+                con.execute(
+                    "INSERT INTO selected_files SELECT d.project, d.filename FROM distributions d "
+                    "SEMI JOIN selected_projects s ON s.name = d.project "
+                    "WHERE d.project IN (SELECT unnest($1::VARCHAR[]))",
+                    [scope],
+                )
+
+    def selected_projects_among(self, names: Sequence[str]) -> set[str]:
+        return {
+            r[0]
+            for r in self.query(
+                "SELECT name FROM selected_projects WHERE name IN (SELECT unnest($1::VARCHAR[]))",
+                [list(names)],
             )
+        }
+
+    def latest_version(self, name: str) -> str | None:
+        rows = self.query("SELECT latest_version FROM projects WHERE name = ?", [name])
+        return rows[0][0] if rows else None
 
     # ------------------------------------------------------------------ reading projects
     def load_stored(self, name: str) -> StoredProject | None:

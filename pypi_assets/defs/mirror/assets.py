@@ -16,7 +16,7 @@ from ...pipeline import (
     select_projects,
 )
 from ...pypi import PyPIClient
-from ...store import MetadataStore, current_snapshot
+from ...store import MetadataStore
 from ..resources import MirrorResource
 
 POOL = "pypi_assets_duckdb"
@@ -109,7 +109,7 @@ serial_windows = dg.DynamicPartitionsDefinition(name="serial_windows")
     partitions_def=serial_windows,
     kinds={"duckdb", "python"},
     description="Per-file release metadata (distributions, releases, dependencies) of the selected projects whose "
-    "upstream serial falls in this serial window and whose stored serial is older; publishes a read-only snapshot.",
+    "upstream serial falls in this serial window and whose stored serial is older.",
 )
 def release_metadata(
     context: dg.AssetExecutionContext, mirror: MirrorResource
@@ -127,18 +127,8 @@ def release_metadata(
 
         window = asyncio.run(run())
         report = window.refresh
-        recompute_selected_files(store, config)
+        recompute_selected_files(store, config, report.refreshed + report.missing)
         serial = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
-        snapshot = (
-            publish(store, serial)
-            if (
-                report.refreshed
-                or report.missing
-                or window.relisted
-                or current_snapshot(store.path) is None
-            )
-            else current_snapshot(store.path)
-        )
         counts = store.counts()
     for name, err in sorted(report.failed.items()):
         context.log.error(f"{name}: {err}")
@@ -156,7 +146,6 @@ def release_metadata(
         "requests_by_kind": dg.MetadataValue.json(stats["requests"]),
         "request_seconds": dg.MetadataValue.json(stats["request_seconds"]),
         "seconds": round(time.perf_counter() - started, 3),
-        "snapshot": str(snapshot),
         **{f"rows_{k}": v for k, v in counts.items()},
     }
     if report.failed:
@@ -165,3 +154,33 @@ def release_metadata(
             metadata=metadata,
         )
     return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name=GROUP,
+    pool=POOL,
+    deps=[release_metadata],
+    kinds={"duckdb", "parquet"},
+    automation_condition=dg.AutomationCondition.eager(),
+    description="The read-only snapshot analysts open with pypi_assets.connect(): a versioned DuckDB copy plus "
+    "Parquet, swapped in atomically. Re-published automatically after release_metadata changes.",
+)
+def metadata_snapshot(
+    context: dg.AssetExecutionContext, mirror: MirrorResource
+) -> dg.MaterializeResult:  # type: ignore[type-arg]
+    settings = mirror.settings()
+    started = time.perf_counter()
+    with MetadataStore(settings.db) as store:
+        serial = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
+        path = publish(store, serial)
+        counts = store.counts()
+    seconds = round(time.perf_counter() - started, 3)
+    context.log.info(f"published {path} in {seconds}s")
+    return dg.MaterializeResult(
+        metadata={
+            "snapshot": str(path),
+            "serial": serial,
+            "publish_seconds": seconds,
+            **{f"rows_{k}": v for k, v in counts.items()},
+        }
+    )

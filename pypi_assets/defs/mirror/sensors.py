@@ -25,6 +25,20 @@ listing_job = dg.define_asset_job(
     description="Re-read the full upstream project list and re-apply the project filters.",
 )
 
+snapshot_job = dg.define_asset_job(
+    "publish_snapshot",
+    selection=dg.AssetSelection.keys("metadata_snapshot"),
+    description="Publish the analyst snapshot now (it also follows release_metadata automatically).",
+)
+
+snapshot_automation = dg.AutomationConditionSensorDefinition(
+    "snapshot_automation",
+    target=dg.AssetSelection.keys("metadata_snapshot"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates metadata_snapshot's eager condition: re-publish after release_metadata changes.",
+)
+
 
 async def _upstream_serial(mirror: MirrorResource) -> int | None:
     settings = mirror.settings()
