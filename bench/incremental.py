@@ -59,13 +59,12 @@ def one_size(n: int) -> dict[str, Any]:
         )
         assert bulk.returncode == 0, bulk.stderr
         serial = int(httpx.head(fake.url + "/simple/").headers["x-pypi-last-serial"])
-        # one upstream change: a new release of one project
-        target = httpx.get(
-            fake.url + "/simple/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-        ).json()["projects"][n // 2]["name"]
-        httpx.post(
-            fake.url + "/_fake/release", json={"project": target, "version": "99.0.0"}
-        ).raise_for_status()
+        # One upstream change: a new project with one release (an sdist and a wheel).
+        for action, body in (
+            ("project", {"project": "brand-new-project"}),
+            ("release", {"project": "brand-new-project", "version": "1.0.0"}),
+        ):
+            httpx.post(f"{fake.url}/_fake/{action}", json=body).raise_for_status()
         os.environ["PYPI_ASSETS_WINDOW_WIDTH"] = "100000"
         mirror = MirrorResource(upstream=fake.url, config_path=str(conf), db=str(db))
         instance = dg.DagsterInstance.ephemeral()

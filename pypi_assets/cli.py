@@ -20,7 +20,7 @@ from typing import Any
 
 from ._version import __version__
 from .filters import ConfigError
-from .pipeline import Progress, SyncReport, run_sync
+from .pipeline import Progress, SyncReport, client_config, run_sync
 from .pypi import UpstreamError
 from .pypi.fetch import Depth
 from .settings import Settings
@@ -243,6 +243,50 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """The initial full sync as a Dagster backfill over every serial window, through a running
+    webserver's API (the same calls the UI makes)."""
+    from .dagster_api import DagsterAPI
+    from .pypi import PyPIClient
+    from .serial_windows import keys_upto, width_from_env
+
+    settings = Settings.from_env()
+    config = settings.load_config()
+
+    async def serial() -> int | None:
+        async with PyPIClient(client_config(settings, config)) as client:
+            return await client.last_serial()
+
+    try:
+        upto = args.upto or asyncio.run(serial())
+    except UpstreamError as exc:
+        print(f"error: upstream unreachable: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if not upto:
+        print("error: the upstream reports no serial; pass --upto", file=sys.stderr)
+        return EXIT_CONFIG
+    api = DagsterAPI(args.webserver)
+    keys = keys_upto(upto, width_from_env())
+    print(
+        f"listing upstream (upstream_projects, filtered_projects) via {args.webserver}",
+        file=sys.stderr,
+    )
+    listing = api.launch_assets("upstream_projects", "filtered_projects")
+    if api.wait_run(listing) != "SUCCESS":
+        print(f"error: listing run {listing} failed; see the Dagster UI", file=sys.stderr)
+        return EXIT_FAILED
+    added = api.add_partitions(keys)
+    backfill = api.backfill("release_metadata", keys)
+    print(f"backfill {backfill}: {len(keys)} serial windows ({added} new) up to serial {upto}")
+    print(f"follow it at {args.webserver.rstrip('/')}/overview/backfills/{backfill}")
+    if not args.wait:
+        return EXIT_OK
+    status, runs = api.wait_backfill(backfill)
+    failed = sum(1 for r in runs if r != "SUCCESS")
+    print(f"backfill {backfill} {status}: {len(runs) - failed} runs succeeded, {failed} did not")
+    return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pypi-assets", description=__doc__.splitlines()[0] if __doc__ else None
@@ -291,6 +335,24 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("-q", "--quiet", action="store_true")
     q.set_defaults(func=cmd_quickstart)
+
+    b = sub.add_parser(
+        "backfill", help="first full sync as a Dagster backfill of every serial window"
+    )
+    b.add_argument(
+        "--webserver",
+        default="http://127.0.0.1:3000",
+        help="a running Dagster webserver (./dev ui)",
+    )
+    b.add_argument(
+        "--upto", type=int, help="last serial to cover (default: the upstream's current serial)"
+    )
+    b.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the backfill and exit non-zero if a run failed",
+    )
+    b.set_defaults(func=cmd_backfill)
 
     f = sub.add_parser("fake-upstream", help="serve the fake Warehouse on 127.0.0.1")
     f.add_argument("--port", type=int, default=8765)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +54,18 @@ def test_materialise_then_backfill_all_windows_via_graphql(
     backfill = server.backfill("release_metadata", keys)
     status, runs = server.wait_backfill(backfill)
     assert runs.count("SUCCESS") == len(keys), (status, runs, server.log.read_text()[-3000:])
+    # The CLI's backfill drives the same API: after a new release it covers the new window too.
+    up.index.add_release(sorted(up.index.projects)[0], "8.0.0", wheels=1)
+    env = {**os.environ, "PYPI_ASSETS_UPSTREAM": up.url, "PYPI_ASSETS_WINDOW_WIDTH": str(WIDTH)}
+    p = subprocess.run(
+        [sys.executable, "-m", "pypi_assets.cli", "backfill", "--webserver", server.url, "--wait"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"{len(keys_upto(up.index.serial, WIDTH))} serial windows" in p.stdout
     assert "Could not set lock" not in server.log.read_text()
     # The eager automation condition publishes the analyst snapshot after the windows land.
     deadline = time.monotonic() + 240
@@ -58,5 +73,5 @@ def test_materialise_then_backfill_all_windows_via_graphql(
         time.sleep(2)
     assert current_snapshot(db) is not None, server.log.read_text()[-3000:]
     ref = tmp_path / "cli.duckdb"
-    sync(up, ref)
+    sync(up, ref)  # the same upstream, including the release added above
     assert _dump(db) == _dump(ref)

@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from pypi_assets.dagster_api import DagsterAPI
+
 ROOT = Path(__file__).resolve().parents[1]
-REPO = {"repositoryLocationName": "pypi_assets", "repositoryName": "__repository__"}
 
 
 def free_port() -> int:
@@ -25,88 +25,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Dagster:
+class Dagster(DagsterAPI):
     def __init__(self, url: str, home: Path, log: Path) -> None:
-        self.url, self.home, self.log = url, home, log
-
-    def gql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        r = httpx.post(
-            self.url + "/graphql", json={"query": query, "variables": variables or {}}, timeout=60
-        )
-        r.raise_for_status()
-        body = r.json()
-        assert "errors" not in body, body
-        return body["data"]  # type: ignore[no-any-return]
-
-    def launch_assets(self, *keys: str) -> str:
-        data = self.gql(
-            """mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
-                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-            {
-                "p": {
-                    "selector": {
-                        **REPO,
-                        "pipelineName": "__ASSET_JOB",
-                        "assetSelection": [{"path": [k]} for k in keys],
-                    },
-                    "mode": "default",
-                    "runConfigData": {},
-                }
-            },
-        )
-        res = data["launchPipelineExecution"]
-        assert res["__typename"] == "LaunchRunSuccess", res
-        return str(res["run"]["runId"])
-
-    def wait_run(self, run_id: str, timeout: float = 180) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.gql(
-                "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                {"id": run_id},
-            )["runOrError"]["status"]
-            if status in ("SUCCESS", "FAILURE", "CANCELED"):
-                return str(status)
-            time.sleep(0.5)
-        raise TimeoutError(f"run {run_id} did not finish")
-
-    def add_partitions(self, keys: list[str]) -> None:
-        for key in keys:
-            data = self.gql(
-                """mutation($r: RepositorySelector!, $k: String!) { addDynamicPartition(repositorySelector: $r,
-                     partitionsDefName: "serial_windows", partitionKey: $k) { __typename } }""",
-                {"r": REPO, "k": key},
-            )
-            assert data["addDynamicPartition"]["__typename"] in (
-                "AddDynamicPartitionSuccess",
-                "DuplicateDynamicPartitionError",
-            )
-
-    def backfill(self, asset: str, partitions: list[str]) -> str:
-        data = self.gql(
-            """mutation($p: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $p) {
-                 __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
-            {"p": {"assetSelection": [{"path": [asset]}], "partitionNames": partitions}},
-        )
-        res = data["launchPartitionBackfill"]
-        assert res["__typename"] == "LaunchBackfillSuccess", res
-        return str(res["backfillId"])
-
-    def wait_backfill(self, backfill_id: str, timeout: float = 300) -> tuple[str, list[str]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            b = self.gql(
-                """query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill {
-                     status runs(limit: 1000) { runId status } } } }""",
-                {"id": backfill_id},
-            )["partitionBackfillOrError"]
-            runs = [r["status"] for r in b["runs"]]
-            if b["status"] not in ("REQUESTED", "CANCELING") and all(
-                s in ("SUCCESS", "FAILURE", "CANCELED") for s in runs
-            ):
-                return str(b["status"]), runs
-            time.sleep(1)
-        raise TimeoutError("backfill did not finish")
+        super().__init__(url)
+        self.home, self.log = home, log
 
 
 @contextmanager
