@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import incremental, sync_throughput
+from . import analyst, incremental, sync_throughput
 
-BENCHES = {"sync": sync_throughput.main, "incremental": incremental.main}
+BENCHES = {"sync": sync_throughput.main, "incremental": incremental.main, "analyst": analyst.main}
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from .pypi.names import is_valid_project_name
 from .pypi.records import Project, UpstreamListing
 from .settings import Settings
 from .store import MetadataStore, publish_snapshot
+from .store.derived import refresh_derived
 
 __all__ = ["Progress", "RefreshReport", "SyncReport", "client_config", "config_hash", "run_sync"]
 
@@ -426,6 +427,7 @@ async def run_sync(
             )
         else:
             store.set_meta(synced_serial="")
+        refresh_derived(store)
         progress("publish", 0, 1, "publishing snapshot")
         report.snapshot = str(publish(store, listing.serial))
         report.counts = store.counts()

@@ -40,6 +40,7 @@ def test_definitions_load() -> None:
         "filtered_projects",
         "release_metadata",
         "metadata_snapshot",
+        *("latest_releases", "reverse_dependencies", "classifiers", "licenses", "wheel_tags"),
     }
     assert defs.resolve_job_def("refresh_serial_window").partitions_def == serial_windows
     assert defs.resolve_sensor_def("upstream_serial_sensor") is not None

@@ -2,7 +2,13 @@
 
 import dagster as dg
 
-from .mirror.assets import filtered_projects, metadata_snapshot, release_metadata, upstream_projects
+from .mirror.assets import (
+    derived_tables,
+    filtered_projects,
+    metadata_snapshot,
+    release_metadata,
+    upstream_projects,
+)
 from .mirror.checks import release_metadata_checks
 from .mirror.sensors import (
     hourly_incremental_sync,
@@ -15,7 +21,13 @@ from .mirror.sensors import (
 from .resources import MirrorResource
 
 defs = dg.Definitions(
-    assets=[upstream_projects, filtered_projects, release_metadata, metadata_snapshot],
+    assets=[
+        upstream_projects,
+        filtered_projects,
+        release_metadata,
+        derived_tables,
+        metadata_snapshot,
+    ],
     asset_checks=[release_metadata_checks],
     jobs=[listing_job, window_job, snapshot_job],
     sensors=[upstream_serial_sensor, snapshot_automation],

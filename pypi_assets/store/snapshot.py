@@ -17,15 +17,6 @@ import duckdb
 
 __all__ = ["connect", "current_snapshot", "publish_snapshot", "snapshot_dir"]
 
-_TABLES = (
-    "projects",
-    "releases",
-    "distributions",
-    "dependencies",
-    "selected_files",
-    "selected_projects",
-)
-
 
 def snapshot_dir(db_path: str | Path) -> Path:
     p = Path(db_path)
@@ -62,7 +53,13 @@ def publish_snapshot(
         pdir = sdir / f"{name}.parquet"
         ptmp = sdir / f".{name}.parquet.tmp"
         ptmp.mkdir()
-        for table in (*_TABLES, "selected_distributions"):
+        names = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        }
+        for table in sorted(names - {"meta", "upstream_projects"}):
             con.execute(
                 f"COPY (SELECT * FROM {table}) TO {_sql_str(ptmp / (table + '.parquet'))} (FORMAT parquet)"
             )

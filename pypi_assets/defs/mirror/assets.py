@@ -17,6 +17,7 @@ from ...pipeline import (
 )
 from ...pypi import PyPIClient
 from ...store import MetadataStore
+from ...store.derived import refresh_derived
 from ..resources import MirrorResource
 
 POOL = "pypi_assets_duckdb"
@@ -156,10 +157,41 @@ def release_metadata(
     return dg.MaterializeResult(metadata=metadata)
 
 
+_DERIVED_DOCS = {
+    "latest_releases": "One row per project: upstream's latest release with its upload time and summary (view).",
+    "reverse_dependencies": "Who depends on whom: dependencies turned around (view).",
+    "classifiers": "One row per file and Trove classifier, with its top-level category (view).",
+    "licenses": "A normalised licence per file: License-Expression, else the licence classifier, else License (view).",
+    "wheel_tags": "Wheel tags (interpreter, ABI, platform) parsed with packaging.utils.parse_wheel_filename (table).",
+}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            name,
+            group_name="analyst",
+            deps=[release_metadata],
+            description=doc,
+            kinds={"duckdb"},
+            automation_condition=dg.AutomationCondition.eager(),
+        )
+        for name, doc in _DERIVED_DOCS.items()
+    ],
+    pool=POOL,
+)
+def derived_tables(context: dg.AssetExecutionContext, mirror: MirrorResource):  # type: ignore[no-untyped-def,type-arg]
+    """Each derived relation is an asset; they are rebuilt together from the stored metadata."""
+    with MetadataStore(mirror.settings().db) as store:
+        counts = refresh_derived(store)
+    for name in _DERIVED_DOCS:
+        yield dg.MaterializeResult(asset_key=name, metadata={"rows": counts[name]})
+
+
 @dg.asset(
     group_name=GROUP,
     pool=POOL,
-    deps=[release_metadata],
+    deps=[release_metadata, *_DERIVED_DOCS],
     kinds={"duckdb", "parquet"},
     automation_condition=dg.AutomationCondition.eager(),
     description="The read-only snapshot analysts open with pypi_assets.connect(): a versioned DuckDB copy plus "

@@ -33,10 +33,18 @@ snapshot_job = dg.define_asset_job(
 
 snapshot_automation = dg.AutomationConditionSensorDefinition(
     "snapshot_automation",
-    target=dg.AssetSelection.keys("metadata_snapshot"),
+    target=dg.AssetSelection.keys(
+        "metadata_snapshot",
+        "latest_releases",
+        "reverse_dependencies",
+        "classifiers",
+        "licenses",
+        "wheel_tags",
+    ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    description="Evaluates metadata_snapshot's eager condition: re-publish after release_metadata changes.",
+    description="Evaluates the eager conditions: rebuild the derived tables and re-publish the snapshot after "
+    "release_metadata changes.",
 )
 
 

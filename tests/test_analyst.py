@@ -1,0 +1,133 @@
+"""Analysts: derived tables, every documented example query, every notebook, run on freshly
+synced demo data."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pypi_assets
+from pypi_assets.fake import FakeIndex, FakeUpstream
+
+from .conftest import sync
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+QUERIES = re.findall(r"```sql\n(.*?)```", (ROOT / "docs" / "schema.md").read_text(), re.S)
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    db = tmp_path_factory.mktemp("analyst") / "demo.duckdb"
+    with FakeUpstream(FakeIndex.generate(40)) as up:
+        up.index.yank(
+            sorted(up.index.projects)[3],
+            next(iter(up.index.releases(sorted(up.index.projects)[3]))),
+            "bad",
+        )
+        assert sync(up, db).ok
+    yield db
+
+
+def test_derived_tables(demo_db: Path) -> None:
+    con = pypi_assets.connect(demo_db)
+    n_projects = con.execute("SELECT count(*) FROM projects WHERE status = 'ok'").fetchone()[0]  # type: ignore[index]
+    assert con.execute("SELECT count(*) FROM latest_releases").fetchone()[0] == n_projects  # type: ignore[index]
+    # wheel tags parsed with packaging: every wheel has at least one row, platforms as in the filename
+    rows = con.execute(
+        "SELECT d.filename, w.interpreter, w.abi, w.platform FROM distributions d "
+        "LEFT JOIN wheel_tags w USING (filename) WHERE d.packagetype = 'bdist_wheel'"
+    ).fetchall()
+    assert rows and all(r[1] is not None for r in rows)
+    assert all(r[0].removesuffix(".whl").endswith(f"{r[1]}-{r[2]}-{r[3]}") for r in rows)
+    # licences: expression first, then classifier, then the free text
+    srcs = dict(con.execute("SELECT license_source, count(*) FROM licenses GROUP BY 1").fetchall())
+    assert srcs.get("license_expression") and srcs.get("classifier")
+    assert (
+        con.execute(
+            "SELECT count(*) FROM licenses l JOIN distributions d USING (filename) "
+            "WHERE d.license_expression IS NOT NULL AND l.license_normalized <> d.license_expression"
+        ).fetchone()[0]
+        == 0
+    )  # type: ignore[index]
+    # reverse dependencies mirror dependencies
+    assert (
+        con.execute("SELECT count(*) FROM reverse_dependencies").fetchone()[0]
+        == con.execute(  # type: ignore[index]
+            "SELECT count(*) FROM dependencies WHERE dep_project IS NOT NULL"
+        ).fetchone()[0]
+    )  # type: ignore[index]
+    cats = {r[0] for r in con.execute("SELECT DISTINCT category FROM classifiers").fetchall()}
+    assert {"License", "Programming Language"} <= cats
+
+
+@pytest.mark.parametrize("sql", QUERIES, ids=[f"q{i}" for i in range(len(QUERIES))])
+def test_documented_queries_run(demo_db: Path, sql: str) -> None:
+    con = pypi_assets.connect(demo_db)
+    rows = con.execute(sql).fetchall()
+    assert rows, sql
+
+
+def test_documented_queries_exist() -> None:
+    assert len(QUERIES) >= 8
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom(
+    demo_db: Path, notebook: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    assert all(
+        not c.get("outputs") and c.get("execution_count") is None
+        for c in nb.cells
+        if c.cell_type == "code"
+    ), "commit notebooks with outputs cleared"
+    monkeypatch.setenv("PYPI_ASSETS_DB", str(demo_db))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(notebook.parent)}},
+    ).execute()
+    images = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert images, "each notebook draws at least one plot"
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_notebooks_present() -> None:
+    assert len(NOTEBOOKS) >= 3
+
+
+def test_open_connection_survives_publish_and_reconnect_sees_new_data(tmp_path: Path) -> None:
+    db = tmp_path / "m.duckdb"
+    with FakeUpstream(FakeIndex.generate(10)) as up:
+        sync(up, db)
+        con = pypi_assets.connect(db)
+        before = con.execute("SELECT count(*) FROM selected_distributions").fetchone()[0]  # type: ignore[index]
+        up.index.add_release(sorted(up.index.projects)[0], "4.0.0", wheels=2)
+        assert sync(up, db).ok  # publishes while con is open
+        for _ in range(4):  # and again, so the open one is pruned from disk: still readable
+            up.index.add_release(sorted(up.index.projects)[1], f"5.{_}.0", wheels=0)
+            assert sync(up, db).ok
+        assert con.execute("SELECT count(*) FROM selected_distributions").fetchone()[0] == before  # type: ignore[index]
+        fresh = pypi_assets.connect(db)
+        assert (
+            fresh.execute("SELECT count(*) FROM selected_distributions").fetchone()[0]
+            == before + 3 + 4
+        )  # type: ignore[index]
+    assert os.path.exists(db)
