@@ -250,6 +250,13 @@ def _validated(
     for key in unknown:
         warnings.append(f"{source}: unknown key [mirror] {key} ignored")
 
+    enabled = sections.get("plugins", {}).get("enabled", "")
+    if any("," in line for line in lines(enabled)):
+        warnings.append(
+            f"{source}: [plugins] enabled: a comma-separated line enables nothing in bandersnatch; "
+            "pypi-assets enables every plugin it names (docs/filters.md)"
+        )
+
     def err(section: str, key: str, problem: str) -> ConfigError:
         return ConfigError(source, section, key, problem)
 

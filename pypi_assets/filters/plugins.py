@@ -11,7 +11,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..pypi.records import Distribution, Release
-from .config import MirrorConfig
+from .config import MirrorConfig, lines
 
 __all__ = ["ProjectFilter", "ReleaseFileFilter", "project_filter", "release_file_filter"]
 
@@ -79,8 +79,6 @@ def project_filter(config: MirrorConfig) -> ProjectFilter:
         )
     regexes: tuple[re.Pattern[str], ...] = ()
     if config.plugin_enabled("regex_project"):
-        from .config import lines
-
         regexes = tuple(re.compile(p) for p in lines(config.get("filter_regex", "packages")))
     return ProjectFilter(allow=allow, block=block, regexes=regexes)
 
@@ -97,6 +95,7 @@ class ReleaseFileFilter:
     latest_keep: int
     latest_sort: str
     platforms: tuple[str, ...]
+    platform_types: frozenset[str] = frozenset()
 
     @property
     def active(self) -> bool:
@@ -107,6 +106,7 @@ class ReleaseFileFilter:
             or self.release_regexes
             or self.latest_keep
             or self.platforms
+            or self.platform_types
         )
 
     def select(
@@ -116,21 +116,18 @@ class ReleaseFileFilter:
         releases: Sequence[Release],
         files: Sequence[Distribution],
     ) -> list[str]:
-        """Filenames kept for one project."""
+        """Filenames kept for one project, in bandersnatch's order: file filters first,
+        releases left with no files dropped, then the release filters, with latest_release
+        ranking only the versions the other release filters kept (docs/filters.md)."""
         by_version: dict[str, list[Distribution]] = {}
         for d in files:
-            by_version.setdefault(d.release_version, []).append(d)
-        # Releases left with no files are dropped before the release filters run.
+            if self._keep_file(d):
+                by_version.setdefault(d.release_version, []).append(d)
         versions = [r.version for r in releases if by_version.get(r.version)]
         versions = [v for v in versions if self._keep_version(project, v)]
-        if self.latest_keep > 0 and len(versions) > self.latest_keep:
+        if self.latest_keep > 0:
             versions = self._latest(versions, latest_version, releases)
-        kept: list[str] = []
-        for v in versions:
-            for d in by_version[v]:
-                if self._keep_file(d):
-                    kept.append(d.filename)
-        return kept
+        return [d.filename for v in versions for d in by_version[v]]
 
     def _keep_version(self, project: str, version: str) -> bool:
         if self.allow_specs is not None:
@@ -152,35 +149,35 @@ class ReleaseFileFilter:
         self, versions: list[str], latest: str | None, releases: Sequence[Release]
     ) -> list[str]:
         if self.latest_sort == "time":
+            if self.latest_keep > len(versions):
+                return versions
             times = {r.version: r.upload_time for r in releases}
             ordered = sorted(
                 versions, key=lambda v: (times.get(v) is not None, times.get(v) or 0), reverse=True
             )
         else:
-
-            def key(v: str) -> tuple[int, Version | str]:
+            parsed: list[tuple[Version, str]] = []
+            for v in versions:
                 try:
-                    return (1, Version(v))
+                    parsed.append((Version(v), v))
                 except InvalidVersion:
-                    return (0, v)
-
-            ordered = sorted(versions, key=key, reverse=True)
+                    continue  # as bandersnatch: a non-PEP 440 version is never among the latest
+            ordered = [v for _p, v in sorted(parsed, reverse=True)]
         keep = ordered[: self.latest_keep]
+        # upstream's "latest" (info.version) is always kept, in place of the last one
         if latest and latest in versions and latest not in keep:
-            keep.append(latest)
+            if len(keep) < self.latest_keep:
+                keep.append(latest)
+            else:
+                keep[-1] = latest
         return [v for v in versions if v in keep]
 
     def _keep_file(self, d: Distribution) -> bool:
-        if not self.platforms or d.packagetype == "sdist":
-            return True
-        low = d.filename.lower()
-        for token in self.platforms:
-            if token.startswith("bdist_"):
-                if d.packagetype == token:
-                    return False
-            elif token in low:
-                return False
-        return True
+        if d.packagetype == "sdist":
+            return True  # source distributions are never dropped
+        if d.packagetype in self.platform_types:
+            return False
+        return not any(p in d.filename for p in self.platforms)
 
 
 def _contains(req: Requirement, version: str) -> bool:
@@ -192,40 +189,66 @@ def _contains(req: Requirement, version: str) -> bool:
         return False
 
 
-_PLATFORM_TOKENS: dict[str, tuple[str, ...]] = {
-    "windows": ("win32", "win_amd64", "win_arm64", ".exe", ".msi", "bdist_wininst", "bdist_msi"),
-    "win": ("win32", "win_amd64", "win_arm64", ".exe", ".msi", "bdist_wininst", "bdist_msi"),
-    "macos": ("macosx_", "macosx-", ".dmg", "bdist_dmg"),
-    "macosx": ("macosx_", "macosx-", ".dmg", "bdist_dmg"),
-    "freebsd": ("freebsd",),
-    "linux": (
-        "linux-i686",
-        "linux-x86_64",
-        "linux_armv7l",
-        "linux_i686",
-        "linux_x86_64",
-        "manylinux",
-        "musllinux",
-        ".rpm",
-        "bdist_rpm",
-    ),
-    "py2": ("-py2.", "-py2-", "-cp2"),
-    "py3": ("-py3.", "-py3-", "-cp3"),
-}
+_PYTHON_VERSIONS = frozenset(
+    {"py2", "py2.4", "py2.5", "py2.6", "py2.7", "py3", *(f"py3.{i}" for i in range(15))}
+)
+_WINDOWS = (".win32", "-win32", "win_amd64", "win-amd64", "win_arm64", "win-arm64")
+_LINUX = (
+    "linux-i686",
+    "linux-x86_64",
+    "linux_armv7l",
+    "linux_armv6l",
+    "manylinux1_i686",
+    "manylinux1_x86_64",
+    "manylinux2010_i686",
+    "manylinux2010_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux2014_i686",
+    "manylinux2014_aarch64",
+    "manylinux2014_armv7l",
+    "manylinux2014_ppc64",
+    "manylinux2014_ppc64le",
+    "manylinux2014_s390x",
+    # Not in bandersnatch's list, though PEP 425 names them so: plain linux wheels (docs/filters.md).
+    "linux_x86_64",
+    "linux_i686",
+    "linux_aarch64",
+    "-manylinux_",
+    "musllinux",
+)
+# packaging.tags.INTERPRETER_SHORT_NAMES without "py", as bandersnatch's parse_version uses them.
+_INTERPRETERS = ("cp", "pp", "ip", "jy")
 
 
-def _platform_tokens(config: MirrorConfig) -> tuple[str, ...]:
-    out: list[str] = []
-    for line in config.requirement_lines("blocklist", "platforms"):
-        token = line.lower()
-        if token in _PLATFORM_TOKENS:
-            out.extend(_PLATFORM_TOKENS[token])
-        elif re.fullmatch(r"py3\.\d+", token):
-            digits = token[2:].replace(".", "")
-            out.extend((f"-py{token[2:]}-", f"-cp{digits}-"))
-        else:
-            out.append(token)
-    return tuple(out)
+def _python_patterns(token: str) -> list[str]:
+    with_dot = token.removeprefix("py")
+    without = with_dot.replace(".", "")
+    return [f"-{i}{without}-" for i in _INTERPRETERS] + [f"-py{with_dot}-", f"-py{with_dot}."]
+
+
+def _platform_rules(config: MirrorConfig) -> tuple[tuple[str, ...], frozenset[str]]:
+    """bandersnatch's exclude_platform: filename substrings and packagetypes to drop.
+    Tokens are whitespace-separated, case-insensitive; unknown tokens are ignored."""
+    patterns: list[str] = []
+    types: set[str] = set()
+    for token in (config.get("blocklist", "platforms") or "").split():
+        t = token.lower()
+        if t in ("windows", "win"):
+            patterns.extend(_WINDOWS)
+            types.update(("bdist_msi", "bdist_wininst"))
+        elif t in ("macos", "macosx"):
+            patterns.extend(("macosx_", "macosx-"))
+            types.add("bdist_dmg")
+        elif t == "freebsd":
+            patterns.extend((".freebsd", "-freebsd"))
+        elif t == "linux":
+            patterns.extend(_LINUX)
+            types.add("bdist_rpm")
+        elif t in _PYTHON_VERSIONS:
+            patterns.extend(_python_patterns(t))
+        elif t in _WINDOWS or t in _LINUX:
+            patterns.append(t)
+    return tuple(patterns), frozenset(types)
 
 
 def release_file_filter(config: MirrorConfig) -> ReleaseFileFilter:
@@ -243,8 +266,6 @@ def release_file_filter(config: MirrorConfig) -> ReleaseFileFilter:
                 block_specs.setdefault(canonicalize_name(r.name), []).append(r)
     prerelease = config.plugin_enabled("prerelease_release")
     only = config.requirement_lines("filter_prerelease")
-    from .config import lines
-
     regexes = (
         tuple(re.compile(p) for p in lines(config.get("filter_regex", "releases")))
         if config.plugin_enabled("regex_release")
@@ -255,6 +276,9 @@ def release_file_filter(config: MirrorConfig) -> ReleaseFileFilter:
         if config.plugin_enabled("latest_release")
         else 0
     )
+    platforms, platform_types = (
+        _platform_rules(config) if config.plugin_enabled("exclude_platform") else ((), frozenset())
+    )
     return ReleaseFileFilter(
         allow_specs=allow_specs,
         block_specs=block_specs,
@@ -263,5 +287,6 @@ def release_file_filter(config: MirrorConfig) -> ReleaseFileFilter:
         release_regexes=regexes,
         latest_keep=keep,
         latest_sort=(config.get("latest_release", "sort_by") or "version").strip(),
-        platforms=_platform_tokens(config) if config.plugin_enabled("exclude_platform") else (),
+        platforms=platforms,
+        platform_types=platform_types,
     )
