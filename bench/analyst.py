@@ -45,7 +45,8 @@ SELECT r.name || '-' || r.version || CASE f WHEN 0 THEN '.tar.gz' ELSE '-cp3' ||
        random() < 0.01, NULL, CASE WHEN random() < 0.2 THEN 'Apache-2.0' END, 'core-metadata', r.pid
 FROM _r r, range(CASE WHEN random() < 0.6 THEN 3 ELSE 1 END) w(f)
 LIMIT {rows};
-INSERT INTO releases SELECT project, release_version, min(upload_time), bool_and(yanked), NULL, count(*), any_value(summary), any_value(requires_python), NULL
+INSERT INTO releases SELECT project, release_version, min(upload_time), bool_and(yanked), NULL, count(*),
+  count(*) FILTER (WHERE packagetype = 'bdist_wheel'), any_value(summary), any_value(requires_python), NULL
 FROM distributions GROUP BY ALL;
 INSERT INTO projects SELECT project, project, max(project_serial), max(project_serial), 'ok', max(release_version), NULL, now()
 FROM distributions GROUP BY project;

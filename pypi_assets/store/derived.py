@@ -47,9 +47,9 @@ VIEWS: dict[str, str] = {
             ELSE 'unknown'
           END AS license_source
         FROM (
-          SELECT d.*, (SELECT trim(split_part(c, '::', -1)) FROM unnest(d.classifiers) AS t(c)
-                       WHERE c LIKE 'License ::%' LIMIT 1) AS license_classifier
-          FROM distributions d)""",
+          SELECT project, release_version, filename, license, license_expression,
+                 trim(split_part(list_filter(classifiers, lambda c: c LIKE 'License ::%')[1], '::', -1)) AS license_classifier
+          FROM distributions)""",
 }
 
 #: Every derived relation, for docs and checks.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from ..pypi.records import (
     UpstreamListing,
 )
 from ..pypi.requirements import parse_dependency
-from .schema import DDL, DEPENDENCY_COLUMNS, RELEASE_COLUMNS, SCHEMA_VERSION
+from .schema import DDL, DEPENDENCY_COLUMNS, MIGRATIONS, RELEASE_COLUMNS, SCHEMA_VERSION
 
 __all__ = ["MetadataStore", "ProjectState", "WriteResult"]
 
@@ -94,6 +95,8 @@ class MetadataStore:
     def _migrate(self) -> None:
         with self.transaction() as con:
             for stmt in DDL:
+                con.execute(stmt)
+            for stmt in MIGRATIONS:
                 con.execute(stmt)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
@@ -377,6 +380,9 @@ class MetadataStore:
                 proj_rows.append(
                     (p.name, p.display_name, p.serial, p.serial, "ok", p.latest_version, None, now)
                 )
+                wheels = Counter(
+                    d.release_version for d in p.distributions if d.packagetype == "bdist_wheel"
+                )
                 for r in p.releases:
                     info = r.info or {}
                     rel_rows.append(
@@ -387,6 +393,7 @@ class MetadataStore:
                             r.yanked,
                             r.yanked_reason,
                             r.file_count,
+                            wheels.get(r.version, 0),
                             info.get("summary") or None,
                             info.get("requires_python") or None,
                             json.dumps(r.info, sort_keys=True) if r.info is not None else None,

@@ -50,6 +50,7 @@ DDL: tuple[str, ...] = (
         yanked BOOLEAN,
         yanked_reason VARCHAR,
         file_count INTEGER,
+        wheel_count INTEGER,      -- how many of its files are wheels
         summary VARCHAR,
         requires_python VARCHAR,
         info VARCHAR              -- the version JSON's info object, verbatim
@@ -77,6 +78,9 @@ DDL: tuple[str, ...] = (
         SEMI JOIN selected_files s ON s.project = d.project AND s.filename = d.filename""",
 )
 
+#: Forward migrations for databases created by earlier versions (idempotent).
+MIGRATIONS: tuple[str, ...] = ("ALTER TABLE releases ADD COLUMN IF NOT EXISTS wheel_count INTEGER",)
+
 RELEASE_COLUMNS = (
     "project",
     "version",
@@ -84,6 +88,7 @@ RELEASE_COLUMNS = (
     "yanked",
     "yanked_reason",
     "file_count",
+    "wheel_count",
     "summary",
     "requires_python",
     "info",

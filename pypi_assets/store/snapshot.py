@@ -43,26 +43,44 @@ def publish_snapshot(
     tmp = sdir / f".{name}.duckdb.tmp"
     final = sdir / f"{name}.duckdb"
     dbname = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    pdir = sdir / f"{name}.parquet"
+    ptmp = sdir / f".{name}.parquet.tmp"
     con.execute(f"ATTACH {_sql_str(tmp)} AS __snapshot")
     try:
         con.execute(f'COPY FROM DATABASE "{dbname}" TO __snapshot')
+        # A snapshot never changes: its views become tables, so analysts pay for them once.
+        views = [
+            r[0]
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal",
+                [dbname],
+            ).fetchall()
+        ]
+        for view in views:
+            con.execute(f'DROP VIEW __snapshot.main."{view}"')
+            con.execute(
+                f'CREATE TABLE __snapshot.main."{view}" AS SELECT * FROM "{dbname}".main."{view}"'
+            )
+        con.execute(
+            "DROP TABLE IF EXISTS __snapshot.main.upstream_projects"
+        )  # pipeline bookkeeping
+        if parquet:
+            ptmp.mkdir()
+            tables = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = '__snapshot' AND table_name <> 'meta'"
+                ).fetchall()
+            ]
+            for table in sorted(tables):
+                con.execute(
+                    f'COPY (SELECT * FROM __snapshot.main."{table}") TO {_sql_str(ptmp / (table + ".parquet"))} '
+                    "(FORMAT parquet)"
+                )
     finally:
         con.execute("DETACH __snapshot")
     os.replace(tmp, final)
     if parquet:
-        pdir = sdir / f"{name}.parquet"
-        ptmp = sdir / f".{name}.parquet.tmp"
-        ptmp.mkdir()
-        names = {
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-            ).fetchall()
-        }
-        for table in sorted(names - {"meta", "upstream_projects"}):
-            con.execute(
-                f"COPY (SELECT * FROM {table}) TO {_sql_str(ptmp / (table + '.parquet'))} (FORMAT parquet)"
-            )
         os.replace(ptmp, pdir)
     pointer_tmp = sdir / ".CURRENT.tmp"
     pointer_tmp.write_text(name + "\n")
