@@ -143,21 +143,9 @@ def fields_from_version_info(info: dict[str, Any]) -> dict[str, Any]:
         "requires_external": None,
         "supported_platform": None,
     }
-    for col in (
-        "summary",
-        "description",
-        "keywords",
-        "home_page",
-        "download_url",
-        "author",
-        "author_email",
-        "maintainer",
-        "maintainer_email",
-        "license",
-        "requires_python",
-        "description_content_type",
-        "license_expression",
-    ):
+    # The same single-valued fields as core metadata (Metadata-Version aside), plus Keywords,
+    # which the JSON API gives as the string written.
+    for col in (*(c for c in _STR_FIELDS if c != "metadata_version"), "keywords"):
         out[col] = _s(info.get(col))
     out["requires_dist"] = _l(info.get("requires_dist")) or []
     out["classifiers"] = _l(info.get("classifiers")) or []

@@ -54,6 +54,17 @@ async def _upstream_serial(mirror: MirrorResource) -> int | None:
         return await client.last_serial()
 
 
+def _serial_or_skip(mirror: MirrorResource) -> int | dg.SkipReason:
+    """The upstream's serial from one cheap request, or the reason a tick does nothing."""
+    try:
+        serial = asyncio.run(_upstream_serial(mirror))
+    except UpstreamError as exc:
+        return dg.SkipReason(f"upstream not reachable: {exc}")
+    if serial is None:
+        return dg.SkipReason("upstream reports no serial (no X-PyPI-Last-Serial, no XML-RPC)")
+    return serial
+
+
 def plan_tick(
     cursor: int, serial: int, existing: set[str], width: int, max_runs: int
 ) -> tuple[list[str], list[str], int]:
@@ -84,12 +95,9 @@ def upstream_serial_sensor(
 ) -> dg.SensorResult | dg.SkipReason:  # type: ignore[type-arg]
     state = json.loads(context.cursor) if context.cursor else {}
     cursor = int(state.get("serial", 0))
-    try:
-        serial = asyncio.run(_upstream_serial(mirror))
-    except UpstreamError as exc:
-        return dg.SkipReason(f"upstream not reachable: {exc}")
-    if serial is None:
-        return dg.SkipReason("upstream reports no serial (no X-PyPI-Last-Serial, no XML-RPC)")
+    serial = _serial_or_skip(mirror)
+    if isinstance(serial, dg.SkipReason):
+        return serial
     observation = dg.AssetObservation(
         asset_key="upstream_projects", metadata={"upstream_serial": serial}
     )
@@ -126,12 +134,9 @@ def upstream_serial_sensor(
 def hourly_incremental_sync(
     context: dg.ScheduleEvaluationContext, mirror: MirrorResource
 ) -> dg.SkipReason | list[dg.RunRequest]:  # type: ignore[type-arg]
-    try:
-        serial = asyncio.run(_upstream_serial(mirror))
-    except UpstreamError as exc:
-        return dg.SkipReason(f"upstream not reachable: {exc}")
-    if serial is None:
-        return dg.SkipReason("upstream reports no serial")
+    serial = _serial_or_skip(mirror)
+    if isinstance(serial, dg.SkipReason):
+        return serial
     width = width_from_env()
     keys = keys_upto(serial, width)[-2:]
     existing = set(context.instance.get_dynamic_partitions(serial_windows.name))
