@@ -284,3 +284,32 @@ def test_analyst_connection_held_open_does_not_break_sync(
     assert con.execute("SELECT count(*) FROM distributions").fetchone()[0] == old  # type: ignore[index]
     con2 = pypi_assets.connect(db)
     assert con2.execute("SELECT count(*) FROM distributions").fetchone()[0] == old + 2  # type: ignore[index]
+
+
+def test_filter_change_fetches_only_newly_allowed_and_drops_excluded(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    names = sorted(fake.index.projects)
+    db = tmp_path / "m.duckdb"
+
+    def allow(*ns: str) -> Any:
+        return make_config(
+            "[plugins]\nenabled =\n    allowlist_project\n[allowlist]\npackages =\n    "
+            + "\n    ".join(ns)
+            + "\n"
+        )
+
+    sync(fake, db, allow(names[0], names[1]))
+    fake.reset_counts()
+    report = sync(fake, db, allow(names[0], names[1], names[2]))
+    assert report.refresh.refreshed == [names[2]]  # only the newly allowed project is fetched
+    assert {p for (_r, p) in fake.per_project} == {names[2]}
+    fake.reset_counts()
+    sync(fake, db, allow(names[2]))
+    assert not fake.per_project  # narrowing the filter needs no fetching
+    assert {r[0] for r in _table(db, "SELECT DISTINCT project FROM selected_distributions")} == {
+        names[2]
+    }
+    assert {r[0] for r in _table(db, "SELECT DISTINCT project FROM distributions")} == set(
+        names[:3]
+    )  # kept
