@@ -19,7 +19,14 @@ def _python312() -> str | None:
         glob.glob(str(Path.home() / ".pyenv/versions/3.1[2-9]*/bin/python3")), reverse=True
     )
     candidates += [shutil.which(n) or "" for n in ("python3.13", "python3.12")]
-    return next((c for c in candidates if c and Path(c).exists()), None)
+    for c in candidates:
+        if c and Path(c).exists():
+            ok = subprocess.run(
+                [c, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"], capture_output=True
+            )
+            if ok.returncode == 0:
+                return c
+    return None
 
 
 def bandersnatch() -> Path | None:
