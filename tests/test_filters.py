@@ -334,3 +334,10 @@ def test_release_left_without_files_is_dropped_before_latest() -> None:
     )
     rels, files = _files({"1.0": ["p-1.0.tar.gz"], "2.0": ["p-2.0-cp311-cp311-win_amd64.whl"]})
     assert release_file_filter(c).select("p", None, rels, files) == ["p-1.0.tar.gz"]
+
+
+def test_regexes_with_clashing_group_names_still_work() -> None:
+    c = cfg(
+        "[plugins]\nenabled =\n    regex_project\n[filter_regex]\npackages =\n    (?P<x>foo)\n    (?P<x>bar)\n"
+    )
+    assert project_filter(c).select(["foo1", "bar1", "baz"]) == ["baz"]

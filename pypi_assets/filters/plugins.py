@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from packaging.requirements import Requirement
@@ -25,6 +25,7 @@ RELEASE_PLUGINS = (
 )
 FILE_PLUGINS = ("exclude_platform",)
 
+_SEPARATORS = re.compile(r"[-_.]+")
 _PRERELEASE = [
     re.compile(p) for p in (r".+rc\d+$", r".+a(lpha)?\d+$", r".+b(eta)?\d+$", r".+dev\d+$")
 ]
@@ -51,20 +52,32 @@ class ProjectFilter:
         return not any(r.match(name) for r in self.regexes)
 
     def select(self, names: Iterable[str]) -> list[str]:
-        """The kept names; the hot loop for ~900k names avoids per-name function calls."""
-        allow, block, regexes = self.allow, self.block, self.regexes
-        canon = canonicalize_name
+        """The kept names. The hot loop over ~900k names normalises only when a name list is
+        configured, and tries all regexes as one alternation."""
+        allow, block = self.allow, self.block
+        sub = _SEPARATORS.sub  # PEP 503, as packaging.utils.canonicalize_name
+        combined = _any_match(self.regexes)
+        need_canon = allow is not None or bool(block)
         out: list[str] = []
         for name in names:
-            c = canon(name)
-            if allow is not None and c not in allow:
-                continue
-            if c in block:
-                continue
-            if regexes and any(r.match(name) for r in regexes):
+            if need_canon:
+                c = sub("-", name).lower()
+                if (allow is not None and c not in allow) or c in block:
+                    continue
+            if combined is not None and combined(name):
                 continue
             out.append(name)
         return out
+
+
+def _any_match(regexes: tuple[re.Pattern[str], ...]) -> Callable[[str], object] | None:
+    """One ``match`` for several patterns (re.match semantics for each)."""
+    if not regexes:
+        return None
+    try:
+        return re.compile("|".join(f"(?:{r.pattern})" for r in regexes)).match
+    except re.error:  # e.g. the same group name in two patterns
+        return lambda name: any(r.match(name) for r in regexes)
 
 
 def project_filter(config: MirrorConfig) -> ProjectFilter:
