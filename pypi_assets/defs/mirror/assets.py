@@ -130,7 +130,7 @@ def release_metadata(
         report = window.refresh
         recompute_selected_files(store, config, report.refreshed + report.missing)
         serial = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
-        counts = store.counts()
+        counts = store.counts(views=False)
     for name, err in sorted(report.failed.items()):
         context.log.error(f"{name}: {err}")
     stats = window.requests
