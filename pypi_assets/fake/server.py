@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
-from .data import FakeFile, FakeIndex, FakeRelease
+from .data import FakeFile, FakeIndex, FakeProject, FakeRelease
 
 __all__ = ["FakeUpstream", "Fault"]
 
@@ -370,16 +370,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self.state.root_cache[key] = body
         self._send(200, body, JSON_CT if as_json else HTML_CT, serial=serial, fault=fault)
 
-    def _simple_project(self, name: str, fault: Fault | None) -> None:
-        idx = self.state.index
+    def _project_or_answer(self, name: str, canonical_path: str) -> tuple[str, FakeProject] | None:
+        """The project for a request, or ``None`` once a PEP 503 redirect (to
+        ``canonical_path``, with ``{norm}`` filled in) or a 404 has been sent."""
         norm = canonicalize_name(name)
         if name != norm:
-            self._redirect(f"/simple/{norm}/")
-            return
-        p = idx.get(norm)
+            self._redirect(canonical_path.format(norm=norm))
+            return None
+        p = self.state.index.get(norm)
         if p is None:
             self._not_found()
+            return None
+        return norm, p
+
+    def _simple_project(self, name: str, fault: Fault | None) -> None:
+        idx = self.state.index
+        found = self._project_or_answer(name, "/simple/{norm}/")
+        if found is None:
             return
+        norm, p = found
         with idx.lock:
             rels = idx.releases(norm)
             files = [f for r in rels.values() for f in r.files]
@@ -480,14 +489,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _project_json(self, name: str, fault: Fault | None) -> None:
         idx = self.state.index
-        norm = canonicalize_name(name)
-        if name != norm:
-            self._redirect(f"/pypi/{norm}/json")
+        found = self._project_or_answer(name, "/pypi/{norm}/json")
+        if found is None:
             return
-        p = idx.get(norm)
-        if p is None:
-            self._not_found()
-            return
+        norm, p = found
         with idx.lock:
             rels = idx.releases(norm)
             latest = idx.latest(norm)
@@ -503,14 +508,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _version_json(self, name: str, version: str, fault: Fault | None) -> None:
         idx = self.state.index
-        norm = canonicalize_name(name)
-        if name != norm:
-            self._redirect(f"/pypi/{norm}/{version}/json")
+        found = self._project_or_answer(
+            name, "/pypi/{norm}/" + version.replace("{", "{{").replace("}", "}}") + "/json"
+        )
+        if found is None:
             return
-        p = idx.get(norm)
-        if p is None:
-            self._not_found()
-            return
+        norm, p = found
         with idx.lock:
             rel = idx.releases(norm).get(version)
             if rel is None:
