@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .filters import MirrorConfig, project_filter, release_file_filter
+from .filters import MirrorConfig, ReleaseFileFilter, project_filter, release_file_filter
 from .pypi import (
     ClientConfig,
     NotFound,
@@ -141,22 +141,29 @@ def select_projects(store: MetadataStore, config: MirrorConfig) -> list[str]:
     return names
 
 
+def _kept_files(
+    store: MetadataStore, rff: ReleaseFileFilter, names: Iterable[str]
+) -> list[tuple[str, str]]:
+    """``(project, filename)`` that the release- and file-level filters keep, from stored rows
+    of the given (selected) projects; projects not stored as ``ok`` keep nothing."""
+    rows: list[tuple[str, str]] = []
+    for name in sorted(names):
+        stored = store.load_stored(name)
+        if stored is None:
+            continue
+        kept = rff.select(
+            name,
+            store.latest_version(name),
+            list(stored.releases.values()),
+            list(stored.distributions.values()),
+        )
+        rows.extend((name, fn) for fn in kept)
+    return rows
+
+
 def expected_selection(store: MetadataStore, config: MirrorConfig) -> set[tuple[str, str]]:
     """``(project, filename)`` the current filters keep, computed afresh from stored rows."""
-    rff = release_file_filter(config)
-    latest = dict(store.query("SELECT name, latest_version FROM projects WHERE status = 'ok'"))
-    out: set[tuple[str, str]] = set()
-    for name in sorted(store.selected_projects()):
-        if name not in latest:
-            continue
-        releases, files = store.project_rows(name)
-        kept = (
-            rff.select(name, latest[name], releases, files)
-            if rff.active
-            else [d.filename for d in files]
-        )
-        out.update((name, fn) for fn in kept)
-    return out
+    return set(_kept_files(store, release_file_filter(config), store.selected_projects()))
 
 
 def recompute_selected_files(
@@ -177,25 +184,10 @@ def recompute_selected_files(
     if not rff.active:
         store.select_all_files_of_selected_projects(scope)
     else:
-        rows: list[tuple[str, str]] = []
         selected = (
             store.selected_projects() if scope is None else store.selected_projects_among(scope)
         )
-        for name in sorted(selected):
-            stored = store.load_stored(name)
-            if stored is None:
-                continue
-            latest = store.latest_version(name)
-            rows.extend(
-                (name, fn)
-                for fn in rff.select(
-                    name,
-                    latest,
-                    list(stored.releases.values()),
-                    list(stored.distributions.values()),
-                )
-            )
-        store.replace_selected_files(rows, scope)
+        store.replace_selected_files(_kept_files(store, rff, selected), scope)
     if full:
         store.set_meta(selection_config_hash=chash)
     return (

@@ -175,12 +175,8 @@ class Fetched:
     def serial(self) -> int | None:
         """``X-PyPI-Last-Serial``; when a cache in between dropped the header, the serial the
         JSON body states (``last_serial`` or ``meta._last-serial``)."""
-        value = self.headers.get("X-PyPI-Last-Serial")
-        if value is not None:
-            try:
-                return int(value)
-            except ValueError:
-                return None
+        if "X-PyPI-Last-Serial" in self.headers:
+            return self.headers_serial
         if self.body[:1] != b"{" or "json" not in self.headers.get("content-type", ""):
             return None
         try:

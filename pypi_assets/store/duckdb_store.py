@@ -332,12 +332,6 @@ class MetadataStore:
             dists[d.filename] = d
         return StoredProject(name=name, serial=row[0], releases=releases, distributions=dists)
 
-    def project_rows(self, name: str) -> tuple[list[Release], list[Distribution]]:
-        stored = self.load_stored(name)
-        if stored is None:
-            return [], []
-        return list(stored.releases.values()), list(stored.distributions.values())
-
     # ------------------------------------------------------------------ writing projects
     def write_projects(self, projects: Sequence[Project]) -> WriteResult:
         """Replace each project whose incoming serial is newer than the stored one, in one
