@@ -10,14 +10,24 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from packaging.requirements import Requirement
 
-from .filters import MirrorConfig, ReleaseFileFilter, project_filter, release_file_filter
+from .filters import (
+    DependencyRow,
+    MirrorConfig,
+    ReleaseFileFilter,
+    closure_roots,
+    dependency_closure,
+    project_filter,
+    release_file_filter,
+)
+from .filters.closure import Closure
 from .pypi import (
     ClientConfig,
     NotFound,
@@ -86,6 +96,7 @@ class SyncReport:
     listed: int = 0
     selected: int = 0
     refresh: RefreshReport = field(default_factory=RefreshReport)
+    closure: ClosureReport | None = None
     requests: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     snapshot: str | None = None
@@ -103,6 +114,11 @@ class SyncReport:
             "up_to_date": self.up_to_date,
             "listed": self.listed,
             "selected": self.selected,
+            **(
+                {"closure_added": len(self.closure.added), "closure_rounds": self.closure.rounds}
+                if self.closure is not None
+                else {}
+            ),
             "refreshed": len(r.refreshed),
             "missing": len(r.missing),
             "removed": len(r.removed),
@@ -138,27 +154,137 @@ def select_projects(store: MetadataStore, config: MirrorConfig) -> list[str]:
         names.extend(canonical(n) for n in pf.select(chunk))
     store.replace_selected_projects(names)
     store.set_meta(config_hash=config_hash(config), config=json.dumps(config.to_dict()))
+    apply_closure(store, config)  # from stored metadata (or cleared); rounds fetch what is missing
     return names
+
+
+def _kept(
+    store: MetadataStore, rff: ReleaseFileFilter, name: str, closure: Sequence[Requirement] | None
+) -> list[str] | None:
+    """Filenames the filters keep for one stored project (``None`` if not stored as ok)."""
+    stored = store.load_stored(name)
+    if stored is None:
+        return None
+    return rff.select(
+        name,
+        store.latest_version(name),
+        list(stored.releases.values()),
+        list(stored.distributions.values()),
+        info=stored.info,
+        serial=stored.serial,
+        closure=closure,
+    )
+
+
+def _closure_requirements(store: MetadataStore) -> dict[str, list[Requirement]]:
+    return {n: [Requirement(r) for r in reqs] for n, reqs in store.closure_requirements().items()}
 
 
 def _kept_files(
     store: MetadataStore, rff: ReleaseFileFilter, names: Iterable[str]
 ) -> list[tuple[str, str]]:
-    """``(project, filename)`` that the release- and file-level filters keep, from stored rows
-    of the given (selected) projects; projects not stored as ``ok`` keep nothing."""
+    """``(project, filename)`` that the filters keep, from stored rows of the given
+    (selected) projects; projects not stored as ``ok`` keep nothing. Projects selected only
+    through the dependency closure are filtered with the requirements that pulled them in."""
+    via = _closure_requirements(store)
     rows: list[tuple[str, str]] = []
     for name in sorted(names):
-        stored = store.load_stored(name)
-        if stored is None:
-            continue
-        kept = rff.select(
-            name,
-            store.latest_version(name),
-            list(stored.releases.values()),
-            list(stored.distributions.values()),
-        )
-        rows.extend((name, fn) for fn in kept)
+        rows.extend((name, fn) for fn in _kept(store, rff, name, via.get(name)) or ())
     return rows
+
+
+def apply_closure(store: MetadataStore, config: MirrorConfig) -> Closure | None:
+    """Compute the dependency closure of the allowlist from stored metadata and record it
+    (``closure_projects``, added to ``selected_projects``). ``unresolved`` names what is not
+    stored yet."""
+    roots = closure_roots(config)
+    if not config.dependency_closure or roots is None:
+        store.replace_closure([])
+        return None
+    rff = release_file_filter(config)
+    selected = store.selected_projects()
+    roots = {n: e for n, e in roots.items() if n in selected}
+
+    def deps(name: str, reqs: Sequence[Requirement] | None) -> list[DependencyRow] | None:
+        kept = _kept(store, rff, name, reqs)
+        if kept is None:
+            return None
+        return [DependencyRow(*r) for r in store.kept_dependencies(name, kept)]
+
+    closure = dependency_closure(roots, deps, config)
+    _todo, unlisted = store.refresh_candidates(sorted(closure.requirements))
+    for name in unlisted:  # required, but upstream has no such project: nothing to select
+        del closure.requirements[name]
+        closure.unresolved.discard(name)
+    closure.unlisted = unlisted
+    store.replace_closure(
+        [
+            (
+                name,
+                [str(r) for r in reqs],
+                sorted(closure.extras.get(name, ())),
+                sorted(closure.required_by.get(name, ())),
+            )
+            for name, reqs in sorted(closure.requirements.items())
+        ]
+    )
+    return closure
+
+
+@dataclass
+class ClosureReport:
+    rounds: int = 0
+    added: list[str] = field(default_factory=list)  # projects selected through the closure
+    unlisted: list[str] = field(default_factory=list)  # required, but not on the upstream
+
+
+async def close_dependencies(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    into: RefreshReport,
+    *,
+    progress: Progress = _no_progress,
+    depth: Depth = "full",
+    max_rounds: int = 100,
+) -> ClosureReport | None:
+    """``[pypi_assets] dependency_closure``: extend the stored metadata in rounds until the
+    closure is closed. Each round computes the closure from what is stored and fetches the
+    projects it reaches that are not stored (or are older than upstream). What the rounds
+    fetch, miss or fail on is added to ``into``."""
+    if not config.dependency_closure:
+        return None
+    report = ClosureReport()
+    tried: set[str] = set()
+    while report.rounds < max_rounds:
+        closure = await asyncio.to_thread(apply_closure, store, config)
+        if closure is None:
+            return report
+        report.added = sorted(closure.requirements)
+        report.unlisted = sorted(closure.unlisted)
+        names = sorted((set(closure.requirements) | closure.unresolved) - tried)
+        todo, _unlisted = await asyncio.to_thread(store.refresh_candidates, names)
+        tried.update(names)
+        if not todo:
+            return report
+        report.rounds += 1
+        progress(
+            "closure", report.rounds, report.rounds, f"round {report.rounds}: {len(todo)} projects"
+        )
+        r = await refresh_metadata(
+            client,
+            store,
+            candidates=todo,
+            stop_on_error=config.stop_on_error,
+            progress=progress,
+            depth=depth,
+        )
+        into.refreshed.extend(r.refreshed)
+        into.missing.extend(r.missing)
+        into.skipped_older.extend(r.skipped_older)
+        into.failed.update(r.failed)
+    log.warning("dependency closure not closed after %d rounds", max_rounds)
+    return report
 
 
 def expected_selection(store: MetadataStore, config: MirrorConfig) -> set[tuple[str, str]]:
@@ -177,7 +303,11 @@ def recompute_selected_files(
     """
     rff = release_file_filter(config)
     chash = config_hash(config)
-    full = projects is None or store.get_meta("selection_config_hash") != chash
+    full = (
+        projects is None
+        or config.dependency_closure  # a change can move the closure anywhere
+        or store.get_meta("selection_config_hash") != chash
+    )
     scope = None if full else sorted(set(projects or ()))
     if scope == []:
         return 0
@@ -360,6 +490,7 @@ async def refresh_window(
     refresh = await refresh_metadata(
         client, store, candidates=candidates, stop_on_error=config.stop_on_error, progress=progress
     )
+    await close_dependencies(client, store, config, refresh, progress=progress)
     return WindowReport(key, reached, relisted, refresh, client.stats.as_dict())
 
 
@@ -406,6 +537,9 @@ async def run_sync(
             report.selected = len(names)
             refresh = await refresh_metadata(
                 client, store, stop_on_error=config.stop_on_error, progress=progress, depth=depth
+            )
+            report.closure = await close_dependencies(
+                client, store, config, refresh, progress=progress, depth=depth
             )
             refresh.removed = store.mark_removed(listing.serial)
             report.refresh = refresh

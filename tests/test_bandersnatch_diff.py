@@ -76,7 +76,7 @@ enabled =
 [filter_prerelease]
 packages =
     {n2}
-    {n4}
+    {n13}
 """,
     "latest_by_time": """[plugins]
 enabled =
@@ -110,6 +110,82 @@ packages =
 platforms =
     linux
 """,
+    "requirements_files_and_pins": """[plugins]
+enabled =
+    project_requirements
+    project_requirements_pinned
+    prerelease_release
+[allowlist]
+requirements_path = {dir}/reqs
+requirements =
+    base.txt
+    extra-*.txt  # a glob, with an inline comment
+""",
+    "size_and_version_count_with_allowlist_bypass": """[plugins]
+enabled =
+    size_project_metadata
+    versions_count_project_metadata
+[allowlist]
+packages =
+    {n2}
+[size_project_metadata]
+max_package_size = 14K
+[versions_count_project_metadata]
+min_versions = 2
+max_versions = 5
+""",
+    "regex_metadata": """[plugins]
+enabled =
+    regex_project_metadata
+    regex_release_file_metadata
+[regex_project_metadata]
+not-null:info.requires_python =
+    >=3\\.8
+none:info.keywords =
+    .*xenon
+[regex_release_file_metadata]
+any:release_file.packagetype =
+    sdist
+    bdist_wheel
+all:release_file.filename =
+    .*\\.(tar\\.gz|whl)$
+    [a-z]
+""",
+    "version_range": """[plugins]
+enabled =
+    version_range_release_file_metadata
+    exclude_platform
+[blocklist]
+platforms =
+    macos
+[version_range_release_file_metadata]
+release_file.requires_python =
+    3.7
+""",
+    "enabled_all": """[plugins]
+enabled =
+    all
+[allowlist]
+packages =
+    {n5}
+    {n6}>=0.2
+    {n7}
+requirements_path = {dir}/reqs
+requirements =
+    base.txt
+[latest_release]
+keep = 3
+[blocklist]
+platforms =
+    windows
+""",
+}
+
+#: requirements files the configs above name (formatted like the configs)
+FILES = {
+    "reqs/base.txt": "# base requirements\n{n1}==0.2.0\n{n5}\n-r extra-1.txt\n{n6}  # inline\n",
+    "reqs/extra-1.txt": "{n3_upper}>=0.2\n--index-url http://example.invalid\n",
+    "reqs/extra-2.txt": "{n7}[docs]\n",
 }
 
 
@@ -138,6 +214,9 @@ def test_same_files_as_bandersnatch(upstream: FakeUpstream, tmp_path: Path, name
     values = {f"n{i}": n for i, n in enumerate(names)}
     values["n3_upper"] = names[3].upper()
     text = (BASE + CONFIGS[name]).format(dir=tmp_path, url=upstream.url, **values)
+    for rel, content in FILES.items():
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_text(content.format(**values))
     theirs = mirror(EXE, text, tmp_path)
     ours = _ours_db = tmp_path / "ours.duckdb"
     report = sync(upstream, _ours_db, loads(text))
@@ -147,3 +226,9 @@ def test_same_files_as_bandersnatch(upstream: FakeUpstream, tmp_path: Path, name
     theirs = {p: f for p, f in theirs.items() if f}
     assert ours == theirs
     assert ours, "the config should keep something"
+    everything = {
+        norm: {f.filename for r in upstream.index.releases(norm).values() for f in r.files}
+        for norm in upstream.index.projects
+    }
+    everything = {p: f for p, f in everything.items() if f}
+    assert ours != everything, "the config should drop something"

@@ -341,3 +341,64 @@ def test_regexes_with_clashing_group_names_still_work() -> None:
         "[plugins]\nenabled =\n    regex_project\n[filter_regex]\npackages =\n    (?P<x>foo)\n    (?P<x>bar)\n"
     )
     assert project_filter(c).select(["foo1", "bar1", "baz"]) == ["baz"]
+
+
+def test_regexes_with_global_flags_combine_like_separate_matches() -> None:
+    patterns = ["(?i).*django.*", "^zz", "(?x) a b c $"]
+    c = cfg(
+        "[plugins]\nenabled =\n    regex_project\n[filter_regex]\npackages =\n"
+        + "".join(f"    {p}\n" for p in patterns)
+    )
+    names = ["Django-x", "my-DJANGO", "zzz", "azz", "abc", "ab c", "abcd", "ok"]
+    import re
+
+    expected = [n for n in names if not any(re.match(p, n) for p in patterns)]
+    assert project_filter(c).select(names) == expected == ["azz", "ab c", "abcd", "ok"]
+
+
+@pytest.mark.parametrize(
+    "patterns",
+    [
+        [".*-?test-?.*", "^[0-9].*", "(?i).*tensorflow.*", ".+-nightly$", r".*\.dev$"],
+        [
+            ".*?x",
+            ".*(y)",
+            "(?s).*z",
+            "(?x) .* q",
+            r"(a)\1.*",
+            "(?P<n>b)(?P=n)",
+        ],
+        [".*", "foo"],
+        [".*^foo"],
+    ],
+)
+def test_combined_regexes_equal_one_match_per_pattern(patterns: list[str]) -> None:
+    import re
+
+    c = cfg(
+        "[plugins]\nenabled =\n    regex_project\n[filter_regex]\npackages =\n"
+        + "".join(f"    {p}\n" for p in patterns)
+    )
+    names = [
+        "my-test",
+        "test",
+        "9lives",
+        "TensorFlow-gpu",
+        "x-nightly",
+        "a.dev",
+        "ax",
+        "aay",
+        "ok",
+        "z",
+        "q",
+        "aa",
+        "bb",
+        "foo",
+        "xfoo",
+        "Foo_Bar",
+        "",
+        "-",
+    ]
+    expected = [n for n in names if not any(re.match(p, n) for p in patterns)]
+    assert project_filter(c).select(names) == expected
+    assert [n for n in names if project_filter(c).keep(n)] == expected

@@ -9,6 +9,7 @@ plain value you pass around, and ``to_dict()`` / ``from_dict()`` store it as JSO
 
 from __future__ import annotations
 
+import codecs
 import configparser
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
 
 __all__ = ["ConfigError", "MirrorConfig", "load", "loads"]
 
@@ -143,6 +146,9 @@ class MirrorConfig:
     sections: dict[str, dict[str, str]]
     source: str = "<string>"
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    #: ``[allowlist] requirements`` files, read once at load time: ``(path, decoded text)``.
+    #: Kept in the value so ``to_dict()`` is self-contained and filtering never reads files.
+    requirement_files: tuple[tuple[str, str], ...] = ()
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -152,7 +158,14 @@ class MirrorConfig:
         sections = {
             str(s): {str(k): str(v) for k, v in kv.items()} for s, kv in data["sections"].items()
         }
-        return _validated(sections, str(data.get("source", "<dict>")))
+        files = data.get("requirement_files", {})
+        if not isinstance(files, dict):
+            raise ValueError("requirement_files must be an object of path -> text")
+        return _validated(
+            sections,
+            str(data.get("source", "<dict>")),
+            files=tuple((str(k), str(v)) for k, v in files.items()),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON (resolved values, interpolation already applied)."""
@@ -160,6 +173,7 @@ class MirrorConfig:
             "format": 1,
             "source": self.source,
             "sections": {s: dict(kv) for s, kv in self.sections.items()},
+            "requirement_files": dict(self.requirement_files),
         }
 
     # -------------------------------------------------------------- access
@@ -224,13 +238,39 @@ class MirrorConfig:
     def requirement_lines(self, section: str, key: str = "packages") -> list[str]:
         return [strip_inline_comment(x) for x in lines(self.get(section, key))]
 
+    def file_requirements(self) -> list[Requirement]:
+        """The requirements of every ``[allowlist] requirements`` file, in file order."""
+        out: list[Requirement] = []
+        for _path, text in self.requirement_files:
+            out.extend(r for _n, _line, r in _requirement_file_lines(text))
+        return out
+
+    # -------------------------------------------------------------- [pypi_assets]
+    @property
+    def dependency_closure(self) -> bool:
+        return self.getbool("pypi_assets", "dependency_closure", False)
+
+    @property
+    def closure_environments(self) -> tuple[dict[str, str], ...]:
+        """Target environments for markers; empty means every marker counts as true."""
+        return tuple(
+            _environment(line) for line in lines(self.get("pypi_assets", "closure_environments"))
+        )
+
+    @property
+    def closure_all_extras(self) -> bool:
+        return (self.get("pypi_assets", "closure_extras") or "requested").strip() == "all"
+
 
 def strip_inline_comment(line: str) -> str:
     return line.split("#", 1)[0].strip()
 
 
 def _validated(
-    sections: dict[str, dict[str, str]], source: str, user_keys: dict[str, set[str]] | None = None
+    sections: dict[str, dict[str, str]],
+    source: str,
+    user_keys: dict[str, set[str]] | None = None,
+    files: tuple[tuple[str, str], ...] | None = None,
 ) -> MirrorConfig:
     """Check values; warnings name only what the user's file itself set."""
     warnings: list[str] = []
@@ -325,7 +365,230 @@ def _validated(
                     re.compile(line)
                 except re.error as exc:
                     raise err(section, key, f"bad regex {line!r}: {exc}") from None
-    return MirrorConfig(sections=sections, source=source, warnings=tuple(warnings))
+    _validate_plugin_sections(sections, err, warnings)
+    _validate_pypi_assets(sections, err)
+    if files is None:
+        files = _read_requirement_files(sections, err)
+    for path, text in files:
+        _requirement_file_lines(text, path, err)  # a bad line is an error naming file and line
+    return MirrorConfig(
+        sections=sections, source=source, warnings=tuple(warnings), requirement_files=files
+    )
+
+
+# ------------------------------------------------------------------ plugin sections
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 0, "b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6, "z": 7, "y": 8}
+REGEX_TAGS = frozenset({"any", "all", "none", "match-null", "not-null"})
+REGEX_METADATA_SECTIONS = ("regex_project_metadata", "regex_release_file_metadata")
+
+
+def parse_size(text: str) -> int:
+    """A human size with binary units, as bandersnatch's ``parse_size(binary=True)``:
+    ``1024``, ``10K``, ``10 KB``, ``10KiB``, ``1.5 GB`` (K = 1024)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    unit = m.group(2).lower()
+    if unit.endswith("ib"):
+        unit = unit[:-2]
+    elif len(unit) == 2 and unit.endswith("b"):
+        unit = unit[:-1]
+    elif unit in ("bytes", "byte"):
+        unit = ""
+    if unit not in _SIZE_UNITS:
+        raise ValueError(f"unknown size unit in {text!r}")
+    return int(float(m.group(1)) * 1024 ** _SIZE_UNITS[unit])
+
+
+def metadata_keys(section: dict[str, str]) -> list[tuple[str, tuple[str, ...], str]]:
+    """``[any|all|none|match-null|not-null:]dotted.path`` keys: ``(key, tags, path)``.
+    ``search`` is bandersnatch 8.2's switch from ``re.match`` to ``re.search``."""
+    out = []
+    for key in section:
+        if key == "search":
+            continue
+        *tags, path = key.split(":")
+        out.append((key, tuple(tags), path))
+    return out
+
+
+def _validate_plugin_sections(
+    sections: dict[str, dict[str, str]], err: Any, warnings: list[str]
+) -> None:
+    size = sections.get("size_project_metadata", {}).get("max_package_size")
+    if size is not None:
+        try:
+            parse_size(size)
+        except ValueError as exc:
+            raise err("size_project_metadata", "max_package_size", str(exc)) from None
+    counts = sections.get("versions_count_project_metadata", {})
+    bounds = {}
+    for key in ("min_versions", "max_versions"):
+        try:
+            bounds[key] = int(counts.get(key, "0"))
+        except ValueError:
+            raise err(
+                "versions_count_project_metadata", key, f"not an integer: {counts[key]!r}"
+            ) from None
+        if bounds[key] < 0:
+            raise err("versions_count_project_metadata", key, "must not be negative")
+    if 0 < bounds["max_versions"] < bounds["min_versions"]:
+        raise err("versions_count_project_metadata", "min_versions", "greater than max_versions")
+    for section in REGEX_METADATA_SECTIONS:
+        values = sections.get(section, {})
+        if "search" in values and values["search"].strip().lower() not in _BOOL:
+            raise err(section, "search", f"not a boolean: {values['search']!r}")
+        for key, tags, _path in metadata_keys(values):
+            unknown = set(tags) - REGEX_TAGS
+            if unknown:
+                warnings.append(f"[{section}] {key}: unknown tags ignored: {sorted(unknown)}")
+            for line in lines(values[key]):
+                try:
+                    re.compile(line)
+                except re.error as exc:
+                    raise err(section, key, f"bad regex {line!r}: {exc}") from None
+    for key, value in sections.get("version_range_release_file_metadata", {}).items():
+        for line in lines(value):
+            try:
+                Version(line)
+            except InvalidVersion:
+                raise err(
+                    "version_range_release_file_metadata", key, f"not a version: {line!r}"
+                ) from None
+
+
+# ------------------------------------------------------------------ [pypi_assets]
+_ENV_KEYS = frozenset(default_environment())
+
+
+def _environment(line: str) -> dict[str, str]:
+    """``python_version=3.12 sys_platform=win32`` as a complete marker environment. Keys
+    not given are derived from the ones that are (never from the running interpreter)."""
+    given: dict[str, str] = {}
+    for part in line.split():
+        key, sep, value = part.partition("=")
+        if not sep or key not in _ENV_KEYS:
+            raise ValueError(f"{part!r} is not key=value with a PEP 508 marker variable")
+        given[key] = value
+    pyver = given.get("python_version", "3.12")
+    plat = given.get("sys_platform", "linux")
+    system, osname = {"win32": ("Windows", "nt"), "darwin": ("Darwin", "posix")}.get(
+        plat, ("Linux", "posix")
+    )
+    full = given.get("python_full_version", f"{pyver}.0")
+    env = {
+        "implementation_name": "cpython",
+        "implementation_version": full,
+        "os_name": osname,
+        "platform_machine": "x86_64",
+        "platform_release": "",
+        "platform_system": system,
+        "platform_version": "",
+        "python_full_version": full,
+        "platform_python_implementation": "CPython",
+        "python_version": pyver,
+        "sys_platform": plat,
+    }
+    env.update(given)
+    return env
+
+
+def _validate_pypi_assets(sections: dict[str, dict[str, str]], err: Any) -> None:
+    own = sections.get("pypi_assets", {})
+    if "dependency_closure" in own and own["dependency_closure"].strip().lower() not in _BOOL:
+        raise err(
+            "pypi_assets", "dependency_closure", f"not a boolean: {own['dependency_closure']!r}"
+        )
+    for line in lines(own.get("closure_environments")):
+        try:
+            _environment(line)
+        except ValueError as exc:
+            raise err("pypi_assets", "closure_environments", str(exc)) from None
+    extras = own.get("closure_extras", "requested").strip()
+    if extras not in ("requested", "all"):
+        raise err("pypi_assets", "closure_extras", f"must be requested or all, got {extras!r}")
+
+
+# ------------------------------------------------------------------ requirements files
+_BOMS = (
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+)
+_CODING = re.compile(rb"coding[:=]\s*([-\w.]+)")
+
+
+def decode_requirements(data: bytes) -> str:
+    """pip's and bandersnatch's rule: a BOM, else a PEP 263 coding line in the first two
+    lines, else UTF-8 (bandersnatch falls back to the locale's encoding; docs/filters.md)."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(encoding)
+    for line in data.split(b"\n")[:2]:
+        m = _CODING.search(line) if line.startswith(b"#") else None
+        if m:
+            return data.decode(m.group(1).decode("ascii"))
+    return data.decode("utf-8")
+
+
+def _requirement_file_lines(
+    text: str, path: str = "", err: Any = None
+) -> list[tuple[int, str, Requirement]]:
+    """Requirement lines of one file: ``#`` and ``-`` lines (pip options) are skipped,
+    inline comments are stripped."""
+    out = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        line = strip_inline_comment(line)
+        try:
+            out.append((number, line, Requirement(line)))
+        except InvalidRequirement as exc:
+            if err is None:
+                raise
+            raise err(
+                "allowlist",
+                "requirements",
+                f"{path}:{number}: bad requirement line {line!r}: {exc}",
+            ) from None
+    return out
+
+
+def _read_requirement_files(
+    sections: dict[str, dict[str, str]], err: Any
+) -> tuple[tuple[str, str], ...]:
+    """bandersnatch's ``get_requirement_files``: names under ``requirements_path`` (the current
+    directory by default), ``*`` globs expanded in sorted order. Read only when a plugin that
+    uses them is enabled."""
+    allow = sections.get("allowlist", {})
+    enabled = lines(sections.get("plugins", {}).get("enabled"))
+    names = {part.strip() for line in enabled for part in line.split(",")}
+    if not names & {"all", "project_requirements", "project_requirements_pinned"}:
+        return ()
+    base = Path(allow.get("requirements_path", "").strip() or ".")
+    files: list[Path] = []
+    for line in lines(allow.get("requirements")):
+        pattern = strip_inline_comment(line)
+        if not pattern:
+            continue
+        if "*" in pattern:
+            files.extend(sorted(base.glob(pattern)))
+        else:
+            files.append(base / pattern)
+    out = []
+    for f in files:
+        try:
+            text = decode_requirements(f.read_bytes())
+        except OSError as exc:
+            raise err("allowlist", "requirements", f"cannot read {f}: {exc.strerror}") from None
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise err("allowlist", "requirements", f"cannot decode {f}: {exc}") from None
+        out.append((str(f), text))
+    return tuple(out)
 
 
 def _sections(cp: configparser.ConfigParser, source: str) -> dict[str, dict[str, str]]:

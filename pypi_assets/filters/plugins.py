@@ -2,28 +2,55 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
 
 from packaging.requirements import Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..pypi.records import Distribution, Release
-from .config import MirrorConfig, lines
+from .config import MirrorConfig, lines, metadata_keys, parse_size
 
-__all__ = ["ProjectFilter", "ReleaseFileFilter", "project_filter", "release_file_filter"]
+__all__ = [
+    "MetadataFilter",
+    "MetadataRules",
+    "ProjectFilter",
+    "ReleaseFileFilter",
+    "project_filter",
+    "release_file_filter",
+]
 
-PROJECT_PLUGINS = ("allowlist_project", "blocklist_project", "regex_project")
+PROJECT_PLUGINS = (
+    "allowlist_project",
+    "project_requirements",
+    "blocklist_project",
+    "regex_project",
+)
+METADATA_PLUGINS = (
+    "size_project_metadata",
+    "versions_count_project_metadata",
+    "regex_project_metadata",
+)
 RELEASE_PLUGINS = (
     "allowlist_release",
     "blocklist_release",
     "prerelease_release",
     "regex_release",
     "latest_release",
+    "project_requirements_pinned",
 )
-FILE_PLUGINS = ("exclude_platform",)
+FILE_PLUGINS = (
+    "exclude_platform",
+    "regex_release_file_metadata",
+    "version_range_release_file_metadata",
+)
+ALL_PLUGINS = PROJECT_PLUGINS + METADATA_PLUGINS + RELEASE_PLUGINS + FILE_PLUGINS
 
 _SEPARATORS = re.compile(r"[-_.]+")
 _PRERELEASE = [
@@ -42,10 +69,15 @@ class ProjectFilter:
     allow: frozenset[str] | None  # None: allowlist plugin off or empty list
     block: frozenset[str]
     regexes: tuple[re.Pattern[str], ...]
+    #: project_requirements: the names in the requirements files (None: off or no names).
+    #: A separate plugin, so a project must pass it *and* allowlist_project, as in bandersnatch.
+    allow_files: frozenset[str] | None = None
 
     def keep(self, name: str) -> bool:
         canon = canonicalize_name(name)
         if self.allow is not None and canon not in self.allow:
+            return False
+        if self.allow_files is not None and canon not in self.allow_files:
             return False
         if canon in self.block:
             return False
@@ -55,13 +87,18 @@ class ProjectFilter:
         """The kept names. The hot loop over ~900k names normalises only when a name list is
         configured, and tries all regexes as one alternation."""
         allow, block = self.allow, self.block
+        if self.allow_files is not None:
+            allow = self.allow_files if allow is None else allow & self.allow_files
         sub = _SEPARATORS.sub  # PEP 503, as packaging.utils.canonicalize_name
         combined = _any_match(self.regexes)
         need_canon = allow is not None or bool(block)
         out: list[str] = []
         for name in names:
             if need_canon:
-                c = sub("-", name).lower()
+                if "_" in name or "." in name or "--" in name:
+                    c = sub("-", name).lower()
+                else:
+                    c = name.lower()
                 if (allow is not None and c not in allow) or c in block:
                     continue
             if combined is not None and combined(name):
@@ -71,13 +108,41 @@ class ProjectFilter:
 
 
 def _any_match(regexes: tuple[re.Pattern[str], ...]) -> Callable[[str], object] | None:
-    """One ``match`` for several patterns (re.match semantics for each)."""
+    """Whether any pattern ``re.match``-es a name (a single-line string), in at most two
+    regex calls: patterns that start with ``.*`` become one ``search`` without it, the others
+    one ``match``. Falls back to one call per pattern when they cannot be combined."""
     if not regexes:
         return None
+    if any(_BACKREF.search(r.pattern) for r in regexes):
+        return lambda name: any(r.match(name) for r in regexes)  # group numbers would shift
+    searched: list[str] = []
+    matched: list[str] = []
+    for r in regexes:
+        m = _GLOBAL_FLAGS.match(r.pattern)
+        flags, body = (m.group(1), r.pattern[m.end() :]) if m else ("", r.pattern)
+        # match(".*R") finds R anywhere in a string without newlines: search("R") does too
+        if (
+            body.startswith(".*")
+            and body[2:3] not in ("*", "+", "?", "{")
+            and not set(flags) & {"s", "x"}
+        ):
+            searched.append(f"(?{flags}:{body[2:]})")
+        else:
+            matched.append(f"(?{flags}:{body})")
     try:
-        return re.compile("|".join(f"(?:{r.pattern})" for r in regexes)).match
+        s = re.compile("|".join(searched)).search if searched else None
+        mt = re.compile("|".join(matched)).match if matched else None
     except re.error:  # e.g. the same group name in two patterns
         return lambda name: any(r.match(name) for r in regexes)
+    if s is None:
+        return mt
+    if mt is None:
+        return s
+    return lambda name: s(name) or mt(name)
+
+
+_GLOBAL_FLAGS = re.compile(r"^\(\?([imsx]+)\)")
+_BACKREF = re.compile(r"\\[1-9]|\(\?P=")
 
 
 def project_filter(config: MirrorConfig) -> ProjectFilter:
@@ -93,7 +158,186 @@ def project_filter(config: MirrorConfig) -> ProjectFilter:
     regexes: tuple[re.Pattern[str], ...] = ()
     if config.plugin_enabled("regex_project"):
         regexes = tuple(re.compile(p) for p in lines(config.get("filter_regex", "packages")))
-    return ProjectFilter(allow=allow, block=block, regexes=regexes)
+    allow_files: frozenset[str] | None = None
+    if config.plugin_enabled("project_requirements"):
+        allow_files = frozenset(canonicalize_name(r.name) for r in config.file_requirements())
+        allow_files = allow_files or None
+    return ProjectFilter(allow=allow, block=block, regexes=regexes, allow_files=allow_files)
+
+
+# ---------------------------------------------------------------------- metadata level
+def _scalar(value: Any) -> str:
+    """A JSON value as the text a regex sees (bandersnatch would raise on non-strings)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _at_path(path: str, data: Mapping[str, Any]) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or node.get(part) is None:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass(frozen=True)
+class MetadataRules:
+    """bandersnatch's ``regex_*_metadata`` rules: every key must match. A key is
+    ``[any|all|none|match-null|not-null:]dotted.path``; its value is one regex per line."""
+
+    rules: tuple[tuple[str, bool, str, tuple[re.Pattern[str], ...]], ...]  # mode, nulls, path
+    search: bool = False
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, str]) -> MetadataRules | None:
+        rules = tuple(
+            (*_tag_modes(tags), path, tuple(re.compile(x) for x in lines(section[key])))
+            for key, tags, path in metadata_keys(dict(section))
+        )
+        search = section.get("search", "false").strip().lower() in ("1", "yes", "true", "on")
+        return cls(rules=rules, search=search) if rules else None
+
+    def keep(self, metadata: Mapping[str, Any]) -> bool:
+        return all(self._rule(*rule, metadata) for rule in self.rules)
+
+    def _rule(
+        self,
+        mode: str,
+        nulls_match: bool,
+        path: str,
+        patterns: tuple[re.Pattern[str], ...],
+        metadata: Mapping[str, Any],
+    ) -> bool:
+        node = _at_path(path, metadata)
+        values = (
+            []
+            if node is None
+            else [_scalar(v) for v in (node if isinstance(node, list) else [node])]
+        )
+
+        def hit(p: re.Pattern[str]) -> bool:
+            return any((p.search if self.search else p.match)(v) for v in values)
+
+        if not values:  # a null counts as a match unless not-null
+            if mode == "all":
+                return nulls_match or not patterns
+            matched = nulls_match and bool(patterns)
+            return not matched if mode == "none" else matched
+        if mode == "all":
+            return all(hit(p) for p in patterns)
+        matched = any(hit(p) for p in patterns)
+        return not matched if mode == "none" else matched
+
+
+def _tag_modes(tags: Sequence[str]) -> tuple[str, bool]:
+    """Tags read left to right, the last one of each kind winning (as bandersnatch)."""
+    mode, nulls_match = "any", True
+    for tag in tags:
+        if tag in ("any", "all", "none"):
+            mode = tag
+        elif tag in ("match-null", "not-null"):
+            nulls_match = tag == "match-null"
+    return mode, nulls_match
+
+
+@dataclass(frozen=True)
+class MetadataFilter:
+    """Metadata-level plugins over a project's stored JSON: total size, version count and
+    regexes. Names in ``[allowlist] packages`` bypass the size and count limits."""
+
+    max_size: int = 0
+    min_versions: int = 0
+    max_versions: int = 0
+    bypass: frozenset[str] = frozenset()
+    rules: MetadataRules | None = None
+
+    def keep(
+        self,
+        project: str,
+        info: Mapping[str, Any] | None,
+        serial: int,
+        releases: Sequence[Release],
+        files: Sequence[Distribution],
+    ) -> bool:
+        limited = not (self.bypass and project in self.bypass)
+        if limited and self.max_size > 0 and sum(d.size for d in files) > self.max_size:
+            return False
+        if limited and (self.min_versions or self.max_versions):
+            count = len(releases)
+            if self.min_versions and count < self.min_versions:
+                return False
+            if self.max_versions and count > self.max_versions:
+                return False
+        if self.rules is not None:
+            return self.rules.keep({"info": dict(info or {}), "last_serial": serial})
+        return True
+
+
+def metadata_filter(config: MirrorConfig) -> MetadataFilter | None:
+    allow = frozenset(canonicalize_name(r.name) for r in _requirements(config, "allowlist"))
+    size = 0
+    if config.plugin_enabled("size_project_metadata"):
+        size = parse_size(config.get("size_project_metadata", "max_package_size") or "0")
+    lo = hi = 0
+    if config.plugin_enabled("versions_count_project_metadata"):
+        lo = int(config.get("versions_count_project_metadata", "min_versions") or 0)
+        hi = int(config.get("versions_count_project_metadata", "max_versions") or 0)
+    rules = None
+    if config.plugin_enabled("regex_project_metadata"):
+        rules = MetadataRules.from_section(config.sections.get("regex_project_metadata", {}))
+    if not (size or lo or hi or rules):
+        return None
+    return MetadataFilter(
+        max_size=size, min_versions=lo, max_versions=hi, bypass=allow, rules=rules
+    )
+
+
+def file_json(d: Distribution) -> dict[str, Any]:
+    """A stored file as the project JSON's ``releases[v][i]`` object."""
+    t = d.upload_time
+    return {
+        "filename": d.filename,
+        "packagetype": d.packagetype,
+        "python_version": d.python_version,
+        "requires_python": d.file_requires_python,
+        "size": d.size,
+        "upload_time": t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if t else None,
+        "upload_time_iso_8601": t.astimezone(UTC).isoformat().replace("+00:00", "Z") if t else None,
+        "url": d.url,
+        "digests": {
+            k: v
+            for k, v in (("sha256", d.sha256), ("md5", d.md5), ("blake2b_256", d.blake2b_256))
+            if v
+        },
+        "md5_digest": d.md5,
+        "yanked": d.yanked,
+        "yanked_reason": d.yanked_reason,
+    }
+
+
+@dataclass(frozen=True)
+class VersionRanges:
+    """``version_range_release_file_metadata``: the specifier at each path (for example
+    ``release_file.requires_python``) must contain one of the listed versions."""
+
+    rules: tuple[tuple[bool, str, tuple[Version, ...]], ...]  # nulls_match, path, versions
+
+    def keep(self, metadata: Mapping[str, Any]) -> bool:
+        for nulls_match, path, versions in self.rules:
+            node = _at_path(path, metadata)
+            try:
+                spec = SpecifierSet(node) if isinstance(node, str) and node.strip() else None
+            except InvalidSpecifier:
+                spec = None  # as pip: an unparseable requires-python is treated as absent
+            if spec is None:
+                if not nulls_match:
+                    return False
+                continue
+            if not any(spec.contains(v, prereleases=True) for v in versions):
+                return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -109,11 +353,20 @@ class ReleaseFileFilter:
     latest_sort: str
     platforms: tuple[str, ...]
     platform_types: frozenset[str] = frozenset()
+    metadata: MetadataFilter | None = None
+    #: project_requirements_pinned: requirements of the requirements files, by project
+    pinned: dict[str, list[Requirement]] | None = None
+    file_rules: MetadataRules | None = None
+    version_ranges: VersionRanges | None = None
 
     @property
     def active(self) -> bool:
         return bool(
-            self.allow_specs is not None
+            self.metadata is not None
+            or self.pinned is not None
+            or self.file_rules is not None
+            or self.version_ranges is not None
+            or self.allow_specs is not None
             or self.block_specs
             or self.prerelease
             or self.release_regexes
@@ -128,25 +381,45 @@ class ReleaseFileFilter:
         latest_version: str | None,
         releases: Sequence[Release],
         files: Sequence[Distribution],
+        info: Mapping[str, Any] | None = None,
+        serial: int = 0,
+        closure: Sequence[Requirement] | None = None,
     ) -> list[str]:
-        """Filenames kept for one project, in bandersnatch's order: file filters first,
-        releases left with no files dropped, then the release filters, with latest_release
-        ranking only the versions the other release filters kept (docs/filters.md)."""
+        """Filenames kept for one project, in bandersnatch's order: the metadata filters on
+        the whole project, then the file filters, releases left with no files dropped, then the
+        release filters, with latest_release ranking only the versions the other release
+        filters kept (docs/filters.md).
+
+        ``closure``: the project is in the selection only as a dependency; these requirements
+        (those that pulled it in) stand in for the allowlists' specifiers."""
+        if self.metadata is not None and not self.metadata.keep(
+            project, info, serial, releases, files
+        ):
+            return []
         by_version: dict[str, list[Distribution]] = {}
         for d in files:
-            if self._keep_file(d):
+            if self._keep_file(d, info):
                 by_version.setdefault(d.release_version, []).append(d)
         versions = [r.version for r in releases if by_version.get(r.version)]
-        versions = [v for v in versions if self._keep_version(project, v)]
-        if self.latest_keep > 0:
-            versions = self._latest(versions, latest_version, releases)
+        pins = self.pinned.get(project) if self.pinned is not None and closure is None else None
+        if pins and any(r.specifier for r in pins):
+            # bandersnatch: a project pinned in the requirements files gets only its pins;
+            # the other release filters do not run for it.
+            versions = [v for v in versions if _allowed(pins, v)]
+        else:
+            versions = [v for v in versions if self._keep_version(project, v, closure)]
+            if self.latest_keep > 0:
+                versions = self._latest(versions, latest_version, releases)
         return [d.filename for v in versions for d in by_version[v]]
 
-    def _keep_version(self, project: str, version: str) -> bool:
-        if self.allow_specs is not None:
-            reqs = self.allow_specs.get(project)
-            if not reqs or not any(_contains(r, version) for r in reqs):
-                return False
+    def _keep_version(
+        self, project: str, version: str, closure: Sequence[Requirement] | None = None
+    ) -> bool:
+        for lists in (self.allow_specs, self.pinned):
+            if lists is not None:
+                reqs = closure if closure is not None else lists.get(project)
+                if not reqs or not _allowed(reqs, version):
+                    return False
         for r in self.block_specs.get(project, ()):
             if _contains(r, version):
                 return False
@@ -185,12 +458,31 @@ class ReleaseFileFilter:
                 keep[-1] = latest
         return [v for v in versions if v in keep]
 
-    def _keep_file(self, d: Distribution) -> bool:
+    def _keep_file(self, d: Distribution, info: Mapping[str, Any] | None = None) -> bool:
+        if self.file_rules is not None or self.version_ranges is not None:
+            meta = {
+                "info": dict(info or {}),
+                "release": d.release_version,
+                "release_file": file_json(d),
+            }
+            if self.file_rules is not None and not self.file_rules.keep(meta):
+                return False
+            if self.version_ranges is not None and not self.version_ranges.keep(meta):
+                return False
         if d.packagetype == "sdist":
-            return True  # source distributions are never dropped
+            return True  # source distributions are never dropped by exclude_platform
         if d.packagetype in self.platform_types:
             return False
         return not any(p in d.filename for p in self.platforms)
+
+
+def _allowed(reqs: Sequence[Requirement], version: str) -> bool:
+    """allowlist_release / project_requirements_pinned: a valid version in any specifier."""
+    try:
+        v = Version(version)
+    except InvalidVersion:
+        return False  # as bandersnatch: an invalid version is never allowlisted
+    return any(r.specifier.contains(v, prereleases=True) for r in reqs)
 
 
 def _contains(req: Requirement, version: str) -> bool:
@@ -292,7 +584,30 @@ def release_file_filter(config: MirrorConfig) -> ReleaseFileFilter:
     platforms, platform_types = (
         _platform_rules(config) if config.plugin_enabled("exclude_platform") else ((), frozenset())
     )
+    pinned: dict[str, list[Requirement]] | None = None
+    if config.plugin_enabled("project_requirements_pinned"):
+        pinned = {}
+        for r in config.file_requirements():
+            pinned.setdefault(canonicalize_name(r.name), []).append(r)
+        pinned = pinned or None
+    file_rules = None
+    if config.plugin_enabled("regex_release_file_metadata"):
+        file_rules = MetadataRules.from_section(
+            config.sections.get("regex_release_file_metadata", {})
+        )
+    ranges = None
+    if config.plugin_enabled("version_range_release_file_metadata"):
+        section = config.sections.get("version_range_release_file_metadata", {})
+        rules = tuple(
+            (_tag_modes(tags)[1], path, tuple(Version(x) for x in lines(section[key])))
+            for key, tags, path in metadata_keys(section)
+        )
+        ranges = VersionRanges(rules) if rules else None
     return ReleaseFileFilter(
+        metadata=metadata_filter(config),
+        pinned=pinned,
+        file_rules=file_rules,
+        version_ranges=ranges,
         allow_specs=allow_specs,
         block_specs=block_specs,
         prerelease=prerelease,

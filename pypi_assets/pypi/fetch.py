@@ -313,4 +313,5 @@ async def fetch_project(
         releases=releases,
         distributions=dists,
         latest_version=latest if isinstance(latest, str) else None,
+        info=info,
     )

@@ -166,6 +166,7 @@ class Project:
     releases: list[Release] = field(default_factory=list)
     distributions: list[Distribution] = field(default_factory=list)
     latest_version: str | None = None
+    info: dict[str, Any] | None = None  # the project JSON's ``info``, verbatim
 
 
 @dataclass(slots=True)
@@ -176,3 +177,4 @@ class StoredProject:
     serial: int
     releases: dict[str, Release]
     distributions: dict[str, Distribution]  # by filename
+    info: dict[str, Any] | None = None  # the project JSON's ``info``

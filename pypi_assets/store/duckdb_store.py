@@ -282,6 +282,52 @@ class MetadataStore:
                     [scope],
                 )
 
+    def replace_closure(self, rows: Sequence[tuple[str, list[str], list[str], list[str]]]) -> None:
+        """The dependency closure: ``(name, requirements, extras, required_by)`` rows, also
+        added to ``selected_projects``."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM closure_projects")
+            _insert(
+                con,
+                "closure_projects",
+                ("name", "requirements", "extras", "required_by"),
+                list(rows),
+            )
+            con.execute("INSERT OR IGNORE INTO selected_projects SELECT name FROM closure_projects")
+
+    def closure_requirements(self) -> dict[str, list[str]]:
+        return {
+            r[0]: list(r[1]) for r in self.query("SELECT name, requirements FROM closure_projects")
+        }
+
+    def kept_dependencies(self, project: str, filenames: Sequence[str]) -> list[tuple[Any, ...]]:
+        """``dep_project, dep_name, specifier, extras, marker, extra`` of those files."""
+        return self.query(
+            "SELECT DISTINCT dep_project, dep_name, specifier, extras, marker, extra "
+            "FROM dependencies WHERE project = $1 AND parse_error IS NULL "
+            "AND filename IN (SELECT unnest($2::VARCHAR[]))",
+            [project, list(filenames)],
+        )
+
+    def refresh_candidates(
+        self, names: Sequence[str]
+    ) -> tuple[list[tuple[str, str, int]], set[str]]:
+        """Of ``names``: those listed upstream whose stored state is older or absent, as
+        ``(name, display_name, serial)``; and those not listed upstream at all."""
+        rows = self.query(
+            "SELECT n.name, u.display_name, u.serial, p.serial FROM (SELECT unnest($1::VARCHAR[]) AS name) n "
+            "LEFT JOIN upstream_projects u ON u.name = n.name "
+            "LEFT JOIN projects p ON p.name = n.name AND p.status = 'ok'",
+            [list(names)],
+        )
+        todo = [
+            (r[0], r[1], r[2])
+            for r in rows
+            if r[1] is not None and (r[3] is None or r[3] < r[2] or r[2] <= 0)
+        ]
+        unlisted = {r[0] for r in rows if r[1] is None}
+        return todo, unlisted
+
     def selected_projects_among(self, names: Sequence[str]) -> set[str]:
         return {
             r[0]
@@ -300,7 +346,7 @@ class MetadataStore:
         cur = self.con.cursor()
         try:
             row = cur.execute(
-                "SELECT serial, status FROM projects WHERE name = ?", [name]
+                "SELECT serial, status, info FROM projects WHERE name = ?", [name]
             ).fetchone()
             if row is None or row[1] != "ok":
                 return None
@@ -330,7 +376,13 @@ class MetadataStore:
         for r in dist_rows:
             d = Distribution(**dict(zip(DISTRIBUTION_COLUMNS, r, strict=True)))
             dists[d.filename] = d
-        return StoredProject(name=name, serial=row[0], releases=releases, distributions=dists)
+        return StoredProject(
+            name=name,
+            serial=row[0],
+            releases=releases,
+            distributions=dists,
+            info=json.loads(row[2]) if row[2] else None,
+        )
 
     # ------------------------------------------------------------------ writing projects
     def write_projects(self, projects: Sequence[Project]) -> WriteResult:
@@ -372,7 +424,17 @@ class MetadataStore:
             dep_rows = []
             for p in fresh.values():
                 proj_rows.append(
-                    (p.name, p.display_name, p.serial, p.serial, "ok", p.latest_version, None, now)
+                    (
+                        p.name,
+                        p.display_name,
+                        p.serial,
+                        p.serial,
+                        "ok",
+                        p.latest_version,
+                        None,
+                        now,
+                        json.dumps(p.info, sort_keys=True) if p.info is not None else None,
+                    )
                 )
                 wheels = Counter(
                     d.release_version for d in p.distributions if d.packagetype == "bdist_wheel"
@@ -425,6 +487,7 @@ class MetadataStore:
                     "latest_version",
                     "removed_serial",
                     "updated_at",
+                    "info",
                 ),
                 proj_rows,
             )
@@ -445,7 +508,8 @@ class MetadataStore:
                 con.execute(f"DELETE FROM {table} WHERE project = ?", [name])
             con.execute("DELETE FROM projects WHERE name = ?", [name])
             con.execute(
-                "INSERT INTO projects VALUES (?, ?, ?, ?, 'missing', NULL, NULL, ?)",
+                "INSERT INTO projects (name, display_name, serial, upstream_serial, status, updated_at) "
+                "VALUES (?, ?, ?, ?, 'missing', ?)",
                 [name, display_name, serial, serial, now],
             )
         return True

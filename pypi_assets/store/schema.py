@@ -41,7 +41,8 @@ DDL: tuple[str, ...] = (
         status VARCHAR,            -- ok | missing | removed
         latest_version VARCHAR,    -- upstream's 'latest' (info.version)
         removed_serial BIGINT,     -- global serial at which it vanished upstream
-        updated_at TIMESTAMPTZ
+        updated_at TIMESTAMPTZ,
+        info VARCHAR               -- the project JSON's info object, verbatim
     )""",
     """CREATE TABLE IF NOT EXISTS releases (
         project VARCHAR,
@@ -72,6 +73,12 @@ DDL: tuple[str, ...] = (
     )""",
     "CREATE TABLE IF NOT EXISTS selected_projects (name VARCHAR PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS selected_files (project VARCHAR, filename VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS closure_projects (
+        name VARCHAR PRIMARY KEY,   -- selected only as a dependency of the allowlist
+        requirements VARCHAR[],     -- the requirements that pulled it in
+        extras VARCHAR[],           -- extras requested of it
+        required_by VARCHAR[]       -- the selected projects that need it
+    )""",
     """CREATE OR REPLACE VIEW selected_distributions AS
         SELECT d.* FROM distributions d
         JOIN projects p ON p.name = d.project AND p.status = 'ok'
@@ -79,7 +86,10 @@ DDL: tuple[str, ...] = (
 )
 
 #: Forward migrations for databases created by earlier versions (idempotent).
-MIGRATIONS: tuple[str, ...] = ("ALTER TABLE releases ADD COLUMN IF NOT EXISTS wheel_count INTEGER",)
+MIGRATIONS: tuple[str, ...] = (
+    "ALTER TABLE releases ADD COLUMN IF NOT EXISTS wheel_count INTEGER",
+    "ALTER TABLE projects ADD COLUMN IF NOT EXISTS info VARCHAR",
+)
 
 RELEASE_COLUMNS = (
     "project",
