@@ -3,6 +3,7 @@ bandersnatch 8.2's simple pages must list exactly our ``selected_distributions``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import duckdb
 import pytest
 
 from pypi_assets.fake import FakeIndex, FakeUpstream
-from pypi_assets.filters import loads
+from pypi_assets.filters import MirrorConfig, loads
+from pypi_assets.pipeline import expected_selection
+from pypi_assets.store import MetadataStore
 
 from .bandersnatch_ref import bandersnatch, mirror
 from .conftest import sync
@@ -219,8 +222,14 @@ def test_same_files_as_bandersnatch(upstream: FakeUpstream, tmp_path: Path, name
         (tmp_path / rel).write_text(content.format(**values))
     theirs = mirror(EXE, text, tmp_path)
     ours = _ours_db = tmp_path / "ours.duckdb"
-    report = sync(upstream, _ours_db, loads(text))
+    config = loads(text)
+    report = sync(upstream, _ours_db, config)
     assert report.ok
+    # round trip: the config rebuilt from its JSON selects exactly the same files
+    again = MirrorConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config
+    with MetadataStore(_ours_db) as store:
+        assert expected_selection(store, again) == expected_selection(store, config)
     ours = _ours(_ours_db)
     # bandersnatch writes no page for a project whose every file was filtered; compare non-empty sets
     theirs = {p: f for p, f in theirs.items() if f}
