@@ -24,6 +24,7 @@ from .common import FakeProcess, run_timed, table, write_result
 CONF = """\
 [mirror]
 directory = {dir}
+release-files = false
 master = {url}
 allow-non-https = true
 workers = 10

@@ -17,6 +17,7 @@ from .common import PYPI_TSV, FakeProcess, ensure_bandersnatch, run_timed, table
 OURS_CONF = """\
 [mirror]
 directory = {dir}
+release-files = false
 master = {url}
 allow-non-https = true
 workers = {workers}

@@ -101,10 +101,21 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     )
     for table, n in report.counts.items():
         print(f"rows {table:<20} {n}")
+    if report.files is not None:
+        f = report.files
+        print(
+            f"files            {f.downloaded} downloaded ({f.bytes} bytes), {f.present} present, "
+            f"{len(f.failed)} failed"
+        )
+    if report.index is not None:
+        print(
+            f"simple index     {len(report.index.written)} projects written, "
+            f"{report.index.unchanged} unchanged, {len(report.index.deleted)} removed"
+        )
     if report.snapshot:
         print(f"snapshot         {report.snapshot}")
     print(f"seconds          {report.seconds:.2f}")
-    for name, err in sorted(r.failed.items()):
+    for name, err in sorted(report.failures.items()):
         print(f"FAILED {name}: {err}", file=sys.stderr)
 
 
@@ -116,6 +127,7 @@ def _sync(
     demo_label: str | None = None,
     client_overrides: dict[str, Any] | None = None,
     depth: Depth = "full",
+    lazy: bool = False,
 ) -> int:
     try:
         config = settings.load_config()
@@ -136,6 +148,7 @@ def _sync(
                     progress=progress,
                     client_overrides=client_overrides,
                     depth=depth,
+                    lazy=lazy,
                 )
             )
         except UpstreamError as exc:
@@ -143,10 +156,8 @@ def _sync(
             return EXIT_UNREACHABLE
     _print_report(report, as_json)
     if not report.ok:
-        print(
-            f"error: {len(report.refresh.failed)} project(s) failed: {', '.join(sorted(report.refresh.failed))}",
-            file=sys.stderr,
-        )
+        failed = report.failures
+        print(f"error: {len(failed)} failed: {', '.join(sorted(failed))}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -157,15 +168,17 @@ def cmd_sync(args: argparse.Namespace) -> int:
         config_path=args.config,
         db=args.db,
         blobs=args.blobs,
+        web=args.web,
         concurrency=args.concurrency,
     )
-    return _sync(settings, quiet=args.quiet, as_json=args.json, depth=args.depth)
+    return _sync(settings, quiet=args.quiet, as_json=args.json, depth=args.depth, lazy=args.lazy)
 
 
 DEMO_CONFIG = """\
 # Demo config: mirror every project of the shipped fake upstream.
 [mirror]
 directory = data/demo-mirror
+release-files = false
 master = http://127.0.0.1
 allow-non-https = true
 workers = 3
@@ -243,6 +256,97 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _mirror_settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        upstream=getattr(args, "upstream", None),
+        config_path=args.config,
+        db=args.db,
+        blobs=args.blobs,
+        web=getattr(args, "web", None),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import MirrorServer, serve
+
+    settings = _mirror_settings(args)
+    config = settings.load_config()
+    blobs = settings.blob_store(config)
+    web = settings.web_root(config)
+    if blobs is None or web is None:
+        print(
+            "error: no blob store: pass --blobs DIR|s3://… (or set release-files and "
+            "directory in the config)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    server = MirrorServer(
+        web=web,
+        blobs=blobs,
+        db=settings.db,
+        lazy=args.lazy,
+        client_config=client_config(settings, config) if args.lazy else None,
+        host=args.host,
+        port=args.port,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(server, announce=lambda line: print(line, flush=True))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .files import delete_unreferenced, repair, verify_blobs
+    from .pypi import PyPIClient
+    from .store import MetadataStore
+
+    settings = _mirror_settings(args)
+    config = settings.load_config()
+    blobs = settings.blob_store(config)
+    if blobs is None:
+        print("error: no blob store: pass --blobs DIR|s3://…", file=sys.stderr)
+        return EXIT_CONFIG
+    with MetadataStore(settings.db) as store:
+        referenced = store.referenced_blobs()
+        report = verify_blobs(blobs, referenced, check_hashes=not args.sizes_only)
+        if args.repair and (report.missing or report.corrupt):
+
+            async def run() -> None:
+                async with PyPIClient(client_config(settings, config)) as client:
+                    await repair(client, blobs, report, referenced, store.record_blobs)
+
+            try:
+                asyncio.run(run())
+            except UpstreamError as exc:
+                print(f"error: upstream unreachable: {exc}", file=sys.stderr)
+                return EXIT_UNREACHABLE
+        if args.delete_unreferenced:
+            delete_unreferenced(blobs, report)
+            store.forget_blobs(report.deleted)
+        bad = (set(report.missing) | set(report.corrupt)) - set(report.repaired)
+        store.forget_blobs(sorted(bad))  # so the next sync or window run fetches them again
+    summary = report.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for k in (
+            "referenced",
+            "stored",
+            "missing",
+            "corrupt",
+            "unreferenced",
+            "repaired",
+            "deleted",
+        ):
+            print(f"{k:<13} {summary[k]}")
+        print(f"seconds       {summary['seconds']}")
+        for kind in ("missing", "corrupt"):
+            for key in getattr(report, kind)[:20]:
+                print(f"{kind.upper()} {key}", file=sys.stderr)
+        for name, err in sorted(report.failed.items()):
+            print(f"FAILED {name}: {err}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def cmd_backfill(args: argparse.Namespace) -> int:
     """The initial full sync as a Dagster backfill over every serial window, through a running
     webserver's API (the same calls the UI makes)."""
@@ -307,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
     s.add_argument(
+        "--web", help="where the simple index is written (env PYPI_ASSETS_WEB; default: blob DIR)"
+    )
+    s.add_argument(
         "--concurrency", type=int, help="parallel requests, 1-10 (default: config workers)"
     )
     s.add_argument(
@@ -315,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="full",
         help="full: per-version JSON and per-wheel core metadata (default); "
         "project: one request per project, files and hashes only",
+    )
+    s.add_argument(
+        "--lazy",
+        action="store_true",
+        help="with --blobs: write the index but leave downloads to `serve --lazy`",
     )
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -353,6 +465,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait for the backfill and exit non-zero if a run failed",
     )
     b.set_defaults(func=cmd_backfill)
+
+    sv = sub.add_parser("serve", help="serve the mirror (simple index, JSON API, files) over HTTP")
+    sv.add_argument("--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG)")
+    sv.add_argument("--db", help="working DuckDB path; --lazy reads its published snapshot")
+    sv.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
+    sv.add_argument("--web", help="where the simple index lives (default: the blob DIR)")
+    sv.add_argument("--upstream", help="upstream for --lazy (default: config master)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument(
+        "--lazy", action="store_true", help="fetch a selected file from upstream on first request"
+    )
+    sv.set_defaults(func=cmd_serve)
+
+    v = sub.add_parser(
+        "verify", help="compare the blob store with DuckDB: missing, corrupt, unreferenced"
+    )
+    v.add_argument("--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG)")
+    v.add_argument("--db", help="working DuckDB path (env PYPI_ASSETS_DB)")
+    v.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
+    v.add_argument("--upstream", help="upstream for --repair (default: config master)")
+    v.add_argument("--repair", action="store_true", help="fetch missing and corrupt files again")
+    v.add_argument(
+        "--delete-unreferenced",
+        action="store_true",
+        help="delete blobs that the current selection does not reference",
+    )
+    v.add_argument(
+        "--sizes-only", action="store_true", help="compare sizes, not sha256 (no blob is read)"
+    )
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify)
 
     f = sub.add_parser("fake-upstream", help="serve the fake Warehouse on 127.0.0.1")
     f.add_argument("--port", type=int, default=8765)

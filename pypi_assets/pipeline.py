@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from packaging.requirements import Requirement
 
+from .files import FilesReport, mirror_files
 from .filters import (
     DependencyRow,
     MirrorConfig,
@@ -43,7 +44,9 @@ from .pypi.names import is_valid_project_name
 from .pypi.records import Project, UpstreamListing
 from .settings import Settings
 from .store import MetadataStore, publish_snapshot
+from .store.blobs import BlobStore
 from .store.derived import refresh_derived
+from .store.index import IndexReport, write_index
 
 __all__ = ["Progress", "RefreshReport", "SyncReport", "client_config", "config_hash", "run_sync"]
 
@@ -97,6 +100,8 @@ class SyncReport:
     selected: int = 0
     refresh: RefreshReport = field(default_factory=RefreshReport)
     closure: ClosureReport | None = None
+    files: FilesReport | None = None
+    index: IndexReport | None = None
     requests: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     snapshot: str | None = None
@@ -104,7 +109,11 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return not self.refresh.failed
+        return not self.refresh.failed and (self.files is None or self.files.ok)
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {**self.refresh.failed, **(self.files.failed if self.files else {})}
 
     def summary(self) -> dict[str, Any]:
         r = self.refresh
@@ -117,6 +126,12 @@ class SyncReport:
             **(
                 {"closure_added": len(self.closure.added), "closure_rounds": self.closure.rounds}
                 if self.closure is not None
+                else {}
+            ),
+            **({"files": self.files.summary()} if self.files is not None else {}),
+            **(
+                {"index_written": len(self.index.written), "index_unchanged": self.index.unchanged}
+                if self.index is not None
                 else {}
             ),
             "refreshed": len(r.refreshed),
@@ -494,6 +509,20 @@ async def refresh_window(
     return WindowReport(key, reached, relisted, refresh, client.stats.as_dict())
 
 
+async def sync_files(
+    client: PyPIClient,
+    store: MetadataStore,
+    blobs: BlobStore,
+    *,
+    serials: tuple[int, int] | None = None,
+    progress: Progress = _no_progress,
+) -> FilesReport:
+    """Download the selected files (and PEP 658 ``.metadata``) that are not stored yet."""
+    rows = await asyncio.to_thread(store.missing_blobs, serials)
+    progress("files", 0, len(rows), f"{len(rows)} files to fetch into {blobs.description}")
+    return await mirror_files(client, blobs, rows, store.record_blobs, progress=progress)
+
+
 def publish(store: MetadataStore, serial: int) -> Path:
     return publish_snapshot(store.con, store.path, serial)
 
@@ -506,8 +535,11 @@ async def run_sync(
     transport: httpx.AsyncBaseTransport | None = None,
     client_overrides: dict[str, Any] | None = None,
     depth: Depth = "full",
+    lazy: bool = False,
 ) -> SyncReport:
-    """One full incremental sync to the upstream's current serial, then publish a snapshot."""
+    """One full incremental sync to the upstream's current serial, then publish a snapshot.
+    With a blob store, the selected files are downloaded (unless ``lazy``: then ``serve
+    --lazy`` fetches each on its first request) and the simple index is written."""
     started = time.perf_counter()
     ccfg = client_config(settings, config, **(client_overrides or {}))
     chash = config_hash(config) + (":project" if depth == "project" else "")
@@ -543,8 +575,19 @@ async def run_sync(
             )
             refresh.removed = store.mark_removed(listing.serial)
             report.refresh = refresh
+            recompute_selected_files(
+                store, config, report.refresh.refreshed + report.refresh.missing
+            )
+            blobs = settings.blob_store(config)
+            if blobs is not None and not lazy:
+                report.files = await sync_files(client, store, blobs, progress=progress)
+            if blobs is not None:
+                web = settings.web_root(config)  # the index, also in lazy mode
+                assert web is not None
+                report.index = await asyncio.to_thread(
+                    write_index, store, web, root_uri=config.get("mirror", "root_uri") or ""
+                )
             report.requests = client.stats.as_dict()
-        recompute_selected_files(store, config, report.refresh.refreshed + report.refresh.missing)
         if report.ok:
             store.set_meta(
                 synced_serial=str(listing.serial),

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from .filters.config import MirrorConfig, load, loads
+from .store.blobs import BlobStore, open_blob_store
 
 __all__ = ["DEFAULT_DB", "DEFAULT_UPSTREAM", "Settings", "default_config_text"]
 
@@ -28,6 +29,7 @@ class Settings:
     config_path: str | None = None
     db: Path = field(default_factory=lambda: Path(DEFAULT_DB))
     blobs: str | None = None
+    web: Path | None = None  # where the simple index is written (PYPI_ASSETS_WEB)
     concurrency: int | None = None
     backoff: float | None = None  # retry backoff base in seconds (PYPI_ASSETS_BACKOFF)
 
@@ -39,13 +41,14 @@ class Settings:
             "config_path": env.get("PYPI_ASSETS_CONFIG") or None,
             "db": Path(env.get("PYPI_ASSETS_DB") or DEFAULT_DB),
             "blobs": env.get("PYPI_ASSETS_BLOBS") or None,
+            "web": Path(env["PYPI_ASSETS_WEB"]) if env.get("PYPI_ASSETS_WEB") else None,
             "concurrency": int(env["PYPI_ASSETS_CONCURRENCY"])
             if env.get("PYPI_ASSETS_CONCURRENCY")
             else None,
         }
         for k, v in overrides.items():
             if v is not None:
-                values[k] = Path(str(v)) if k == "db" else v
+                values[k] = Path(str(v)) if k in ("db", "web") else v
         return cls(**values)  # type: ignore[arg-type]
 
     def load_config(self) -> MirrorConfig:
@@ -58,3 +61,37 @@ class Settings:
 
     def concurrency_for(self, config: MirrorConfig) -> int:
         return self.concurrency or config.workers
+
+    def blobs_spec(self, config: MirrorConfig) -> str | None:
+        """Where files go, or ``None`` for metadata only: ``--blobs``/``PYPI_ASSETS_BLOBS``,
+        else the bandersnatch config's ``release-files`` with ``directory`` (its ``web/``,
+        bandersnatch's layout) or, with ``storage-backend = s3``, the ``[s3]`` bucket."""
+        if self.blobs:
+            return self.blobs
+        if not config.release_files or not config.directory:
+            return None
+        if (config.get("mirror", "storage-backend") or "filesystem").strip() == "s3":
+            root = (config.get("s3", "bucket") or config.directory).strip()
+            return root if root.startswith("s3://") else f"s3://{root.strip('/')}"
+        return str(Path(config.directory) / "web")
+
+    def blob_store(self, config: MirrorConfig) -> BlobStore | None:
+        spec = self.blobs_spec(config)
+        if spec is None:
+            return None
+        return open_blob_store(spec, s3=config.sections.get("s3"), staging=self.staging_dir())
+
+    def staging_dir(self) -> Path:
+        return self.db.parent / "staging"
+
+    def web_root(self, config: MirrorConfig) -> Path | None:
+        """Where the simple index is written: ``--web``, else the local blob directory (so one
+        directory serves everything), else ``web/`` beside the database."""
+        spec = self.blobs_spec(config)
+        if spec is None:
+            return None
+        if self.web is not None:
+            return self.web
+        if not spec.startswith("s3://"):
+            return Path(spec)
+        return self.db.parent / "web"

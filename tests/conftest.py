@@ -20,7 +20,7 @@ FAST = {"backoff": 0.01, "stale_delays": (0.01, 0.02), "read_timeout": 2.0, "con
 
 def make_config(extra: str = "", workers: int = 3) -> MirrorConfig:
     return loads(
-        f"[mirror]\ndirectory = /tmp/unused\nmaster = http://127.0.0.1\nallow-non-https = true\nworkers = {workers}\n{extra}"
+        f"[mirror]\ndirectory = /tmp/unused\nrelease-files = false\nmaster = http://127.0.0.1\nallow-non-https = true\nworkers = {workers}\n{extra}"
     )
 
 

@@ -15,7 +15,7 @@ from .webserver import Dagster, dagster_webserver
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CONF = "[mirror]\ndirectory = /tmp/x\nmaster = http://127.0.0.1\nallow-non-https = true\n"
+CONF = "[mirror]\ndirectory = /tmp/x\nrelease-files = false\nmaster = http://127.0.0.1\nallow-non-https = true\n"
 FLAGS = [
     "--headless=new",
     "--no-sandbox",

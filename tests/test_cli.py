@@ -19,6 +19,7 @@ from .test_sync import _dump
 CONF = """\
 [mirror]
 directory = /tmp/unused
+release-files = false
 master = http://127.0.0.1
 allow-non-https = true
 workers = 3
@@ -80,7 +81,7 @@ def test_failed_project_exits_1_and_is_named(
     )
     assert p.returncode == 1
     assert f"FAILED {bad}:" in p.stderr
-    assert f"1 project(s) failed: {bad}" in p.stderr
+    assert f"error: 1 failed: {bad}" in p.stderr
     assert f"refreshed        {len(fake.index.projects) - 1}" in p.stdout
 
 

@@ -28,7 +28,7 @@ from pypi_assets.serial_windows import bounds, key_for, keys_between, keys_upto
 from .conftest import sync
 from .test_sync import _dump
 
-CONF = "[mirror]\ndirectory = /tmp/x\nmaster = http://127.0.0.1\nallow-non-https = true\n"
+CONF = "[mirror]\ndirectory = /tmp/x\nrelease-files = false\nmaster = http://127.0.0.1\nallow-non-https = true\n"
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH = 50
 
@@ -40,6 +40,8 @@ def test_definitions_load() -> None:
         "filtered_projects",
         "release_metadata",
         "metadata_snapshot",
+        "release_files",
+        "simple_index",
         *("latest_releases", "reverse_dependencies", "classifiers", "licenses", "wheel_tags"),
     }
     assert defs.resolve_job_def("refresh_serial_window").partitions_def == serial_windows

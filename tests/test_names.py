@@ -59,10 +59,14 @@ def test_good_filename_accepted() -> None:
 
 
 def test_urls_only_on_allowed_hosts() -> None:
-    hosts = frozenset({"127.0.0.1:8000", "127.0.0.1"})
+    hosts = frozenset({"127.0.0.1:8000", "files.example"})
     base = "http://127.0.0.1:8000/"
     assert check_url("/packages/a/b.whl", base, hosts) == "http://127.0.0.1:8000/packages/a/b.whl"
+    assert check_url("https://files.example:443/b.whl", base, hosts)
     for bad in (
+        "http://127.0.0.1:9999/x.whl",  # same host, another port: another origin
+        "http://127.0.0.1/x.whl",
+        "http://files.example:8080/x.whl",
         "http://evil.example/x.whl",
         "file:///etc/passwd",
         "http://user:pw@127.0.0.1/x",

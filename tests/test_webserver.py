@@ -20,7 +20,7 @@ from .test_sync import _dump
 from .webserver import Dagster, dagster_webserver
 
 WIDTH = 40
-CONF = "[mirror]\ndirectory = /tmp/x\nmaster = http://127.0.0.1\nallow-non-https = true\n"
+CONF = "[mirror]\ndirectory = /tmp/x\nrelease-files = false\nmaster = http://127.0.0.1\nallow-non-https = true\n"
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from .files.assets import release_files, simple_index
 from .mirror.assets import (
     derived_tables,
     filtered_projects,
@@ -27,6 +28,8 @@ defs = dg.Definitions(
         release_metadata,
         derived_tables,
         metadata_snapshot,
+        release_files,
+        simple_index,
     ],
     asset_checks=[release_metadata_checks],
     jobs=[listing_job, window_job, snapshot_job],

@@ -26,6 +26,10 @@ class MirrorResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         default=None,
         description="Blob store DIR or s3://…; default PYPI_ASSETS_BLOBS (unset: metadata only).",
     )
+    web: str | None = Field(
+        default=None,
+        description="Where the simple index is written; default PYPI_ASSETS_WEB, then the local blob directory.",
+    )
     concurrency: int | None = Field(
         default=None, description="Parallel upstream requests, 1-10; default: the config's workers."
     )
@@ -36,6 +40,7 @@ class MirrorResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             config_path=self.config_path,
             db=self.db,
             blobs=self.blobs,
+            web=self.web,
             concurrency=self.concurrency,
         )
 

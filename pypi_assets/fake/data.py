@@ -87,6 +87,8 @@ class FakeFile:
     sha256: str = ""
     md5: str = ""
     blake2b_256: str = ""
+    #: JSON fields served in place of the true ones (hostile-upstream tests)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sha256 = hashlib.sha256(self.content).hexdigest()
@@ -498,6 +500,21 @@ class FakeIndex:
             self._by_path[f.path] = (norm, f)
             self._bump(p.name, version, f"add {f.python_version} file {f.filename}")
             return f
+
+    def set_content(self, name: str, filename: str, content: bytes) -> FakeFile:
+        """Give a file other bytes (new digests, new path): large files for streaming tests."""
+        with self.lock:
+            norm = canonicalize_name(name)
+            for rel in self.releases(norm).values():
+                for f in rel.files:
+                    if f.filename == filename:
+                        self._by_path.pop(f.path, None)
+                        f.content = content
+                        f.__post_init__()
+                        self._by_path[f.path] = (norm, f)
+                        self._bump(self.projects[norm].name, rel.version, f"change {filename}")
+                        return f
+            raise KeyError(filename)
 
     def yank(self, name: str, version: str, reason: str | None = None) -> None:
         with self.lock:

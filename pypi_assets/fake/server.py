@@ -37,7 +37,9 @@ class Fault:
 
     kind: ``status`` (answer ``status``, with ``retry_after`` if set), ``delay`` (sleep
     ``seconds`` before answering), ``truncate`` (promise more bytes than are sent),
-    ``stale`` (serve with a serial lower by ``lag``), ``reset`` (close without answering).
+    ``stale`` (serve with a serial lower by ``lag``), ``reset`` (close without answering),
+    ``corrupt`` (a file body of the right length whose bytes differ), ``oversize`` (a file body
+    longer than the advertised size, with an honest Content-Length).
     """
 
     path: str
@@ -61,6 +63,7 @@ class _State:
     faults: list[Fault] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     per_project: Counter[tuple[str, str]] = field(default_factory=Counter)
+    ranges: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header) of files
     lock: threading.Lock = field(default_factory=threading.Lock)
     root_cache: dict[tuple[int, str], bytes] = field(default_factory=dict)
 
@@ -206,6 +209,42 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def _file(self, content: bytes, fault: Fault | None) -> None:
+        """A file, with ``Range: bytes=N-`` answered 206 as files.pythonhosted.org does."""
+        if fault is not None and fault.kind == "corrupt":
+            content = bytes([content[0] ^ 0xFF]) + content[1:]
+        elif fault is not None and fault.kind == "oversize":
+            content = content + b"\0" * 4096
+        status, headers, body = 200, {}, content
+        if self.headers.get("Range"):
+            with self.state.lock:
+                self.state.ranges.append((self.path, self.headers["Range"]))
+            rng = re.fullmatch(r"bytes=(\d+)-", self.headers["Range"].strip())
+            if rng:
+                start = int(rng.group(1))
+                if start >= len(content):
+                    self._send(
+                        416, b"", "text/plain", headers={"Content-Range": f"bytes */{len(content)}"}
+                    )
+                    return
+                status, body = 206, content[start:]
+                headers = {"Content-Range": f"bytes {start}-{len(content) - 1}/{len(content)}"}
+        if fault is not None and fault.kind == "truncate":
+            # the connection drops halfway through an honestly announced body
+            self.send_response(status)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send(status, body, "application/octet-stream", headers=headers)
+
     def _json(
         self, data: Any, serial: int, fault: Fault | None, ctype: str = "application/json"
     ) -> None:
@@ -306,7 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     self._send(200, f.metadata, "application/octet-stream", fault=fault)
             else:
-                self._send(200, f.content, "application/octet-stream", fault=fault)
+                self._file(f.content, fault)
 
     def _control(self, action: str) -> None:
         """Mutations for out-of-process users (benchmarks): not counted as upstream requests."""
@@ -426,8 +465,8 @@ class _Handler(BaseHTTPRequestHandler):
         cm: Any = {"sha256": f.metadata_sha256} if f.core_metadata else False
         _, iso = _iso(f.upload_time)
         return {
-            "filename": f.filename,
-            "url": f"{self.base}/{f.path}",
+            "filename": f.overrides.get("filename", f.filename),
+            "url": f.overrides.get("url", f"{self.base}/{f.path}"),
             "hashes": {"sha256": f.sha256},
             "requires-python": f.requires_python,
             "size": len(f.content),
@@ -457,6 +496,7 @@ class _Handler(BaseHTTPRequestHandler):
             "url": f"{self.base}/{f.path}",
             "yanked": f.yanked,
             "yanked_reason": f.yanked_reason,
+            **f.overrides,  # hostile-upstream tests: a filename or URL as an attacker would send
         }
 
     def _info(self, norm: str, rel: FakeRelease) -> dict[str, Any]:

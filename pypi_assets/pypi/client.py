@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from .._version import __version__
-from .names import UnsafeValue, canonical, check_project_name, check_url
+from .names import UnsafeValue, canonical, check_project_name, check_url, host_key
 from .records import UpstreamListing
 from .simple import (
     ACCEPT,
@@ -94,11 +94,13 @@ class ClientConfig:
 
     @property
     def allowed_hosts(self) -> frozenset[str]:
+        """Origins (``host`` or ``host:port``) that URLs may point at: the upstream's own, its
+        file host, and ``file_hosts``. Another port on the same host is not allowed."""
         parts = urlsplit(self.upstream)
-        hosts = {parts.netloc.lower(), (parts.hostname or "").lower(), *self.file_hosts}
+        hosts = {host_key(parts.scheme, parts.hostname or "", parts.port), *self.file_hosts}
         if parts.hostname in ("pypi.org", "www.pypi.org"):
             hosts.add("files.pythonhosted.org")
-        return frozenset(h for h in hosts if h)
+        return frozenset(h.lower() for h in hosts if h)
 
     def with_(self, **changes: Any) -> ClientConfig:
         return replace(self, **changes)

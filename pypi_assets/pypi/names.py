@@ -75,13 +75,23 @@ def check_url(url: object, base: str, allowed_hosts: frozenset[str]) -> str:
     parts = urlsplit(full)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeValue(f"URL with unsupported scheme {url!r}")
-    host = parts.hostname.lower()
-    netloc = parts.netloc.lower().rsplit("@", 1)[-1]
     if parts.username or parts.password:
         raise UnsafeValue(f"URL with credentials {url!r}")
-    if host not in allowed_hosts and netloc not in allowed_hosts:
+    try:
+        origin = host_key(parts.scheme, parts.hostname, parts.port)
+    except ValueError:
+        raise UnsafeValue(f"URL with a bad port {url!r}") from None
+    if origin not in allowed_hosts:
         raise UnsafeValue(f"URL on a host that is not allowed: {url!r}")
     return full
+
+
+def host_key(scheme: str, hostname: str, port: int | None) -> str:
+    """``host`` or ``host:port`` (the port only when it is not the scheme's default): another
+    port on the same host is another origin."""
+    default = 443 if scheme == "https" else 80
+    host = hostname.lower()
+    return host if port is None or port == default else f"{host}:{port}"
 
 
 _PACKAGETYPES = (

@@ -328,6 +328,63 @@ class MetadataStore:
         unlisted = {r[0] for r in rows if r[1] is None}
         return todo, unlisted
 
+    # ------------------------------------------------------------------ blobs
+    def missing_blobs(
+        self, serials: tuple[int, int] | None = None, *, metadata: bool = True
+    ) -> list[tuple[str, str, str, str, str, int | None]]:
+        """Selected files (and their PEP 658 ``.metadata``) not recorded as stored:
+        ``(project, filename, key, url, sha256, size)``, ``size`` None for ``.metadata``.
+        ``serials`` limits them to projects whose stored serial lies in that window."""
+        where = "AND project_serial BETWEEN $1 AND $2" if serials else ""
+        params = list(serials) if serials else []
+        sql = (
+            f"SELECT project, filename, key, url, sha256, size FROM selected_blob_keys k "
+            f"WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.key = k.key) {where}"
+        )
+        if metadata:
+            sql += (
+                " UNION ALL SELECT project, filename || '.metadata', key || '.metadata', "
+                "url || '.metadata', core_metadata_sha256, NULL FROM selected_blob_keys k "
+                "WHERE core_metadata_sha256 IS NOT NULL AND NOT EXISTS "
+                f"(SELECT 1 FROM blobs b WHERE b.key = k.key || '.metadata') {where}"
+            )
+        return [tuple(r) for r in self.query(sql + " ORDER BY 1, 2", params)]
+
+    def record_blobs(self, rows: Sequence[tuple[str, str, str, str, int]]) -> None:
+        """``(key, project, filename, sha256, size)`` of blobs now in the store."""
+        if not rows:
+            return
+        now = datetime.now(UTC)
+        with self.transaction() as con:
+            con.executemany(
+                "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?, ?, ?)",
+                [(*r, now) for r in rows],
+            )
+
+    def forget_blobs(self, keys: Sequence[str]) -> None:
+        if keys:
+            with self.transaction() as con:
+                con.execute(
+                    "DELETE FROM blobs WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(keys)]
+                )
+
+    def referenced_blobs(self) -> dict[str, tuple[str, str, str, int | None, str]]:
+        """Every key the selection needs: ``key -> (project, filename, sha256, size, url)``."""
+        out: dict[str, tuple[str, str, str, int | None, str]] = {}
+        for project, filename, key, sha, size, url, meta_sha in self.query(
+            "SELECT project, filename, key, sha256, size, url, core_metadata_sha256 FROM selected_blob_keys"
+        ):
+            out[key] = (project, filename, sha, size, url)
+            if meta_sha:
+                out[key + ".metadata"] = (
+                    project,
+                    filename + ".metadata",
+                    meta_sha,
+                    None,
+                    url + ".metadata",
+                )
+        return out
+
     def selected_projects_among(self, names: Sequence[str]) -> set[str]:
         return {
             r[0]

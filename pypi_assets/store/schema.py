@@ -73,12 +73,32 @@ DDL: tuple[str, ...] = (
     )""",
     "CREATE TABLE IF NOT EXISTS selected_projects (name VARCHAR PRIMARY KEY)",
     "CREATE TABLE IF NOT EXISTS selected_files (project VARCHAR, filename VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS blobs (
+        key VARCHAR PRIMARY KEY,   -- packages/aa/bb/<digest>/<filename>[.metadata]
+        project VARCHAR,
+        filename VARCHAR,          -- the file (or its .metadata) stored under key
+        sha256 VARCHAR,            -- verified while downloading
+        size BIGINT,
+        stored_at TIMESTAMPTZ
+    )""",
+    """CREATE TABLE IF NOT EXISTS simple_pages (
+        project VARCHAR PRIMARY KEY,  -- a project whose index pages are written
+        serial BIGINT,                -- the project serial they were written at
+        selection VARCHAR             -- hash of the selected files and blobs they list
+    )""",
     """CREATE TABLE IF NOT EXISTS closure_projects (
         name VARCHAR PRIMARY KEY,   -- selected only as a dependency of the allowlist
         requirements VARCHAR[],     -- the requirements that pulled it in
         extras VARCHAR[],           -- extras requested of it
         required_by VARCHAR[]       -- the selected projects that need it
     )""",
+    """CREATE OR REPLACE VIEW selected_blob_keys AS
+        SELECT project, filename, 'packages/' || substr(h, 1, 2) || '/' || substr(h, 3, 2) || '/'
+               || substr(h, 5) || '/' || filename AS key, sha256, size, url,
+               core_metadata_sha256, project_serial
+        FROM (SELECT d.*, coalesce(d.blake2b_256, d.sha256) AS h FROM distributions d
+              JOIN projects p ON p.name = d.project AND p.status = 'ok'
+              SEMI JOIN selected_files s ON s.project = d.project AND s.filename = d.filename)""",
     """CREATE OR REPLACE VIEW selected_distributions AS
         SELECT d.* FROM distributions d
         JOIN projects p ON p.name = d.project AND p.status = 'ok'

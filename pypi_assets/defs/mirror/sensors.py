@@ -15,9 +15,10 @@ MAX_RUNS_PER_TICK = 5
 
 window_job = dg.define_asset_job(
     "refresh_serial_window",
-    selection=dg.AssetSelection.keys("release_metadata"),
+    selection=dg.AssetSelection.keys("release_metadata", "release_files"),
     partitions_def=serial_windows,
-    description="Refresh one serial window of release_metadata (what the sensor and backfills launch).",
+    description="Refresh one serial window: release_metadata, then its files when blobs are enabled "
+    "(what the sensor and backfills launch).",
 )
 listing_job = dg.define_asset_job(
     "refresh_listing",
@@ -35,6 +36,7 @@ snapshot_automation = dg.AutomationConditionSensorDefinition(
     "snapshot_automation",
     target=dg.AssetSelection.keys(
         "metadata_snapshot",
+        "simple_index",
         "latest_releases",
         "reverse_dependencies",
         "classifiers",

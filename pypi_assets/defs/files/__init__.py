@@ -1,0 +1,1 @@
+"""The files of the mirror: the blob store and the simple index."""

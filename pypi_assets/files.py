@@ -1,0 +1,273 @@
+"""Mirroring the files themselves: download what the selection needs into a blob store, and
+verify the store against DuckDB. No Dagster imports; the assets and the CLI call these.
+
+A file is streamed to a partial file in the store's staging directory while its sha256 is
+computed, checked against the advertised size and digest, and only then moved (local) or
+conditionally put (S3) under its content-addressed key. An interrupted run leaves partial
+files that the next run resumes with a ``Range`` request; nothing half-written is ever under a
+key, and a crash between storing and recording a blob is healed by the next run, which finds
+the blob present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .pypi import NotFound, PyPIClient, UnsafeValue, UpstreamError
+from .pypi.download import IntegrityError, download
+from .pypi.names import check_sha256
+from .store.blobs import BlobStore, check_key
+
+__all__ = ["FilesReport", "VerifyReport", "mirror_files", "verify_blobs"]
+
+log = logging.getLogger(__name__)
+
+#: ``(project, filename, key, url, sha256, size)``: one blob to fetch (size None: .metadata)
+FileRow = tuple[str, str, str, str, str, int | None]
+#: ``(key, project, filename, sha256, size)``: one blob now stored
+Stored = tuple[str, str, str, str, int]
+Progress = Callable[[str, int, int, str], None]
+
+
+def _quiet(phase: str, done: int, total: int, detail: str) -> None:
+    return None
+
+
+@dataclass
+class FilesReport:
+    candidates: int = 0
+    downloaded: int = 0
+    present: int = 0  # already in the store (recorded now)
+    bytes: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # "project: filename" -> why
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "candidates": self.candidates,
+            "downloaded": self.downloaded,
+            "present": self.present,
+            "bytes": self.bytes,
+            "failed": sorted(self.failed),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _open_part(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+async def fetch_blob(client: PyPIClient, blobs: BlobStore, row: FileRow) -> tuple[Stored, bool]:
+    """Fetch one blob unless present. Returns the stored record and whether it was
+    downloaded. Raises on anything that must not be stored."""
+    project, filename, key, url, sha256, size = row
+    check_key(key)
+    check_sha256(sha256)
+    have = await asyncio.to_thread(blobs.size, key)
+    if have is not None and (size is None or have == size):
+        return (key, project, filename, sha256, have), False
+    part = blobs.staging() / f"{hashlib.sha256(key.encode()).hexdigest()}.part"
+    fd = await asyncio.to_thread(_open_part, part)
+    try:
+        with os.fdopen(fd, "r+b") as sink:
+            got = await download(client, url, sink, sha256=sha256, size=size)
+    except (IntegrityError, UnsafeValue):
+        part.unlink(missing_ok=True)  # never keep bytes that are not the advertised file
+        raise
+    await asyncio.to_thread(blobs.put_file, key, part)
+    return (key, project, filename, sha256, got), True
+
+
+async def mirror_files(
+    client: PyPIClient,
+    blobs: BlobStore,
+    rows: Sequence[FileRow],
+    record: Callable[[list[Stored]], None],
+    *,
+    progress: Progress = _quiet,
+    batch: int = 200,
+    flush_seconds: float = 5.0,
+) -> FilesReport:
+    """Fetch ``rows`` concurrently (the client's cap), calling ``record`` (from a thread) with
+    stored blobs in batches. One file failing fails alone and is named with its project."""
+    report = FilesReport(candidates=len(rows))
+    started = time.perf_counter()
+    queue: asyncio.Queue[FileRow] = asyncio.Queue()
+    for r in rows:
+        queue.put_nowait(r)
+    pending: list[Stored] = []
+    last_flush = time.monotonic()
+    lock = asyncio.Lock()
+    done = 0
+
+    async def flush(force: bool = False) -> None:
+        nonlocal last_flush
+        async with lock:
+            if pending and (
+                force or len(pending) >= batch or time.monotonic() - last_flush > flush_seconds
+            ):
+                chunk = pending[:]
+                pending.clear()
+                last_flush = time.monotonic()
+                await asyncio.to_thread(record, chunk)
+
+    async def worker() -> None:
+        nonlocal done
+        while True:
+            try:
+                row = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            name = f"{row[0]}: {row[1]}"
+            try:
+                stored, fetched = await fetch_blob(client, blobs, row)
+                pending.append(stored)
+                if fetched:
+                    report.downloaded += 1
+                    report.bytes += stored[4]
+                else:
+                    report.present += 1
+                status = "ok"
+            except (
+                NotFound,
+                IntegrityError,
+                UnsafeValue,
+                UpstreamError,
+                httpx.HTTPError,
+                OSError,
+            ) as exc:
+                report.failed[name] = str(exc)
+                log.warning("%s failed: %s", name, exc)
+                status = "failed"
+            done += 1
+            progress("files", done, len(rows), f"{name} {status}")
+            await flush()
+
+    n = max(1, min(len(rows), client.config.concurrency * 2))
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(n):
+            tg.create_task(worker())
+    await flush(force=True)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# ---------------------------------------------------------------------- verify
+@dataclass
+class VerifyReport:
+    referenced: int = 0
+    stored: int = 0
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    unreferenced: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Everything referenced is present and intact (after any repair)."""
+        broken = (set(self.missing) | set(self.corrupt)) - set(self.repaired)
+        return not broken and not self.failed
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "referenced": self.referenced,
+            "stored": self.stored,
+            "missing": len(self.missing),
+            "corrupt": len(self.corrupt),
+            "unreferenced": len(self.unreferenced),
+            "repaired": len(self.repaired),
+            "deleted": len(self.deleted),
+            "failed": sorted(self.failed),
+            "seconds": round(self.seconds, 3),
+            "examples": {
+                "missing": self.missing[:10],
+                "corrupt": self.corrupt[:10],
+                "unreferenced": self.unreferenced[:10],
+            },
+        }
+
+
+def _digest(blobs: BlobStore, key: str) -> str:
+    h = hashlib.sha256()
+    for chunk in blobs.read(key):
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_blobs(
+    blobs: BlobStore,
+    referenced: dict[str, tuple[str, str, str, int | None, str]],
+    *,
+    check_hashes: bool = True,
+    progress: Progress = _quiet,
+) -> VerifyReport:
+    """One listing of the store against the keys the selection needs: missing keys, blobs
+    whose size or sha256 is wrong, and blobs nothing references. Reading every byte (the
+    default) costs time proportional to the stored bytes; ``check_hashes=False`` compares
+    sizes only, proportional to the number of files."""
+    started = time.perf_counter()
+    report = VerifyReport(referenced=len(referenced))
+    seen: set[str] = set()
+    for i, (key, size) in enumerate(blobs.iter_blobs()):
+        report.stored += 1
+        want = referenced.get(key)
+        if want is None:
+            report.unreferenced.append(key)
+            continue
+        seen.add(key)
+        _p, _f, sha, want_size, _url = want
+        if (want_size is not None and size != want_size) or (
+            check_hashes and _digest(blobs, key) != sha
+        ):
+            report.corrupt.append(key)
+        if i % 1000 == 0:
+            progress("verify", i, len(referenced), key)
+    report.missing = sorted(set(referenced) - seen)
+    report.corrupt.sort()
+    report.unreferenced.sort()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def repair(
+    client: PyPIClient,
+    blobs: BlobStore,
+    report: VerifyReport,
+    referenced: dict[str, tuple[str, str, str, int | None, str]],
+    record: Callable[[list[Stored]], None],
+    *,
+    progress: Progress = _quiet,
+) -> None:
+    """Fetch again what ``report`` found missing or corrupt (corrupt blobs are removed first)."""
+    for key in report.corrupt:
+        await asyncio.to_thread(blobs.delete, key)
+    rows: list[FileRow] = []
+    for key in sorted(set(report.missing) | set(report.corrupt)):
+        project, filename, sha, size, url = referenced[key]
+        rows.append((project, filename, key, url, sha, size))
+    files = await mirror_files(client, blobs, rows, record, progress=progress)
+    report.failed.update(files.failed)
+    failed_names = set(files.failed)
+    report.repaired = [r[2] for r in rows if f"{r[0]}: {r[1]}" not in failed_names]
+
+
+def delete_unreferenced(blobs: BlobStore, report: VerifyReport) -> None:
+    for key in report.unreferenced:
+        blobs.delete(key)
+        report.deleted.append(key)

@@ -1,0 +1,156 @@
+"""Streaming, verified, resumable file downloads.
+
+The caller supplies an open binary file (``sink``); nothing here touches paths. Bytes are
+hashed as they arrive, so memory stays flat whatever the file size. A body longer than the
+advertised size is refused as soon as it overflows, a short one is resumed with a ``Range``
+request, and a finished file whose sha256 differs is refused. Redirects are followed only to
+the upstream's hosts and its file hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from typing import BinaryIO
+
+import httpx
+
+from .client import _REDIRECTS, _RETRY_STATUS, NotFound, PyPIClient, UpstreamError, _retry_after
+
+__all__ = ["IntegrityError", "download"]
+
+CHUNK = 1 << 16
+
+
+class IntegrityError(UpstreamError):
+    """The upstream sent bytes that are not the advertised file. Never retried."""
+
+
+async def download(
+    client: PyPIClient,
+    url: str,
+    sink: BinaryIO,
+    *,
+    sha256: str,
+    size: int | None,
+    kind: str = "file",
+) -> int:
+    """Download ``url`` into ``sink`` (opened ``r+b`` or ``w+b``), resuming after the bytes it
+    already holds. Returns the byte count. ``size=None`` skips the size check (the ``.metadata``
+    files' sizes are not advertised)."""
+    cfg = client.config
+    url = client._check(url)
+    st = _State()
+    sink.seek(0)
+    while block := sink.read(1 << 20):
+        st.hasher.update(block)
+    st.have = sink.tell()
+    if size is not None and st.have > size:
+        st.restart(sink)
+    attempt = 0
+    complete = size is not None and 0 < size == st.have  # a finished earlier attempt
+    while not complete:
+        sink.seek(st.have)
+        sink.truncate()  # drop anything an interrupted attempt wrote past the hashed bytes
+        delay: float | None = None
+        started = time.perf_counter()
+        try:
+            async with client._sem:
+                started = time.perf_counter()
+                async with asyncio.timeout(cfg.total_timeout):
+                    status, complete = await _attempt(client, url, sink, st, size)
+            client._account(kind, started)
+            if complete:
+                break
+            last = f"HTTP {status}" if status in _RETRY_STATUS else "truncated body"
+        except (httpx.TimeoutException, TimeoutError) as exc:
+            client._account(kind, started)
+            last = f"timeout ({type(exc).__name__})"
+        except httpx.TransportError as exc:
+            client._account(kind, started)
+            last = f"transport error ({type(exc).__name__})"
+        except _RetryAfter as exc:
+            client._account(kind, started)
+            last, delay = "429 Too Many Requests", exc.delay
+        if attempt >= cfg.retries:
+            raise UpstreamError(f"{url}: giving up after {attempt + 1} attempts: {last}")
+        if delay is None:
+            delay = cfg.backoff * (2**attempt) * (0.5 + random.random() / 2)
+        attempt += 1
+        client.stats.retries += 1
+        await asyncio.sleep(delay)
+    sink.flush()
+    if st.hasher.hexdigest() != sha256:
+        raise IntegrityError(f"{url}: sha256 {st.hasher.hexdigest()} does not match {sha256}")
+    return st.have
+
+
+class _State:
+    """Bytes held and their running hash, shared with the attempt that may be cut off."""
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.have = 0
+
+    def restart(self, sink: BinaryIO) -> None:
+        sink.seek(0)
+        sink.truncate()
+        self.hasher, self.have = hashlib.sha256(), 0
+
+
+class _RetryAfter(Exception):
+    def __init__(self, delay: float | None) -> None:
+        self.delay = delay
+
+
+async def _attempt(
+    client: PyPIClient,
+    url: str,
+    sink: BinaryIO,
+    st: _State,
+    size: int | None,
+) -> tuple[int, bool]:
+    """One GET (with redirects), updating ``st`` as bytes arrive. Returns ``(status,
+    complete)``; raises for answers that must not be retried."""
+    for _hop in range(6):
+        headers = {"Accept-Encoding": "identity"}
+        if st.have:
+            headers["Range"] = f"bytes={st.have}-"
+        async with client._http.stream("GET", url, headers=headers) as resp:
+            status = resp.status_code
+            if status in _REDIRECTS and "location" in resp.headers:
+                url = client._check(str(resp.url.join(resp.headers["location"])))
+                continue
+            if status in (404, 410):
+                raise NotFound(f"{url}: {status} Not Found")
+            if status == 429:
+                raise _RetryAfter(
+                    _retry_after(resp.headers.get("Retry-After"), client.config.max_retry_after)
+                )
+            if status in _RETRY_STATUS:
+                return status, False
+            if status == 416 and size is not None and st.have == size:
+                return status, True  # we already hold every byte
+            if status not in (200, 206):
+                raise UpstreamError(f"{url}: unexpected HTTP {status}")
+            if status == 200 and st.have:
+                st.restart(sink)  # the server ignored the Range: start again
+            length = resp.headers.get("content-length")
+            if size is not None and length and length.isdigit() and st.have + int(length) > size:
+                raise IntegrityError(
+                    f"{url}: body of {st.have + int(length)} bytes is larger than the "
+                    f"advertised {size}"
+                )
+            async for chunk in resp.aiter_raw(CHUNK):
+                if size is not None and st.have + len(chunk) > size:
+                    raise IntegrityError(f"{url}: body is larger than the advertised {size} bytes")
+                if size is None and st.have + len(chunk) > client.config.max_body:
+                    raise IntegrityError(f"{url}: body larger than {client.config.max_body} bytes")
+                sink.write(chunk)
+                st.hasher.update(chunk)
+                st.have += len(chunk)
+                client.stats.bytes += len(chunk)
+            return status, size is None or st.have == size
+    raise UpstreamError(f"{url}: too many redirects")

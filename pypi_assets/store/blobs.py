@@ -1,0 +1,263 @@
+"""Content-addressed blob stores: a local directory or an S3-compatible bucket (obstore).
+
+Keys follow PyPI's file URLs, ``packages/aa/bb/<rest of the digest>/<filename>``, so a web
+server pointed at a local store serves the same paths as files.pythonhosted.org. Every key is
+built from a validated hex digest and a validated filename, never from a raw upstream string.
+Writes are atomic: a verified temporary file is renamed into place (local) or uploaded with a
+conditional put that refuses to overwrite (S3). No Dagster imports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from ..pypi.names import UnsafeValue, check_filename
+
+__all__ = [
+    "BlobStore",
+    "LocalBlobStore",
+    "S3BlobStore",
+    "blob_key",
+    "check_key",
+    "open_blob_store",
+]
+
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"^packages/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{60})/([^/\\]+?)(\.metadata)?$")
+CHUNK = 1 << 20
+
+
+def blob_key(filename: str, blake2b_256: str | None, sha256: str) -> str:
+    """PyPI's path for a file: the blake2b-256 digest when known (as PyPI), else sha256."""
+    digest = blake2b_256 if blake2b_256 and _HEX.match(blake2b_256) else sha256
+    if not _HEX.match(digest):
+        raise UnsafeValue(f"malformed digest {digest!r}")
+    return f"packages/{digest[:2]}/{digest[2:4]}/{digest[4:]}/{check_filename(filename)}"
+
+
+def check_key(key: str) -> str:
+    """Accept only keys of the shape :func:`blob_key` makes (plus ``.metadata``)."""
+    m = _KEY.match(key)
+    if not m:
+        raise UnsafeValue(f"not a blob key: {key!r}")
+    check_filename(m.group(4))
+    return key
+
+
+class BlobStore(Protocol):
+    """What the mirror needs from a store. Keys are checked with :func:`check_key`."""
+
+    description: str
+
+    def size(self, key: str) -> int | None:
+        """The stored size, or ``None`` if absent."""
+
+    def put_file(self, key: str, path: Path) -> bool:
+        """Move a verified local file into the store atomically. ``False`` if the key existed
+        already (the existing blob is kept; keys are content-addressed)."""
+
+    def read(self, key: str) -> Iterator[bytes]:
+        """The blob's bytes, in chunks (constant memory)."""
+
+    def delete(self, key: str) -> None: ...
+
+    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+        """Every ``(key, size)`` under ``packages/``."""
+
+    def staging(self) -> Path:
+        """A local directory for partial downloads (same filesystem as the store if local)."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The file behind a key, for stores that have one."""
+
+
+@dataclass
+class LocalBlobStore:
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.description = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def put_file(self, key: str, path: Path) -> bool:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            path.unlink(missing_ok=True)
+            return False
+        os.replace(path, dest)  # atomic on one filesystem: the staging dir is inside root
+        return True
+
+    def read(self, key: str) -> Iterator[bytes]:
+        with self._path(key).open("rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    def delete(self, key: str) -> None:
+        p = self._path(key)
+        p.unlink(missing_ok=True)
+        for parent in (p.parent, p.parent.parent, p.parent.parent.parent):
+            try:
+                parent.rmdir()  # only if empty
+            except OSError:
+                break
+
+    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+        base = self.root / "packages"
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in files:
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                yield f"{rel}/{name}", st.st_size
+
+    def staging(self) -> Path:
+        d = self.root / ".partial"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+
+class S3BlobStore:
+    """An S3-compatible bucket through obstore. ``put_file`` uses ``mode="create"`` (a
+    conditional ``If-None-Match: *`` put), so a blob is never overwritten or half-written."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        staging: Path | None = None,
+    ) -> None:
+        from obstore.store import S3Store
+
+        options: dict[str, Any] = {}
+        if endpoint:
+            options["endpoint"] = endpoint
+            options["virtual_hosted_style_request"] = False
+            if endpoint.startswith("http://"):
+                options["client_options"] = {"allow_http": True}
+        if region:
+            options["region"] = region
+        if access_key_id:
+            options["access_key_id"] = access_key_id
+        if secret_access_key:
+            options["secret_access_key"] = secret_access_key
+        self.prefix = prefix.strip("/")
+        self.store = S3Store(bucket, prefix=self.prefix or None, **options)
+        self.description = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._staging = staging
+
+    def size(self, key: str) -> int | None:
+        import obstore
+
+        try:
+            return int(obstore.head(self.store, check_key(key))["size"])
+        except FileNotFoundError:
+            return None
+
+    def put_file(self, key: str, path: Path) -> bool:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError
+
+        try:
+            with path.open("rb") as f:
+                obstore.put(self.store, check_key(key), f, mode="create", chunk_size=8 * CHUNK)
+            return True
+        except AlreadyExistsError:
+            return False
+        finally:
+            path.unlink(missing_ok=True)
+
+    def read(self, key: str) -> Iterator[bytes]:
+        import obstore
+
+        result = obstore.get(self.store, check_key(key))
+        for chunk in result.stream(min_chunk_size=CHUNK):
+            yield bytes(chunk)
+
+    def delete(self, key: str) -> None:
+        import obstore
+
+        obstore.delete(self.store, check_key(key))
+
+    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+        import obstore
+
+        for batch in obstore.list(self.store, prefix="packages/", chunk_size=1000):
+            for meta in batch:
+                yield str(meta["path"]), int(meta["size"])
+
+    def staging(self) -> Path:
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix="pypi-assets-staging-"))
+        self._staging.mkdir(parents=True, exist_ok=True)
+        return self._staging
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
+def open_blob_store(
+    spec: str, s3: dict[str, str] | None = None, staging: Path | None = None
+) -> BlobStore:
+    """``DIR`` or ``s3://bucket[/prefix]``. S3 settings come from the bandersnatch ``[s3]``
+    section (``endpoint_url``, ``region_name``, ``aws_access_key_id``,
+    ``aws_secret_access_key``), then the usual ``AWS_*`` environment variables."""
+    if spec.startswith("s3://"):
+        parts = urlsplit(spec)
+        if not parts.netloc:
+            raise ValueError(f"no bucket in {spec!r}")
+        s3 = s3 or {}
+        env = os.environ
+        return S3BlobStore(
+            parts.netloc,
+            parts.path,
+            endpoint=s3.get("endpoint_url") or env.get("AWS_ENDPOINT_URL"),
+            region=s3.get("region_name") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            access_key_id=s3.get("aws_access_key_id") or env.get("AWS_ACCESS_KEY_ID"),
+            secret_access_key=s3.get("aws_secret_access_key") or env.get("AWS_SECRET_ACCESS_KEY"),
+            staging=staging,
+        )
+    return LocalBlobStore(Path(spec))
+
+
+def copy_to(store: BlobStore, key: str, out: Any) -> int:
+    """Stream a blob into a binary file object; returns the bytes written."""
+    local = store.local_path(key)
+    if local is not None:
+        with local.open("rb") as f:
+            shutil.copyfileobj(f, out, CHUNK)
+            return f.tell()
+    n = 0
+    for chunk in store.read(key):
+        out.write(chunk)
+        n += len(chunk)
+    return n

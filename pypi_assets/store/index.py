@@ -1,0 +1,327 @@
+"""A PEP 503 / PEP 691 simple index and a JSON API, rendered from DuckDB and written as
+static files, so a plain web server (or ``pypi-assets serve``) can serve a pip-installable
+mirror that other mirrors can mirror in turn.
+
+Layout under the web root (bandersnatch's, so its nginx configs carry over)::
+
+    simple/index.html, index.v1_html, index.v1_json          the root, with _last-serial
+    simple/<project>/index.html, index.v1_html, index.v1_json
+    pypi/<project>/json, pypi/<project>/<version>/json       the JSON API, with last_serial
+    packages/aa/bb/<digest>/<filename>[.metadata]             the blobs (local store)
+
+Every file is written to a temporary name and renamed into place. Only projects whose serial
+or whose selection changed since their pages were written are rendered again.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from ..pypi.names import check_project_name
+from .duckdb_store import MetadataStore
+
+__all__ = ["IndexReport", "render_project", "write_index"]
+
+API_VERSION = "1.1"
+JSON_CT = "application/vnd.pypi.simple.v1+json"
+HTML_CT = "application/vnd.pypi.simple.v1+html"
+
+_FILE_COLUMNS = (
+    "filename, key, sha256, size, upload_time, yanked, yanked_reason, file_requires_python, "
+    "core_metadata_sha256, release_version, packagetype, python_version, md5, blake2b_256"
+)
+
+
+@dataclass
+class IndexReport:
+    written: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    serial: int = 0
+
+
+def _iso(t: datetime | None) -> str | None:
+    if t is None:
+        return None
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _version_key(v: str) -> tuple[int, Any]:
+    try:
+        return (1, Version(v))
+    except InvalidVersion:
+        return (0, v)
+
+
+def render_project(
+    name: str,
+    display: str,
+    serial: int,
+    files: list[dict[str, Any]],
+    versions: Iterable[str],
+    *,
+    root_uri: str = "",
+) -> dict[str, bytes]:
+    """The project's simple pages (HTML and JSON) as ``{relative path: bytes}``."""
+    ordered = sorted(set(versions), key=_version_key)
+    jfiles = []
+    anchors = []
+    for f in files:
+        url = f"../../{f['key']}#sha256={f['sha256']}"
+        meta: Any = {"sha256": f["core_metadata_sha256"]} if f["core_metadata_sha256"] else False
+        yanked: Any = (f["yanked_reason"] or True) if f["yanked"] else False
+        jfiles.append(
+            {
+                "filename": f["filename"],
+                "url": f"{root_uri}/{f['key']}" if root_uri else url,
+                "hashes": {"sha256": f["sha256"]},
+                "requires-python": f["file_requires_python"],
+                "size": f["size"],
+                "upload-time": _iso(f["upload_time"]),
+                "yanked": yanked,
+                "core-metadata": meta,
+                "data-dist-info-metadata": meta,
+            }
+        )
+        attrs = [f'href="{html.escape(url)}"']
+        if f["file_requires_python"]:
+            attrs.append(f'data-requires-python="{html.escape(f["file_requires_python"])}"')
+        if f["core_metadata_sha256"]:
+            attrs.append(f'data-dist-info-metadata="sha256={f["core_metadata_sha256"]}"')
+            attrs.append(f'data-core-metadata="sha256={f["core_metadata_sha256"]}"')
+        if f["yanked"]:
+            attrs.append(f'data-yanked="{html.escape(f["yanked_reason"] or "")}"')
+        anchors.append(f"    <a {' '.join(attrs)}>{html.escape(f['filename'])}</a><br />")
+    page = {
+        "meta": {"api-version": API_VERSION, "_last-serial": serial},
+        "name": name,
+        "versions": ordered,
+        "files": jfiles,
+    }
+    body = "\n".join(
+        [
+            "<!DOCTYPE html>",
+            "<html>",
+            "  <head>",
+            f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+            f"    <title>Links for {html.escape(display)}</title>",
+            "  </head>",
+            "  <body>",
+            f"    <h1>Links for {html.escape(display)}</h1>",
+            *anchors,
+            "  </body>",
+            "</html>",
+            f"<!--SERIAL {serial}-->",
+            "",
+        ]
+    ).encode()
+    data = json.dumps(page, sort_keys=True).encode()
+    base = f"simple/{name}"
+    return {
+        f"{base}/index.html": body,
+        f"{base}/index.v1_html": body,
+        f"{base}/index.v1_json": data,
+    }
+
+
+def _file_json(f: dict[str, Any], root_uri: str) -> dict[str, Any]:
+    t = f["upload_time"]
+    return {
+        "comment_text": "",
+        "digests": {k: f[k] for k in ("blake2b_256", "md5", "sha256") if f.get(k)},
+        "downloads": -1,
+        "filename": f["filename"],
+        "has_sig": False,
+        "md5_digest": f["md5"],
+        "packagetype": f["packagetype"],
+        "python_version": f["python_version"],
+        "requires_python": f["file_requires_python"],
+        "size": f["size"],
+        "upload_time": t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if t else None,
+        "upload_time_iso_8601": _iso(t),
+        "url": f"{root_uri}/{f['key']}",
+        "yanked": bool(f["yanked"]),
+        "yanked_reason": f["yanked_reason"],
+    }
+
+
+def render_json_api(
+    name: str,
+    serial: int,
+    info: dict[str, Any] | None,
+    latest: str | None,
+    releases: dict[str, dict[str, Any] | None],
+    files: list[dict[str, Any]],
+    *,
+    root_uri: str = "",
+) -> dict[str, bytes]:
+    """``pypi/<name>/json`` and ``pypi/<name>/<version>/json`` in Warehouse's shapes, listing
+    the selected files. ``releases``: version -> that version's stored ``info``."""
+    by_version: dict[str, list[dict[str, Any]]] = {v: [] for v in releases}
+    for f in files:
+        by_version.setdefault(f["release_version"], []).append(_file_json(f, root_uri))
+    kept = {v: fs for v, fs in by_version.items() if fs}
+    out: dict[str, bytes] = {}
+    project_info = dict(info or {})
+    project = {
+        "info": project_info,
+        "last_serial": serial,
+        # every stored release, as PyPI lists releases with no files too
+        "releases": dict(sorted(by_version.items(), key=lambda kv: _version_key(kv[0]))),
+        "urls": kept.get(latest or "", []),
+        "vulnerabilities": [],
+    }
+    out[f"pypi/{name}/json"] = json.dumps(project, sort_keys=True).encode()
+    for version, fs in kept.items():
+        vinfo = releases.get(version) or (project_info if version == latest else None)
+        if vinfo is None:
+            continue
+        doc = {"info": vinfo, "last_serial": serial, "urls": fs, "vulnerabilities": []}
+        out[f"pypi/{name}/{quote(version, safe='')}/json"] = json.dumps(
+            doc, sort_keys=True
+        ).encode()
+    return out
+
+
+def _selection_hash(store: MetadataStore) -> str:
+    return store.get_meta("selection_config_hash") or ""
+
+
+def write_index(
+    store: MetadataStore, web: Path, *, root_uri: str = "", everything: bool = False
+) -> IndexReport:
+    """Write the pages of every selected project whose serial or selection changed since its
+    pages were last written (all of them with ``everything``), remove the pages of projects no
+    longer selected, and rewrite the root."""
+    report = IndexReport()
+    web = Path(web)
+    root_uri = root_uri.rstrip("/")
+    selection = _selection_hash(store) + "|" + root_uri
+    rows = store.query(
+        "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, sp.selection "
+        "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
+        "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.status = 'ok' ORDER BY p.name"
+    )
+    listed = {r[0] for r in rows}
+    todo = [r for r in rows if everything or r[5] != r[2] or r[6] != selection]
+    report.unchanged = len(rows) - len(todo)
+    for name, display, serial, latest, info, *_ in todo:
+        check_project_name(display)
+        if canonicalize_name(name) != name:
+            raise ValueError(f"stored project name {name!r} is not normalised")
+        cur = store.con.cursor()
+        try:
+            cols = [c.strip() for c in _FILE_COLUMNS.split(",")]
+            select = ", ".join("k.key" if c == "key" else f"d.{c}" for c in cols)
+            files = [
+                dict(zip(cols, r, strict=True))
+                for r in cur.execute(
+                    f"SELECT {select} FROM selected_blob_keys k JOIN distributions d "
+                    "ON d.project = k.project AND d.filename = k.filename "
+                    "WHERE k.project = ? ORDER BY d.filename",
+                    [name],
+                ).fetchall()
+            ]
+            rels = {
+                v: (json.loads(i) if i else None)
+                for v, i in cur.execute(
+                    "SELECT version, info FROM releases WHERE project = ?", [name]
+                ).fetchall()
+            }
+        finally:
+            cur.close()
+        versions = {f["release_version"] for f in files}
+        pages = render_project(name, display, serial, files, versions, root_uri=root_uri)
+        pages.update(
+            render_json_api(
+                name,
+                serial,
+                json.loads(info) if info else None,
+                latest,
+                rels,
+                files,
+                root_uri=root_uri,
+            )
+        )
+        for rel, data in pages.items():
+            _write(web / rel, data)
+        report.written.append(name)
+    # pages of projects that left the selection or vanished upstream
+    gone = [r[0] for r in store.query("SELECT project FROM simple_pages") if r[0] not in listed]
+    for name in gone:
+        for sub in ("simple", "pypi"):
+            target = web / sub / name
+            if target.is_dir() and target.resolve().parent == (web / sub).resolve():
+                shutil.rmtree(target)
+        report.deleted.append(name)
+    with store.transaction() as con:
+        if gone:
+            con.execute(
+                "DELETE FROM simple_pages WHERE project IN (SELECT unnest($1::VARCHAR[]))", [gone]
+            )
+        if todo:
+            con.executemany(
+                "INSERT OR REPLACE INTO simple_pages VALUES (?, ?, ?)",
+                [(r[0], r[2], selection) for r in todo],
+            )
+    serial = int(store.get_meta("upstream_serial") or 0)
+    report.serial = serial
+    if todo or gone or everything or not (web / "simple" / "index.v1_json").exists():
+        _write_root(web, [(r[0], r[1], r[2]) for r in rows], serial)
+    return report
+
+
+def _write_root(web: Path, projects: list[tuple[str, str, int]], serial: int) -> None:
+    data = {
+        "meta": {"api-version": API_VERSION, "_last-serial": serial},
+        "projects": [{"name": display, "_last-serial": s} for _n, display, s in projects],
+    }
+    links = [
+        f'    <a href="{quote(name)}/">{html.escape(display)}</a><br />'
+        for name, display, _s in projects
+    ]
+    body = "\n".join(
+        [
+            "<!DOCTYPE html>",
+            "<html>",
+            "  <head>",
+            f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+            "    <title>Simple index</title>",
+            "  </head>",
+            "  <body>",
+            *links,
+            "  </body>",
+            "</html>",
+            f"<!--SERIAL {serial}-->",
+            "",
+        ]
+    ).encode()
+    _write(web / "simple" / "index.v1_json", json.dumps(data).encode())
+    _write(web / "simple" / "index.v1_html", body)
+    _write(web / "simple" / "index.html", body)
