@@ -392,3 +392,33 @@ def test_verify_finds_repairs_and_collects(
     assert {k for k, _s in LocalBlobStore(web).iter_blobs()} == {k for k in still} | {
         k + ".metadata" for k in still if (web / (k + ".metadata")).exists()
     }
+
+
+def test_bandersnatch_mirrors_our_mirror(up: FakeUpstream, tmp_path: Path) -> None:
+    """bandersnatch 8.2 cannot offer a mirror to mirror from (its #2098); ours it can mirror."""
+    from .bandersnatch_ref import bandersnatch
+
+    exe = bandersnatch()
+    if exe is None:
+        pytest.skip("needs a Python >= 3.12 for bandersnatch 8.2")
+    web, db = tmp_path / "web", tmp_path / "m.duckdb"
+    assert run(up, db, str(web)).ok
+    conf = tmp_path / "bandersnatch.conf"
+    with MirrorServer(web=web, blobs=LocalBlobStore(web)) as srv:
+        conf.write_text(
+            f"[mirror]\ndirectory = {tmp_path}/bs\nmaster = {srv.url}\nallow-non-https = true\n"
+            "json = true\nrelease-files = true\nworkers = 3\ntimeout = 30\nstop-on-error = true\n"
+        )
+        p = subprocess.run(
+            [str(exe), "-c", str(conf), "mirror"], capture_output=True, text=True, timeout=600
+        )
+    assert p.returncode == 0, p.stderr[-3000:]
+    theirs = tmp_path / "bs" / "web"
+    ours = {
+        k: _sha(web / k)
+        for k, _s in LocalBlobStore(web).iter_blobs()
+        if not k.endswith(".metadata")
+    }
+    assert {k: _sha(theirs / k) for k in ours} == ours  # every file, byte for byte, same paths
+    assert (tmp_path / "bs" / "generation").exists()
+    assert int((tmp_path / "bs" / "status").read_text()) == up.index.serial

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from pypi_assets.defs import defs
 from pypi_assets.defs.mirror.assets import (
@@ -292,3 +293,40 @@ def test_dg_check_defs(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "All definitions loaded successfully" in p.stdout + p.stderr
+
+
+def test_release_files_and_simple_index_assets(fake: FakeUpstream, tmp_path: Path) -> None:
+    """With blobs enabled, each window's run stores its projects' files and the index follows;
+    without, both assets skip."""
+    from pypi_assets.defs.files.assets import release_files, simple_index
+    from pypi_assets.store.blobs import LocalBlobStore
+
+    db, web = tmp_path / "m.duckdb", tmp_path / "web"
+    off = _mirror(fake, tmp_path, db)
+    mirror = MirrorResource(
+        upstream=fake.url, config_path=off.config_path, db=str(db), blobs=str(web)
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    _materialize_all_windows(fake, mirror, instance)
+    keys = keys_upto(fake.index.serial, WIDTH)
+    stored: list[int] = []
+    for key in keys:
+        result = dg.materialize(
+            [release_files], partition_key=key, resources={"mirror": mirror}, instance=instance
+        )
+        assert result.success
+        stored.append(len(list(LocalBlobStore(web).iter_blobs())))
+    assert stored == sorted(stored) and stored[0] < stored[-1]  # each window adds its own files
+    result = dg.materialize([simple_index], resources={"mirror": mirror}, instance=instance)
+    assert result.success
+    meta = result.asset_materializations_for_node("simple_index")[0].metadata
+    assert meta["written"].value == len(fake.index.projects)
+    assert (web / "simple" / "index.v1_json").exists()
+    # the same database as a CLI sync with --blobs: every selected file is stored
+    con = duckdb.connect(str(db), read_only=True)
+    want = {r[0] for r in con.execute("SELECT key FROM selected_blob_keys").fetchall()}
+    con.close()
+    assert want <= {k for k, _s in LocalBlobStore(web).iter_blobs()}
+    # blobs disabled: both skip, nothing materialised
+    skipped = dg.materialize([simple_index], resources={"mirror": off}, instance=instance)
+    assert skipped.success and not skipped.asset_materializations_for_node("simple_index")
