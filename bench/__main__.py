@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from . import analyst, filters, incremental, sync_throughput
+from . import analyst, files, filters, incremental, sync_throughput
 
 BENCHES = {
     "sync": sync_throughput.main,
     "incremental": incremental.main,
     "analyst": analyst.main,
     "filters": filters.main,
+    "files": files.main,
 }
 
 

@@ -32,7 +32,11 @@ class FakeProcess:
     """``pypi-assets fake-upstream`` in a separate process, so it never competes for our GIL."""
 
     def __init__(
-        self, projects: int = 0, latency_ms: float = 0.0, names_file: Path | None = None
+        self,
+        projects: int = 0,
+        latency_ms: float = 0.0,
+        names_file: Path | None = None,
+        extra: list[str] | None = None,
     ) -> None:
         self.port = free_port()
         args = [
@@ -49,6 +53,7 @@ class FakeProcess:
         ]
         if names_file is not None:
             args += ["--names-file", str(names_file)]
+        args += extra or []
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline().strip()
@@ -143,3 +148,37 @@ def write_result(name: str, markdown: str, data: object) -> Path:
     md.write_text(markdown + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     return md
+
+
+def mirror_conf(
+    directory: Path | str,
+    url: str,
+    workers: int = 3,
+    *,
+    bandersnatch: bool = False,
+    release_files: bool = False,
+    core_metadata: bool = False,
+    tail: str = "",
+) -> str:
+    """One unmodified-bandersnatch-style config for either tool. ``bandersnatch`` adds the
+    options only bandersnatch reads (json, timeouts, index format); ``tail`` appends sections
+    such as ``[plugins]``."""
+    lines = [
+        "[mirror]",
+        f"directory = {directory}",
+        f"master = {url}",
+        "allow-non-https = true",
+        f"release-files = {str(release_files).lower()}",
+        f"workers = {workers}",
+        "timeout = 60",
+    ]
+    if bandersnatch:
+        lines += [
+            "json = true",
+            f"core-metadata = {str(core_metadata).lower()}",
+            "global-timeout = 36000",
+            "stop-on-error = false",
+            "hash-index = false",
+            "simple-format = ALL",
+        ]
+    return "\n".join(lines) + "\n" + tail

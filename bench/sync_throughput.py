@@ -12,39 +12,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .common import PYPI_TSV, FakeProcess, ensure_bandersnatch, run_timed, table, write_result
+from .common import (
+    PYPI_TSV,
+    FakeProcess,
+    ensure_bandersnatch,
+    mirror_conf,
+    run_timed,
+    table,
+    write_result,
+)
 
-OURS_CONF = """\
-[mirror]
-directory = {dir}
-release-files = false
-master = {url}
-allow-non-https = true
-workers = {workers}
-timeout = 60
-[plugins]
-enabled =
-    allowlist_project
-[allowlist]
-packages =
-{packages}
-"""
-
-BS_CONF = """\
-[mirror]
-directory = {dir}
-master = {url}
-allow-non-https = true
-json = true
-release-files = false
-core-metadata = false
-workers = {workers}
-timeout = 60
-global-timeout = 36000
-stop-on-error = false
-hash-index = false
-simple-format = ALL
-[plugins]
+ALLOWLIST = """[plugins]
 enabled =
     allowlist_project
 [allowlist]
@@ -84,7 +62,7 @@ def throughput(projects: int, latency_ms: float, concurrencies: tuple[int, ...])
             for depth in ("project", "full"):
                 conf = Path(tmp) / f"ours-{workers}-{depth}.conf"
                 conf.write_text(
-                    OURS_CONF.format(dir=tmp, url=fake.url, workers=workers, packages=packages)
+                    mirror_conf(tmp, fake.url, workers, tail=ALLOWLIST.format(packages=packages))
                 )
                 db = Path(tmp) / f"ours-{workers}-{depth}.duckdb"
                 runs.append(
@@ -110,7 +88,13 @@ def throughput(projects: int, latency_ms: float, concurrencies: tuple[int, ...])
                 bdir = Path(tmp) / f"bs-{workers}"
                 bconf = Path(tmp) / f"bs-{workers}.conf"
                 bconf.write_text(
-                    BS_CONF.format(dir=bdir, url=fake.url, workers=workers, packages=packages)
+                    mirror_conf(
+                        bdir,
+                        fake.url,
+                        workers,
+                        bandersnatch=True,
+                        tail=ALLOWLIST.format(packages=packages),
+                    )
                 )
                 runs.append(
                     (
@@ -177,8 +161,10 @@ def memory(max_names: int | None = None, allowlist: int = 5) -> dict[str, Any]:
         with FakeProcess(projects=n, names_file=names_file) as fake:
             conf = Path(tmp) / "c.conf"
             conf.write_text(
-                OURS_CONF.format(
-                    dir=tmp, url=fake.url, workers=3, packages="\n".join(f"    {p}" for p in picked)
+                mirror_conf(
+                    tmp,
+                    fake.url,
+                    tail=ALLOWLIST.format(packages="\n".join(f"    {p}" for p in picked)),
                 )
             )
             t = run_timed(

@@ -35,7 +35,7 @@ class _Display:
         self.quiet = quiet
         self.tty = sys.stderr.isatty() and not quiet
         self._bar: Any = None
-        self._task: Any = None
+        self._tasks: dict[str, Any] = {}
         self._last = 0.0
 
     def __enter__(self) -> _Display:
@@ -66,19 +66,27 @@ class _Display:
     def __call__(self, phase: str, done: int, total: int, detail: str) -> None:
         if self.quiet:
             return
+        counted = phase in _BARS and total > 0
         if self._bar is not None:
-            if phase == "fetch":
-                if self._task is None:
-                    self._task = self._bar.add_task("fetching projects", total=total, detail="")
-                self._bar.update(self._task, completed=done, total=total, detail=detail[:40])
+            if counted:
+                task = self._tasks.get(phase)
+                if task is None:
+                    task = self._tasks[phase] = self._bar.add_task(
+                        _BARS[phase], total=total, detail=""
+                    )
+                self._bar.update(task, completed=done, total=total, detail=detail[:40])
             elif detail:
                 self._bar.console.print(f"{phase}: {detail}")
             return
         now = time.monotonic()
-        if phase != "fetch" or done == total or now - self._last > 2.0:
+        if not counted or done in (0, total) or now - self._last > 2.0:
             self._last = now
-            frac = f" {done}/{total}" if phase == "fetch" else ""
+            frac = f" {done}/{total}" if counted else ""
             print(f"[{phase}]{frac} {detail}".rstrip(), file=sys.stderr, flush=True)
+
+
+#: progress phases shown as bars (others are one-line messages)
+_BARS = {"fetch": "fetching projects", "files": "fetching files", "verify": "verifying blobs"}
 
 
 def _print_report(report: SyncReport, as_json: bool) -> None:
@@ -246,6 +254,18 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
         ]
     n = args.projects if names is None else min(args.projects or len(names), len(names))
     index = FakeIndex.generate(n, names=names)
+    if args.large_files:
+        import random
+
+        rng = random.Random(7)
+        for norm in list(index.projects)[: args.large_files]:
+            sdist = next(
+                f
+                for r in index.releases(norm).values()
+                for f in r.files
+                if f.packagetype == "sdist"
+            )
+            index.set_content(norm, sdist.filename, rng.randbytes(args.large_size))
     up = FakeUpstream(index, port=args.port, latency=args.latency_ms / 1000.0)
     print(
         f"fake upstream with {len(index.projects)} projects (serial {index.serial}) on {up.url}",
@@ -305,14 +325,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if blobs is None:
         print("error: no blob store: pass --blobs DIR|s3://…", file=sys.stderr)
         return EXIT_CONFIG
-    with MetadataStore(settings.db) as store:
-        referenced = store.referenced_blobs()
-        report = verify_blobs(blobs, referenced, check_hashes=not args.sizes_only)
+    with MetadataStore(settings.db) as store, _Display(args.json) as display:
+        referenced = store.referenced_blobs(metadata=config.core_metadata)
+        report = verify_blobs(blobs, referenced, check_hashes=not args.sizes_only, progress=display)
         if args.repair and (report.missing or report.corrupt):
 
             async def run() -> None:
                 async with PyPIClient(client_config(settings, config)) as client:
-                    await repair(client, blobs, report, referenced, store.record_blobs)
+                    await repair(
+                        client, blobs, report, referenced, store.record_blobs, progress=display
+                    )
 
             try:
                 asyncio.run(run())
@@ -505,6 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--names-file", help="TSV whose first column lists project names (header skipped)"
     )
     f.add_argument("--latency-ms", type=float, default=0.0)
+    f.add_argument(
+        "--large-files", type=int, default=0, help="give the first N projects' sdist large content"
+    )
+    f.add_argument("--large-size", type=int, default=8 << 20, help="bytes of each large file")
     f.set_defaults(func=cmd_fake_upstream)
     return p
 

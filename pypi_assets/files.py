@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,28 +67,39 @@ class FilesReport:
         }
 
 
-def _open_part(path: Path) -> int:
-    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _present_or_open(
+    blobs: BlobStore, key: str, size: int | None, part: Path
+) -> tuple[int | None, int | None]:
+    """One trip to a thread: the stored size if the blob is there, else an open partial file
+    (kept from an interrupted run, so it resumes)."""
+    have = blobs.size(key)
+    if have is not None and (size is None or have == size):
+        return have, None
+    return None, os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
 
 
-async def fetch_blob(client: PyPIClient, blobs: BlobStore, row: FileRow) -> tuple[Stored, bool]:
+async def fetch_blob(
+    client: PyPIClient, blobs: BlobStore, row: FileRow, executor: Executor | None = None
+) -> tuple[Stored, bool]:
     """Fetch one blob unless present. Returns the stored record and whether it was
-    downloaded. Raises on anything that must not be stored."""
+    downloaded. Raises on anything that must not be stored. Filesystem and object-store
+    calls run on ``executor`` (the default one if ``None``)."""
     project, filename, key, url, sha256, size = row
     check_key(key)
     check_sha256(sha256)
-    have = await asyncio.to_thread(blobs.size, key)
-    if have is not None and (size is None or have == size):
-        return (key, project, filename, sha256, have), False
+    loop = asyncio.get_running_loop()
     part = blobs.staging() / f"{hashlib.sha256(key.encode()).hexdigest()}.part"
-    fd = await asyncio.to_thread(_open_part, part)
+    have, fd = await loop.run_in_executor(executor, _present_or_open, blobs, key, size, part)
+    if fd is None:
+        assert have is not None
+        return (key, project, filename, sha256, have), False
     try:
         with os.fdopen(fd, "r+b") as sink:
             got = await download(client, url, sink, sha256=sha256, size=size)
     except (IntegrityError, UnsafeValue):
         part.unlink(missing_ok=True)  # never keep bytes that are not the advertised file
         raise
-    await asyncio.to_thread(blobs.put_file, key, part)
+    await loop.run_in_executor(executor, blobs.put_file, key, part)
     return (key, project, filename, sha256, got), True
 
 
@@ -115,6 +127,8 @@ async def mirror_files(
 
     async def flush(force: bool = False) -> None:
         nonlocal last_flush
+        if lock.locked() and not force:
+            return  # a write is under way; downloads do not wait for it
         async with lock:
             if pending and (
                 force or len(pending) >= batch or time.monotonic() - last_flush > flush_seconds
@@ -133,7 +147,7 @@ async def mirror_files(
                 return
             name = f"{row[0]}: {row[1]}"
             try:
-                stored, fetched = await fetch_blob(client, blobs, row)
+                stored, fetched = await fetch_blob(client, blobs, row, executor)
                 pending.append(stored)
                 if fetched:
                     report.downloaded += 1
@@ -156,11 +170,14 @@ async def mirror_files(
             progress("files", done, len(rows), f"{name} {status}")
             await flush()
 
-    n = max(1, min(len(rows), client.config.concurrency * 2))
-    async with asyncio.TaskGroup() as tg:
-        for _ in range(n):
-            tg.create_task(worker())
-    await flush(force=True)
+    # More workers than request slots, so that file creation and renames (a few ms each on
+    # some filesystems, more on object stores) overlap with the transfers.
+    n = max(1, min(len(rows), client.config.concurrency * 4))
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="blobs") as executor:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(n):
+                tg.create_task(worker())
+        await flush(force=True)
     report.seconds = time.perf_counter() - started
     return report
 

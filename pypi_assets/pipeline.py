@@ -46,7 +46,7 @@ from .settings import Settings
 from .store import MetadataStore, publish_snapshot
 from .store.blobs import BlobStore
 from .store.derived import refresh_derived
-from .store.index import IndexReport, write_index
+from .store.index import IndexOptions, IndexReport, write_index
 
 __all__ = ["Progress", "RefreshReport", "SyncReport", "client_config", "config_hash", "run_sync"]
 
@@ -509,6 +509,15 @@ async def refresh_window(
     return WindowReport(key, reached, relisted, refresh, client.stats.as_dict())
 
 
+def index_options(config: MirrorConfig) -> IndexOptions:
+    return IndexOptions(
+        root_uri=(config.get("mirror", "root_uri") or "").strip(),
+        formats=config.simple_format,
+        digest=(config.get("mirror", "digest_name") or "sha256").strip().lower(),
+        core_metadata=config.core_metadata,
+    )
+
+
 async def sync_files(
     client: PyPIClient,
     store: MetadataStore,
@@ -516,9 +525,10 @@ async def sync_files(
     *,
     serials: tuple[int, int] | None = None,
     progress: Progress = _no_progress,
+    core_metadata: bool = True,
 ) -> FilesReport:
     """Download the selected files (and PEP 658 ``.metadata``) that are not stored yet."""
-    rows = await asyncio.to_thread(store.missing_blobs, serials)
+    rows = await asyncio.to_thread(store.missing_blobs, serials, metadata=core_metadata)
     progress("files", 0, len(rows), f"{len(rows)} files to fetch into {blobs.description}")
     return await mirror_files(client, blobs, rows, store.record_blobs, progress=progress)
 
@@ -580,12 +590,14 @@ async def run_sync(
             )
             blobs = settings.blob_store(config)
             if blobs is not None and not lazy:
-                report.files = await sync_files(client, store, blobs, progress=progress)
+                report.files = await sync_files(
+                    client, store, blobs, progress=progress, core_metadata=config.core_metadata
+                )
             if blobs is not None:
                 web = settings.web_root(config)  # the index, also in lazy mode
                 assert web is not None
                 report.index = await asyncio.to_thread(
-                    write_index, store, web, root_uri=config.get("mirror", "root_uri") or ""
+                    write_index, store, web, index_options(config)
                 )
             report.requests = client.stats.as_dict()
         if report.ok:

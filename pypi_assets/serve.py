@@ -218,6 +218,14 @@ class _Handler(BaseHTTPRequestHandler):
         serial = data.get("meta", {}).get("_last-serial") if key == "meta" else data.get(key)
         return {"X-PyPI-Last-Serial": str(serial)} if isinstance(serial, int) else {}
 
+    def _html_serial(self, path: Path) -> dict[str, str]:
+        try:
+            tail = path.read_bytes()[-64:]
+        except OSError:
+            return {}
+        m = re.search(rb"<!--SERIAL (\d+)-->", tail)
+        return {"X-PyPI-Last-Serial": m.group(1).decode()} if m else {}
+
     # -------------------------------------------------------------- routing
     def _route(self) -> None:
         parts = urlsplit(self.path)
@@ -257,9 +265,14 @@ class _Handler(BaseHTTPRequestHandler):
         kind = negotiate(self.headers.get("Accept", ""), fmt[0] if fmt else None)
         json_path = folder / "index.v1_json"
         target = json_path if kind == "json" else folder / "index.v1_html"
+        if not target.is_file():  # simple-format = HTML or JSON: serve what there is
+            kind = "html" if kind == "json" else "json"
+            target = json_path if kind == "json" else folder / "index.v1_html"
         if not target.is_file():
             return self._error(404, "Not Found")
         extra = {"Vary": "Accept", **self._serial(json_path, "meta")}
+        if "X-PyPI-Last-Serial" not in extra:
+            extra.update(self._html_serial(folder / "index.v1_html"))
         self._bytes(200, target.read_bytes(), JSON_CT if kind == "json" else HTML_CT, extra)
 
     def _json_api(self, name: str, version: str | None) -> None:

@@ -422,3 +422,21 @@ def test_bandersnatch_mirrors_our_mirror(up: FakeUpstream, tmp_path: Path) -> No
     assert {k: _sha(theirs / k) for k in ours} == ours  # every file, byte for byte, same paths
     assert (tmp_path / "bs" / "generation").exists()
     assert int((tmp_path / "bs" / "status").read_text()) == up.index.serial
+
+
+def test_bandersnatch_index_options(up: FakeUpstream, tmp_path: Path) -> None:
+    """simple-format, digest_name and core-metadata from [mirror] take effect."""
+    web = tmp_path / "web"
+    config = make_config("simple-format = HTML\ndigest_name = md5\ncore-metadata = false\n")
+    assert run(up, tmp_path / "m.duckdb", str(web), config).ok
+    norm = next(iter(up.index.projects))
+    assert not (web / "simple" / norm / "index.v1_json").exists()
+    page = (web / "simple" / norm / "index.html").read_text()
+    assert "#md5=" in page and "#sha256=" not in page and "data-core-metadata" not in page
+    assert not [k for k, _s in LocalBlobStore(web).iter_blobs() if k.endswith(".metadata")]
+    with MirrorServer(web=web, blobs=LocalBlobStore(web)) as srv:
+        r = httpx.get(
+            f"{srv.url}/simple/{norm}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        )
+        assert r.headers["Content-Type"] == "application/vnd.pypi.simple.v1+html"
+        assert r.headers["X-PyPI-Last-Serial"] == str(up.index.projects[norm].serial)

@@ -330,13 +330,21 @@ class PyPIClient:
                     self._account(kind, started)
                     raise UpstreamError(f"{url}: unexpected HTTP {status}")
             self._account(kind, started)
-            if attempt >= cfg.retries:
-                raise UpstreamError(f"{url}: giving up after {attempt + 1} attempts: {last}")
-            if delay is None:
-                delay = cfg.backoff * (2**attempt) * (0.5 + random.random() / 2)
-            attempt += 1
-            self.stats.retries += 1
-            await asyncio.sleep(delay)
+            attempt = await self._retry_or_give_up(url, attempt, last, delay)
+
+    async def _retry_or_give_up(
+        self, url: str, attempt: int, last: str, delay: float | None
+    ) -> int:
+        """After a failed attempt: raise once the retries are spent, else wait (``delay``, or
+        exponential backoff with jitter) and return the next attempt's number."""
+        cfg = self.config
+        if attempt >= cfg.retries:
+            raise UpstreamError(f"{url}: giving up after {attempt + 1} attempts: {last}")
+        if delay is None:
+            delay = cfg.backoff * (2**attempt) * (0.5 + random.random() / 2)
+        self.stats.retries += 1
+        await asyncio.sleep(delay)
+        return attempt + 1
 
     def _account(self, kind: str, started: float) -> None:
         self.stats.count[kind] += 1

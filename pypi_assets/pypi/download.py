@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import random
 import time
 from typing import BinaryIO
 
@@ -74,13 +73,7 @@ async def download(
         except _RetryAfter as exc:
             client._account(kind, started)
             last, delay = "429 Too Many Requests", exc.delay
-        if attempt >= cfg.retries:
-            raise UpstreamError(f"{url}: giving up after {attempt + 1} attempts: {last}")
-        if delay is None:
-            delay = cfg.backoff * (2**attempt) * (0.5 + random.random() / 2)
-        attempt += 1
-        client.stats.retries += 1
-        await asyncio.sleep(delay)
+        attempt = await client._retry_or_give_up(url, attempt, last, delay)
     sink.flush()
     if st.hasher.hexdigest() != sha256:
         raise IntegrityError(f"{url}: sha256 {st.hasher.hexdigest()} does not match {sha256}")

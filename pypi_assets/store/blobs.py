@@ -97,12 +97,16 @@ class LocalBlobStore:
             return None
 
     def put_file(self, key: str, path: Path) -> bool:
+        """An atomic rename. The key is content-addressed and the file verified, so a blob
+        already there has the same bytes (or was corrupt, and is healed)."""
         dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists():
-            path.unlink(missing_ok=True)
-            return False
-        os.replace(path, dest)  # atomic on one filesystem: the staging dir is inside root
+        try:
+            os.replace(path, dest)
+        except FileNotFoundError:
+            if not path.exists():
+                raise
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
         return True
 
     def read(self, key: str) -> Iterator[bytes]:

@@ -356,9 +356,15 @@ class MetadataStore:
             return
         now = datetime.now(UTC)
         with self.transaction() as con:
-            con.executemany(
-                "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?, ?, ?)",
-                [(*r, now) for r in rows],
+            con.execute(
+                "DELETE FROM blobs WHERE key IN (SELECT unnest($1::VARCHAR[]))",
+                [[r[0] for r in rows]],
+            )
+            _insert(
+                con,
+                "blobs",
+                ("key", "project", "filename", "sha256", "size", "stored_at"),
+                [(*r, now) for r in dict((r[0], r) for r in rows).values()],
             )
 
     def forget_blobs(self, keys: Sequence[str]) -> None:
@@ -368,14 +374,17 @@ class MetadataStore:
                     "DELETE FROM blobs WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(keys)]
                 )
 
-    def referenced_blobs(self) -> dict[str, tuple[str, str, str, int | None, str]]:
-        """Every key the selection needs: ``key -> (project, filename, sha256, size, url)``."""
+    def referenced_blobs(
+        self, *, metadata: bool = True
+    ) -> dict[str, tuple[str, str, str, int | None, str]]:
+        """Every key the selection needs: ``key -> (project, filename, sha256, size, url)``
+        (with the ``.metadata`` files unless ``metadata`` is false)."""
         out: dict[str, tuple[str, str, str, int | None, str]] = {}
         for project, filename, key, sha, size, url, meta_sha in self.query(
             "SELECT project, filename, key, sha256, size, url, core_metadata_sha256 FROM selected_blob_keys"
         ):
             out[key] = (project, filename, sha, size, url)
-            if meta_sha:
+            if meta_sha and metadata:
                 out[key + ".metadata"] = (
                     project,
                     filename + ".metadata",

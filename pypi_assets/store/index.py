@@ -18,9 +18,10 @@ from __future__ import annotations
 import html
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,21 @@ _FILE_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class IndexOptions:
+    """bandersnatch's ``[mirror]`` options for the index: ``root_uri`` (absolute file URLs in
+    the JSON), ``simple-format`` (ALL, HTML or JSON), ``digest_name`` (the URL fragment's
+    hash) and ``core-metadata`` (advertise PEP 658 files)."""
+
+    root_uri: str = ""
+    formats: str = "ALL"
+    digest: str = "sha256"
+    core_metadata: bool = True
+
+    def key(self) -> str:
+        return f"{self.root_uri}|{self.formats}|{self.digest}|{self.core_metadata}"
+
+
 @dataclass
 class IndexReport:
     written: list[str] = field(default_factory=list)
@@ -60,16 +76,26 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    """Write to a temporary name beside ``path``, then rename it into place."""
+    tmp = path.parent / f".tmp-{secrets.token_hex(8)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_pages(web: Path, pages: dict[str, bytes]) -> None:
+    """The pages of one project: its directories first, then the files."""
+    for rel in sorted(pages, key=lambda r: r.count("/")):
+        _write(web / rel, pages[rel])
 
 
 def _version_key(v: str) -> tuple[int, Any]:
@@ -85,16 +111,18 @@ def render_project(
     serial: int,
     files: list[dict[str, Any]],
     versions: Iterable[str],
-    *,
-    root_uri: str = "",
+    options: IndexOptions = IndexOptions(),
 ) -> dict[str, bytes]:
     """The project's simple pages (HTML and JSON) as ``{relative path: bytes}``."""
+    root_uri = options.root_uri
     ordered = sorted(set(versions), key=_version_key)
     jfiles = []
     anchors = []
     for f in files:
-        url = f"../../{f['key']}#sha256={f['sha256']}"
-        meta: Any = {"sha256": f["core_metadata_sha256"]} if f["core_metadata_sha256"] else False
+        algo = "md5" if options.digest == "md5" and f.get("md5") else "sha256"
+        url = f"../../{f['key']}#{algo}={f[algo]}"
+        core = f["core_metadata_sha256"] if options.core_metadata else None
+        meta: Any = {"sha256": core} if core else False
         yanked: Any = (f["yanked_reason"] or True) if f["yanked"] else False
         jfiles.append(
             {
@@ -112,9 +140,9 @@ def render_project(
         attrs = [f'href="{html.escape(url)}"']
         if f["file_requires_python"]:
             attrs.append(f'data-requires-python="{html.escape(f["file_requires_python"])}"')
-        if f["core_metadata_sha256"]:
-            attrs.append(f'data-dist-info-metadata="sha256={f["core_metadata_sha256"]}"')
-            attrs.append(f'data-core-metadata="sha256={f["core_metadata_sha256"]}"')
+        if core:
+            attrs.append(f'data-dist-info-metadata="sha256={core}"')
+            attrs.append(f'data-core-metadata="sha256={core}"')
         if f["yanked"]:
             attrs.append(f'data-yanked="{html.escape(f["yanked_reason"] or "")}"')
         anchors.append(f"    <a {' '.join(attrs)}>{html.escape(f['filename'])}</a><br />")
@@ -143,11 +171,12 @@ def render_project(
     ).encode()
     data = json.dumps(page, sort_keys=True).encode()
     base = f"simple/{name}"
-    return {
-        f"{base}/index.html": body,
-        f"{base}/index.v1_html": body,
-        f"{base}/index.v1_json": data,
-    }
+    out: dict[str, bytes] = {}
+    if options.formats in ("ALL", "HTML"):
+        out[f"{base}/index.html"] = out[f"{base}/index.v1_html"] = body
+    if options.formats in ("ALL", "JSON"):
+        out[f"{base}/index.v1_json"] = data
+    return out
 
 
 def _file_json(f: dict[str, Any], root_uri: str) -> dict[str, Any]:
@@ -209,20 +238,54 @@ def render_json_api(
     return out
 
 
+_BATCH = 1000  # projects per query when writing pages
+
+
+def _project_pages(
+    name: str,
+    display: str,
+    serial: int,
+    latest: str | None,
+    info: str | None,
+    files: list[dict[str, Any]],
+    rels: dict[str, Any],
+    options: IndexOptions,
+) -> dict[str, bytes]:
+    versions = {f["release_version"] for f in files}
+    pages = render_project(name, display, serial, files, versions, options)
+    pages.update(
+        render_json_api(
+            name,
+            serial,
+            json.loads(info) if info else None,
+            latest,
+            rels,
+            files,
+            root_uri=options.root_uri,
+        )
+    )
+    return pages
+
+
 def _selection_hash(store: MetadataStore) -> str:
     return store.get_meta("selection_config_hash") or ""
 
 
 def write_index(
-    store: MetadataStore, web: Path, *, root_uri: str = "", everything: bool = False
+    store: MetadataStore,
+    web: Path,
+    options: IndexOptions = IndexOptions(),
+    *,
+    everything: bool = False,
 ) -> IndexReport:
     """Write the pages of every selected project whose serial or selection changed since its
     pages were last written (all of them with ``everything``), remove the pages of projects no
     longer selected, and rewrite the root."""
     report = IndexReport()
     web = Path(web)
-    root_uri = root_uri.rstrip("/")
-    selection = _selection_hash(store) + "|" + root_uri
+    root_uri = options.root_uri.rstrip("/")
+    options = IndexOptions(root_uri, options.formats, options.digest, options.core_metadata)
+    selection = _selection_hash(store) + "|" + options.key()
     rows = store.query(
         "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, sp.selection "
         "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
@@ -231,47 +294,46 @@ def write_index(
     listed = {r[0] for r in rows}
     todo = [r for r in rows if everything or r[5] != r[2] or r[6] != selection]
     report.unchanged = len(rows) - len(todo)
-    for name, display, serial, latest, info, *_ in todo:
-        check_project_name(display)
-        if canonicalize_name(name) != name:
-            raise ValueError(f"stored project name {name!r} is not normalised")
-        cur = store.con.cursor()
-        try:
-            cols = [c.strip() for c in _FILE_COLUMNS.split(",")]
-            select = ", ".join("k.key" if c == "key" else f"d.{c}" for c in cols)
-            files = [
-                dict(zip(cols, r, strict=True))
-                for r in cur.execute(
-                    f"SELECT {select} FROM selected_blob_keys k JOIN distributions d "
-                    "ON d.project = k.project AND d.filename = k.filename "
-                    "WHERE k.project = ? ORDER BY d.filename",
-                    [name],
-                ).fetchall()
-            ]
-            rels = {
-                v: (json.loads(i) if i else None)
-                for v, i in cur.execute(
-                    "SELECT version, info FROM releases WHERE project = ?", [name]
-                ).fetchall()
-            }
-        finally:
-            cur.close()
-        versions = {f["release_version"] for f in files}
-        pages = render_project(name, display, serial, files, versions, root_uri=root_uri)
-        pages.update(
-            render_json_api(
-                name,
-                serial,
-                json.loads(info) if info else None,
-                latest,
-                rels,
-                files,
-                root_uri=root_uri,
+    # File creation costs milliseconds on some filesystems: projects are written in parallel.
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="index")
+    writes = []
+    cols = [c.strip() for c in _FILE_COLUMNS.split(",")]
+    select = ", ".join("k.key" if c == "key" else f"d.{c}" for c in cols)
+    for start in range(0, len(todo), _BATCH):
+        batch = todo[start : start + _BATCH]
+        names = [r[0] for r in batch]
+        # one query per batch of projects, not per project: the selection is a join
+        files_of: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        for r in store.query(
+            f"SELECT k.project, {select} FROM selected_blob_keys k JOIN distributions d "
+            "ON d.project = k.project AND d.filename = k.filename "
+            "WHERE k.project IN (SELECT unnest($1::VARCHAR[])) ORDER BY k.project, d.filename",
+            [names],
+        ):
+            files_of[r[0]].append(dict(zip(cols, r[1:], strict=True)))
+        rels_of: dict[str, dict[str, Any]] = {n: {} for n in names}
+        for project, version, rinfo in store.query(
+            "SELECT project, version, info FROM releases "
+            "WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+            [names],
+        ):
+            rels_of[project][version] = json.loads(rinfo) if rinfo else None
+        for name, display, serial, latest, info, *_ in batch:
+            check_project_name(display)
+            if canonicalize_name(name) != name:
+                raise ValueError(f"stored project name {name!r} is not normalised")
+            files, rels = files_of[name], rels_of[name]
+            writes.append(
+                pool.submit(
+                    _write_pages,
+                    web,
+                    _project_pages(name, display, serial, latest, info, files, rels, options),
+                )
             )
-        )
-        for rel, data in pages.items():
-            _write(web / rel, data)
-        report.written.append(name)
+            report.written.append(name)
+    with pool:
+        for w in writes:
+            w.result()  # re-raise any write error before recording the pages as written
     # pages of projects that left the selection or vanished upstream
     gone = [r[0] for r in store.query("SELECT project FROM simple_pages") if r[0] not in listed]
     for name in gone:
@@ -292,12 +354,14 @@ def write_index(
             )
     serial = int(store.get_meta("upstream_serial") or 0)
     report.serial = serial
-    if todo or gone or everything or not (web / "simple" / "index.v1_json").exists():
-        _write_root(web, [(r[0], r[1], r[2]) for r in rows], serial)
+    if todo or gone or everything or not (web / "simple" / "index.html").exists():
+        _write_root(web, [(r[0], r[1], r[2]) for r in rows], serial, options.formats)
     return report
 
 
-def _write_root(web: Path, projects: list[tuple[str, str, int]], serial: int) -> None:
+def _write_root(
+    web: Path, projects: list[tuple[str, str, int]], serial: int, formats: str = "ALL"
+) -> None:
     data = {
         "meta": {"api-version": API_VERSION, "_last-serial": serial},
         "projects": [{"name": display, "_last-serial": s} for _n, display, s in projects],
@@ -322,6 +386,8 @@ def _write_root(web: Path, projects: list[tuple[str, str, int]], serial: int) ->
             "",
         ]
     ).encode()
-    _write(web / "simple" / "index.v1_json", json.dumps(data).encode())
+    if formats in ("ALL", "JSON"):
+        _write(web / "simple" / "index.v1_json", json.dumps(data).encode())
+    # the root is always in HTML too: it is what a browser or a plain web server shows
     _write(web / "simple" / "index.v1_html", body)
     _write(web / "simple" / "index.html", body)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ...files import FilesReport, Stored, mirror_files
-from ...pipeline import client_config
+from ...pipeline import client_config, index_options
 from ...pypi import PyPIClient
 from ...serial_windows import bounds
 from ...store import MetadataStore
@@ -39,7 +39,7 @@ def release_files(
         return
     window = bounds(context.partition_key)
     with MetadataStore(settings.db) as store:
-        rows = store.missing_blobs(window)
+        rows = store.missing_blobs(window, metadata=config.core_metadata)
     context.log.info(f"{len(rows)} files to fetch into {blobs.description}")
 
     def record(batch: list[Stored]) -> None:
@@ -91,7 +91,7 @@ def simple_index(
         context.log.info("blobs are not enabled: no simple index")
         return
     with MetadataStore(settings.db) as store:
-        report = write_index(store, web, root_uri=config.get("mirror", "root_uri") or "")
+        report = write_index(store, web, index_options(config))
     context.log.info(
         f"{len(report.written)} project pages written, {report.unchanged} unchanged, "
         f"{len(report.deleted)} removed, under {web}"
