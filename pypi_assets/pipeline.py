@@ -106,6 +106,12 @@ class SyncReport:
     counts: dict[str, int] = field(default_factory=dict)
     snapshot: str | None = None
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
+
+    def _phase(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - since, 3)
+        return now
 
     @property
     def ok(self) -> bool:
@@ -140,6 +146,7 @@ class SyncReport:
             "failed": sorted(r.failed),
             "requests": self.requests.get("total_requests", 0),
             "seconds": round(self.seconds, 3),
+            "phase_seconds": self.phases,
             "snapshot": self.snapshot,
             **{f"rows_{k}": v for k, v in self.counts.items()},
         }
@@ -570,6 +577,7 @@ async def run_sync(
                 progress("done", 1, 1, "up to date")
                 return report
             progress("list", 0, 1, "listing upstream projects")
+            t = time.perf_counter()
             listing = await list_upstream(client, store)
             report.upstream_serial = listing.serial
             report.listed = len(listing)
@@ -577,6 +585,7 @@ async def run_sync(
             del listing.names, listing.serials  # stored; free ~100 MB at PyPI's scale
             names = select_projects(store, config)
             report.selected = len(names)
+            t = report._phase("list", t)
             refresh = await refresh_metadata(
                 client, store, stop_on_error=config.stop_on_error, progress=progress, depth=depth
             )
@@ -588,17 +597,20 @@ async def run_sync(
             recompute_selected_files(
                 store, config, report.refresh.refreshed + report.refresh.missing
             )
+            t = report._phase("metadata", t)
             blobs = settings.blob_store(config)
             if blobs is not None and not lazy:
                 report.files = await sync_files(
                     client, store, blobs, progress=progress, core_metadata=config.core_metadata
                 )
+                t = report._phase("files", t)
             if blobs is not None:
                 web = settings.web_root(config)  # the index, also in lazy mode
                 assert web is not None
                 report.index = await asyncio.to_thread(
                     write_index, store, web, index_options(config)
                 )
+                t = report._phase("index", t)
             report.requests = client.stats.as_dict()
         if report.ok:
             store.set_meta(
@@ -612,6 +624,7 @@ async def run_sync(
         progress("publish", 0, 1, "publishing snapshot")
         report.snapshot = str(publish(store, listing.serial))
         report.counts = store.counts()
+        report._phase("publish", t)
     report.seconds = time.perf_counter() - started
     progress("done", 1, 1, "")
     return report

@@ -83,6 +83,30 @@ class MirrorServer:
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _snap: tuple[Path, duckdb.DuckDBPyConnection] | None = None
     fetched: list[str] = field(default_factory=list)  # keys fetched lazily, for operators
+    _serials: dict[Path, tuple[int, dict[str, str]]] = field(default_factory=dict)
+
+    def serial_header(self, path: Path, key: str) -> dict[str, str]:
+        """``X-PyPI-Last-Serial`` from a page's JSON, parsed once per version of the file
+        (the root of a large mirror is tens of megabytes)."""
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return {}
+        with self._guard:
+            hit = self._serials.get(path)
+        if hit is not None and hit[0] == mtime:
+            return hit[1]
+        try:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        serial = data.get("meta", {}).get("_last-serial") if key == "meta" else data.get(key)
+        header = {"X-PyPI-Last-Serial": str(serial)} if isinstance(serial, int) else {}
+        with self._guard:
+            if len(self._serials) > 10_000:
+                self._serials.clear()
+            self._serials[path] = (mtime, header)
+        return header
 
     def __post_init__(self) -> None:
         if self.lazy and (self.db is None or self.client_config is None):
@@ -211,12 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._bytes(301, b"", "text/plain", {"Location": location})
 
     def _serial(self, path: Path, key: str) -> dict[str, str]:
-        try:
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError):
-            return {}
-        serial = data.get("meta", {}).get("_last-serial") if key == "meta" else data.get(key)
-        return {"X-PyPI-Last-Serial": str(serial)} if isinstance(serial, int) else {}
+        return self.mirror.serial_header(path, key)
 
     def _html_serial(self, path: Path) -> dict[str, str]:
         try:

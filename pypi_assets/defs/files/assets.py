@@ -24,7 +24,6 @@ from ..resources import MirrorResource
     partitions_def=serial_windows,
     kinds={"s3", "python"},
     output_required=False,
-    automation_condition=dg.AutomationCondition.eager(),
     description="The selected files (and their PEP 658 .metadata) of the projects whose stored serial falls in "
     "this window, streamed from upstream, sha256-verified and stored content-addressed "
     "(packages/aa/bb/<digest>/<filename>) in the blob store. Holds the DuckDB lock only to record blobs.",
