@@ -440,3 +440,74 @@ def test_bandersnatch_index_options(up: FakeUpstream, tmp_path: Path) -> None:
         )
         assert r.headers["Content-Type"] == "application/vnd.pypi.simple.v1+html"
         assert r.headers["X-PyPI-Last-Serial"] == str(up.index.projects[norm].serial)
+
+
+def _nginx_block() -> str:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "mirror.md").read_text()
+    return text.split("```nginx\n", 1)[1].split("```", 1)[0]
+
+
+def test_documented_nginx_config_serves_pip(up: FakeUpstream, tmp_path: Path) -> None:
+    """The nginx config in docs/mirror.md, run as written (port and root substituted)."""
+    import shutil
+    import socket
+    import time
+
+    nginx = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if nginx is None:
+        pytest.skip("nginx is not installed (./dev test installs Debian's nginx when it can)")
+    web, db = tmp_path / "web", tmp_path / "m.duckdb"
+    assert run(up, db, str(web)).ok
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    block = _nginx_block().replace("listen 8080;", f"listen 127.0.0.1:{port};")
+    block = block.replace("root /srv/pypi/web;", f"root {web};")
+    assert f"root {web};" in block and f":{port};" in block
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must read the test's tmp dir
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        f"{user}daemon off;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\n"
+        f"events {{}}\nhttp {{\naccess_log off;\nclient_body_temp_path {tmp_path}/body;\n"
+        f"proxy_temp_path {tmp_path}/proxy;\nfastcgi_temp_path {tmp_path}/fcgi;\n"
+        f"uwsgi_temp_path {tmp_path}/uwsgi;\nscgi_temp_path {tmp_path}/scgi;\n{block}\n}}\n"
+    )
+    check = subprocess.run(
+        [nginx, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(base + "/simple/")
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        norm = next(iter(up.index.projects))
+        r = httpx.get(
+            f"{base}/simple/{norm}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        )
+        assert (
+            r.status_code == 200
+            and r.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
+        )
+        assert r.json()["meta"]["_last-serial"] == up.index.projects[norm].serial
+        assert r.headers["Vary"] == "Accept"
+        r = httpx.get(f"{base}/simple/{norm}/")
+        assert r.headers["Content-Type"].startswith("text/html") and "<!--SERIAL" in r.text
+        r = httpx.get(
+            f"{base}/simple/{norm}/", headers={"Accept": "application/vnd.pypi.simple.v1+html"}
+        )
+        assert r.headers["Content-Type"] == "application/vnd.pypi.simple.v1+html"
+        assert httpx.get(f"{base}/pypi/{norm}/json").headers["Content-Type"] == "application/json"
+        project, version, dep = with_dependency(db)
+        python = fresh_venv(tmp_path / "venv")
+        install_with_hashes(python, f"{base}/simple/", f"{project}=={version}", db, tmp_path)
+        assert installed(python)[project] == version and dep in installed(python)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
