@@ -182,3 +182,19 @@ def mirror_conf(
             "simple-format = ALL",
         ]
     return "\n".join(lines) + "\n" + tail
+
+
+def sync_args(conf: Path, db: Path, *extra: str) -> list[str]:
+    """``pypi-assets sync`` in this interpreter, quiet, with ``extra`` flags."""
+    return [
+        sys.executable,
+        "-m",
+        "pypi_assets.cli",
+        "sync",
+        "--config",
+        str(conf),
+        "--db",
+        str(db),
+        "-q",
+        *extra,
+    ]

@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import FakeProcess, ensure_bandersnatch, mirror_conf, run_timed, table, write_result
+from .common import (
+    FakeProcess,
+    ensure_bandersnatch,
+    mirror_conf,
+    run_timed,
+    sync_args,
+    table,
+    write_result,
+)
 
 
 def _tree_bytes(root: Path) -> tuple[int, int]:
@@ -52,21 +60,9 @@ def throughput(projects: int, large: int, large_size: int, workers: int) -> dict
         env = {**os.environ, "PYPI_ASSETS_BACKOFF": "0.05"}
         before = fake.stats()
         ours = run_timed(
-            [
-                sys.executable,
-                "-m",
-                "pypi_assets.cli",
-                "sync",
-                "--config",
-                str(t / "ours.conf"),
-                "--db",
-                str(t / "ours.duckdb"),
-                "--blobs",
-                str(t / "ours"),
-                "--depth",
-                "project",
-                "-q",
-            ],
+            sync_args(
+                t / "ours.conf", t / "ours.duckdb", "--blobs", str(t / "ours"), "--depth", "project"
+            ),
             env=env,
         )
         mid = fake.stats()
@@ -110,19 +106,7 @@ def big_file_memory(size: int) -> dict[str, Any]:
         t = Path(tmp)
         (t / "c.conf").write_text(mirror_conf(t / "unused", fake.url))
         run = run_timed(
-            [
-                sys.executable,
-                "-m",
-                "pypi_assets.cli",
-                "sync",
-                "--config",
-                str(t / "c.conf"),
-                "--db",
-                str(t / "m.duckdb"),
-                "--blobs",
-                str(t / "web"),
-                "-q",
-            ],
+            sync_args(t / "c.conf", t / "m.duckdb", "--blobs", str(t / "web")),
             env={**os.environ, "PYPI_ASSETS_BACKOFF": "0.05"},
         )
         if run.returncode != 0:

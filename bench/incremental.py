@@ -13,22 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import FakeProcess, run_timed, table, write_result
-
-CONF = """\
-[mirror]
-directory = {dir}
-release-files = false
-master = {url}
-allow-non-https = true
-workers = 10
-"""
+from .common import FakeProcess, mirror_conf, run_timed, sync_args, table, write_result
 
 
 def one_size(n: int) -> dict[str, Any]:
@@ -41,23 +31,9 @@ def one_size(n: int) -> dict[str, Any]:
 
     with FakeProcess(projects=n) as fake, tempfile.TemporaryDirectory() as tmp:
         conf = Path(tmp) / "c.conf"
-        conf.write_text(CONF.format(dir=tmp, url=fake.url))
+        conf.write_text(mirror_conf(tmp, fake.url, 10))
         db = Path(tmp) / "m.duckdb"
-        bulk = run_timed(
-            [
-                sys.executable,
-                "-m",
-                "pypi_assets.cli",
-                "sync",
-                "--config",
-                str(conf),
-                "--db",
-                str(db),
-                "--depth",
-                "project",
-                "-q",
-            ]
-        )
+        bulk = run_timed(sync_args(conf, db, "--depth", "project"))
         assert bulk.returncode == 0, bulk.stderr
         serial = int(httpx.head(fake.url + "/simple/").headers["x-pypi-last-serial"])
         # One upstream change: a new project with one release (an sdist and a wheel).

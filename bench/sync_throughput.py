@@ -7,7 +7,6 @@ latency injected per request), at the same concurrency, in one run. Reported as 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from .common import (
     ensure_bandersnatch,
     mirror_conf,
     run_timed,
+    sync_args,
     table,
     write_result,
 )
@@ -68,19 +68,7 @@ def throughput(projects: int, latency_ms: float, concurrencies: tuple[int, ...])
                 runs.append(
                     (
                         f"pypi-assets ({depth} depth)",
-                        [
-                            sys.executable,
-                            "-m",
-                            "pypi_assets.cli",
-                            "sync",
-                            "--config",
-                            str(conf),
-                            "--db",
-                            str(db),
-                            "--depth",
-                            depth,
-                            "-q",
-                        ],
+                        sync_args(conf, db, "--depth", depth),
                         depth,
                     )
                 )
@@ -167,19 +155,7 @@ def memory(max_names: int | None = None, allowlist: int = 5) -> dict[str, Any]:
                     tail=ALLOWLIST.format(packages="\n".join(f"    {p}" for p in picked)),
                 )
             )
-            t = run_timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "pypi_assets.cli",
-                    "sync",
-                    "--config",
-                    str(conf),
-                    "--db",
-                    str(Path(tmp) / "m.duckdb"),
-                    "-q",
-                ]
-            )
+            t = run_timed(sync_args(conf, Path(tmp) / "m.duckdb"))
             listed = fake.stats().get("simple-root", 0)
     return {
         "names": n,

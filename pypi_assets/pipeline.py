@@ -189,7 +189,7 @@ def _kept(
         return None
     return rff.select(
         name,
-        store.latest_version(name),
+        stored.latest_version,
         list(stored.releases.values()),
         list(stored.distributions.values()),
         info=stored.info,

@@ -28,7 +28,7 @@ from packaging.utils import canonicalize_name
 from .files import fetch_blob
 from .pypi import ClientConfig, PyPIClient, UnsafeValue
 from .pypi.names import is_valid_project_name
-from .store.blobs import CHUNK, BlobStore, check_key
+from .store.blobs import BlobStore, check_key, copy_to
 from .store.index import HTML_CT, JSON_CT
 from .store.snapshot import current_snapshot
 
@@ -330,14 +330,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._head(200, ctype, size, {"Cache-Control": "max-age=365000000, immutable"})
         if self.command == "HEAD":
             return
-        local = blobs.local_path(key)
-        if local is not None:
-            with local.open("rb") as f:
-                while chunk := f.read(CHUNK):
-                    self.wfile.write(chunk)
-            return
-        for chunk in blobs.read(key):
-            self.wfile.write(chunk)
+        copy_to(blobs, key, self.wfile)
 
 
 def serve(server: MirrorServer, announce: Callable[[str], None] = print) -> None:

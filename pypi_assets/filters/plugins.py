@@ -26,32 +26,6 @@ __all__ = [
     "release_file_filter",
 ]
 
-PROJECT_PLUGINS = (
-    "allowlist_project",
-    "project_requirements",
-    "blocklist_project",
-    "regex_project",
-)
-METADATA_PLUGINS = (
-    "size_project_metadata",
-    "versions_count_project_metadata",
-    "regex_project_metadata",
-)
-RELEASE_PLUGINS = (
-    "allowlist_release",
-    "blocklist_release",
-    "prerelease_release",
-    "regex_release",
-    "latest_release",
-    "project_requirements_pinned",
-)
-FILE_PLUGINS = (
-    "exclude_platform",
-    "regex_release_file_metadata",
-    "version_range_release_file_metadata",
-)
-ALL_PLUGINS = PROJECT_PLUGINS + METADATA_PLUGINS + RELEASE_PLUGINS + FILE_PLUGINS
-
 _SEPARATORS = re.compile(r"[-_.]+")
 _PRERELEASE = [
     re.compile(p) for p in (r".+rc\d+$", r".+a(lpha)?\d+$", r".+b(eta)?\d+$", r".+dev\d+$")

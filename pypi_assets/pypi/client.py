@@ -240,14 +240,21 @@ class PyPIClient:
     def _check(self, url: object) -> str:
         return check_url(url, self.config.base + "/", self.config.allowed_hosts)
 
+    def _redirect(self, resp: httpx.Response) -> str | None:
+        """Where a redirect leads, if it may be followed (only to allowed origins)."""
+        if resp.status_code in _REDIRECTS and "location" in resp.headers:
+            return self._check(str(resp.url.join(resp.headers["location"])))
+        return None
+
     async def _once(
         self, method: str, url: str, headers: dict[str, str], content: bytes | None
     ) -> Fetched:
         """One request, following same-origin redirects, reading the body with a size cap."""
         for _hop in range(6):
             async with self._http.stream(method, url, headers=headers, content=content) as resp:
-                if resp.status_code in _REDIRECTS and "location" in resp.headers:
-                    url = self._check(str(resp.url.join(resp.headers["location"])))
+                target = self._redirect(resp)
+                if target is not None:
+                    url = target
                     if resp.status_code == 303:
                         method, content = "GET", None
                     continue

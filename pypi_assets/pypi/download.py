@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import httpx
 
-from .client import _REDIRECTS, _RETRY_STATUS, NotFound, PyPIClient, UpstreamError, _retry_after
+from .client import _RETRY_STATUS, NotFound, PyPIClient, UpstreamError, _retry_after
 
 __all__ = ["IntegrityError", "download"]
 
@@ -113,8 +113,9 @@ async def _attempt(
             headers["Range"] = f"bytes={st.have}-"
         async with client._http.stream("GET", url, headers=headers) as resp:
             status = resp.status_code
-            if status in _REDIRECTS and "location" in resp.headers:
-                url = client._check(str(resp.url.join(resp.headers["location"])))
+            target = client._redirect(resp)
+            if target is not None:
+                url = target
                 continue
             if status in (404, 410):
                 raise NotFound(f"{url}: {status} Not Found")

@@ -178,3 +178,4 @@ class StoredProject:
     releases: dict[str, Release]
     distributions: dict[str, Distribution]  # by filename
     info: dict[str, Any] | None = None  # the project JSON's ``info``
+    latest_version: str | None = None  # upstream's "latest" (``info.version``)

@@ -403,16 +403,12 @@ class MetadataStore:
             )
         }
 
-    def latest_version(self, name: str) -> str | None:
-        rows = self.query("SELECT latest_version FROM projects WHERE name = ?", [name])
-        return rows[0][0] if rows else None
-
     # ------------------------------------------------------------------ reading projects
     def load_stored(self, name: str) -> StoredProject | None:
         cur = self.con.cursor()
         try:
             row = cur.execute(
-                "SELECT serial, status, info FROM projects WHERE name = ?", [name]
+                "SELECT serial, status, info, latest_version FROM projects WHERE name = ?", [name]
             ).fetchone()
             if row is None or row[1] != "ok":
                 return None
@@ -448,6 +444,7 @@ class MetadataStore:
             releases=releases,
             distributions=dists,
             info=json.loads(row[2]) if row[2] else None,
+            latest_version=row[3],
         )
 
     # ------------------------------------------------------------------ writing projects
