@@ -323,3 +323,16 @@ def test_enabled_all_runs_every_plugin(tmp_path: Path) -> None:
     # allowlisted names bypass the size limit; an unlisted big one would not get this far
     big = {"1.0": [("p-1.0.tar.gz", 20_000, None)]}
     assert kept(c, big, name="baz") == {"p-1.0.tar.gz"}
+
+
+def test_file_regex_sees_the_warehouse_file_object() -> None:
+    """The same object Warehouse's JSON API has: ISO time with microseconds, has_sig, and
+    the constant fields, as bandersnatch would see them upstream."""
+    c = cfg(
+        "[plugins]\nenabled =\n    regex_release_file_metadata\n"
+        "[regex_release_file_metadata]\n"
+        "not-null:release_file.upload_time_iso_8601 =\n    2024-01-01T00:00:00\\.000000Z$\n"
+        "not-null:release_file.has_sig =\n    false\n"
+        "not-null:release_file.downloads =\n    -1\n"
+    )
+    assert kept(c, {"1.0": [("p-1.0.tar.gz", 1, None)]}) == {"p-1.0.tar.gz"}

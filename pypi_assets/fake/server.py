@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
+from ..pypi.records import warehouse_file
 from .data import FakeFile, FakeIndex, FakeProject, FakeRelease
 
 __all__ = ["FakeUpstream", "Fault"]
@@ -479,23 +480,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ JSON API
     def _file_json(self, f: FakeFile) -> dict[str, Any]:
-        plain, iso = _iso(f.upload_time)
         return {
-            "comment_text": "",
-            "digests": {"blake2b_256": f.blake2b_256, "md5": f.md5, "sha256": f.sha256},
-            "downloads": -1,
-            "filename": f.filename,
-            "has_sig": False,
-            "md5_digest": f.md5,
-            "packagetype": f.packagetype,
-            "python_version": f.python_version,
-            "requires_python": f.requires_python,
-            "size": len(f.content),
-            "upload_time": plain,
-            "upload_time_iso_8601": iso,
-            "url": f"{self.base}/{f.path}",
-            "yanked": f.yanked,
-            "yanked_reason": f.yanked_reason,
+            **warehouse_file(
+                filename=f.filename,
+                packagetype=f.packagetype,
+                python_version=f.python_version,
+                requires_python=f.requires_python,
+                size=len(f.content),
+                upload_time=datetime.fromtimestamp(f.upload_time, UTC),
+                url=f"{self.base}/{f.path}",
+                sha256=f.sha256,
+                md5=f.md5,
+                blake2b_256=f.blake2b_256,
+                yanked=f.yanked,
+                yanked_reason=f.yanked_reason,
+            ),
             **f.overrides,  # hostile-upstream tests: a filename or URL as an attacker would send
         }
 

@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -14,7 +13,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..pypi.records import Distribution, Release
+from ..pypi.records import Distribution, Release, warehouse_file
 from .config import MirrorConfig, lines, metadata_keys, parse_size
 
 __all__ = [
@@ -270,25 +269,20 @@ def metadata_filter(config: MirrorConfig) -> MetadataFilter | None:
 
 def file_json(d: Distribution) -> dict[str, Any]:
     """A stored file as the project JSON's ``releases[v][i]`` object."""
-    t = d.upload_time
-    return {
-        "filename": d.filename,
-        "packagetype": d.packagetype,
-        "python_version": d.python_version,
-        "requires_python": d.file_requires_python,
-        "size": d.size,
-        "upload_time": t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if t else None,
-        "upload_time_iso_8601": t.astimezone(UTC).isoformat().replace("+00:00", "Z") if t else None,
-        "url": d.url,
-        "digests": {
-            k: v
-            for k, v in (("sha256", d.sha256), ("md5", d.md5), ("blake2b_256", d.blake2b_256))
-            if v
-        },
-        "md5_digest": d.md5,
-        "yanked": d.yanked,
-        "yanked_reason": d.yanked_reason,
-    }
+    return warehouse_file(
+        filename=d.filename,
+        packagetype=d.packagetype,
+        python_version=d.python_version,
+        requires_python=d.file_requires_python,
+        size=d.size,
+        upload_time=d.upload_time,
+        url=d.url,
+        sha256=d.sha256,
+        md5=d.md5,
+        blake2b_256=d.blake2b_256,
+        yanked=d.yanked,
+        yanked_reason=d.yanked_reason,
+    )
 
 
 @dataclass(frozen=True)

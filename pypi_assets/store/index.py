@@ -32,6 +32,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..pypi.names import check_project_name
+from ..pypi.records import warehouse_file
 from .duckdb_store import MetadataStore
 
 __all__ = ["IndexReport", "render_project", "write_index"]
@@ -180,24 +181,20 @@ def render_project(
 
 
 def _file_json(f: dict[str, Any], root_uri: str) -> dict[str, Any]:
-    t = f["upload_time"]
-    return {
-        "comment_text": "",
-        "digests": {k: f[k] for k in ("blake2b_256", "md5", "sha256") if f.get(k)},
-        "downloads": -1,
-        "filename": f["filename"],
-        "has_sig": False,
-        "md5_digest": f["md5"],
-        "packagetype": f["packagetype"],
-        "python_version": f["python_version"],
-        "requires_python": f["file_requires_python"],
-        "size": f["size"],
-        "upload_time": t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if t else None,
-        "upload_time_iso_8601": _iso(t),
-        "url": f"{root_uri}/{f['key']}",
-        "yanked": bool(f["yanked"]),
-        "yanked_reason": f["yanked_reason"],
-    }
+    return warehouse_file(
+        filename=f["filename"],
+        packagetype=f["packagetype"],
+        python_version=f["python_version"],
+        requires_python=f["file_requires_python"],
+        size=f["size"],
+        upload_time=f["upload_time"],
+        url=f"{root_uri}/{f['key']}",
+        sha256=f["sha256"],
+        md5=f["md5"],
+        blake2b_256=f["blake2b_256"],
+        yanked=f["yanked"],
+        yanked_reason=f["yanked_reason"],
+    )
 
 
 def render_json_api(
