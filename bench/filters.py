@@ -37,7 +37,9 @@ PLUGINS = [
 CONF = """\
 [mirror]
 directory = {dir}
-master = https://pypi.org
+# never contacted: only the filters run; loopback so nothing could reach a real index
+master = http://127.0.0.1:9
+allow-non-https = true
 [plugins]
 enabled =
 {plugins}
