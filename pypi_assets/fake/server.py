@@ -5,6 +5,7 @@ redirects, per-route request counters, injected latency and injectable faults.""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import html
 import json
 import re
@@ -40,7 +41,11 @@ class Fault:
     ``seconds`` before answering), ``truncate`` (promise more bytes than are sent),
     ``stale`` (serve with a serial lower by ``lag``), ``reset`` (close without answering),
     ``corrupt`` (a file body of the right length whose bytes differ), ``oversize`` (a file body
-    longer than the advertised size, with an honest Content-Length).
+    longer than the advertised size, with an honest Content-Length), ``body`` (answer 200
+    with ``body`` instead of the real body: garbage, hostile JSON, ...), ``gzip`` (send
+    ``body``, or the real body, gzip-compressed with ``Content-Encoding: gzip``: with a large
+    ``body`` of zeros, a decompression bomb), ``trickle`` (send the body one byte every
+    ``seconds``, for at most ``limit`` bytes: a body that never ends).
     """
 
     path: str
@@ -50,6 +55,9 @@ class Fault:
     retry_after: str | None = None
     seconds: float = 0.0
     lag: int = 1
+    body: bytes = b""
+    ctype: str | None = None
+    limit: int = 1 << 30
 
 
 def _iso(ts: float) -> tuple[str, str]:
@@ -190,6 +198,11 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         if fault is not None and fault.kind == "stale" and serial is not None:
             serial -= fault.lag
+        if fault is not None and fault.kind == "body":
+            status, body, ctype = 200, fault.body, fault.ctype or ctype
+        if fault is not None and fault.kind == "gzip":
+            body = gzip.compress(fault.body or body, compresslevel=9)
+            headers = {**(headers or {}), "Content-Encoding": "gzip"}
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header(
@@ -205,10 +218,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(body[: len(body) // 2])
             self.close_connection = True
             return
+        if fault is not None and fault.kind == "trickle":
+            self._trickle(body, fault)
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _trickle(self, body: bytes, fault: Fault) -> None:
+        """No Content-Length, one byte every ``fault.seconds``: the client must give up."""
+        self.end_headers()
+        self.close_connection = True
+        if self.command == "HEAD":
+            return
+        with contextlib.suppress(OSError):
+            for i in range(min(len(body) or fault.limit, fault.limit)):
+                self.wfile.write(body[i : i + 1] if body else b" ")
+                self.wfile.flush()
+                time.sleep(fault.seconds)
 
     def _file(self, content: bytes, fault: Fault | None) -> None:
         """A file, with ``Range: bytes=N-`` answered 206 as files.pythonhosted.org does."""
