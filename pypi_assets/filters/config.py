@@ -261,6 +261,61 @@ class MirrorConfig:
     def closure_all_extras(self) -> bool:
         return (self.get("pypi_assets", "closure_extras") or "requested").strip() == "all"
 
+    # Limits on what the upstream can make a run do, and guards against upstream faults.
+    # Each is ``[pypi_assets] <key>``; the defaults are in :data:`LIMIT_DEFAULTS`.
+    def _limit(self, key: str) -> int:
+        raw = self.get("pypi_assets", key)
+        return LIMIT_DEFAULTS[key] if raw is None else _parse_limit(key, raw)
+
+    @property
+    def max_versions_per_project(self) -> int:
+        """A project with more releases than this fails alone (and is named)."""
+        return self._limit("max_versions_per_project")
+
+    @property
+    def max_files_per_release(self) -> int:
+        """A project with a release of more files than this fails alone."""
+        return self._limit("max_files_per_release")
+
+    @property
+    def max_body_size(self) -> int:
+        """Bytes, after decompression, of one upstream response that is read into memory
+        (listings, JSON, pages, metadata files; not release files, which are streamed)."""
+        return self._limit("max_body_size")
+
+    @property
+    def max_removed_share(self) -> float:
+        """A listing that drops more than this share of the stored projects in one run is
+        an upstream fault: nothing is removed and the run exits 3."""
+        return _parse_share("max_removed_share", self.get("pypi_assets", "max_removed_share"))
+
+
+#: ``[pypi_assets]`` limits (integers; ``max_body_size`` takes binary units, as ``10M``).
+LIMIT_DEFAULTS: dict[str, int] = {
+    "max_versions_per_project": 20_000,
+    "max_files_per_release": 2_000,
+    "max_body_size": 256 * 1024**2,
+}
+DEFAULT_MAX_REMOVED_SHARE = 0.05
+
+
+def _parse_limit(key: str, raw: str) -> int:
+    value = parse_size(raw) if key == "max_body_size" else int(raw.strip())
+    if value <= 0:
+        raise ValueError(f"must be positive, got {raw.strip()!r}")
+    return value
+
+
+def _parse_share(key: str, raw: str | None) -> float:
+    """``0.05`` or ``5%``; between 0 and 1."""
+    if raw is None:
+        return DEFAULT_MAX_REMOVED_SHARE
+    text = raw.strip()
+    value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be a share between 0 and 1 (or 0% and 100%), got {text!r}")
+    return value
+
 
 def strip_inline_comment(line: str) -> str:
     return line.split("#", 1)[0].strip()
@@ -508,6 +563,17 @@ def _validate_pypi_assets(sections: dict[str, dict[str, str]], err: Any) -> None
     extras = own.get("closure_extras", "requested").strip()
     if extras not in ("requested", "all"):
         raise err("pypi_assets", "closure_extras", f"must be requested or all, got {extras!r}")
+    for key in LIMIT_DEFAULTS:
+        if key in own:
+            try:
+                _parse_limit(key, own[key])
+            except ValueError as exc:
+                raise err("pypi_assets", key, str(exc)) from None
+    if "max_removed_share" in own:
+        try:
+            _parse_share("max_removed_share", own["max_removed_share"])
+        except ValueError as exc:
+            raise err("pypi_assets", "max_removed_share", str(exc)) from None
 
 
 # ------------------------------------------------------------------ requirements files
