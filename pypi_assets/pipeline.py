@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 from packaging.requirements import Requirement
 
@@ -46,9 +47,19 @@ from .settings import Settings
 from .store import MetadataStore, publish_snapshot
 from .store.blobs import BlobStore
 from .store.derived import refresh_derived
+from .store.duckdb_store import ListingShrank
 from .store.index import IndexOptions, IndexReport, write_index
+from .store.snapshot import snapshot_serial
 
-__all__ = ["Progress", "RefreshReport", "SyncReport", "client_config", "config_hash", "run_sync"]
+__all__ = [
+    "Progress",
+    "RefreshReport",
+    "SyncReport",
+    "UpstreamFault",
+    "client_config",
+    "config_hash",
+    "run_sync",
+]
 
 log = logging.getLogger("pypi_assets")
 
@@ -58,6 +69,11 @@ Progress = Callable[[str, int, int, str], None]
 
 def _no_progress(phase: str, done: int, total: int, detail: str) -> None:
     pass
+
+
+class UpstreamFault(UpstreamError):
+    """The upstream answered, but with something a mirror must not act on (a listing that
+    is empty or drops too many projects). Nothing was changed."""
 
 
 def config_hash(config: MirrorConfig) -> str:
@@ -105,6 +121,7 @@ class SyncReport:
     requests: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     snapshot: str | None = None
+    metadata_sources: dict[str, int] = field(default_factory=dict)  # selected files by source
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
 
@@ -148,13 +165,34 @@ class SyncReport:
             "seconds": round(self.seconds, 3),
             "phase_seconds": self.phases,
             "snapshot": self.snapshot,
+            "metadata_sources": self.metadata_sources,
             **{f"rows_{k}": v for k, v in self.counts.items()},
         }
 
 
 # ---------------------------------------------------------------------- steps
-async def list_upstream(client: PyPIClient, store: MetadataStore) -> UpstreamListing:
-    """Store the upstream project list; names that are not valid project names are dropped."""
+#: Local storage failures: never blamed on one project; they end the run.
+_STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    duckdb.IOException,
+    duckdb.OutOfMemoryException,
+    duckdb.FatalException,
+)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def list_upstream(
+    client: PyPIClient, store: MetadataStore, config: MirrorConfig
+) -> UpstreamListing:
+    """Store the upstream project list; names that are not valid project names are dropped.
+
+    A listing that is empty, or that drops more than ``[pypi_assets] max_removed_share`` of
+    the stored projects, raises :class:`UpstreamFault` and changes nothing, unless the few
+    projects it drops are each confirmed gone (their simple page answers 404)."""
     listing = await client.list_projects()
     keep = [i for i, n in enumerate(listing.names) if is_valid_project_name(n)]
     if len(keep) != len(listing.names):
@@ -164,8 +202,32 @@ async def list_upstream(client: PyPIClient, store: MetadataStore) -> UpstreamLis
         )
         listing.names = [listing.names[i] for i in keep]
         listing.serials = [listing.serials[i] for i in keep]
-    await asyncio.to_thread(store.replace_upstream_listing, listing, canonical)
+    share = config.max_removed_share
+    try:
+        await asyncio.to_thread(
+            store.replace_upstream_listing, listing, canonical, max_removed_share=share
+        )
+    except ListingShrank as exc:
+        if not exc.names or not await _confirmed_gone(client, exc.names):
+            raise UpstreamFault(str(exc)) from None
+        log.info("the %d projects the listing drops are gone upstream", len(exc.names))
+        await asyncio.to_thread(
+            store.replace_upstream_listing, listing, canonical, max_removed_share=1.0
+        )
     return listing
+
+
+async def _confirmed_gone(client: PyPIClient, names: Sequence[str]) -> bool:
+    """Whether every one of ``names`` answers 404 on its simple page."""
+    for name in names:
+        try:
+            await client.simple_page(name)
+        except NotFound:
+            continue
+        except UpstreamError:
+            return False
+        return False
+    return True
 
 
 def select_projects(store: MetadataStore, config: MirrorConfig) -> list[str]:
@@ -372,7 +434,13 @@ async def refresh_metadata(
         report.selected = len(rows)
         # Serial 0 means the listing did not say (an HTML-only upstream): check those every
         # run; an unchanged project then costs one request and is not rewritten.
-        candidates = [r for r in rows if r[0] not in states or states[r[0]][0] < r[2] or r[2] <= 0]
+        # A project stored as missing (a 404) or removed (gone from an earlier listing) that
+        # is listed is fetched again, whatever its serial.
+        candidates = [
+            r
+            for r in rows
+            if r[0] not in states or states[r[0]][0] < r[2] or r[2] <= 0 or states[r[0]][1] != "ok"
+        ]
     else:
         report.selected = len(candidates)
     listing = {n: (d, s) for n, d, s in candidates}
@@ -387,15 +455,36 @@ async def refresh_metadata(
     done = 0
     stop = asyncio.Event()
 
+    def write(chunk: list[Project]) -> None:
+        """One transaction for the batch; if the store refuses it, each project alone, so
+        one bad project fails alone and the healthy ones of its batch are kept. A storage
+        failure (disk full, I/O error) is not a project's fault and ends the run."""
+        try:
+            res = store.write_projects(chunk)
+        except _STORAGE_ERRORS:
+            raise
+        except duckdb.Error:
+            if len(chunk) == 1:
+                raise
+            for p in chunk:
+                try:
+                    write([p])
+                except _STORAGE_ERRORS:
+                    raise
+                except duckdb.Error as exc:
+                    report.failed[p.name] = f"could not be stored: {_one_line(exc)}"
+                    log.warning("project %s could not be stored: %s", p.name, _one_line(exc))
+            return
+        report.refreshed.extend(res.written)
+        report.skipped_older.extend(res.skipped_older)
+
     async def flush() -> None:
         async with flush_lock:
             if not pending:
                 return
             chunk = pending[:]
             pending.clear()
-            res = await asyncio.to_thread(store.write_projects, chunk)
-            report.refreshed.extend(res.written)
-            report.skipped_older.extend(res.skipped_older)
+            await asyncio.to_thread(write, chunk)
 
     async def worker() -> None:
         nonlocal done
@@ -425,6 +514,17 @@ async def refresh_metadata(
             ) as exc:
                 report.failed[name] = str(exc)
                 log.warning("project %s failed: %s", name, exc)
+                status = "failed"
+                if stop_on_error:
+                    stop.set()
+            except _STORAGE_ERRORS:
+                raise
+            except (ValueError, TypeError, KeyError, RecursionError, OverflowError) as exc:
+                # Whatever escaped the protocol layer's checks: this project fails alone.
+                report.failed[name] = (
+                    f"invalid upstream data: {type(exc).__name__}: {_one_line(exc)}"
+                )
+                log.warning("project %s failed: %s", name, report.failed[name])
                 status = "failed"
                 if stop_on_error:
                     stop.set()
@@ -504,7 +604,7 @@ async def refresh_window(
     if known < last:
         reached = await apply_changelog(client, store, config)
         if reached is None:
-            await list_upstream(client, store)
+            await list_upstream(client, store, config)
             select_projects(store, config)
             store.mark_removed(int(store.get_meta("upstream_serial") or 0))
             relisted = True
@@ -544,6 +644,64 @@ def publish(store: MetadataStore, serial: int) -> Path:
     return publish_snapshot(store.con, store.path, serial)
 
 
+def sync_state(
+    upstream: str, chash: str, blobs: BlobStore | None, web: Path | None, lazy: bool
+) -> str:
+    """Every setting that changes what a run produces. A run is "up to date" only when the
+    upstream serial and this state both equal those of the last complete run."""
+    return json.dumps(
+        {
+            "upstream": upstream,
+            "config": chash,
+            "blobs": blobs.description if blobs is not None else None,
+            "web": str(web) if web is not None else None,
+            "lazy": lazy if blobs is not None else None,
+        },
+        sort_keys=True,
+    )
+
+
+def _up_to_date(
+    store: MetadataStore,
+    serial: int | None,
+    state: str,
+    blobs: BlobStore | None,
+    lazy: bool,
+    core_metadata: bool,
+) -> bool:
+    """The last complete run reached ``serial`` with the same settings, and nothing it
+    produced has gone since (blobs forgotten by ``verify``). A serial that is unknown (or
+    0) is never "reached": such an upstream is re-checked every run."""
+    if not serial or serial <= 0:
+        return False
+    if store.get_meta("synced_serial") != str(serial) or store.get_meta("synced_state") != state:
+        return False
+    return blobs is None or lazy or not store.missing_blobs(metadata=core_metadata)
+
+
+def _track_blob_store(store: MetadataStore, blobs: BlobStore | None) -> None:
+    """The ``blobs`` table records what one blob store holds: when the store changes (a new
+    directory, another bucket), forget it, so every selected file is checked again (those
+    already there are hashed, not downloaded)."""
+    where = blobs.description if blobs is not None else ""
+    if blobs is not None and store.get_meta("blob_store") not in (None, where):
+        store.forget_all_blobs()
+    if blobs is not None:
+        store.set_meta(blob_store=where)
+
+
+def lacking_metadata(
+    failed: dict[str, str], store: MetadataStore, projects: Sequence[str] | None = None
+) -> dict[str, int]:
+    """Count the selected files (of ``projects``, else all) by where their metadata came
+    from. A file without any (``none``) fails its project in ``failed``, named with the
+    files. Returns the counts."""
+    for project, files in store.files_without_metadata(projects).items():
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        failed.setdefault(project, f"{len(files)} files without metadata: {shown}")
+    return store.metadata_sources(projects)
+
+
 async def run_sync(
     settings: Settings,
     config: MirrorConfig,
@@ -556,29 +714,36 @@ async def run_sync(
 ) -> SyncReport:
     """One full incremental sync to the upstream's current serial, then publish a snapshot.
     With a blob store, the selected files are downloaded (unless ``lazy``: then ``serve
-    --lazy`` fetches each on its first request) and the simple index is written."""
+    --lazy`` fetches each on its first request) and the simple index is written.
+
+    A run is marked complete (``synced_serial``) only after its snapshot is published, so a
+    crash at any step leaves the next run to redo what is missing."""
     started = time.perf_counter()
     ccfg = client_config(settings, config, **(client_overrides or {}))
     chash = config_hash(config) + (":project" if depth == "project" else "")
+    blobs = settings.blob_store(config)
+    web = settings.web_root(config) if blobs is not None else None
+    state = sync_state(ccfg.upstream, chash, blobs, web, lazy)
     with MetadataStore(settings.db) as store:
         async with PyPIClient(ccfg, transport=transport) as client:
             serial = await client.last_serial()
             report = SyncReport(upstream=ccfg.upstream, upstream_serial=serial or 0)
-            if (
-                serial is not None
-                and store.get_meta("synced_serial") == str(serial)
-                and store.get_meta("synced_config_hash") == chash
-                and store.get_meta("synced_upstream") == ccfg.upstream
-            ):
+            _track_blob_store(store, blobs)
+            if _up_to_date(store, serial, state, blobs, lazy, config.core_metadata):
+                assert serial is not None
                 report.up_to_date = True
                 report.requests = client.stats.as_dict()
+                if snapshot_serial(store.path) != serial:  # a crash during publication
+                    progress("publish", 0, 1, "publishing the missing snapshot")
+                    refresh_derived(store)
+                    report.snapshot = str(publish(store, serial))
                 report.counts = store.counts()
                 report.seconds = time.perf_counter() - started
                 progress("done", 1, 1, "up to date")
                 return report
             progress("list", 0, 1, "listing upstream projects")
             t = time.perf_counter()
-            listing = await list_upstream(client, store)
+            listing = await list_upstream(client, store, config)
             report.upstream_serial = listing.serial
             report.listed = len(listing)
             progress("list", 1, 1, f"{len(listing)} projects at serial {listing.serial}")
@@ -597,32 +762,28 @@ async def run_sync(
             recompute_selected_files(
                 store, config, report.refresh.refreshed + report.refresh.missing
             )
+            if depth == "full":  # project depth stores no per-file metadata, by design
+                report.metadata_sources = lacking_metadata(report.refresh.failed, store)
             t = report._phase("metadata", t)
-            blobs = settings.blob_store(config)
             if blobs is not None and not lazy:
                 report.files = await sync_files(
                     client, store, blobs, progress=progress, core_metadata=config.core_metadata
                 )
                 t = report._phase("files", t)
             if blobs is not None:
-                web = settings.web_root(config)  # the index, also in lazy mode
-                assert web is not None
+                assert web is not None  # the index, also in lazy mode
                 report.index = await asyncio.to_thread(
                     write_index, store, web, index_options(config)
                 )
                 t = report._phase("index", t)
             report.requests = client.stats.as_dict()
-        if report.ok:
-            store.set_meta(
-                synced_serial=str(listing.serial),
-                synced_config_hash=chash,
-                synced_upstream=ccfg.upstream,
-            )
-        else:
-            store.set_meta(synced_serial="")
+        complete = report.ok and not report.refresh.missing and listing.serial > 0
+        store.set_meta(synced_serial="")  # until this run's snapshot is published
         refresh_derived(store)
         progress("publish", 0, 1, "publishing snapshot")
         report.snapshot = str(publish(store, listing.serial))
+        if complete:
+            store.set_meta(synced_serial=str(listing.serial), synced_state=state)
         report.counts = store.counts()
         report._phase("publish", t)
     report.seconds = time.perf_counter() - started

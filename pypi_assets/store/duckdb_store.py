@@ -30,7 +30,7 @@ from ..pypi.records import (
 from ..pypi.requirements import parse_dependency
 from .schema import DDL, DEPENDENCY_COLUMNS, MIGRATIONS, RELEASE_COLUMNS, SCHEMA_VERSION
 
-__all__ = ["MetadataStore", "ProjectState", "WriteResult"]
+__all__ = ["ListingShrank", "MetadataStore", "ProjectState", "WriteResult"]
 
 ProjectState = tuple[int, str]  # (serial, status)
 
@@ -49,6 +49,28 @@ def _insert(
     )
 
 
+def _among(projects: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """A ``project`` filter for a query, or none."""
+    if projects is None:
+        return "", []
+    return "AND project IN (SELECT unnest($1::VARCHAR[]))", [list(projects)]
+
+
+class ListingShrank(ValueError):
+    """A new upstream listing would drop more of the stored projects than allowed."""
+
+    def __init__(
+        self, listed: int, stored: int, dropped: int, share: float, names: Sequence[str] = ()
+    ) -> None:
+        self.listed, self.stored, self.dropped, self.share = listed, stored, dropped, share
+        self.names = list(names)  # the dropped names, when there are few of them
+        super().__init__(
+            f"the upstream listing has {listed} projects and drops {dropped} of the {stored} "
+            f"stored ({dropped / max(stored, 1):.1%}, more than the {share:.1%} allowed by "
+            "[pypi_assets] max_removed_share): treated as an upstream fault, nothing removed"
+        )
+
+
 class WriteResult:
     def __init__(self) -> None:
         self.written: list[str] = []
@@ -57,6 +79,10 @@ class WriteResult:
 
 class MetadataStore:
     """One writable connection to the working database. Not shared across processes."""
+
+    #: A listing that drops at most this many projects (but more than the allowed share)
+    #: names them, so that the caller can confirm each removal with the upstream.
+    CONFIRMABLE_DROPS = 50
 
     def __init__(
         self, path: str | Path, *, read_only: bool = False, lock_timeout: float = 900.0
@@ -135,8 +161,15 @@ class MetadataStore:
 
     # ------------------------------------------------------------------ listing
     def replace_upstream_listing(
-        self, listing: UpstreamListing, canonical: Callable[[str], str]
+        self,
+        listing: UpstreamListing,
+        canonical: Callable[[str], str],
+        *,
+        max_removed_share: float = 1.0,
     ) -> None:
+        """Replace the stored listing. Raises :class:`ListingShrank` (and changes nothing)
+        when the new listing is empty, or drops more than ``max_removed_share`` of the
+        projects stored (not removed): one garbage answer must never wipe a mirror."""
         with self.transaction() as con:
             con.execute("DELETE FROM upstream_projects")
             step = 200_000  # bounded batches keep peak memory flat for ~900k names
@@ -147,6 +180,25 @@ class MetadataStore:
                     "(SELECT unnest($1) AS name, unnest($2) AS display_name, unnest($3) AS serial)",
                     [[canonical(n) for n in display], display, listing.serials[i : i + step]],
                 )
+            stored, dropped = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS "
+                "(SELECT 1 FROM upstream_projects u WHERE u.name = p.name)) "
+                "FROM projects p WHERE p.status <> 'removed'"
+            ).fetchone() or (0, 0)
+            if not listing.names or dropped > max_removed_share * stored:
+                names = (
+                    [
+                        r[0]
+                        for r in con.execute(
+                            "SELECT name FROM projects p WHERE p.status <> 'removed' AND NOT "
+                            "EXISTS (SELECT 1 FROM upstream_projects u WHERE u.name = p.name) "
+                            "ORDER BY name"
+                        ).fetchall()
+                    ]
+                    if listing.names and dropped <= self.CONFIRMABLE_DROPS
+                    else []
+                )
+                raise ListingShrank(len(listing.names), stored, dropped, max_removed_share, names)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('upstream_serial', ?)", [str(listing.serial)]
             )
@@ -215,15 +267,18 @@ class MetadataStore:
 
     def window_candidates(self, first: int, last: int) -> list[tuple[str, str, int]]:
         """Selected projects listed with a serial in ``[first, last]`` whose stored state is
-        older (or absent). Serial 0 (unknown) counts as every window's."""
+        older (or absent). Serial 0 (unknown) counts as every window's. Projects stored as
+        ``missing`` or ``removed`` that are listed again count in every window, whatever
+        their serial: a transient 404 or a bad listing must not drop them for good."""
         return [
             (r[0], r[1], r[2])
             for r in self.query(
                 "SELECT u.name, u.display_name, u.serial FROM upstream_projects u "
                 "SEMI JOIN selected_projects s ON s.name = u.name "
                 "LEFT JOIN projects p ON p.name = u.name "
-                "WHERE (u.serial BETWEEN $1 AND $2 OR u.serial <= 0) "
-                "AND (p.serial IS NULL OR p.serial < u.serial OR u.serial <= 0)",
+                "WHERE ((u.serial BETWEEN $1 AND $2 OR u.serial <= 0) "
+                "AND (p.serial IS NULL OR p.serial < u.serial OR u.serial <= 0)) "
+                "OR p.status IN ('missing', 'removed')",
                 [first, last],
             )
         ]
@@ -367,6 +422,10 @@ class MetadataStore:
                 [(*r, now) for r in dict((r[0], r) for r in rows).values()],
             )
 
+    def forget_all_blobs(self) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM blobs")
+
     def forget_blobs(self, keys: Sequence[str]) -> None:
         if keys:
             with self.transaction() as con:
@@ -450,7 +509,8 @@ class MetadataStore:
     # ------------------------------------------------------------------ writing projects
     def write_projects(self, projects: Sequence[Project]) -> WriteResult:
         """Replace each project whose incoming serial is newer than the stored one, in one
-        transaction. Older or equal serials are skipped (reported in the result)."""
+        transaction. Older or equal serials are skipped (reported in the result), unless the
+        stored project is ``missing`` or ``removed``: one that upstream lists again is stored."""
         result = WriteResult()
         if not projects:
             return result
@@ -459,7 +519,9 @@ class MetadataStore:
             names = [p.name for p in projects]
             stored = dict(
                 con.execute(
-                    "SELECT name, serial FROM projects WHERE name IN (SELECT unnest($1))", [names]
+                    "SELECT name, serial FROM projects WHERE name IN (SELECT unnest($1)) "
+                    "AND status = 'ok'",  # a missing or removed project is replaced whatever its serial
+                    [names],
                 ).fetchall()
             )
             fresh: dict[str, Project] = {}
@@ -561,19 +623,19 @@ class MetadataStore:
         return result
 
     def mark_missing(self, name: str, display_name: str, serial: int) -> bool:
-        """A listed project that answers 404: recorded, with its rows dropped, if newer."""
+        """A listed project that answers 404. One never stored is recorded as ``missing``
+        (retried on every later run); a stored one keeps its rows and its older serial, so a
+        transient 404 loses nothing and the next run fetches it again."""
         now = datetime.now(UTC)
         with self.transaction() as con:
-            row = con.execute("SELECT serial FROM projects WHERE name = ?", [name]).fetchone()
-            if row is not None and row[0] >= serial:
+            row = con.execute("SELECT status FROM projects WHERE name = ?", [name]).fetchone()
+            if row is not None and row[0] == "ok":
                 return False
-            for table in ("distributions", "releases", "dependencies"):
-                con.execute(f"DELETE FROM {table} WHERE project = ?", [name])
             con.execute("DELETE FROM projects WHERE name = ?", [name])
             con.execute(
                 "INSERT INTO projects (name, display_name, serial, upstream_serial, status, updated_at) "
-                "VALUES (?, ?, ?, ?, 'missing', ?)",
-                [name, display_name, serial, serial, now],
+                "VALUES (?, ?, 0, ?, 'missing', ?)",
+                [name, display_name, serial, now],
             )
         return True
 
@@ -596,6 +658,32 @@ class MetadataStore:
                     [global_serial, now, gone],
                 )
         return gone
+
+    # ------------------------------------------------------------------ metadata sources
+    def metadata_sources(self, projects: Sequence[str] | None = None) -> dict[str, int]:
+        """Selected files (of ``projects``, else all) counted by where their metadata came
+        from (``none``: nowhere)."""
+        where, params = _among(projects)
+        return {
+            r[0]: int(r[1])
+            for r in self.query(
+                "SELECT coalesce(metadata_source, 'none'), count(*) FROM selected_distributions "
+                f"WHERE TRUE {where} GROUP BY 1 ORDER BY 1",
+                params,
+            )
+        }
+
+    def files_without_metadata(self, projects: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """Selected files (of ``projects``, else all) with no metadata, by project."""
+        where, params = _among(projects)
+        out: dict[str, list[str]] = {}
+        for project, filename in self.query(
+            "SELECT project, filename FROM selected_distributions "
+            f"WHERE coalesce(metadata_source, 'none') = 'none' {where} ORDER BY 1, 2",
+            params,
+        ):
+            out.setdefault(project, []).append(filename)
+        return out
 
     # ------------------------------------------------------------------ counts
     def counts(self, *, views: bool = True) -> dict[str, int]:

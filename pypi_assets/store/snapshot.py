@@ -15,7 +15,13 @@ from pathlib import Path
 
 import duckdb
 
-__all__ = ["connect", "current_snapshot", "publish_snapshot", "snapshot_dir"]
+__all__ = [
+    "connect",
+    "current_snapshot",
+    "publish_snapshot",
+    "snapshot_dir",
+    "snapshot_serial",
+]
 
 
 def snapshot_dir(db_path: str | Path) -> Path:
@@ -38,6 +44,7 @@ def publish_snapshot(
     """Copy the working database into a new snapshot and point ``CURRENT`` at it."""
     sdir = snapshot_dir(db_path)
     sdir.mkdir(parents=True, exist_ok=True)
+    _clean_leftovers(sdir)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() % 1_000_000_000:09d}"
     name = f"serial-{serial:012d}-{stamp}"
     tmp = sdir / f".{name}.duckdb.tmp"
@@ -89,6 +96,18 @@ def publish_snapshot(
     return final
 
 
+def _clean_leftovers(sdir: Path) -> None:
+    """Remove what an interrupted publication left (``.*.tmp`` files and folders, their
+    ``.wal``): the publisher holds the working database's write lock, so none is in use."""
+    for p in sdir.glob(".*"):
+        if ".tmp" not in p.name:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 def _prune(sdir: Path, current: str, keep: int) -> None:
     names = sorted({p.name.split(".")[0] for p in sdir.glob("serial-*.duckdb")})
     for old in names[:-keep] if keep > 0 else []:
@@ -107,6 +126,25 @@ def current_snapshot(db_path: str | Path) -> Path | None:
         return None
     path = sdir / f"{name}.duckdb"
     return path if path.exists() else None
+
+
+def snapshot_serial(db_path: str | Path) -> int | None:
+    """The serial of the current snapshot if it exists and opens, else ``None``."""
+    snap = current_snapshot(db_path)
+    if snap is None:
+        return None
+    try:
+        serial = int(snap.name.split("-")[1])
+        con = duckdb.connect(str(snap), read_only=True)
+    except (ValueError, IndexError, duckdb.Error):
+        return None
+    try:
+        con.execute("SELECT count(*) FROM distributions").fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return serial
 
 
 def connect(db_path: str | Path) -> duckdb.DuckDBPyConnection:

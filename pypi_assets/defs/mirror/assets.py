@@ -9,6 +9,7 @@ import dagster as dg
 from ...pipeline import (
     WindowReport,
     client_config,
+    lacking_metadata,
     list_upstream,
     publish,
     recompute_selected_files,
@@ -51,7 +52,7 @@ def upstream_projects(
     async def run() -> tuple[Any, dict[str, Any]]:
         with MetadataStore(settings.db) as store:
             async with PyPIClient(ccfg) as client:
-                listing = await list_upstream(client, store)
+                listing = await list_upstream(client, store, config)
                 return listing, client.stats.as_dict()
 
     listing, stats = asyncio.run(run())
@@ -129,6 +130,7 @@ def release_metadata(
         window = asyncio.run(run())
         report = window.refresh
         recompute_selected_files(store, config, report.refreshed + report.missing)
+        sources = lacking_metadata(report.failed, store, report.refreshed)
         serial = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
         counts = store.counts(views=False)
     for name, err in sorted(report.failed.items()):
@@ -143,6 +145,7 @@ def release_metadata(
         "failed": len(report.failed),
         "failed_projects": dg.MetadataValue.json(sorted(report.failed)[:100]),
         "relisted": window.relisted,
+        "metadata_sources": dg.MetadataValue.json(sources),
         "requests": stats["total_requests"],
         "requests_by_kind": dg.MetadataValue.json(stats["requests"]),
         "request_seconds": dg.MetadataValue.json(stats["request_seconds"]),
