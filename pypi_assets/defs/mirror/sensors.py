@@ -62,8 +62,11 @@ def _serial_or_skip(mirror: MirrorResource) -> int | dg.SkipReason:
         serial = asyncio.run(_upstream_serial(mirror))
     except UpstreamError as exc:
         return dg.SkipReason(f"upstream not reachable: {exc}")
-    if serial is None:
-        return dg.SkipReason("upstream reports no serial (no X-PyPI-Last-Serial, no XML-RPC)")
+    if serial is None or serial <= 0:  # unknown is not 0
+        return dg.SkipReason(
+            "upstream reports no serial (no X-PyPI-Last-Serial, no XML-RPC): "
+            "run `pypi-assets sync` instead, which re-checks every selected project each run"
+        )
     return serial
 
 
