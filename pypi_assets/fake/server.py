@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import html
 import json
 import re
@@ -31,6 +32,8 @@ JSON_CT = "application/vnd.pypi.simple.v1+json"
 HTML_CT = "application/vnd.pypi.simple.v1+html"
 API_VERSION = "1.4"
 CHANGELOG_CAP = 50_000
+#: Content types answered with an ETag (and 304 to a matching If-None-Match).
+_CONDITIONAL = re.compile(r"application/(json|vnd\.pypi\.simple\.v1\+(json|html))|text/html")
 
 
 @dataclass
@@ -203,6 +206,14 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "gzip":
             body = gzip.compress(fault.body or body, compresslevel=9)
             headers = {**(headers or {}), "Content-Encoding": "gzip"}
+        etag = None
+        if status == 200 and self.command in ("GET", "HEAD") and _CONDITIONAL.match(ctype):
+            # Warehouse (through its CDN) answers pages with an ETag and honours If-None-Match.
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            if self.headers.get("If-None-Match", "").strip() == etag:
+                status = 304
+                with self.state.lock:
+                    self.state.counts["not-modified"] += 1
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header(
@@ -221,6 +232,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "trickle":
             self._trickle(body, fault)
             return
+        if etag is not None:
+            self.send_header("ETag", etag)
+            if status == 304:
+                self.end_headers()
+                return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
