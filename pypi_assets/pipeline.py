@@ -608,7 +608,12 @@ async def run_sync(
                 web = settings.web_root(config)  # the index, also in lazy mode
                 assert web is not None
                 report.index = await asyncio.to_thread(
-                    write_index, store, web, index_options(config)
+                    write_index,
+                    store,
+                    web,
+                    index_options(config),
+                    lazy=lazy,
+                    max_delete_share=config.max_removed_share,
                 )
                 t = report._phase("index", t)
             report.requests = client.stats.as_dict()
