@@ -131,11 +131,23 @@ async def _lock_part(part: Path, executor: Executor | None) -> int:
     loop = asyncio.get_running_loop()
     delay = 0.01
     while True:
-        fd = await loop.run_in_executor(executor, _open_locked, part)
+        opening = loop.run_in_executor(executor, _open_locked, part)
+        try:
+            fd = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)  # never leak a held lock
+            raise
         if fd is not None:
             return fd
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+def _close_opened(opening: asyncio.Future[int | None]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        fd = opening.result()
+        if fd is not None:
+            os.close(fd)
 
 
 async def fetch_blob(

@@ -134,10 +134,13 @@ def _clean_project_tmp(web: Path, name: str) -> int:
     return _clean_tmp(web / "simple" / name) + _clean_tmp(web / "pypi" / name, recursive=True)
 
 
-def _write_pages(web: Path, pages: dict[str, bytes]) -> None:
-    """The pages of one project: its directories first, then the files."""
+def _write_pages(web: Path, name: str, pages: dict[str, bytes]) -> int:
+    """The pages of one project: its directories first, then the files, after removing what
+    an interrupted writer left in them. Returns the count of stale files removed."""
+    cleaned = _clean_project_tmp(web, name)
     for rel in sorted(pages, key=lambda r: r.count("/")):
         _write(web / rel, pages[rel])
+    return cleaned
 
 
 def _version_key(v: str) -> tuple[int, Any]:
@@ -400,19 +403,19 @@ def write_index(
             check_project_name(display)
             if canonicalize_name(name) != name:
                 raise ValueError(f"stored project name {name!r} is not normalised")
-            report.cleaned += _clean_project_tmp(web, name)
             files, rels = files_of[name], rels_of[name]
             writes.append(
                 pool.submit(
                     _write_pages,
                     web,
+                    name,
                     _project_pages(name, display, serial, latest, info, files, rels, options),
                 )
             )
             report.written.append(name)
     with pool:
         for w in writes:
-            w.result()  # re-raise any write error before recording the pages as written
+            report.cleaned += w.result()  # re-raise any write error before recording them
     # pages of projects that left the selection or vanished upstream
     written = [r[0] for r in store.query("SELECT project FROM simple_pages")]
     gone = [name for name in written if name not in listed]
