@@ -314,8 +314,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _share(text: str) -> float:
+    """``--max-delete-share``: ``0.05`` or ``5%``."""
+    from .filters.config import _parse_share
+
+    try:
+        return _parse_share("max-delete-share", text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a share between 0 and 1: use 0.05 or 5%"
+        ) from None
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .files import delete_unreferenced, repair, verify_blobs
+    from .files import TooManyDeletions, delete_unreferenced, repair, verify_blobs
     from .pypi import PyPIClient
     from .store import MetadataStore
 
@@ -341,12 +353,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
             except UpstreamError as exc:
                 print(f"error: upstream unreachable: {exc}", file=sys.stderr)
                 return EXIT_UNREACHABLE
+        refused: str | None = None
         if args.delete_unreferenced:
-            delete_unreferenced(blobs, report)
+            try:
+                delete_unreferenced(
+                    blobs, report, max_share=args.max_delete_share, force=args.force
+                )
+            except TooManyDeletions as exc:
+                refused = (
+                    f"error: {exc}; nothing deleted. Check the selection, then pass "
+                    "--max-delete-share or --force to delete them"
+                )
             store.forget_blobs(report.deleted)
         bad = (set(report.missing) | set(report.corrupt)) - set(report.repaired)
         store.forget_blobs(sorted(bad))  # so the next sync or window run fetches them again
     summary = report.summary()
+    if refused:
+        summary["delete_refused"] = refused.removeprefix("error: ")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -366,6 +389,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"{kind.upper()} {key}", file=sys.stderr)
         for name, err in sorted(report.failed.items()):
             print(f"FAILED {name}: {err}", file=sys.stderr)
+    if refused:
+        print(refused, file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -513,6 +539,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete-unreferenced",
         action="store_true",
         help="delete blobs that the current selection does not reference",
+    )
+    v.add_argument(
+        "--max-delete-share",
+        type=_share,
+        default=0.05,
+        metavar="SHARE",
+        help="with --delete-unreferenced: refuse (exit 1, nothing deleted) to delete more than "
+        "this share of the stored blobs, as 0.05 or 5%% (default 5%%)",
+    )
+    v.add_argument(
+        "--force",
+        action="store_true",
+        help="with --delete-unreferenced: delete whatever the share",
     )
     v.add_argument(
         "--sizes-only", action="store_true", help="compare sizes, not sha256 (no blob is read)"

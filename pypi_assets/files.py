@@ -12,6 +12,7 @@ the blob present.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import logging
 import os
@@ -28,7 +29,16 @@ from .pypi.download import IntegrityError, download
 from .pypi.names import check_sha256
 from .store.blobs import BlobStore, check_key
 
-__all__ = ["FilesReport", "VerifyReport", "mirror_files", "verify_blobs"]
+__all__ = [
+    "DEFAULT_MAX_DELETE_SHARE",
+    "FilesReport",
+    "TooManyDeletions",
+    "VerifyReport",
+    "check_delete_share",
+    "delete_unreferenced",
+    "mirror_files",
+    "verify_blobs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,39 +77,112 @@ class FilesReport:
         }
 
 
-def _present_or_open(
-    blobs: BlobStore, key: str, size: int | None, part: Path
-) -> tuple[int | None, int | None]:
-    """One trip to a thread: the stored size if the blob is there, else an open partial file
-    (kept from an interrupted run, so it resumes)."""
+def _stored_state(blobs: BlobStore, key: str, sha256: str, size: int | None) -> tuple[str, int]:
+    """``("absent" | "intact" | "corrupt", stored size)``. A blob that is not recorded yet is
+    only taken as stored once its bytes hash to the advertised sha256: a blob of the right
+    size can still be corrupt (``verify`` forgets such blobs, and they must not come back)."""
     have = blobs.size(key)
-    if have is not None and (size is None or have == size):
-        return have, None
-    return None, os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+    if have is None:
+        return "absent", 0
+    if size is not None and have != size:
+        return "corrupt", have
+    try:
+        digest = _digest(blobs, key)
+    except FileNotFoundError:
+        return "absent", 0  # deleted meanwhile
+    return ("intact" if digest == sha256 else "corrupt"), have
+
+
+def _part_name(blobs: BlobStore, key: str) -> Path:
+    return blobs.staging() / f"{hashlib.sha256(key.encode()).hexdigest()}.part"
+
+
+def _open_locked(part: Path) -> int | None:
+    """Open the key's partial file and take its exclusive lock without waiting. ``None`` when
+    another writer (another run sharing the store, ``serve --lazy``, another task) holds it.
+
+    The lock lives on the open file, so a writer that dies releases it; the name stays the
+    same across runs, so an interrupted download is resumed by the next one."""
+    while True:
+        fd = os.open(part, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        # the writer that held it may have moved it into the store, or removed it, before
+        # letting go: only the file that is still at the name counts
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(part)):
+                return fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+async def _lock_part(part: Path, executor: Executor | None) -> int:
+    """Wait (without blocking the loop, and cancellably) for the partial file's lock."""
+    loop = asyncio.get_running_loop()
+    delay = 0.01
+    while True:
+        opening = loop.run_in_executor(executor, _open_locked, part)
+        try:
+            fd = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_opened)  # never leak a held lock
+            raise
+        if fd is not None:
+            return fd
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def _close_opened(opening: asyncio.Future[int | None]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        fd = opening.result()
+        if fd is not None:
+            os.close(fd)
 
 
 async def fetch_blob(
     client: PyPIClient, blobs: BlobStore, row: FileRow, executor: Executor | None = None
 ) -> tuple[Stored, bool]:
-    """Fetch one blob unless present. Returns the stored record and whether it was
-    downloaded. Raises on anything that must not be stored. Filesystem and object-store
-    calls run on ``executor`` (the default one if ``None``)."""
+    """Fetch one blob unless an intact copy is present. Returns the stored record and whether
+    it was downloaded. Raises on anything that must not be stored. Filesystem and
+    object-store calls run on ``executor`` (the default one if ``None``).
+
+    Writers of the same key, in this process or another sharing the store, take turns on
+    the key's partial file (an ``flock``): the second finds the blob stored by the first."""
     project, filename, key, url, sha256, size = row
     check_key(key)
     check_sha256(sha256)
     loop = asyncio.get_running_loop()
-    part = blobs.staging() / f"{hashlib.sha256(key.encode()).hexdigest()}.part"
-    have, fd = await loop.run_in_executor(executor, _present_or_open, blobs, key, size, part)
-    if fd is None:
-        assert have is not None
+    state, have = await loop.run_in_executor(executor, _stored_state, blobs, key, sha256, size)
+    if state == "intact":
         return (key, project, filename, sha256, have), False
-    try:
-        with os.fdopen(fd, "r+b") as sink:
+    part = await loop.run_in_executor(executor, _part_name, blobs, key)
+    fd = await _lock_part(part, executor)
+    with os.fdopen(fd, "r+b") as sink:  # closing it releases the lock
+        # another writer may have stored it while this one waited
+        state, have = await loop.run_in_executor(executor, _stored_state, blobs, key, sha256, size)
+        if state == "intact":
+            part.unlink(missing_ok=True)  # bytes of an older attempt, not needed any more
+            return (key, project, filename, sha256, have), False
+        if state == "corrupt":
+            log.warning("%s: %s: the stored blob is corrupt; fetching it again", project, key)
+            await loop.run_in_executor(executor, blobs.delete, key)
+        try:
             got = await download(client, url, sink, sha256=sha256, size=size)
-    except (IntegrityError, UnsafeValue):
-        part.unlink(missing_ok=True)  # never keep bytes that are not the advertised file
-        raise
-    await loop.run_in_executor(executor, blobs.put_file, key, part)
+        except (IntegrityError, UnsafeValue):
+            part.unlink(missing_ok=True)  # never keep bytes that are not the advertised file
+            raise
+        await loop.run_in_executor(executor, blobs.put_file, key, part)
     return (key, project, filename, sha256, got), True
 
 
@@ -284,7 +367,36 @@ async def repair(
     report.repaired = [r[2] for r in rows if f"{r[0]}: {r[1]}" not in failed_names]
 
 
-def delete_unreferenced(blobs: BlobStore, report: VerifyReport) -> None:
+#: the share of the stored blobs (or of the written index pages) that one run may delete
+#: without ``--force``: more than this usually means a faulty listing emptied the selection
+DEFAULT_MAX_DELETE_SHARE = 0.05
+
+
+class TooManyDeletions(Exception):
+    """A bulk deletion above the allowed share was refused; nothing was deleted."""
+
+
+def check_delete_share(count: int, total: int, max_share: float, what: str) -> None:
+    """Raise :class:`TooManyDeletions` when deleting ``count`` of ``total`` ``what`` exceeds
+    ``max_share`` of them."""
+    if count and count > max_share * total:
+        raise TooManyDeletions(
+            f"refusing to delete {count} of {total} {what} ({count / total:.0%}, more than "
+            f"the allowed {max_share:.0%})"
+        )
+
+
+def delete_unreferenced(
+    blobs: BlobStore,
+    report: VerifyReport,
+    *,
+    max_share: float = DEFAULT_MAX_DELETE_SHARE,
+    force: bool = False,
+) -> None:
+    """Delete the blobs nothing references. Refuses (:class:`TooManyDeletions`, nothing
+    deleted) when they are more than ``max_share`` of the stored blobs, unless ``force``."""
+    if not force:
+        check_delete_share(len(report.unreferenced), report.stored, max_share, "stored blobs")
     for key in report.unreferenced:
         blobs.delete(key)
         report.deleted.append(key)

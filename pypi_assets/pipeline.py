@@ -773,7 +773,12 @@ async def run_sync(
             if blobs is not None:
                 assert web is not None  # the index, also in lazy mode
                 report.index = await asyncio.to_thread(
-                    write_index, store, web, index_options(config)
+                    write_index,
+                    store,
+                    web,
+                    index_options(config),
+                    lazy=lazy,
+                    max_delete_share=config.max_removed_share,
                 )
                 t = report._phase("index", t)
             report.requests = client.stats.as_dict()

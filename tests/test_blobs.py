@@ -130,14 +130,16 @@ def test_sync_stores_verified_blobs_and_index(up: FakeUpstream, tmp_path: Path) 
 
 def test_only_changed_projects_are_rewritten(up: FakeUpstream, tmp_path: Path) -> None:
     web = tmp_path / "web"
-    assert run(up, tmp_path / "m.duckdb", str(web)).ok
+    # one project of 12 leaves: above the default 5% that may go in one run
+    config = make_config("[pypi_assets]\nmax_removed_share = 0.1\n")
+    assert run(up, tmp_path / "m.duckdb", str(web), config).ok
     names = sorted(up.index.projects)
     changed, gone = names[0], names[1]
     untouched = web / "simple" / names[2] / "index.v1_json"
     before = untouched.stat().st_mtime_ns
     up.index.add_release(up.index.projects[changed].name, "9.0.0")
     up.index.delete_project(up.index.projects[gone].name)
-    report = run(up, tmp_path / "m.duckdb", str(web))
+    report = run(up, tmp_path / "m.duckdb", str(web), config)
     assert report.ok and report.index is not None
     assert report.index.written == [changed]
     assert report.index.deleted == [gone] and not (web / "simple" / gone).exists()
@@ -385,7 +387,14 @@ def test_verify_finds_repairs_and_collects(
     assert summary["unreferenced"] > 0
     sizes_only = json.loads(_cli("verify", *common, "--json", "--sizes-only", env=cli_env).stdout)
     assert sizes_only["corrupt"] == 0  # same size: only hashing finds it
-    fixed = _cli("verify", *common, "--repair", "--delete-unreferenced", "--json", env=cli_env)
+    # more than 5% of the stored blobs would go: refused without --force, nothing deleted
+    stored = {k for k, _s in LocalBlobStore(web).iter_blobs()}
+    refused = _cli("verify", *common, "--delete-unreferenced", env=cli_env)
+    assert refused.returncode == 1 and "--force" in refused.stderr
+    assert {k for k, _s in LocalBlobStore(web).iter_blobs()} == stored
+    fixed = _cli(
+        "verify", *common, "--repair", "--delete-unreferenced", "--force", "--json", env=cli_env
+    )
     assert fixed.returncode == 0, fixed.stderr
     after = json.loads(_cli("verify", *common, "--json", env=cli_env).stdout)
     assert after["missing"] == after["corrupt"] == after["unreferenced"] == 0
@@ -504,6 +513,15 @@ def test_documented_nginx_config_serves_pip(up: FakeUpstream, tmp_path: Path) ->
         )
         assert r.headers["Content-Type"] == "application/vnd.pypi.simple.v1+html"
         assert httpx.get(f"{base}/pypi/{norm}/json").headers["Content-Type"] == "application/json"
+        # what a writer leaves while it works (or when killed) is never served
+        for hidden in (
+            web / "simple" / norm / ".tmp-0123456789abcdef",
+            web / ".partial" / "x.part",
+        ):
+            hidden.parent.mkdir(exist_ok=True)
+            hidden.write_bytes(b"half")
+            rel = hidden.relative_to(web).as_posix()
+            assert httpx.get(f"{base}/{rel}").status_code == 404, rel
         project, version, dep = with_dependency(db)
         python = fresh_venv(tmp_path / "venv")
         install_with_hashes(python, f"{base}/simple/", f"{project}=={version}", db, tmp_path)

@@ -100,13 +100,15 @@ class LocalBlobStore:
         """An atomic rename. The key is content-addressed and the file verified, so a blob
         already there has the same bytes (or was corrupt, and is healed)."""
         dest = self._path(key)
-        try:
-            os.replace(path, dest)
-        except FileNotFoundError:
-            if not path.exists():
-                raise
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, dest)
+        for _ in range(3):  # another process's delete may remove an emptied parent meanwhile
+            try:
+                os.replace(path, dest)
+                return True
+            except FileNotFoundError:
+                if not path.exists():
+                    raise
+                dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
         return True
 
     def read(self, key: str) -> Iterator[bytes]:

@@ -406,7 +406,8 @@ class MetadataStore:
         return [tuple(r) for r in self.query(sql + " ORDER BY 1, 2", params)]
 
     def record_blobs(self, rows: Sequence[tuple[str, str, str, str, int]]) -> None:
-        """``(key, project, filename, sha256, size)`` of blobs now in the store."""
+        """``(key, project, filename, sha256, size)`` of blobs now in the store. The index
+        pages of their projects are marked stale: pages list only stored files."""
         if not rows:
             return
         now = datetime.now(UTC)
@@ -414,6 +415,11 @@ class MetadataStore:
             con.execute(
                 "DELETE FROM blobs WHERE key IN (SELECT unnest($1::VARCHAR[]))",
                 [[r[0] for r in rows]],
+            )
+            con.execute(
+                "UPDATE simple_pages SET selection = '' "
+                "WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+                [sorted({r[1] for r in rows})],
             )
             _insert(
                 con,
@@ -427,8 +433,15 @@ class MetadataStore:
             con.execute("DELETE FROM blobs")
 
     def forget_blobs(self, keys: Sequence[str]) -> None:
+        """Blobs no longer in the store (or not to be trusted); their projects' index pages
+        are marked stale, so they stop listing them."""
         if keys:
             with self.transaction() as con:
+                con.execute(
+                    "UPDATE simple_pages SET selection = '' WHERE project IN "
+                    "(SELECT project FROM blobs WHERE key IN (SELECT unnest($1::VARCHAR[])))",
+                    [list(keys)],
+                )
                 con.execute(
                     "DELETE FROM blobs WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(keys)]
                 )

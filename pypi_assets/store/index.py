@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -36,6 +39,15 @@ from ..pypi.records import warehouse_file
 from .duckdb_store import MetadataStore
 
 __all__ = ["IndexReport", "render_project", "write_index"]
+
+log = logging.getLogger(__name__)
+
+#: when this process started (near enough: when the index writer was imported). Temporary
+#: files older than this were left by a writer that died; newer ones may be another live
+#: writer's (two mirrors sharing a web root).
+_STARTED = time.time()
+_TMP = re.compile(r"^\.tmp-[0-9a-f]{16}$")
+DEFAULT_MAX_DELETE_SHARE = 0.05
 
 API_VERSION = "1.1"
 JSON_CT = "application/vnd.pypi.simple.v1+json"
@@ -68,6 +80,10 @@ class IndexReport:
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
     serial: int = 0
+    #: pages of projects that disappeared, kept because they were too many to delete at once
+    kept: list[str] = field(default_factory=list)
+    #: stale temporary files of an interrupted writer, removed
+    cleaned: int = 0
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -93,10 +109,38 @@ def _write(path: Path, data: bytes) -> None:
         raise
 
 
-def _write_pages(web: Path, pages: dict[str, bytes]) -> None:
-    """The pages of one project: its directories first, then the files."""
+def _clean_tmp(directory: Path, *, recursive: bool = False) -> int:
+    """Remove the temporary files (``.tmp-<hex>``) that a writer killed mid-write left in
+    ``directory`` (and below it, with ``recursive``); only those older than this process."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for e in entries:
+        try:
+            if e.is_dir(follow_symlinks=False):
+                if recursive:
+                    removed += _clean_tmp(Path(e.path), recursive=True)
+            elif _TMP.match(e.name) and e.stat(follow_symlinks=False).st_mtime < _STARTED:
+                os.unlink(e.path)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def _clean_project_tmp(web: Path, name: str) -> int:
+    return _clean_tmp(web / "simple" / name) + _clean_tmp(web / "pypi" / name, recursive=True)
+
+
+def _write_pages(web: Path, name: str, pages: dict[str, bytes]) -> int:
+    """The pages of one project: its directories first, then the files, after removing what
+    an interrupted writer left in them. Returns the count of stale files removed."""
+    cleaned = _clean_project_tmp(web, name)
     for rel in sorted(pages, key=lambda r: r.count("/")):
         _write(web / rel, pages[rel])
+    return cleaned
 
 
 def _version_key(v: str) -> tuple[int, Any]:
@@ -268,21 +312,49 @@ def _selection_hash(store: MetadataStore) -> str:
     return store.get_meta("selection_config_hash") or ""
 
 
+def _fetchable(url: str | None) -> bool:
+    """A URL ``serve --lazy`` can fetch from: http(s), with a host."""
+    if not url:
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def write_index(
     store: MetadataStore,
     web: Path,
     options: IndexOptions = IndexOptions(),
     *,
     everything: bool = False,
+    lazy: bool = False,
+    max_delete_share: float = DEFAULT_MAX_DELETE_SHARE,
 ) -> IndexReport:
-    """Write the pages of every selected project whose serial or selection changed since its
-    pages were last written (all of them with ``everything``), remove the pages of projects no
-    longer selected, and rewrite the root."""
+    """Write the pages of every selected project whose serial, selection or stored files
+    changed since its pages were last written (all of them with ``everything``), remove the
+    pages of projects no longer selected, and rewrite the root.
+
+    A page lists only the files that are in the blob store (recorded in ``blobs``), and
+    advertises a ``.metadata`` file only when it is stored, so pip never meets a 404; with
+    ``lazy`` (files fetched by ``serve --lazy`` on first request), every selected file with
+    a fetchable URL. Pages of projects that disappeared are removed only while they are at
+    most ``max_delete_share`` of the written projects; above that (a faulty listing, most
+    likely) they are kept and the fact is logged. Temporary files that an interrupted writer
+    left behind are removed first."""
     report = IndexReport()
     web = Path(web)
     root_uri = options.root_uri.rstrip("/")
     options = IndexOptions(root_uri, options.formats, options.digest, options.core_metadata)
-    selection = _selection_hash(store) + "|" + options.key()
+    mode = "lazy" if lazy else "stored"
+    selection = _selection_hash(store) + "|" + options.key() + "|" + mode
+    if store.get_meta("index_write_started"):
+        # the last write was cut off: its temporary files can be in any project's directory
+        report.cleaned += _clean_tmp(web / "simple", recursive=True)
+        report.cleaned += _clean_tmp(web / "pypi", recursive=True)
+    store.set_meta(index_write_started=str(int(time.time())))
+    report.cleaned += _clean_tmp(web / "simple")
     rows = store.query(
         "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, sp.selection "
         "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
@@ -295,19 +367,31 @@ def write_index(
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="index")
     writes = []
     cols = [c.strip() for c in _FILE_COLUMNS.split(",")]
-    select = ", ".join("k.key" if c == "key" else f"d.{c}" for c in cols)
+    select = ", ".join(
+        "k.key"
+        if c == "key"
+        else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE m.key = k.key || '.metadata') "
+        "THEN d.core_metadata_sha256 END AS core_metadata_sha256"
+        if c == "core_metadata_sha256" and not lazy
+        else f"d.{c}"
+        for c in cols
+    )
+    stored = "" if lazy else "AND EXISTS (SELECT 1 FROM blobs b WHERE b.key = k.key) "
     for start in range(0, len(todo), _BATCH):
         batch = todo[start : start + _BATCH]
         names = [r[0] for r in batch]
         # one query per batch of projects, not per project: the selection is a join
         files_of: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         for r in store.query(
-            f"SELECT k.project, {select} FROM selected_blob_keys k JOIN distributions d "
+            f"SELECT k.project, k.url, {select} FROM selected_blob_keys k JOIN distributions d "
             "ON d.project = k.project AND d.filename = k.filename "
-            "WHERE k.project IN (SELECT unnest($1::VARCHAR[])) ORDER BY k.project, d.filename",
+            f"WHERE k.project IN (SELECT unnest($1::VARCHAR[])) {stored}"
+            "ORDER BY k.project, d.filename",
             [names],
         ):
-            files_of[r[0]].append(dict(zip(cols, r[1:], strict=True)))
+            if lazy and not _fetchable(r[1]):
+                continue
+            files_of[r[0]].append(dict(zip(cols, r[2:], strict=True)))
         rels_of: dict[str, dict[str, Any]] = {n: {} for n in names}
         for project, version, rinfo in store.query(
             "SELECT project, version, info FROM releases "
@@ -324,15 +408,27 @@ def write_index(
                 pool.submit(
                     _write_pages,
                     web,
+                    name,
                     _project_pages(name, display, serial, latest, info, files, rels, options),
                 )
             )
             report.written.append(name)
     with pool:
         for w in writes:
-            w.result()  # re-raise any write error before recording the pages as written
+            report.cleaned += w.result()  # re-raise any write error before recording them
     # pages of projects that left the selection or vanished upstream
-    gone = [r[0] for r in store.query("SELECT project FROM simple_pages") if r[0] not in listed]
+    written = [r[0] for r in store.query("SELECT project FROM simple_pages")]
+    gone = [name for name in written if name not in listed]
+    if gone and len(gone) > max_delete_share * len(written):
+        log.warning(
+            "keeping the pages of %d of %d projects that are no longer listed (%.0f%%, more "
+            "than the allowed %.0f%%); raise [pypi_assets] max_removed_share to remove them",
+            len(gone),
+            len(written),
+            100 * len(gone) / len(written),
+            100 * max_delete_share,
+        )
+        report.kept, gone = gone, []
     for name in gone:
         for sub in ("simple", "pypi"):
             target = web / sub / name
@@ -353,6 +449,7 @@ def write_index(
     report.serial = serial
     if todo or gone or everything or not (web / "simple" / "index.html").exists():
         _write_root(web, [(r[0], r[1], r[2]) for r in rows], serial, options.formats)
+    store.set_meta(index_write_started="")
     return report
 
 

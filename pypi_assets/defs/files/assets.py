@@ -90,7 +90,9 @@ def simple_index(
         context.log.info("blobs are not enabled: no simple index")
         return
     with MetadataStore(settings.db) as store:
-        report = write_index(store, web, index_options(config))
+        report = write_index(
+            store, web, index_options(config), max_delete_share=config.max_removed_share
+        )
     context.log.info(
         f"{len(report.written)} project pages written, {report.unchanged} unchanged, "
         f"{len(report.deleted)} removed, under {web}"
