@@ -13,6 +13,7 @@ with the excluded columns listed and justified there).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -187,6 +188,31 @@ def test_listing_that_drops_most_projects_is_a_fault(
     heal_and_converge(up, m, conf, tmp_path)
 
 
+def test_projects_that_reappear_in_the_listing_are_fetched_again(
+    up: FakeUpstream, tmp_path: Path
+) -> None:
+    """Under a generous ``max_removed_share`` a listing that lacks two projects is taken as
+    their removal; when a later listing has them again (at their old serials), they are
+    fetched again whatever their serial, and the mirror converges."""
+    conf = write_config(tmp_path / "mirror.conf", "[pypi_assets]\nmax_removed_share = 0.5\n")
+    m = Mirror.new(tmp_path, "m")
+    assert_exit(sync(up, m, conf), 0)
+    names = sorted(up.index.projects)
+    gone = set(names[2:4])
+    up.index.add_release(names[0], "9.0")
+    body = listing_json(up, set(names) - gone)
+    up.add_fault(Fault(path=r"^/simple/?$", kind="body", body=body, ctype=JSON_CT, times=MANY))
+    r = sync(up, m, conf)
+    assert_exit(r, 0)
+    assert {n for n, (s, _) in stored_status(m.db).items() if s == "removed"} == gone
+    _heal(up)
+    up.index.add_release(names[1], "9.0")  # a later serial: the next run is not "up to date"
+    r = sync(up, m, conf)
+    assert_exit(r, 0)
+    assert_healthy_stored(up, m.db, set())
+    assert_converged(m, reference(up, tmp_path, conf))
+
+
 def test_projects_wrongly_marked_gone_are_fetched_again(
     up: FakeUpstream, conf: Path, tmp_path: Path
 ) -> None:
@@ -263,11 +289,8 @@ def test_kill_on_an_updated_mirror_then_converge(conf: Path, tmp_path: Path, poi
     with FakeUpstream(FakeIndex.generate(8)) as up:
         m = Mirror.new(tmp_path, "m")
         assert_exit(sync(up, m, conf), 0)
-        target = projects_with_files(up)[2]
-        up.index.add_release(target, "9.0")
-        up.index.yank(
-            projects_with_files(up)[4], next(iter(up.index.releases(projects_with_files(up)[4])))
-        )
+        for target in projects_with_files(up)[2:4]:  # new releases: new files to download
+            up.index.add_release(target, "9.0")
         r = sync(up, m, conf, kill=point)
         assert r.rc == -signal.SIGKILL, f"the run was not killed at {point}\n{r.describe()}"
         assert_exit(sync(up, m, conf), 0)
@@ -367,7 +390,6 @@ def test_enospc_is_exit_4_then_converges(
 ) -> None:
     """The database (or the blob store) on a tmpfs too small for the mirror: exit 4 with
     one line; after the tmpfs grows, the next run converges."""
-    import os
 
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root to mount a tmpfs")
