@@ -516,6 +516,29 @@ class FakeIndex:
                         return f
             raise KeyError(filename)
 
+    def add_empty_releases(self, name: str, versions: Iterable[str]) -> int:
+        """Many releases without files (as Warehouse lists them: ``"1.0": []``), cheaply and
+        under one serial: a project with 100,000 versions. Returns how many were added."""
+        with self.lock:
+            norm = canonicalize_name(name)
+            p, rels = self.projects[norm], self.releases(norm)
+            added = 0
+            for v in versions:
+                if v not in rels:
+                    rels[v] = FakeRelease(version=v, files=[], info={"name": p.name, "version": v})
+                    added += 1
+            self._bump(p.name, None, f"add {added} releases")
+            return added
+
+    def delete_releases(self, name: str, versions: Iterable[str]) -> None:
+        """Remove many releases under one serial (undoes :meth:`add_empty_releases`)."""
+        with self.lock:
+            norm = canonicalize_name(name)
+            rels = self.releases(norm)
+            for v in versions:
+                rels.pop(v, None)
+            self._bump(self.projects[norm].name, None, "remove releases")
+
     def yank(self, name: str, version: str, reason: str | None = None) -> None:
         with self.lock:
             rel = self.releases(canonicalize_name(name))[version]

@@ -48,7 +48,9 @@ class Fault:
     with ``body`` instead of the real body: garbage, hostile JSON, ...), ``gzip`` (send
     ``body``, or the real body, gzip-compressed with ``Content-Encoding: gzip``: with a large
     ``body`` of zeros, a decompression bomb), ``trickle`` (send the body one byte every
-    ``seconds``, for at most ``limit`` bytes: a body that never ends).
+    ``seconds``, for at most ``limit`` bytes: a body that never ends). With ``encoded``,
+    a ``gzip`` fault's ``body`` is already gzip-compressed and is sent as it is (a bomb of
+    a GiB is built once, not compressed again on every request).
     """
 
     path: str
@@ -61,6 +63,7 @@ class Fault:
     body: bytes = b""
     ctype: str | None = None
     limit: int = 1 << 30
+    encoded: bool = False
 
 
 def _iso(ts: float) -> tuple[str, str]:
@@ -204,7 +207,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "body":
             status, body, ctype = 200, fault.body, fault.ctype or ctype
         if fault is not None and fault.kind == "gzip":
-            body = gzip.compress(fault.body or body, compresslevel=9)
+            body = (
+                fault.body if fault.encoded else gzip.compress(fault.body or body, compresslevel=9)
+            )
             headers = {**(headers or {}), "Content-Encoding": "gzip"}
         etag = None
         if status == 200 and self.command in ("GET", "HEAD") and _CONDITIONAL.match(ctype):
