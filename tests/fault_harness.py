@@ -176,17 +176,24 @@ def sync(
 Rows = list[tuple[Any, ...]]
 
 
-def _canon(value: Any) -> Any:
+def _canon(value: Any, places: tuple[tuple[str, str], ...] = ()) -> Any:
+    """A comparable value; the mirror's own directories (which differ between the mirror
+    and its reference, as in meta's record of the blob store) become placeholders."""
     if isinstance(value, list):
-        return tuple(_canon(v) for v in value)
+        return tuple(_canon(v, places) for v in value)
     if isinstance(value, dict):
-        return tuple(sorted((str(k), _canon(v)) for k, v in value.items()))
+        return tuple(sorted((str(k), _canon(v, places)) for k, v in value.items()))
+    if isinstance(value, str):
+        for path, name in places:
+            value = value.replace(path, name)
     return value
 
 
-def dump_duckdb(path: Path) -> dict[str, Rows]:
+def dump_duckdb(path: Path, mirror: Mirror | None = None) -> dict[str, Rows]:
     """Every table and view of a DuckDB file: sorted rows of every column except
-    :data:`EXCLUDED_COLUMNS`, keyed ``table(col, col, ...)`` so a column change shows."""
+    :data:`EXCLUDED_COLUMNS`, keyed ``table(col, col, ...)`` so a column change shows.
+    Paths of ``mirror``'s blob directory and root read as ``<blobs>`` and ``<root>``."""
+    places = ((str(mirror.blobs), "<blobs>"), (str(mirror.root), "<root>")) if mirror else ()
     con = duckdb.connect(str(path), read_only=True)
     try:
         names = [
@@ -207,7 +214,7 @@ def dump_duckdb(path: Path) -> dict[str, Rows]:
             ]
             select = ", ".join(f'"{c}"' for c in cols)
             rows = [
-                tuple(_canon(v) for v in r)
+                tuple(_canon(v, places) for v in r)
                 for r in con.execute(f'SELECT {select} FROM "{name}"').fetchall()
             ]
             out[f"{name}({', '.join(cols)})"] = sorted(rows, key=repr)
@@ -251,9 +258,9 @@ def state(mirror: Mirror, *, blobs: bool = True) -> dict[str, Any]:
         if p.name.endswith((".tmp", ".wal")) or p.name.startswith(".")
     )
     out: dict[str, Any] = {
-        "db": dump_duckdb(mirror.db) if mirror.db.exists() else None,
+        "db": dump_duckdb(mirror.db, mirror) if mirror.db.exists() else None,
         "snapshot serial": snapshot_serial(mirror.db),
-        "snapshot": dump_duckdb(snap) if snap is not None else None,
+        "snapshot": dump_duckdb(snap, mirror) if snap is not None else None,
         "snapshot dir temporaries": leftovers,
     }
     if blobs:
