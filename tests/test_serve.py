@@ -21,6 +21,7 @@ import pytest
 
 from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.pipeline import run_sync
+from pypi_assets.pypi import ClientConfig
 from pypi_assets.serve import MirrorServer, parse_range
 from pypi_assets.settings import Settings
 from pypi_assets.store.blobs import LocalBlobStore, blob_key, open_blob_store
@@ -233,6 +234,38 @@ def test_range_requests_on_an_s3_store(tmp_path: Path) -> None:
             r = c.get(url, headers={"Range": "bytes=-10"})
             assert r.status_code == 206 and r.content == data[-10:]
             assert c.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+
+
+# ---------------------------------------------------------------------- lazy
+def test_lazy_fetches_each_selected_file_once_under_concurrency(tmp_path: Path) -> None:
+    web, db = tmp_path / "web", tmp_path / "m.duckdb"
+    with FakeUpstream(FakeIndex.generate(4)) as up:
+        settings = Settings(upstream=up.url, db=db, blobs=str(web))
+        report = asyncio.run(run_sync(settings, make_config(), client_overrides=FAST, lazy=True))
+        assert report.ok and not (web / "packages").exists()
+        norm = next(iter(up.index.projects))
+        f = next(f for r in up.index.releases(norm).values() for f in r.files)
+        cfg = ClientConfig(upstream=up.url, **FAST)  # type: ignore[arg-type]
+        before = up.counts["file"]
+        with MirrorServer(
+            web=web, blobs=LocalBlobStore(web), db=db, lazy=True, client_config=cfg
+        ) as srv:
+
+            async def get_all() -> list[httpx.Response]:
+                async with httpx.AsyncClient(base_url=srv.url, timeout=60) as c:
+                    return list(await asyncio.gather(*(c.get("/" + f.path) for _ in range(20))))
+
+            answers = asyncio.run(get_all())
+            assert [r.status_code for r in answers] == [200] * 20
+            assert all(r.content == f.content for r in answers)
+            assert up.counts["file"] == before + 1  # one upstream fetch for 20 requests
+            assert srv.fetched == [f.path]
+            # a range of a lazily fetched file, then a key the selection does not list
+            r = httpx.get(f"{srv.url}/{f.path}", headers={"Range": "bytes=0-3"})
+            assert r.status_code == 206 and r.content == f.content[:4]
+            unlisted = f"/packages/{HEX[:2]}/{HEX[2:4]}/{HEX[4:]}/nope-1.0.tar.gz"
+            assert httpx.get(srv.url + unlisted).status_code == 404
+        assert up.counts["file"] == before + 1
 
 
 # ---------------------------------------------------------------------- hostile names
