@@ -409,6 +409,9 @@ class MirrorServer:
         self._thread.start()
         while self._thread.is_alive() and not (self._server and self._server.started):
             threading.Event().wait(0.01)
+        if not self._thread.is_alive():
+            self.stop()
+            raise ServeError(f"the server on {self.host}:{self.port} stopped at start-up")
         return self
 
     def stop(self) -> None:
