@@ -287,7 +287,7 @@ def _mirror_settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import MirrorServer, serve
+    from .serve import MirrorServer, ServeError, serve
 
     settings = _mirror_settings(args)
     config = settings.load_config()
@@ -308,9 +308,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         client_config=client_config(settings, config) if args.lazy else None,
         host=args.host,
         port=args.port,
+        keepalive_timeout=args.keepalive_timeout,
+        shutdown_timeout=args.shutdown_timeout,
     )
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
+        # SIGTERM and SIGINT stop it gracefully: the listener closes, responses complete
         serve(server, announce=lambda line: print(line, flush=True))
+    except ServeError as exc:
+        print(f"pypi-assets: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
 
 
@@ -522,6 +528,20 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--upstream", help="upstream for --lazy (default: config master)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="close idle keep-alive connections after this long (default 5)",
+    )
+    sv.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, wait this long for responses in flight (default 30)",
+    )
     sv.add_argument(
         "--lazy", action="store_true", help="fetch a selected file from upstream on first request"
     )

@@ -3,42 +3,70 @@
 It serves the static simple index and JSON API that the ``simple_index`` asset (or ``sync``)
 writes under the web root, with PEP 691 content negotiation, ``X-PyPI-Last-Serial`` headers
 and Warehouse's redirects to normalised names, and the files from the blob store (a local
-directory or S3). With ``--lazy`` a selected file that is not stored yet is fetched from the
-upstream on its first request, verified, stored and then served (Pulp's "on demand"); only
-keys that the published snapshot lists as selected are ever fetched.
+directory or S3), with HTTP ``Range`` so that mirrors of this mirror can resume. With
+``--lazy`` a selected file that is not stored yet is fetched from the upstream on its first
+request, verified, stored and then served (Pulp's "on demand"); only keys that the published
+snapshot lists as selected are ever fetched, each once.
+
+The app is a plain ASGI callable run by uvicorn: keep-alive, idle connections closed after
+``keepalive_timeout``, a real listen backlog, and a graceful stop on SIGTERM/SIGINT (the
+listener closes, responses in flight complete). Filesystem and object-store calls run on a
+thread pool of the server's own, so a slow disk or bucket never stalls the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import logging
+import os
 import re
+import signal
+import socket
+import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator, Iterator, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from types import FrameType
+from typing import IO, Any
+from urllib.parse import parse_qs
 
 import duckdb
+import uvicorn
 from packaging.utils import canonicalize_name
 
 from .files import fetch_blob
 from .pypi import ClientConfig, PyPIClient, UnsafeValue
 from .pypi.names import is_valid_project_name
-from .store.blobs import BlobStore, check_key, copy_to
+from .store.blobs import BlobStore, S3BlobStore, check_key
 from .store.index import HTML_CT, JSON_CT
 from .store.snapshot import current_snapshot
 
-__all__ = ["MirrorServer", "negotiate"]
+__all__ = ["MirrorServer", "ServeError", "negotiate", "parse_range", "serve"]
 
 log = logging.getLogger(__name__)
 
 _PACKAGE = re.compile(r"^/(packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/[^/]+)$")
 _SIMPLE_PROJECT = re.compile(r"^/simple/([^/]+)/?$")
 _JSON_API = re.compile(r"^/pypi/([^/]+)/(?:([^/]+)/)?json/?$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_MAX_PATH = 4096  # longer request paths are refused with 414 before any lookup
+_INLINE = 256 * 1024  # bodies up to this size are read in one go, larger ones streamed
+_CHUNK = 256 * 1024
+_IMMUTABLE = "max-age=365000000, immutable"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ServeError(Exception):
+    """The server cannot start (e.g. the port is taken); the message is one line."""
 
 
 def negotiate(accept: str, fmt: str | None = None) -> str:
@@ -68,6 +96,218 @@ def negotiate(accept: str, fmt: str | None = None) -> str:
     return best
 
 
+def parse_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
+    """One ``Range: bytes=…`` against a body of ``size`` bytes (RFC 9110 14.1.2).
+
+    ``(start, end)`` (end exclusive) for a satisfiable single range, ``False`` when it is
+    unsatisfiable (416), ``None`` when there is no usable range (absent, malformed or
+    several ranges: the whole body is sent, as the RFC allows)."""
+    if not value:
+        return None
+    m = _RANGE.match(value.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if first:
+        start = int(first)
+        end = int(last) + 1 if last else size
+        if last and end <= start:
+            return None  # bytes=5-2 is invalid syntax: ignore it
+        if start >= size:
+            return False
+        return start, min(end, size)
+    suffix = int(last)
+    if suffix == 0 or size == 0:
+        return False
+    return max(size - suffix, 0), size
+
+
+# ------------------------------------------------------------------ bodies
+class _Body:
+    """A response body read in chunks on the server's thread pool."""
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length
+
+    def read(self) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+
+class _FileBody(_Body):
+    def __init__(self, f: IO[bytes], start: int, length: int) -> None:
+        super().__init__(length)
+        self.f = f
+        if start:
+            f.seek(start)
+
+    def read(self) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        chunk = self.f.read(min(_CHUNK, self.remaining))
+        self.remaining -= len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self.f.close()
+
+
+class _IterBody(_Body):
+    """A store's chunk iterator; ``skip`` bytes are dropped first (a range on a store
+    that cannot read one)."""
+
+    def __init__(self, chunks: Iterator[bytes], skip: int, length: int) -> None:
+        super().__init__(length)
+        self.chunks = chunks
+        self.skip = skip
+
+    def read(self) -> bytes:
+        while self.remaining > 0:
+            chunk = next(self.chunks, b"")
+            if not chunk:
+                return b""
+            if self.skip:
+                drop = min(self.skip, len(chunk))
+                chunk, self.skip = chunk[drop:], self.skip - drop
+                if not chunk:
+                    continue
+            chunk = chunk[: self.remaining]
+            self.remaining -= len(chunk)
+            return chunk
+        return b""
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _open_blob(blobs: BlobStore, key: str, start: int, end: int, size: int) -> _Body:
+    """Open bytes ``start:end`` of a blob before any header is sent (a blob that vanished
+    is still a 404, not a cut-off 200)."""
+    local = blobs.local_path(key)
+    if local is not None:
+        return _FileBody(local.open("rb"), start, end - start)
+    if isinstance(blobs, S3BlobStore) and (start, end) != (0, size):
+        import obstore
+
+        got = obstore.get(blobs.store, check_key(key), options={"range": (start, end)})
+        return _IterBody((bytes(c) for c in got.stream(min_chunk_size=_CHUNK)), 0, end - start)
+    return _IterBody(blobs.read(key), start, end - start)
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes | _Body = b""
+
+    @property
+    def length(self) -> int:
+        return len(self.body) if isinstance(self.body, bytes) else self.body.remaining
+
+
+def _reply(status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> _Reply:
+    return _Reply(status, {"Content-Type": ctype, **(extra or {})}, body)
+
+
+def _error(status: int, message: str, extra: dict[str, str] | None = None) -> _Reply:
+    return _reply(status, json.dumps({"message": message}).encode(), "application/json", extra)
+
+
+def _redirect(location: str) -> _Reply:
+    return _reply(301, b"", "text/plain", {"Location": location})
+
+
+def _html_serial(path: Path) -> dict[str, str]:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            f.seek(max(f.tell() - 64, 0))
+            tail = f.read()
+    except OSError:
+        return {}
+    m = re.search(rb"<!--SERIAL (\d+)-->", tail)
+    return {"X-PyPI-Last-Serial": m.group(1).decode()} if m else {}
+
+
+def _file_reply(path: Path, ctype: str, extra: dict[str, str]) -> _Reply | None:
+    """A whole file, read now when small, else streamed; ``None`` if it is not a file."""
+    try:
+        f = path.open("rb")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    try:
+        size = _fsize(f)
+        if size <= _INLINE:
+            with f:
+                return _reply(200, f.read(), ctype, extra)
+        return _Reply(200, {"Content-Type": ctype, **extra}, _FileBody(f, 0, size))
+    except BaseException:
+        f.close()
+        raise
+
+
+def _fsize(f: IO[bytes]) -> int:
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "not a file")
+    return st.st_size
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone (or the response is complete)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+# ------------------------------------------------------------------ the server
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, with SIGTERM/SIGINT handled as a plain graceful stop: uvicorn's own
+    handler re-raises the signal after shutting down, which would kill the process with it
+    instead of letting ``serve`` return (and the CLI exit 0)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: do not wait for slow clients
+            self.should_exit = True
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _protocol_class() -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, with the idle timer armed from the moment a connection is
+    accepted too (uvicorn arms it only after a response): a client that connects and sends
+    nothing is closed after the keep-alive timeout as well."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:  # pragma: no cover - httptools is optional
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
+
+    class Protocol(Base):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+
+    return Protocol
+
+
 @dataclass
 class MirrorServer:
     web: Path
@@ -77,14 +317,173 @@ class MirrorServer:
     client_config: ClientConfig | None = None
     host: str = "127.0.0.1"
     port: int = 0
-    _httpd: ThreadingHTTPServer | None = None
+    keepalive_timeout: float = 5.0  # idle keep-alive connections are closed after this
+    shutdown_timeout: float | None = 30.0  # graceful stop: wait this long for responses
+    backlog: int = 2048
+    threads: int = 32  # the pool for filesystem, DuckDB and object-store calls
+    fetched: list[str] = field(default_factory=list)  # keys fetched lazily, for operators
+    _sock: socket.socket | None = None
+    _server: _Uvicorn | None = None
     _thread: threading.Thread | None = None
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _snap: tuple[Path, duckdb.DuckDBPyConnection] | None = None
-    fetched: list[str] = field(default_factory=list)  # keys fetched lazily, for operators
     _serials: dict[Path, tuple[int, dict[str, str]]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.lazy and (self.db is None or self.client_config is None):
+            raise ValueError("lazy mode needs the database and an upstream")
+
+    # -------------------------------------------------------------- lifecycle
+    def bind(self) -> socket.socket:
+        """Listen on ``host:port`` (port 0: any free one). Raises :class:`ServeError`."""
+        if self._sock is not None:
+            return self._sock
+        where = f"{self.host}:{self.port}"
+        try:
+            infos = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            family, kind, proto, _name, addr = infos[0]
+            sock = socket.socket(family, kind, proto)
+        except (OSError, IndexError) as exc:
+            raise ServeError(f"cannot listen on {where}: {_reason(exc)}") from exc
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(self.backlog)
+        except OSError as exc:
+            sock.close()
+            raise ServeError(f"cannot listen on {where}: {_reason(exc)}") from exc
+        sock.setblocking(False)
+        self.port = int(sock.getsockname()[1])
+        self._sock = sock
+        return sock
+
+    def _uvicorn(self) -> _Uvicorn:
+        config = uvicorn.Config(
+            self,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            ws="none",
+            http=_protocol_class(),
+            backlog=self.backlog,
+            # a float works (uvicorn hands it to loop.call_later); sub-second in tests
+            timeout_keep_alive=self.keepalive_timeout,  # type: ignore[arg-type]
+            timeout_graceful_shutdown=self.shutdown_timeout,  # type: ignore[arg-type]
+            headers=[("Server", "pypi-assets")],
+        )
+        self._server = _Uvicorn(config)
+        return self._server
+
+    async def _run(self, server: _Uvicorn, sock: socket.socket) -> None:
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="serve")
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            with self._guard:
+                if self._snap is not None:
+                    self._snap[1].close()
+                    self._snap = None
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until SIGTERM/SIGINT (or :meth:`stop`), then stop
+        gracefully: no new connections, responses in flight complete."""
+        server, sock = self._uvicorn(), self.bind()
+        try:
+            with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+                runner.run(self._run(server, sock))
+        finally:
+            sock.close()
+            self._sock = None
+
+    def start(self) -> MirrorServer:
+        """Serve from a background thread (tests, notebooks); returns once accepting."""
+        self.bind()
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True, name="serve")
+        self._thread.start()
+        while self._thread.is_alive() and not (self._server and self._server.started):
+            threading.Event().wait(0.01)
+        if not self._thread.is_alive():
+            self.stop()
+            raise ServeError(f"the server on {self.host}:{self.port} stopped at start-up")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> MirrorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    # -------------------------------------------------------------- ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        loop = asyncio.get_running_loop()
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            reply = _error(405, "Method Not Allowed", {"Allow": "GET, HEAD"})
+        else:
+            reply = await self._answer(loop, scope)
+        headers = [(b"content-length", str(reply.length).encode())]
+        headers += [(k.lower().encode(), v.encode("latin-1")) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        body = reply.body
+        if isinstance(body, bytes):
+            await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+            return
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            while method != "HEAD" and body.remaining > 0 and not gone.done():
+                chunk = await loop.run_in_executor(self._pool, body.read)
+                if not chunk:  # the store had fewer bytes than it said: cut the connection
+                    raise OSError(errno.EIO, "blob shorter than its size")
+                last = body.remaining <= 0
+                await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+            if method == "HEAD":
+                await send({"type": "http.response.body", "body": b""})
+        finally:
+            gone.cancel()
+            await loop.run_in_executor(self._pool, body.close)
+
+    async def _answer(self, loop: asyncio.AbstractEventLoop, scope: Scope) -> _Reply:
+        path: str = scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        if len(path) > _MAX_PATH:
+            return _error(414, "URI Too Long")
+        try:
+            m = _PACKAGE.match(path)
+            if m:
+                return await self._package(loop, m.group(1), headers)
+            return await loop.run_in_executor(self._pool, self._route, path, query, headers)
+        except UnsafeValue as exc:
+            return _error(404, str(exc))
+        except (OSError, ValueError) as exc:  # ENAMETOOLONG, EACCES, a NUL byte, ...
+            log.debug("%s: %s", path, exc)
+            return _error(404, "Not Found")
+
+    # -------------------------------------------------------------- pages
     def serial_header(self, path: Path, key: str) -> dict[str, str]:
         """``X-PyPI-Last-Serial`` from a page's JSON, parsed once per version of the file
         (the root of a large mirror is tens of megabytes)."""
@@ -108,43 +507,95 @@ class MirrorServer:
             self._serials[path] = (mtime, header)
         return header
 
-    def __post_init__(self) -> None:
-        if self.lazy and (self.db is None or self.client_config is None):
-            raise ValueError("lazy mode needs the database and an upstream")
+    def _route(self, path: str, query_string: str, headers: dict[str, str]) -> _Reply:
+        query = parse_qs(query_string)
+        web = self.web
+        if path in ("/simple", "/simple/"):
+            if path == "/simple":
+                return _redirect("/simple/")
+            return self._page(web / "simple", query, headers)
+        m = _SIMPLE_PROJECT.match(path)
+        if m:
+            name = m.group(1)
+            if not is_valid_project_name(name):
+                return _error(404, "Not Found")
+            norm = canonicalize_name(name)
+            if name != norm or not path.endswith("/"):
+                return _redirect(f"/simple/{norm}/" + (f"?{query_string}" if query_string else ""))
+            return self._page(web / "simple" / norm, query, headers)
+        m = _JSON_API.match(path)
+        if m:
+            return self._json_api(m.group(1), m.group(2))
+        return _error(404, "Not Found")
 
-    # -------------------------------------------------------------- lifecycle
-    def _bind(self) -> ThreadingHTTPServer:
-        handler = type("Handler", (_Handler,), {"mirror": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
-        self._httpd.daemon_threads = True
-        self.port = int(self._httpd.server_address[1])
-        return self._httpd
+    def _page(self, folder: Path, query: dict[str, list[str]], headers: dict[str, str]) -> _Reply:
+        fmt = query.get("format")
+        kind = negotiate(headers.get("accept", ""), fmt[0] if fmt else None)
+        json_path = folder / "index.v1_json"
+        target = json_path if kind == "json" else folder / "index.v1_html"
+        if not target.is_file():  # simple-format = HTML or JSON: serve what there is
+            kind = "html" if kind == "json" else "json"
+            target = json_path if kind == "json" else folder / "index.v1_html"
+        extra = {"Vary": "Accept", **self.serial_header(json_path, "meta")}
+        if "X-PyPI-Last-Serial" not in extra:
+            extra.update(_html_serial(folder / "index.v1_html"))
+        reply = _file_reply(target, JSON_CT if kind == "json" else HTML_CT, extra)
+        return reply or _error(404, "Not Found")
 
-    def start(self) -> MirrorServer:
-        """Serve from a background thread (tests, notebooks)."""
-        self._thread = threading.Thread(target=self._bind().serve_forever, daemon=True)
-        self._thread.start()
-        return self
+    def _json_api(self, name: str, version: str | None) -> _Reply:
+        if not is_valid_project_name(name):
+            return _error(404, "Not Found")
+        norm = canonicalize_name(name)
+        if name != norm:
+            tail = f"{version}/json" if version else "json"
+            return _redirect(f"/pypi/{norm}/{tail}")
+        if version is not None and (
+            version in ("", ".", "..") or "/" in version or "\\" in version or "\0" in version
+        ):
+            return _error(404, "Not Found")
+        base = self.web / "pypi" / norm
+        target = base / version / "json" if version else base / "json"
+        reply = _file_reply(target, "application/json", self.serial_header(target, "last_serial"))
+        return reply or _error(404, "Not Found")
 
-    def serve_forever(self) -> None:
-        self._bind().serve_forever()
+    # -------------------------------------------------------------- files
+    async def _package(
+        self, loop: asyncio.AbstractEventLoop, key: str, headers: dict[str, str]
+    ) -> _Reply:
+        check_key(key)
+        blobs = self.blobs
+        size = await loop.run_in_executor(self._pool, blobs.size, key)
+        if size is None and self.lazy:
+            try:
+                if await self._fetch(loop, key):
+                    size = await loop.run_in_executor(self._pool, blobs.size, key)
+            except Exception as exc:
+                log.warning("on-demand fetch of %s failed: %s", key, exc)
+                return _error(502, f"upstream fetch failed: {exc}")
+        if size is None:
+            return _error(404, "Not Found")
+        extra = {
+            "Content-Type": "text/plain"
+            if key.endswith(".metadata")
+            else "application/octet-stream",
+            "Cache-Control": _IMMUTABLE,
+            "Accept-Ranges": "bytes",
+        }
+        # If-Range names a validator; we send none, so it never matches: whole body
+        wanted = None if "if-range" in headers else parse_range(headers.get("range"), size)
+        if wanted is False:
+            return _error(416, "Range Not Satisfiable", {"Content-Range": f"bytes */{size}"})
+        start, end = wanted if isinstance(wanted, tuple) else (0, size)
+        status = 200
+        if isinstance(wanted, tuple):
+            status = 206
+            extra["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        try:
+            body = await loop.run_in_executor(self._pool, _open_blob, blobs, key, start, end, size)
+        except FileNotFoundError:
+            return _error(404, "Not Found")
+        return _Reply(status, extra, body)
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-
-    def __enter__(self) -> MirrorServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    # -------------------------------------------------------------- lazy fetching
     def _selected(self, key: str) -> tuple[str, str, str, str, str, int | None] | None:
         """``(project, filename, key, url, sha256, size)`` if the snapshot selects ``key``."""
         assert self.db is not None
@@ -153,6 +604,8 @@ class MirrorServer:
             return None
         with self._guard:
             if self._snap is None or self._snap[0] != snap:
+                if self._snap is not None:
+                    self._snap[1].close()
                 self._snap = (snap, duckdb.connect(str(snap), read_only=True))
             cur = self._snap[1].cursor()
         try:
@@ -174,165 +627,36 @@ class MirrorServer:
             return (project, filename + ".metadata", key, url + ".metadata", meta_sha, None)
         return (project, filename, key, url, sha, size)
 
-    def fetch(self, key: str) -> bool:
-        """Fetch a selected blob on demand (one fetch per key at a time)."""
-        row = self._selected(key)
+    async def _fetch(self, loop: asyncio.AbstractEventLoop, key: str) -> bool:
+        """Fetch a selected blob on demand; concurrent requests for one key share the
+        fetch (the event loop is the only one touching ``_locks``)."""
+        row = await loop.run_in_executor(self._pool, self._selected, key)
         if row is None:
             return False
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if self.blobs.size(key) is not None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if await loop.run_in_executor(self._pool, self.blobs.size, key) is not None:
                 return True
             assert self.client_config is not None
-
-            async def run() -> None:
-                async with PyPIClient(self.client_config) as client:
-                    await fetch_blob(client, self.blobs, row)
-
-            asyncio.run(run())
+            async with PyPIClient(self.client_config) as client:
+                await fetch_blob(client, self.blobs, row, executor=self._pool)
             self.fetched.append(key)
             log.info("fetched on demand: %s", key)
-            return True
+        self._locks.pop(key, None)
+        return True
 
 
-class _Handler(BaseHTTPRequestHandler):
-    mirror: MirrorServer
-    server_version = "pypi-assets"
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def do_HEAD(self) -> None:
-        self._route()
-
-    def do_GET(self) -> None:
-        self._route()
-
-    # -------------------------------------------------------------- responses
-    def _head(
-        self, status: int, ctype: str, length: int, extra: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(length))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-
-    def _bytes(
-        self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None
-    ) -> None:
-        self._head(status, ctype, len(body), extra)
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _error(self, status: int, message: str) -> None:
-        self._bytes(status, json.dumps({"message": message}).encode(), "application/json")
-
-    def _redirect(self, location: str) -> None:
-        self._bytes(301, b"", "text/plain", {"Location": location})
-
-    def _serial(self, path: Path, key: str) -> dict[str, str]:
-        return self.mirror.serial_header(path, key)
-
-    def _html_serial(self, path: Path) -> dict[str, str]:
-        try:
-            tail = path.read_bytes()[-64:]
-        except OSError:
-            return {}
-        m = re.search(rb"<!--SERIAL (\d+)-->", tail)
-        return {"X-PyPI-Last-Serial": m.group(1).decode()} if m else {}
-
-    # -------------------------------------------------------------- routing
-    def _route(self) -> None:
-        parts = urlsplit(self.path)
-        path = unquote(parts.path)
-        query = parse_qs(parts.query)
-        web = self.mirror.web
-        try:
-            if path in ("/simple", "/simple/"):
-                if path == "/simple":
-                    return self._redirect("/simple/")
-                return self._page(web / "simple", query)
-            m = _SIMPLE_PROJECT.match(path)
-            if m:
-                name = m.group(1)
-                if not is_valid_project_name(name):
-                    return self._error(404, "Not Found")
-                norm = canonicalize_name(name)
-                if name != norm or not path.endswith("/"):
-                    return self._redirect(
-                        f"/simple/{norm}/" + (f"?{parts.query}" if parts.query else "")
-                    )
-                return self._page(web / "simple" / norm, query)
-            m = _JSON_API.match(path)
-            if m:
-                return self._json_api(m.group(1), m.group(2))
-            m = _PACKAGE.match(path)
-            if m:
-                return self._package(m.group(1))
-            return self._error(404, "Not Found")
-        except UnsafeValue as exc:
-            return self._error(404, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
-            return None
-
-    def _page(self, folder: Path, query: dict[str, list[str]]) -> None:
-        fmt = query.get("format")
-        kind = negotiate(self.headers.get("Accept", ""), fmt[0] if fmt else None)
-        json_path = folder / "index.v1_json"
-        target = json_path if kind == "json" else folder / "index.v1_html"
-        if not target.is_file():  # simple-format = HTML or JSON: serve what there is
-            kind = "html" if kind == "json" else "json"
-            target = json_path if kind == "json" else folder / "index.v1_html"
-        if not target.is_file():
-            return self._error(404, "Not Found")
-        extra = {"Vary": "Accept", **self._serial(json_path, "meta")}
-        if "X-PyPI-Last-Serial" not in extra:
-            extra.update(self._html_serial(folder / "index.v1_html"))
-        self._bytes(200, target.read_bytes(), JSON_CT if kind == "json" else HTML_CT, extra)
-
-    def _json_api(self, name: str, version: str | None) -> None:
-        if not is_valid_project_name(name):
-            return self._error(404, "Not Found")
-        norm = canonicalize_name(name)
-        if name != norm:
-            tail = f"{version}/json" if version else "json"
-            return self._redirect(f"/pypi/{norm}/{tail}")
-        base = self.mirror.web / "pypi" / norm
-        target = base / version / "json" if version else base / "json"
-        if version is not None and (
-            version in ("", ".", "..") or "/" in version or "\\" in version
-        ):
-            return self._error(404, "Not Found")
-        if not target.is_file():
-            return self._error(404, "Not Found")
-        self._bytes(
-            200, target.read_bytes(), "application/json", self._serial(target, "last_serial")
-        )
-
-    def _package(self, key: str) -> None:
-        blobs = self.mirror.blobs
-        check_key(key)
-        size = blobs.size(key)
-        if size is None and self.mirror.lazy:
-            try:
-                if self.mirror.fetch(key):
-                    size = blobs.size(key)
-            except Exception as exc:
-                log.warning("on-demand fetch of %s failed: %s", key, exc)
-                return self._error(502, f"upstream fetch failed: {exc}")
-        if size is None:
-            return self._error(404, "Not Found")
-        ctype = "text/plain" if key.endswith(".metadata") else "application/octet-stream"
-        self._head(200, ctype, size, {"Cache-Control": "max-age=365000000, immutable"})
-        if self.command == "HEAD":
-            return
-        copy_to(blobs, key, self.wfile)
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
 
 
 def serve(server: MirrorServer, announce: Callable[[str], None] = print) -> None:
+    """Bind, announce, serve until SIGTERM/SIGINT. Raises :class:`ServeError` before
+    announcing anything if the address cannot be listened on."""
+    server.bind()
     announce(f"pypi-assets mirror on {server.url}/simple/ (lazy={server.lazy})")
     server.serve_forever()
