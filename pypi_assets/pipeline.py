@@ -783,7 +783,7 @@ async def run_sync(
                 t = report._phase("index", t)
             report.requests = client.stats.as_dict()
         complete = report.ok and not report.refresh.missing and listing.serial > 0
-        store.set_meta(synced_serial="")  # until this run's snapshot is published
+        store.delete_meta("synced_serial", "synced_state")  # until the snapshot is published
         refresh_derived(store)
         progress("publish", 0, 1, "publishing snapshot")
         report.snapshot = str(publish(store, listing.serial))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -185,7 +186,7 @@ def _canon(value: Any, places: tuple[tuple[str, str], ...] = ()) -> Any:
         return tuple(sorted((str(k), _canon(v, places)) for k, v in value.items()))
     if isinstance(value, str):
         for path, name in places:
-            value = value.replace(path, name)
+            value = re.sub(re.escape(path) + r'(?=/|"|$)', name, value)
     return value
 
 

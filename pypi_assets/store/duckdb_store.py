@@ -154,6 +154,12 @@ class MetadataStore:
         rows = self.query("SELECT value FROM meta WHERE key = ?", [key])
         return rows[0][0] if rows else None
 
+    def delete_meta(self, *keys: str) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "DELETE FROM meta WHERE key IN (SELECT unnest($1::VARCHAR[]))", [list(keys)]
+            )
+
     def set_meta(self, **values: str) -> None:
         with self.transaction() as con:
             for k, v in values.items():
