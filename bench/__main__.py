@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import analyst, files, filters, incremental, serve_load, sync_throughput
+from . import analyst, faults, files, filters, incremental, serve_load, sync_throughput
 
 BENCHES = {
     "sync": sync_throughput.main,
@@ -13,6 +13,7 @@ BENCHES = {
     "filters": filters.main,
     "files": files.main,
     "serve": serve_load.main,
+    "faults": faults.main,
 }
 
 
