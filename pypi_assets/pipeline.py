@@ -560,7 +560,7 @@ async def run_sync(
     started = time.perf_counter()
     ccfg = client_config(settings, config, **(client_overrides or {}))
     chash = config_hash(config) + (":project" if depth == "project" else "")
-    with MetadataStore(settings.db) as store:
+    with MetadataStore(settings.db, lock_timeout=settings.lock_timeout) as store:
         async with PyPIClient(ccfg, transport=transport) as client:
             serial = await client.last_serial()
             report = SyncReport(upstream=ccfg.upstream, upstream_serial=serial or 0)
