@@ -19,6 +19,7 @@ __all__ = [
     "MAX_CONCURRENCY",
     "Settings",
     "SettingsError",
+    "analyst_db",
     "default_config_text",
 ]
 
@@ -36,6 +37,23 @@ class SettingsError(ValueError):
 
 def default_config_text() -> str:
     return resources.files("pypi_assets").joinpath("default.conf").read_text(encoding="utf-8")
+
+
+def analyst_db(environ: Mapping[str, str] | None = None) -> Path:
+    """The database an analyst means: ``PYPI_ASSETS_DB`` (default ``data/pypi.duckdb``), a
+    relative path taken from the directory the user started in (``$PWD``), as in a shell.
+
+    Jupyter starts each kernel in the notebook's own folder but passes the environment on
+    unchanged, so ``PYPI_ASSETS_DB=data/demo.duckdb jupyter lab notebooks/`` from the
+    repository root opens ``./data/demo.duckdb``, not ``notebooks/data/demo.duckdb``. Without a
+    usable ``$PWD`` (not absolute, not a directory) the current directory is used."""
+    env = os.environ if environ is None else environ
+    db = Path(env.get("PYPI_ASSETS_DB") or DEFAULT_DB).expanduser()
+    if db.is_absolute():
+        return db
+    pwd = env.get("PWD") or ""
+    base = Path(pwd) if os.path.isabs(pwd) and os.path.isdir(pwd) else Path.cwd()
+    return base / db
 
 
 @dataclass(frozen=True)
