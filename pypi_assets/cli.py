@@ -615,7 +615,7 @@ def _http_message(exc: BaseException) -> str:
 
 #: The one mapping from what went wrong to the exit code and the one line that says so.
 #: The first row whose type (and test) matches wins; exceptions inside exception groups and
-#: the causes of an exception are searched too. Anything else is a bug and keeps its traceback.
+#: their explicit causes are searched too. Anything else is a bug and keeps its traceback.
 FAILURES: tuple[
     tuple[
         type[BaseException], Callable[[BaseException], bool], int, Callable[[BaseException], str]
@@ -629,13 +629,16 @@ FAILURES: tuple[
     (SettingsError, lambda e: True, EXIT_CONFIG, str),
     (UpstreamError, lambda e: True, EXIT_UNREACHABLE, lambda e: f"upstream unreachable: {e}"),
     (httpx.HTTPError, lambda e: True, EXIT_UNREACHABLE, _http_message),
+    (ConnectionError, lambda e: True, EXIT_UNREACHABLE, lambda e: f"cannot connect: {e}"),
     (duckdb.Error, _is_storage, EXIT_STORAGE, _db_message),
-    (OSError, lambda e: True, EXIT_STORAGE, _os_message),
+    (OSError, lambda e: not isinstance(e, TimeoutError), EXIT_STORAGE, _os_message),
 )
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, the members of a group (depth first), and each one's causes."""
+    """The exception, the members of a group (depth first), and each one's explicit cause
+    (``raise ... from``). An error raised while handling another is not excused by it: a
+    bug in an ``except`` block keeps its traceback."""
     seen: set[int] = set()
     todo = [exc]
     while todo:
@@ -647,9 +650,10 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
             todo[:0] = list(e.exceptions)
             continue
         yield e
-        for nxt in (e.__cause__, e.__context__):
-            if nxt is not None:
-                todo.append(nxt)
+        if e.__cause__ is not None:
+            todo.append(e.__cause__)
+        elif isinstance(e.__context__, KeyboardInterrupt):
+            todo.append(e.__context__)  # an interrupt that broke the cleanup after it
 
 
 def classify(exc: BaseException) -> tuple[int, str] | None:
