@@ -286,6 +286,51 @@ def test_lock_wait_says_so_then_exits_4(
         holder.close()
 
 
+def test_sync_waiting_for_the_lock_says_so_and_goes_on_when_it_is_free(
+    fake: FakeUpstream, conf: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    db = tmp_path / "x.duckdb"
+    holder = MetadataStore(db)
+    args = ["sync", "-q", "--upstream", fake.url, "--config", str(conf), "--db", str(db)]
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pypi_assets.cli", *args, "--lock-timeout", "120"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # said as soon as it starts waiting
+        assert "locked by another process" in first and "waiting up to 120 s" in first
+        assert fake.total_requests() == 0  # it waits before any work
+    finally:
+        holder.close()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and not err.strip()
+    assert f"refreshed        {len(fake.index.projects)}" in out
+
+
+def test_plugin_names_come_from_one_registry() -> None:
+    """The config check names exactly the registry's plugins, the plugins refuse a name that
+    is not registered, and docs/filters.md documents each one."""
+    from pypi_assets.filters import ConfigError, loads, project_filter, release_file_filter
+    from pypi_assets.filters.registry import PLUGINS
+
+    with pytest.raises(ConfigError) as exc:
+        loads(CONF + "[plugins]\nenabled =\n    nope\n")
+    listed = str(exc.value).split("known plugins are ", 1)[1].split(", ")
+    assert listed == ["all", *sorted(PLUGINS)]
+    every = loads(CONF + "[plugins]\nenabled =\n" + "".join(f"    {n}\n" for n in PLUGINS))
+    project_filter(every)
+    release_file_filter(every)  # every plugin asks for a registered name
+    with pytest.raises(KeyError):
+        every.plugin_enabled("allowlist_projetc")
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "filters.md").read_text()
+    assert all(f"`{name}`" in docs for name in PLUGINS)
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (root only): a disk that fills up."""
