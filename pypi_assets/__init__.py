@@ -16,8 +16,10 @@ __all__ = ["__version__", "connect"]
 
 
 def connect(db: str | Path | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the newest published read-only snapshot of ``db`` (default: ``PYPI_ASSETS_DB``)."""
-    from .settings import Settings
+    """Open the newest published read-only snapshot of ``db``. By default: ``PYPI_ASSETS_DB``
+    (else ``data/pypi.duckdb``), a relative path taken from the directory you started in
+    (``$PWD``, which Jupyter passes to kernels it starts in the notebook's folder)."""
+    from .settings import analyst_db
     from .store.snapshot import connect as _connect
 
-    return _connect(db if db is not None else Settings.from_env().db)
+    return _connect(db if db is not None else analyst_db())

@@ -1,7 +1,10 @@
 """``pypi-assets``: the command line for cron users and scripts.
 
 Exit codes: 0 success; 1 some projects failed (they are named); 2 bad configuration or usage;
-3 the upstream could not be reached at all.
+3 the upstream (or the Dagster webserver) unreachable or faulty; 4 local storage failure (the
+database or blob store cannot be opened or written, a full disk, another process holding the
+database's lock); 130 interrupted. A failure prints one line (with ``--json``: one JSON object
+on stdout), never a traceback.
 """
 
 from __future__ import annotations
@@ -9,23 +12,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import duckdb
+import httpx
 
 from ._version import __version__
 from .filters import ConfigError
 from .pipeline import Progress, SyncReport, client_config, run_sync
 from .pypi import UpstreamError
 from .pypi.fetch import Depth
-from .settings import Settings
+from .settings import Settings, SettingsError
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    some projects or files failed (each is named)
+  2    bad usage or configuration (nothing is synced)
+  3    the upstream is unreachable or faulty
+  4    local storage failure: the database or blob store cannot be opened or written,
+       the disk is full, or another process holds the database's lock
+  130  interrupted (Ctrl-C)
+"""
 
 
 class _Display:
@@ -137,31 +156,24 @@ def _sync(
     depth: Depth = "full",
     lazy: bool = False,
 ) -> int:
-    try:
-        config = settings.load_config()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    config = settings.load_config()
     for w in config.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    settings.check_paths(config)
     if demo_label:
         print(demo_label, file=sys.stderr)
     with _Display(quiet or as_json) as display:
         progress: Progress = display
-        try:
-            report = asyncio.run(
-                run_sync(
-                    settings,
-                    config,
-                    progress=progress,
-                    client_overrides=client_overrides,
-                    depth=depth,
-                    lazy=lazy,
-                )
+        report = asyncio.run(
+            run_sync(
+                settings,
+                config,
+                progress=progress,
+                client_overrides=client_overrides,
+                depth=depth,
+                lazy=lazy,
             )
-        except UpstreamError as exc:
-            print(f"error: upstream unreachable: {exc}", file=sys.stderr)
-            return EXIT_UNREACHABLE
+        )
     _print_report(report, as_json)
     if not report.ok:
         failed = report.failures
@@ -178,6 +190,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         blobs=args.blobs,
         web=args.web,
         concurrency=args.concurrency,
+        lock_timeout=args.lock_timeout,
     )
     return _sync(settings, quiet=args.quiet, as_json=args.json, depth=args.depth, lazy=args.lazy)
 
@@ -415,21 +428,18 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         async with PyPIClient(client_config(settings, config)) as client:
             return await client.last_serial()
 
-    try:
-        upto = args.upto or asyncio.run(serial())
-    except UpstreamError as exc:
-        print(f"error: upstream unreachable: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+    upto = args.upto or asyncio.run(serial())
     if not upto:
         print("error: the upstream reports no serial; pass --upto", file=sys.stderr)
         return EXIT_CONFIG
     api = DagsterAPI(args.webserver)
     keys = keys_upto(upto, width_from_env())
+    listing = api.launch_assets("upstream_projects", "filtered_projects")
     print(
-        f"listing upstream (upstream_projects, filtered_projects) via {args.webserver}",
+        f"listing upstream (upstream_projects, filtered_projects): run {listing} "
+        f"via {args.webserver}",
         file=sys.stderr,
     )
-    listing = api.launch_assets("upstream_projects", "filtered_projects")
     if api.wait_run(listing) != "SUCCESS":
         print(f"error: listing run {listing} failed; see the Dagster UI", file=sys.stderr)
         return EXIT_FAILED
@@ -446,14 +456,23 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="pypi-assets", description=__doc__.splitlines()[0] if __doc__ else None
+    p = _Parser(
+        prog="pypi-assets",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"pypi-assets {__version__}")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("sync", help="sync metadata to the upstream's current serial")
+    s = sub.add_parser(
+        "sync",
+        help="sync metadata to the upstream's current serial",
+        description="Sync metadata (and, with --blobs, files) to the upstream's current serial.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument(
         "--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG; default: embedded allowlist)"
     )
@@ -469,6 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--concurrency", type=int, help="parallel requests, 1-10 (default: config workers)"
+    )
+    s.add_argument(
+        "--lock-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wait this long for another process's lock on the database, then exit 4 "
+        "(env PYPI_ASSETS_LOCK_TIMEOUT; default 900)",
     )
     s.add_argument(
         "--depth",
@@ -594,16 +620,138 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+# ---------------------------------------------------------------------------- failures
+class UsageError(Exception):
+    """A bad command line: reported as one line (exit 2), not argparse's usage block."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _os_message(exc: BaseException) -> str:
+    assert isinstance(exc, OSError)
+    what = exc.strerror or _first_line(exc)
+    if exc.errno == errno.ENOSPC:
+        what = "no space left on device"
+    return f"local storage: {exc.filename}: {what}" if exc.filename else f"local storage: {what}"
+
+
+def _db_message(exc: BaseException) -> str:
+    text = _first_line(exc)
+    for prefix in ("IO Error: ", "TransactionContext Error: "):
+        text = text.removeprefix(prefix)
+    if "No space left on device" in text:
+        return f"local storage: no space left on device ({text})"
+    return f"local storage: {text}"
+
+
+def _is_storage(exc: BaseException) -> bool:
+    """DuckDB errors that are the disk's or the file's, not a bug's."""
+    if isinstance(exc, duckdb.IOException | duckdb.PermissionException):
+        return True
+    text = str(exc)
+    return any(
+        marker in text
+        for marker in ("No space left", "Could not write", "Could not read", "Disk full")
     )
+
+
+def _http_message(exc: BaseException) -> str:
+    assert isinstance(exc, httpx.HTTPError)
     try:
+        url = str(exc.request.url)
+    except RuntimeError:
+        url = "?"
+    return f"cannot reach {url}: {_first_line(exc)}"
+
+
+#: The one mapping from what went wrong to the exit code and the one line that says so.
+#: The first row whose type (and test) matches wins; exceptions inside exception groups and
+#: their explicit causes are searched too. Anything else is a bug and keeps its traceback.
+FAILURES: tuple[
+    tuple[
+        type[BaseException], Callable[[BaseException], bool], int, Callable[[BaseException], str]
+    ],
+    ...,
+] = (
+    (KeyboardInterrupt, lambda e: True, EXIT_INTERRUPTED, lambda e: "interrupted"),
+    (duckdb.InterruptException, lambda e: True, EXIT_INTERRUPTED, lambda e: "interrupted"),
+    (UsageError, lambda e: True, EXIT_CONFIG, str),
+    (ConfigError, lambda e: True, EXIT_CONFIG, str),
+    (SettingsError, lambda e: True, EXIT_CONFIG, str),
+    (UpstreamError, lambda e: True, EXIT_UNREACHABLE, lambda e: f"upstream unreachable: {e}"),
+    (httpx.HTTPError, lambda e: True, EXIT_UNREACHABLE, _http_message),
+    (ConnectionError, lambda e: True, EXIT_UNREACHABLE, lambda e: f"cannot connect: {e}"),
+    (duckdb.Error, _is_storage, EXIT_STORAGE, _db_message),
+    (OSError, lambda e: not isinstance(e, TimeoutError), EXIT_STORAGE, _os_message),
+)
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, the members of a group (depth first), and each one's explicit cause
+    (``raise ... from``). An error raised while handling another is not excused by it: a
+    bug in an ``except`` block keeps its traceback."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, BaseExceptionGroup):
+            todo[:0] = list(e.exceptions)
+            continue
+        yield e
+        if e.__cause__ is not None:
+            todo.append(e.__cause__)
+        elif isinstance(e.__context__, KeyboardInterrupt):
+            todo.append(e.__context__)  # an interrupt that broke the cleanup after it
+
+
+def classify(exc: BaseException) -> tuple[int, str] | None:
+    """``(exit code, message)`` for an expected failure, ``None`` for a bug."""
+    for leaf in _leaves(exc):
+        for kind, test, code, message in FAILURES:
+            if isinstance(leaf, kind) and test(leaf):
+                return code, message(leaf)
+    return None
+
+
+def _report(message: str, code: int, as_json: bool) -> None:
+    line = " ".join(message.split())  # one line, whatever the exception's text holds
+    if as_json:
+        print(json.dumps({"error": line, "exit_code": code}), flush=True)
+    else:
+        print(f"error: {line}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in words
+    try:
+        args = build_parser().parse_args(words)
+        as_json = bool(getattr(args, "json", False))
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(message)s",
+        )
         return int(args.func(args))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        found = classify(exc)
+        if found is None:
+            raise
+        code, message = found
+        _report(message, code, as_json)
+        return code
 
 
 if __name__ == "__main__":

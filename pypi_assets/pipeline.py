@@ -724,7 +724,7 @@ async def run_sync(
     blobs = settings.blob_store(config)
     web = settings.web_root(config) if blobs is not None else None
     state = sync_state(ccfg.upstream, chash, blobs, web, lazy)
-    with MetadataStore(settings.db) as store:
+    with MetadataStore(settings.db, lock_timeout=settings.lock_timeout) as store:
         async with PyPIClient(ccfg, transport=transport) as client:
             serial = await client.last_serial()
             report = SyncReport(upstream=ccfg.upstream, upstream_serial=serial or 0)

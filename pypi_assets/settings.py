@@ -2,23 +2,58 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .filters.config import MirrorConfig, load, loads
 from .store.blobs import BlobStore, open_blob_store
 
-__all__ = ["DEFAULT_DB", "DEFAULT_UPSTREAM", "Settings", "default_config_text"]
+__all__ = [
+    "DEFAULT_DB",
+    "DEFAULT_UPSTREAM",
+    "MAX_CONCURRENCY",
+    "Settings",
+    "SettingsError",
+    "analyst_db",
+    "default_config_text",
+]
 
 DEFAULT_UPSTREAM = "https://pypi.org"
 DEFAULT_DB = "data/pypi.duckdb"
+#: as bandersnatch's ``workers``
+MAX_CONCURRENCY = 10
+#: seconds a run waits for another process's lock on the working database
+DEFAULT_LOCK_TIMEOUT = 900.0
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable that cannot be used; the message names it."""
 
 
 def default_config_text() -> str:
     return resources.files("pypi_assets").joinpath("default.conf").read_text(encoding="utf-8")
+
+
+def analyst_db(environ: Mapping[str, str] | None = None) -> Path:
+    """The database an analyst means: ``PYPI_ASSETS_DB`` (default ``data/pypi.duckdb``), a
+    relative path taken from the directory the user started in (``$PWD``), as in a shell.
+
+    Jupyter starts each kernel in the notebook's own folder but passes the environment on
+    unchanged, so ``PYPI_ASSETS_DB=data/demo.duckdb jupyter lab notebooks/`` from the
+    repository root opens ``./data/demo.duckdb``, not ``notebooks/data/demo.duckdb``. Without a
+    usable ``$PWD`` (not absolute, not a directory) the current directory is used."""
+    env = os.environ if environ is None else environ
+    db = Path(env.get("PYPI_ASSETS_DB") or DEFAULT_DB).expanduser()
+    if db.is_absolute():
+        return db
+    pwd = env.get("PWD") or ""
+    base = Path(pwd) if os.path.isabs(pwd) and os.path.isdir(pwd) else Path.cwd()
+    return base / db
 
 
 @dataclass(frozen=True)
@@ -32,6 +67,23 @@ class Settings:
     web: Path | None = None  # where the simple index is written (PYPI_ASSETS_WEB)
     concurrency: int | None = None
     backoff: float | None = None  # retry backoff base in seconds (PYPI_ASSETS_BACKOFF)
+    #: seconds to wait for another process's lock on ``db`` (PYPI_ASSETS_LOCK_TIMEOUT)
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.upstream is not None:
+            parts = urlsplit(self.upstream)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError(
+                    f"upstream: not an http(s) URL with a host (such as https://pypi.org): "
+                    f"{self.upstream[:100]!r}"
+                )
+        if self.concurrency is not None and not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise SettingsError(
+                f"concurrency: must be between 1 and {MAX_CONCURRENCY}, got {self.concurrency}"
+            )
+        if not self.lock_timeout >= 0:
+            raise SettingsError(f"lock timeout: must be 0 or more seconds, got {self.lock_timeout}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -42,10 +94,11 @@ class Settings:
             "db": Path(env.get("PYPI_ASSETS_DB") or DEFAULT_DB),
             "blobs": env.get("PYPI_ASSETS_BLOBS") or None,
             "web": Path(env["PYPI_ASSETS_WEB"]) if env.get("PYPI_ASSETS_WEB") else None,
-            "concurrency": int(env["PYPI_ASSETS_CONCURRENCY"])
-            if env.get("PYPI_ASSETS_CONCURRENCY")
-            else None,
+            "concurrency": _number(env, "PYPI_ASSETS_CONCURRENCY", int),
         }
+        lock_timeout = _number(env, "PYPI_ASSETS_LOCK_TIMEOUT", float)
+        if lock_timeout is not None:
+            values["lock_timeout"] = lock_timeout
         for k, v in overrides.items():
             if v is not None:
                 values[k] = Path(str(v)) if k in ("db", "web") else v
@@ -60,7 +113,20 @@ class Settings:
         return (self.upstream or config.get("mirror", "master") or DEFAULT_UPSTREAM).rstrip("/")
 
     def concurrency_for(self, config: MirrorConfig) -> int:
-        return self.concurrency or config.workers
+        return config.workers if self.concurrency is None else self.concurrency
+
+    def check_paths(self, config: MirrorConfig) -> None:
+        """Fail before any work when a local path cannot be what it is meant to be: the
+        database must not be a directory, a local blob store must not be a file."""
+        if self.db.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "the database is a directory", str(self.db))
+        spec = self.blobs_spec(config)
+        if spec is not None and not spec.startswith("s3://"):
+            blobs = Path(spec)
+            if blobs.exists() and not blobs.is_dir():
+                raise NotADirectoryError(
+                    errno.ENOTDIR, "the blob store is not a directory", str(blobs)
+                )
 
     def blobs_spec(self, config: MirrorConfig) -> str | None:
         """Where files go, or ``None`` for metadata only: ``--blobs``/``PYPI_ASSETS_BLOBS``,
@@ -95,3 +161,13 @@ class Settings:
         if not spec.startswith("s3://"):
             return Path(spec)
         return self.db.parent / "web"
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> int | float | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: not a number") from None

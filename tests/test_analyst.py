@@ -76,26 +76,70 @@ def test_documented_queries_exist() -> None:
     assert len(QUERIES) >= 8
 
 
+#: notebooks/README.md's commands: how to make the demo data, and how to start Jupyter on it
+_README = re.search(
+    r"# or: \.venv/bin/(pypi-assets demo)\nPYPI_ASSETS_DB=(\S+) \.venv/bin/jupyter lab (\S+)",
+    (ROOT / "notebooks" / "README.md").read_text(),
+)
+assert _README is not None, "notebooks/README.md no longer says how to run the notebooks"
+README_DEMO, README_DB, README_FOLDER = _README.groups()
+
+
+@pytest.fixture(scope="module")
+def launch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkout's layout as the README assumes: the notebooks in ``notebooks/`` and the
+    demo data made by the README's own command, run from this directory."""
+    import shutil
+    import subprocess
+
+    from .conftest import PYTHON
+
+    root = tmp_path_factory.mktemp("checkout")
+    shutil.copytree(ROOT / "notebooks", root / "notebooks")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPI_ASSETS_")}
+    command = README_DEMO.split()
+    assert command[0] == "pypi-assets"
+    p = subprocess.run(
+        [PYTHON, "-m", "pypi_assets.cli", *command[1:], "-q"],
+        cwd=root,
+        env={**env, "PWD": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    return root
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_top_to_bottom(
-    demo_db: Path, notebook: Path, monkeypatch: pytest.MonkeyPatch
+def test_notebook_runs_top_to_bottom_as_the_readme_says(
+    launch_dir: Path, notebook: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """``PYPI_ASSETS_DB=data/demo.duckdb jupyter lab notebooks/`` from the checkout's root:
+    the environment as the shell gives it (a relative path, ``$PWD`` the root), the kernel
+    started in the notebook's folder, as Jupyter does."""
     import nbformat
     from nbclient import NotebookClient
 
+    db_value, folder = README_DB, README_FOLDER
+    assert not Path(db_value).is_absolute()  # the documented, relative form
     nb = nbformat.read(notebook, as_version=4)
     assert all(
         not c.get("outputs") and c.get("execution_count") is None
         for c in nb.cells
         if c.cell_type == "code"
     ), "commit notebooks with outputs cleared"
-    monkeypatch.setenv("PYPI_ASSETS_DB", str(demo_db))
+    monkeypatch.chdir(launch_dir)
+    monkeypatch.setenv("PWD", str(launch_dir))
+    monkeypatch.setenv("PYPI_ASSETS_DB", db_value)
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    kernel_cwd = launch_dir / folder / notebook.name
+    assert kernel_cwd.exists()
     NotebookClient(
         nb,
         timeout=300,
         kernel_name="python3",
-        resources={"metadata": {"path": str(notebook.parent)}},
+        resources={"metadata": {"path": str(kernel_cwd.parent)}},
     ).execute()
     images = [
         o
@@ -107,6 +151,24 @@ def test_notebook_runs_top_to_bottom(
     assert images, "each notebook draws at least one plot"
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+def test_relative_database_is_taken_from_the_launch_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pypi_assets.settings import analyst_db
+
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # the kernel's folder
+    env = {"PWD": str(tmp_path), "PYPI_ASSETS_DB": "data/demo.duckdb"}
+    assert analyst_db(env) == tmp_path / "data" / "demo.duckdb"
+    assert analyst_db({**env, "PYPI_ASSETS_DB": "/abs/x.duckdb"}) == Path("/abs/x.duckdb")
+    assert analyst_db({"PWD": str(tmp_path)}) == tmp_path / "data" / "pypi.duckdb"
+    # no usable $PWD: the current directory, as before
+    assert analyst_db({"PYPI_ASSETS_DB": "d.duckdb"}) == tmp_path / "notebooks" / "d.duckdb"
+    assert analyst_db({"PWD": "relative", "PYPI_ASSETS_DB": "d.duckdb"}) == (
+        tmp_path / "notebooks" / "d.duckdb"
+    )
 
 
 def test_notebooks_present() -> None:

@@ -197,3 +197,35 @@ def test_fake_upstream_command_serves(tmp_path: Path, cli_env: dict[str, str]) -
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
     assert sys.executable
+
+
+def test_failure_mapping_names_expected_failures_and_leaves_bugs_alone() -> None:
+    """One mapping (cli.FAILURES) gives each expected failure its exit code; a bug is not
+    dressed up as one, so it keeps its traceback."""
+    import errno
+
+    from pypi_assets.cli import classify
+    from pypi_assets.pypi import UpstreamError
+
+    full = duckdb.TransactionException(
+        'Failed to commit: Could not write file "x.wal": No space left on device'
+    )
+    assert classify(ExceptionGroup("tasks", [full])) == (
+        4,
+        'local storage: no space left on device (Failed to commit: Could not write file "x.wal": '
+        "No space left on device)",
+    )
+    assert classify(OSError(errno.ENOSPC, "No space left on device", "/m/b"))[0] == 4  # type: ignore[index]
+    assert classify(KeyboardInterrupt()) == (130, "interrupted")
+    wrapped = RuntimeError("while listing")
+    wrapped.__cause__ = UpstreamError("http://127.0.0.1:9/simple/: refused")
+    assert classify(wrapped) == (3, "upstream unreachable: http://127.0.0.1:9/simple/: refused")
+    assert classify(TypeError("a bug")) is None
+    assert classify(duckdb.ConversionException("a bug too")) is None
+    try:
+        try:
+            raise OSError(errno.EIO, "I/O error")
+        except OSError:
+            raise TypeError("a bug in an except block") from None
+    except TypeError as bug:
+        assert classify(bug) is None

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import codecs
 import configparser
+import difflib
 import re
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from urllib.parse import urlsplit
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
+
+from .registry import ALL, PLUGINS
 
 __all__ = ["ConfigError", "MirrorConfig", "load", "loads"]
 
@@ -76,24 +81,45 @@ UNMAPPED_MIRROR_KEYS = frozenset(
         "log-config",
     }
 )
-KNOWN_SECTIONS = frozenset(
-    {
-        "mirror",
-        "plugins",
-        "allowlist",
-        "blocklist",
-        "filter_regex",
-        "filter_prerelease",
-        "latest_release",
-        "size_project_metadata",
-        "versions_count_project_metadata",
-        "regex_project_metadata",
-        "regex_release_file_metadata",
-        "version_range_release_file_metadata",
-        "s3",
-        "pypi_assets",
-    }
-)
+#: The keys each section knows (bandersnatch 8.2's and ours). ``None``: the keys are free-form
+#: (dotted metadata paths). An unknown name that is a near-miss of a known one is an error
+#: ("did you mean"); any other unknown name is a warning, as bandersnatch compatibility needs.
+KNOWN_KEYS: dict[str, frozenset[str] | None] = {
+    "mirror": MAPPED_MIRROR_KEYS | UNMAPPED_MIRROR_KEYS,
+    "plugins": frozenset({"enabled"}),
+    "allowlist": frozenset({"packages", "requirements", "requirements_path"}),
+    "blocklist": frozenset({"packages", "platforms"}),
+    "filter_regex": frozenset({"packages", "releases"}),
+    "filter_prerelease": frozenset({"packages"}),
+    "latest_release": frozenset({"keep", "sort_by"}),
+    "size_project_metadata": frozenset({"max_package_size"}),
+    "versions_count_project_metadata": frozenset({"min_versions", "max_versions"}),
+    "regex_project_metadata": None,
+    "regex_release_file_metadata": None,
+    "version_range_release_file_metadata": None,
+    "s3": frozenset(
+        {
+            "endpoint_url",
+            "region_name",
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "signature_version",
+        }
+    ),
+    "pypi_assets": frozenset(
+        {
+            "dependency_closure",
+            "closure_environments",
+            "closure_extras",
+            "max_versions_per_project",
+            "max_files_per_release",
+            "max_body_size",
+            "max_removed_share",
+        }
+    ),
+}
+KNOWN_SECTIONS = frozenset(KNOWN_KEYS)
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 _BOOL = {
     "1": True,
     "yes": True,
@@ -110,7 +136,10 @@ class ConfigError(ValueError):
     """A config value that cannot be used; the message names the file, section and key."""
 
     def __init__(self, source: str, section: str, key: str, problem: str) -> None:
-        super().__init__(f"{source}: [{section}] {key}: {problem}")
+        where = "".join(
+            (f" [{section}]" if section != "-" else "", f" {key}" if key != "-" else "")
+        )
+        super().__init__(f"{source}:{where}: {problem}" if where else f"{source}: {problem}")
         self.source, self.section, self.key = source, section, key
 
 
@@ -232,8 +261,10 @@ class MirrorConfig:
         return tuple(names)
 
     def plugin_enabled(self, name: str) -> bool:
+        if name not in PLUGINS:  # every plugin is in the one registry the config check uses
+            raise KeyError(f"{name!r} is not a registered filter plugin")
         enabled = self.enabled_plugins
-        return "all" in enabled or name in enabled
+        return ALL in enabled or name in enabled
 
     def requirement_lines(self, section: str, key: str = "packages") -> list[str]:
         return [strip_inline_comment(x) for x in lines(self.get(section, key))]
@@ -327,23 +358,29 @@ def _validated(
     user_keys: dict[str, set[str]] | None = None,
     files: tuple[tuple[str, str], ...] | None = None,
 ) -> MirrorConfig:
-    """Check values; warnings name only what the user's file itself set."""
+    """Check names and values; warnings name only what the user's file itself set.
+
+    ``user_keys`` (the keys the user's file itself set, ``[DEFAULT]`` aside) is given when the
+    config comes from a file or text: then a near-miss of a known section or key is an error,
+    and a config with no ``[mirror]`` section is one too. ``from_dict`` (a config that was
+    checked when it was loaded) passes ``None``: unknown names only warn."""
     warnings: list[str] = []
-    for section in sections:
-        if section not in KNOWN_SECTIONS and section != "DEFAULT":
-            warnings.append(f"{source}: unknown section [{section}] ignored")
+    mine = user_keys if user_keys is not None else {s: set(kv) for s, kv in sections.items()}
+    _check_names(mine, source, warnings, strict=user_keys is not None)
+    if user_keys is not None and "mirror" not in user_keys:
+        raise ConfigError(
+            source,
+            "mirror",
+            "-",
+            "no [mirror] section: this is not a bandersnatch config "
+            "(without it every default applies, the whole of pypi.org among them)",
+        )
     mirror = sections.get("mirror", {})
-    mine = user_keys.get("mirror", set()) if user_keys is not None else set(mirror)
-    unmapped = sorted(k for k in mirror if k in UNMAPPED_MIRROR_KEYS and k in mine)
-    unknown = sorted(
-        k for k in mirror if k not in MAPPED_MIRROR_KEYS | UNMAPPED_MIRROR_KEYS and k in mine
-    )
+    unmapped = sorted(k for k in mine.get("mirror", ()) if k in UNMAPPED_MIRROR_KEYS)
     if unmapped:
         warnings.append(
             f"{source}: [mirror] options with no pypi-assets counterpart, accepted: {', '.join(unmapped)}"
         )
-    for key in unknown:
-        warnings.append(f"{source}: unknown key [mirror] {key} ignored")
 
     enabled = sections.get("plugins", {}).get("enabled", "")
     if any("," in line for line in lines(enabled)):
@@ -351,6 +388,7 @@ def _validated(
             f"{source}: [plugins] enabled: a comma-separated line enables nothing in bandersnatch; "
             "pypi-assets enables every plugin it names (docs/filters.md)"
         )
+    _check_plugins(enabled, source)
 
     def err(section: str, key: str, problem: str) -> ConfigError:
         return ConfigError(source, section, key, problem)
@@ -365,11 +403,11 @@ def _validated(
         "hash-index",
     ):
         if key in mirror and mirror[key].strip().lower() not in _BOOL:
-            raise err("mirror", key, f"not a boolean: {mirror[key]!r}")
+            raise err("mirror", key, "not a boolean (true/false, yes/no, on/off, 1/0)")
     try:
         workers = int(mirror.get("workers", "3"))
     except ValueError:
-        raise err("mirror", "workers", f"not an integer: {mirror.get('workers')!r}") from None
+        raise err("mirror", "workers", "not an integer") from None
     if not 1 <= workers <= 10:
         raise err("mirror", "workers", f"must be between 1 and 10, got {workers}")
     for key in ("timeout", "global-timeout"):
@@ -378,11 +416,11 @@ def _validated(
                 if float(mirror[key]) <= 0:
                     raise ValueError
             except ValueError:
-                raise err("mirror", key, f"not a positive number: {mirror[key]!r}") from None
+                raise err("mirror", key, "not a positive number") from None
     master = mirror.get("master", "https://pypi.org")
     parts = urlsplit(master)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise err("mirror", "master", f"not an http(s) URL: {master!r}")
+        raise err("mirror", "master", "not an http(s) URL")
     allow_http = mirror.get("allow-non-https", "false").strip().lower() in (
         "1",
         "yes",
@@ -390,36 +428,34 @@ def _validated(
         "on",
     )
     if parts.scheme != "https" and not allow_http:
-        raise err(
-            "mirror", "master", f"{master!r} is not https; set allow-non-https = true to permit it"
-        )
+        raise err("mirror", "master", "not https; set allow-non-https = true to permit it")
     fmt = mirror.get("simple-format", "ALL").strip().upper()
     if fmt not in ("ALL", "HTML", "JSON"):
         raise err(
             "mirror",
             "simple-format",
-            f"must be ALL, HTML or JSON, got {mirror.get('simple-format')!r}",
+            "must be ALL, HTML or JSON",
         )
     backend = mirror.get("storage-backend", "filesystem").strip()
     if backend not in ("filesystem", "s3"):
-        raise err("mirror", "storage-backend", f"must be filesystem or s3, got {backend!r}")
+        raise err("mirror", "storage-backend", "must be filesystem or s3")
     # Requirement lines and regexes are checked eagerly so a bad config syncs nothing.
     for section in ("allowlist", "blocklist"):
-        for line in lines(sections.get(section, {}).get("packages")):
+        for n, line in enumerate(lines(sections.get(section, {}).get("packages")), 1):
             text = strip_inline_comment(line)
             if not text:
                 continue
             try:
                 Requirement(text)
-            except InvalidRequirement as exc:
-                raise err(section, "packages", f"bad requirement line {line!r}: {exc}") from None
+            except InvalidRequirement:
+                raise err(section, "packages", f"entry {n}: not a PEP 508 requirement") from None
     for section, keys in (("filter_regex", ("packages", "releases")),):
         for key in keys:
-            for line in lines(sections.get(section, {}).get(key)):
+            for n, line in enumerate(lines(sections.get(section, {}).get(key)), 1):
                 try:
                     re.compile(line)
                 except re.error as exc:
-                    raise err(section, key, f"bad regex {line!r}: {exc}") from None
+                    raise err(section, key, f"entry {n}: bad regex ({exc.msg})") from None
     _validate_plugin_sections(sections, err, warnings)
     _validate_pypi_assets(sections, err)
     if files is None:
@@ -429,6 +465,74 @@ def _validated(
     return MirrorConfig(
         sections=sections, source=source, warnings=tuple(warnings), requirement_files=files
     )
+
+
+def _shown(name: str) -> str:
+    """A section, key or plugin name for a message: as written when it looks like a name, else
+    only its length (a message never echoes arbitrary file content)."""
+    return name if _NAME.match(name) else f"<a name of {len(name)} characters>"
+
+
+def _near(name: str, known: Iterable[str]) -> str | None:
+    """The known name ``name`` is most likely a misspelling of, if any."""
+    found = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+    if not found:
+        lowered = {k.lower(): k for k in known}
+        return lowered.get(name.lower())  # keys are case-sensitive: "Workers" is not "workers"
+    return found[0]
+
+
+def _check_names(
+    user_keys: dict[str, set[str]], source: str, warnings: list[str], *, strict: bool
+) -> None:
+    """Unknown sections and keys: a near-miss of a known name is an error with "did you mean"
+    (``strict``), anything else a warning, as bandersnatch ignores what it does not know."""
+    for section in sorted(user_keys):
+        if section == "DEFAULT":
+            continue
+        if section not in KNOWN_SECTIONS:
+            guess = _near(section, KNOWN_SECTIONS)
+            if strict and guess is not None:
+                raise ConfigError(
+                    source,
+                    _shown(section),
+                    "-",
+                    f"unknown section, did you mean [{guess}]? (it would be ignored)",
+                )
+            warnings.append(f"{source}: unknown section [{_shown(section)}] ignored")
+            continue
+        known = KNOWN_KEYS[section]
+        if known is None:
+            continue
+        for key in sorted(user_keys[section]):
+            if key in known:
+                continue
+            guess = _near(key, known)
+            if strict and guess is not None:
+                raise ConfigError(
+                    source,
+                    section,
+                    _shown(key),
+                    f"unknown key, did you mean {guess}? (it would be ignored)",
+                )
+            warnings.append(f"{source}: unknown key [{section}] {_shown(key)} ignored")
+
+
+def _check_plugins(enabled: str, source: str) -> None:
+    """Every name in ``[plugins] enabled`` must be a known plugin: a misspelt one would
+    silently turn that filter off (for an allowlist: mirror the whole index)."""
+    known = ", ".join([ALL, *sorted(PLUGINS)])
+    for line in lines(enabled):
+        for name in (part.strip() for part in line.split(",")):
+            if name and name != ALL and name not in PLUGINS:
+                guess = _near(name, PLUGINS)
+                hint = f"did you mean {guess}? " if guess else ""
+                raise ConfigError(
+                    source,
+                    "plugins",
+                    "enabled",
+                    f"unknown plugin {_shown(name)}: {hint}known plugins are {known}",
+                )
 
 
 # ------------------------------------------------------------------ plugin sections
@@ -475,17 +579,17 @@ def _validate_plugin_sections(
     if size is not None:
         try:
             parse_size(size)
-        except ValueError as exc:
-            raise err("size_project_metadata", "max_package_size", str(exc)) from None
+        except ValueError:
+            raise err(
+                "size_project_metadata", "max_package_size", "not a size (such as 10M or 1.5 GB)"
+            ) from None
     counts = sections.get("versions_count_project_metadata", {})
     bounds = {}
     for key in ("min_versions", "max_versions"):
         try:
             bounds[key] = int(counts.get(key, "0"))
         except ValueError:
-            raise err(
-                "versions_count_project_metadata", key, f"not an integer: {counts[key]!r}"
-            ) from None
+            raise err("versions_count_project_metadata", key, "not an integer") from None
         if bounds[key] < 0:
             raise err("versions_count_project_metadata", key, "must not be negative")
     if 0 < bounds["max_versions"] < bounds["min_versions"]:
@@ -493,23 +597,23 @@ def _validate_plugin_sections(
     for section in REGEX_METADATA_SECTIONS:
         values = sections.get(section, {})
         if "search" in values and values["search"].strip().lower() not in _BOOL:
-            raise err(section, "search", f"not a boolean: {values['search']!r}")
+            raise err(section, "search", "not a boolean")
         for key, tags, _path in metadata_keys(values):
             unknown = set(tags) - REGEX_TAGS
             if unknown:
                 warnings.append(f"[{section}] {key}: unknown tags ignored: {sorted(unknown)}")
-            for line in lines(values[key]):
+            for n, line in enumerate(lines(values[key]), 1):
                 try:
                     re.compile(line)
                 except re.error as exc:
-                    raise err(section, key, f"bad regex {line!r}: {exc}") from None
+                    raise err(section, key, f"entry {n}: bad regex ({exc.msg})") from None
     for key, value in sections.get("version_range_release_file_metadata", {}).items():
-        for line in lines(value):
+        for n, line in enumerate(lines(value), 1):
             try:
                 Version(line)
             except InvalidVersion:
                 raise err(
-                    "version_range_release_file_metadata", key, f"not a version: {line!r}"
+                    "version_range_release_file_metadata", key, f"entry {n}: not a version"
                 ) from None
 
 
@@ -552,28 +656,34 @@ def _environment(line: str) -> dict[str, str]:
 def _validate_pypi_assets(sections: dict[str, dict[str, str]], err: Any) -> None:
     own = sections.get("pypi_assets", {})
     if "dependency_closure" in own and own["dependency_closure"].strip().lower() not in _BOOL:
-        raise err(
-            "pypi_assets", "dependency_closure", f"not a boolean: {own['dependency_closure']!r}"
-        )
-    for line in lines(own.get("closure_environments")):
+        raise err("pypi_assets", "dependency_closure", "not a boolean")
+    for n, line in enumerate(lines(own.get("closure_environments")), 1):
         try:
             _environment(line)
-        except ValueError as exc:
-            raise err("pypi_assets", "closure_environments", str(exc)) from None
+        except ValueError:
+            raise err(
+                "pypi_assets",
+                "closure_environments",
+                f"entry {n}: not key=value pairs of PEP 508 marker variables",
+            ) from None
     extras = own.get("closure_extras", "requested").strip()
     if extras not in ("requested", "all"):
-        raise err("pypi_assets", "closure_extras", f"must be requested or all, got {extras!r}")
+        raise err("pypi_assets", "closure_extras", "must be requested or all")
     for key in LIMIT_DEFAULTS:
         if key in own:
             try:
                 _parse_limit(key, own[key])
-            except ValueError as exc:
-                raise err("pypi_assets", key, str(exc)) from None
+            except ValueError:
+                raise err("pypi_assets", key, "not a positive integer (or size)") from None
     if "max_removed_share" in own:
         try:
             _parse_share("max_removed_share", own["max_removed_share"])
-        except ValueError as exc:
-            raise err("pypi_assets", "max_removed_share", str(exc)) from None
+        except ValueError:
+            raise err(
+                "pypi_assets",
+                "max_removed_share",
+                "must be a share between 0 and 1 (or 0% and 100%)",
+            ) from None
 
 
 # ------------------------------------------------------------------ requirements files
@@ -613,13 +723,13 @@ def _requirement_file_lines(
         line = strip_inline_comment(line)
         try:
             out.append((number, line, Requirement(line)))
-        except InvalidRequirement as exc:
+        except InvalidRequirement:
             if err is None:
                 raise
             raise err(
                 "allowlist",
                 "requirements",
-                f"{path}:{number}: bad requirement line {line!r}: {exc}",
+                f"{path}:{number}: not a PEP 508 requirement",
             ) from None
     return out
 
@@ -651,8 +761,8 @@ def _read_requirement_files(
             text = decode_requirements(f.read_bytes())
         except OSError as exc:
             raise err("allowlist", "requirements", f"cannot read {f}: {exc.strerror}") from None
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise err("allowlist", "requirements", f"cannot decode {f}: {exc}") from None
+        except (UnicodeDecodeError, LookupError):
+            raise err("allowlist", "requirements", f"cannot decode {f}") from None
         out.append((str(f), text))
     return tuple(out)
 
@@ -664,9 +774,30 @@ def _sections(cp: configparser.ConfigParser, source: str) -> dict[str, dict[str,
             out[section] = {k: v for k, v in cp.items(section)}
         except configparser.InterpolationError as exc:
             raise ConfigError(
-                source, section, getattr(exc, "option", "?"), f"bad % interpolation: {exc}"
+                source,
+                section,
+                _shown(getattr(exc, "option", "?")),
+                "bad % interpolation (write %% for a literal %)",
             ) from None
     return out
+
+
+def _parse_error(source: str, exc: configparser.Error) -> ConfigError:
+    """configparser's messages quote the offending line: name its number instead."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return ConfigError(
+            source, "-", "-", f"not an INI config: line {exc.lineno} comes before any [section]"
+        )
+    if isinstance(exc, configparser.DuplicateOptionError):
+        return ConfigError(source, _shown(exc.section), _shown(exc.option), "given twice")
+    if isinstance(exc, configparser.DuplicateSectionError):
+        return ConfigError(source, _shown(exc.section), "-", "section given twice")
+    if isinstance(exc, configparser.ParsingError):
+        numbers = ", ".join(str(n) for n, _line in exc.errors[:5])
+        return ConfigError(
+            source, "-", "-", f"malformed line {numbers}: not [section], key = value or a comment"
+        )
+    return ConfigError(source, "-", "-", f"malformed config ({type(exc).__name__})")
 
 
 def loads(text: str, source: str = "<string>") -> MirrorConfig:
@@ -674,22 +805,33 @@ def loads(text: str, source: str = "<string>") -> MirrorConfig:
     try:
         cp.read_string(DEFAULTS, source="<bandersnatch defaults>")
         cp.read_string(text, source=source)
-    except configparser.DuplicateOptionError as exc:
-        raise ConfigError(source, exc.section, exc.option, "given twice") from None
     except configparser.Error as exc:
-        raise ConfigError(source, "?", "?", f"malformed config: {exc}") from None
+        raise _parse_error(source, exc) from None
     user = _parser(interpolation=False)
     user.read_string(text, source=source)
-    user_keys = {s: set(user[s].keys()) for s in user.sections()}
+    defaults = set(user.defaults())
+    user_keys = {s: set(user[s].keys()) - defaults for s in user.sections()}
     return _validated(_sections(cp, source), source, user_keys)
+
+
+#: A config larger than this is not a config (``--config /dev/zero``, a database).
+MAX_CONFIG_BYTES = 16 * 1024**2
 
 
 def load(path: str | Path) -> MirrorConfig:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ConfigError(str(p), "-", "-", f"cannot read config: {kind}")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(str(p), "-", "-", f"not a config: {st.st_size} bytes")
+        data = p.read_bytes()
     except OSError as exc:
         raise ConfigError(str(p), "-", "-", f"cannot read config: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(str(p), "-", "-", f"config is not UTF-8: {exc}") from None
+        raise ConfigError(str(p), "-", "-", f"not UTF-8 (byte {exc.start})") from None
     return loads(text, source=str(p))

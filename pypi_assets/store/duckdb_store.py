@@ -97,16 +97,34 @@ class MetadataStore:
 
     def _connect(self, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
         """DuckDB allows one writing process. If another holds the file (a run outside the
-        writer pool, a cron sync), wait for it instead of failing."""
+        writer pool, a cron sync), wait for it instead of failing: say so once (a warning on
+        the ``pypi_assets`` logger), and after ``lock_timeout`` seconds give up with an
+        ``IOException`` that says another process holds the lock."""
+        import logging
+
         deadline = time.monotonic() + lock_timeout
         delay = 0.05
+        waiting = False
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
+                text = str(exc).lower()
+                if "could not set lock" not in text and "conflicting lock" not in text:
+                    raise  # not a lock ("block" in a read error must not make us wait)
+                if time.monotonic() > deadline:
+                    raise duckdb.IOException(
+                        f"database {self.path}: another process holds its lock "
+                        f"(waited {lock_timeout:g} s)"
+                    ) from exc
+                if not waiting:
+                    waiting = True
+                    logging.getLogger("pypi_assets.store").warning(
+                        "database %s is locked by another process; waiting up to %g s",
+                        self.path,
+                        lock_timeout,
+                    )
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic()) + 0.01))
                 delay = min(delay * 2, 2.0)
 
     def close(self) -> None:
