@@ -27,10 +27,11 @@ import httpx
 
 from ._version import __version__
 from .filters import ConfigError
-from .pipeline import Progress, SyncReport, client_config, run_sync
+from .pipeline import Progress, SyncReport, UpstreamFault, client_config, run_sync
 from .pypi import UpstreamError
 from .pypi.fetch import Depth
 from .settings import Settings, SettingsError
+from .store.duckdb_store import is_storage_error
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -108,6 +109,14 @@ class _Display:
 _BARS = {"fetch": "fetching projects", "files": "fetching files", "verify": "verifying blobs"}
 
 
+def _names(names: Sequence[str], shown: int = 20) -> str:
+    """``: a, b, c`` (the first ``shown`` of them), or nothing."""
+    if not names:
+        return ""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ": " + ", ".join(sorted(names)[:shown]) + more
+
+
 def _print_report(report: SyncReport, as_json: bool) -> None:
     summary = report.summary()
     if as_json:
@@ -120,8 +129,11 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     print(f"projects listed  {report.listed}")
     print(f"selected         {report.selected}")
     print(f"refreshed        {len(r.refreshed)}")
-    print(f"missing (404)    {len(r.missing)}")
-    print(f"removed upstream {len(r.removed)}")
+    print(f"missing (404)    {len(r.missing)}{_names(r.missing)}")
+    print(f"removed upstream {len(r.removed)}{_names(r.removed)}")
+    if report.metadata_sources:
+        sources = ", ".join(f"{k} {v}" for k, v in sorted(report.metadata_sources.items()))
+        print(f"metadata from    {sources}")
     print(f"failed           {len(r.failed)}")
     print(
         f"requests         {report.requests.get('total_requests', 0)} {report.requests.get('requests', {})}"
@@ -652,17 +664,6 @@ def _db_message(exc: BaseException) -> str:
     return f"local storage: {text}"
 
 
-def _is_storage(exc: BaseException) -> bool:
-    """DuckDB errors that are the disk's or the file's, not a bug's."""
-    if isinstance(exc, duckdb.IOException | duckdb.PermissionException):
-        return True
-    text = str(exc)
-    return any(
-        marker in text
-        for marker in ("No space left", "Could not write", "Could not read", "Disk full")
-    )
-
-
 def _http_message(exc: BaseException) -> str:
     assert isinstance(exc, httpx.HTTPError)
     try:
@@ -686,10 +687,11 @@ FAILURES: tuple[
     (UsageError, lambda e: True, EXIT_CONFIG, str),
     (ConfigError, lambda e: True, EXIT_CONFIG, str),
     (SettingsError, lambda e: True, EXIT_CONFIG, str),
+    (UpstreamFault, lambda e: True, EXIT_UNREACHABLE, lambda e: f"upstream fault: {e}"),
     (UpstreamError, lambda e: True, EXIT_UNREACHABLE, lambda e: f"upstream unreachable: {e}"),
     (httpx.HTTPError, lambda e: True, EXIT_UNREACHABLE, _http_message),
     (ConnectionError, lambda e: True, EXIT_UNREACHABLE, lambda e: f"cannot connect: {e}"),
-    (duckdb.Error, _is_storage, EXIT_STORAGE, _db_message),
+    (duckdb.Error, is_storage_error, EXIT_STORAGE, _db_message),
     (OSError, lambda e: not isinstance(e, TimeoutError), EXIT_STORAGE, _os_message),
 )
 

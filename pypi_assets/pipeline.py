@@ -47,7 +47,7 @@ from .settings import Settings
 from .store import MetadataStore, publish_snapshot
 from .store.blobs import BlobStore
 from .store.derived import refresh_derived
-from .store.duckdb_store import ListingShrank
+from .store.duckdb_store import ListingShrank, is_storage_error
 from .store.index import IndexOptions, IndexReport, write_index
 from .store.snapshot import snapshot_serial
 
@@ -171,15 +171,6 @@ class SyncReport:
 
 
 # ---------------------------------------------------------------------- steps
-#: Local storage failures: never blamed on one project; they end the run.
-_STORAGE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    duckdb.IOException,
-    duckdb.OutOfMemoryException,
-    duckdb.FatalException,
-)
-
-
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -461,17 +452,15 @@ async def refresh_metadata(
         failure (disk full, I/O error) is not a project's fault and ends the run."""
         try:
             res = store.write_projects(chunk)
-        except _STORAGE_ERRORS:
-            raise
-        except duckdb.Error:
-            if len(chunk) == 1:
+        except duckdb.Error as exc:
+            if len(chunk) == 1 or is_storage_error(exc):
                 raise
             for p in chunk:
                 try:
                     write([p])
-                except _STORAGE_ERRORS:
-                    raise
                 except duckdb.Error as exc:
+                    if is_storage_error(exc):
+                        raise
                     report.failed[p.name] = f"could not be stored: {_one_line(exc)}"
                     log.warning("project %s could not be stored: %s", p.name, _one_line(exc))
             return
@@ -517,8 +506,6 @@ async def refresh_metadata(
                 status = "failed"
                 if stop_on_error:
                     stop.set()
-            except _STORAGE_ERRORS:
-                raise
             except (ValueError, TypeError, KeyError, RecursionError, OverflowError) as exc:
                 # Whatever escaped the protocol layer's checks: this project fails alone.
                 report.failed[name] = (

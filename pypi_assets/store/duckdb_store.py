@@ -30,7 +30,7 @@ from ..pypi.records import (
 from ..pypi.requirements import parse_dependency
 from .schema import DDL, DEPENDENCY_COLUMNS, MIGRATIONS, RELEASE_COLUMNS, SCHEMA_VERSION
 
-__all__ = ["ListingShrank", "MetadataStore", "ProjectState", "WriteResult"]
+__all__ = ["ListingShrank", "MetadataStore", "ProjectState", "WriteResult", "is_storage_error"]
 
 ProjectState = tuple[int, str]  # (serial, status)
 
@@ -46,6 +46,21 @@ def _insert(
     con.execute(
         f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM (SELECT {select})",
         [list(c) for c in columns],
+    )
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether a failure is the disk's or the database file's (full, unwritable,
+    unreadable), not the data's or a bug's. DuckDB reports a full disk at commit time as a
+    transaction error, so the text is read too."""
+    if isinstance(exc, OSError | duckdb.IOException | duckdb.PermissionException):
+        return True
+    if isinstance(exc, duckdb.OutOfMemoryException | duckdb.FatalException):
+        return True
+    text = str(exc)
+    return isinstance(exc, duckdb.Error) and any(
+        marker in text
+        for marker in ("No space left", "Could not write", "Could not read", "Disk full")
     )
 
 
