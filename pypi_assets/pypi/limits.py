@@ -1,0 +1,127 @@
+"""The protocol boundary's errors and range checks.
+
+Everything an upstream sends is checked here before it can reach the store: JSON is parsed
+without letting ``RecursionError`` or ``MemoryError`` escape, nesting depth is bounded,
+integers fit a DuckDB ``BIGINT``, floats are finite and strings are valid Unicode (no lone
+surrogates, which no UTF-8 column can hold). A value that fails raises
+:class:`InvalidResponse`, an :class:`UpstreamError`, so the caller's per-project handling
+names the project and carries on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+__all__ = [
+    "INT64_MAX",
+    "MAX_JSON_DEPTH",
+    "DeadlineExceeded",
+    "InvalidResponse",
+    "LimitExceeded",
+    "UpstreamError",
+    "check_json_tree",
+    "check_serial",
+    "loads_json",
+]
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+#: Warehouse's deepest documents (project JSON ``releases[v][i].digests``) nest 4 deep.
+MAX_JSON_DEPTH = 32
+
+
+class UpstreamError(RuntimeError):
+    """A request that failed after its retries; the message names the URL and the cause."""
+
+
+class InvalidResponse(UpstreamError):
+    """An answer that cannot be mirrored as sent (bad JSON, a value out of range, ...)."""
+
+
+class LimitExceeded(UpstreamError):
+    """An answer over a configured cap (body size, versions, files per release)."""
+
+
+class DeadlineExceeded(UpstreamError):
+    """A request, or the run, took longer than its deadline (``global-timeout``)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def loads_json(body: bytes | bytearray | str, what: str, **kwargs: Any) -> Any:
+    """``json.loads`` that raises :class:`InvalidResponse` naming ``what`` for anything it
+    cannot parse, including nesting deep enough to exhaust the stack and bodies too large
+    for memory; ``NaN`` and ``Infinity`` are refused (no column can hold them)."""
+    try:
+        return json.loads(body, parse_constant=_reject_constant, **kwargs)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        if isinstance(exc, MemoryError):
+            reason = "too large to parse"
+        raise InvalidResponse(f"{what}: invalid JSON ({reason})") from None
+
+
+def _path(parts: list[Any]) -> str:
+    return "".join(f"[{p!r}]" for p in reversed(parts)) or "(top level)"
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.parts: list[Any] = []
+
+
+def _walk(value: Any, depth: int) -> None:
+    if isinstance(value, str):
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _Bad("string is not valid Unicode (lone surrogate)") from None
+    elif value is None or isinstance(value, bool):
+        pass
+    elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise _Bad(f"integer out of range ({str(value)[:40]})")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Bad("number out of range")
+    elif depth >= MAX_JSON_DEPTH:
+        raise _Bad(f"nested deeper than {MAX_JSON_DEPTH}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            try:
+                _walk(k, depth + 1)
+                _walk(v, depth + 1)
+            except _Bad as bad:
+                bad.parts.append(k)
+                raise
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            try:
+                _walk(v, depth + 1)
+            except _Bad as bad:
+                bad.parts.append(i)
+                raise
+    else:  # pragma: no cover - json never produces anything else
+        raise _Bad(f"unexpected {type(value).__name__}")
+
+
+def check_json_tree(data: Any, what: str) -> Any:
+    """Check every value of a parsed document (see the module docstring); returns it."""
+    try:
+        _walk(data, 0)
+    except _Bad as bad:
+        raise InvalidResponse(f"{what}: {_path(bad.parts)}: {bad.reason}") from None
+    return data
+
+
+def check_serial(value: Any, what: str) -> int:
+    """A serial: a non-negative integer that fits a ``BIGINT``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        raise InvalidResponse(f"{what}: serial out of range ({str(value)[:40]!r})")
+    return value
