@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import analyst, files, filters, incremental, sync_throughput
+from . import analyst, caps, files, filters, incremental, sync_throughput
 
 BENCHES = {
     "sync": sync_throughput.main,
@@ -12,6 +12,7 @@ BENCHES = {
     "analyst": analyst.main,
     "filters": filters.main,
     "files": files.main,
+    "caps": caps.main,
 }
 
 

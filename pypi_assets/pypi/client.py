@@ -259,6 +259,8 @@ class PyPIClient:
         self.stats = RequestStats()
         self._sem = asyncio.Semaphore(self.config.concurrency)
         self._started = time.monotonic()
+        run = self.config.run_timeout
+        self._run_deadline = self._started + run if run is not None else float("inf")
         #: URLs refused or cut because the run's bound (``run_timeout``) had passed.
         self.deadline_hits: list[str] = []
         cfg = self.config
@@ -360,7 +362,7 @@ class PyPIClient:
         run = self.config.run_timeout
         if run is None:
             return limit
-        left = self._started + run - time.monotonic()
+        left = self._run_deadline - time.monotonic()
         if left <= 0:
             self.deadline_hits.append(url)
             raise DeadlineExceeded(f"{url}: global-timeout ({run:g} s) reached, not requested")
@@ -406,7 +408,8 @@ class PyPIClient:
                         got = await self._once(method, url, headers, content)
             except (httpx.TimeoutException, TimeoutError) as exc:
                 last = f"timeout ({type(exc).__name__})"
-                if time.monotonic() >= deadline - 0.001:  # type: ignore[operator]
+                cutoff = min(deadline or float("inf"), self._run_deadline)
+                if time.monotonic() >= cutoff - 0.001:
                     self._account(kind, started)
                     self._deadline_passed(url, attempt, last)
             except httpx.TransportError as exc:  # includes truncated bodies
@@ -444,7 +447,7 @@ class PyPIClient:
 
     def _deadline_passed(self, url: str, attempt: int, last: str) -> None:
         run = self.config.run_timeout
-        if run is not None and time.monotonic() >= self._started + run - 0.001:
+        if run is not None and time.monotonic() >= self._run_deadline - 0.001:
             self.deadline_hits.append(url)
             raise DeadlineExceeded(f"{url}: cut at the global-timeout of the run ({run:g} s)")
         raise DeadlineExceeded(
