@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import random
 import ssl
@@ -184,6 +185,28 @@ def quote_version(version: str) -> str:
 _UNSET: Any = object()
 
 
+_INFLATE_STEP = 1 << 20
+
+
+def _inflate_into(body: bytearray, inflate: Any, raw: bytes, cap: int, url: str) -> None:
+    """Inflate ``raw`` onto ``body``, 1 MiB at a time, refusing to pass ``cap`` bytes. (One
+    64 KiB chunk of a bomb inflates to 64 MiB; zlib would build that in blocks and copy.)"""
+    data = raw
+    while data:
+        try:
+            out = inflate.decompress(data, min(cap - len(body) + 1, _INFLATE_STEP))
+        except zlib.error as exc:
+            raise InvalidResponse(f"{url}: corrupt compressed body ({exc})") from None
+        if len(body) + len(out) > cap:
+            raise LimitExceeded(
+                f"{url}: body larger than max_body_size ({cap} bytes, decompressed)"
+            )
+        body += out
+        data = inflate.unconsumed_tail
+        if not out and data:  # no progress: bytes after the end of the stream
+            raise InvalidResponse(f"{url}: corrupt compressed body (trailing bytes)")
+
+
 def _inflater(url: str, encoding: str) -> Any:
     """A zlib decompressor for ``Content-Encoding`` (gzip or deflate, as asked for), or
     ``None`` for an identity body."""
@@ -240,8 +263,15 @@ class Fetched:
         """The body parsed and range-checked (:func:`check_json_tree`); the body's bytes are
         released once parsed, so a document is never held twice."""
         if self._parsed is _UNSET:
-            data = loads_json(self.body, self.url)
-            self.body = b""
+            # Decode, drop the bytes, then parse: body, text and objects never coexist.
+            body, self.body = self.body, b""
+            try:
+                text = body.decode(json.detect_encoding(body), "surrogatepass")
+            except (UnicodeDecodeError, LookupError) as exc:
+                raise InvalidResponse(f"{self.url}: invalid JSON ({exc})") from None
+            del body
+            data = loads_json(text, self.url)
+            del text
             self._parsed = check_json_tree(data, self.url)
         return self._parsed
 
@@ -331,17 +361,14 @@ class PyPIClient:
                 async for raw in resp.aiter_raw():
                     if method == "HEAD":
                         continue
-                    try:
-                        chunk = (
-                            raw if inflate is None else inflate.decompress(raw, cap - len(body) + 1)
-                        )
-                    except zlib.error as exc:
-                        raise InvalidResponse(f"{url}: corrupt compressed body ({exc})") from None
-                    if len(body) + len(chunk) > cap or (inflate and inflate.unconsumed_tail):
-                        raise LimitExceeded(
-                            f"{url}: body larger than max_body_size ({cap} bytes, decompressed)"
-                        )
-                    body += chunk
+                    if inflate is None:
+                        if len(body) + len(raw) > cap:
+                            raise LimitExceeded(
+                                f"{url}: body larger than max_body_size ({cap} bytes)"
+                            )
+                        body += raw
+                    else:
+                        _inflate_into(body, inflate, raw, cap, url)
                 if inflate is not None and method != "HEAD":
                     try:
                         rest = inflate.flush()
@@ -555,8 +582,14 @@ class PyPIClient:
             got = await self.request("simple-root", root, headers={"Accept": ACCEPT})
             ctype = got.headers.get("content-type", "").split(";")[0].strip()
             if ctype == JSON_CT:
-                data = loads_root_json(got.body, root)
-                got.body = b""
+                body, got.body = got.body, b""
+                try:
+                    text = body.decode(json.detect_encoding(body), "surrogatepass")
+                except (UnicodeDecodeError, LookupError) as exc:
+                    raise SimpleParseError(f"invalid JSON ({exc})") from None
+                del body  # the bytes, the text and the parsed listing never coexist
+                data = loads_root_json(text, root)
+                del text
                 meta_serial, names, serials = parse_root_json(data)
                 del data
                 serial = got.headers_serial if got.headers_serial is not None else meta_serial

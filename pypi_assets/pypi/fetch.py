@@ -182,6 +182,23 @@ def _fill(d: Distribution, f: _File, project: str, serial: int) -> Distribution:
     return d
 
 
+def _share_descriptions(
+    info: dict[str, Any], releases: list[Release], dists: list[Distribution]
+) -> None:
+    """One string object per distinct description: each version's JSON and each file's
+    METADATA bring their own copy of what is mostly the same README, often megabytes."""
+    seen: dict[str, str] = {}
+
+    def one(value: Any) -> Any:
+        return seen.setdefault(value, value) if isinstance(value, str) and value else value
+
+    for i in (info, *(r.info for r in releases)):
+        if i is not None and i.get("description"):
+            i["description"] = one(i["description"])
+    for d in dists:
+        d.description = one(d.description)
+
+
 async def fetch_project(
     client: PyPIClient,
     name: str,
@@ -352,6 +369,7 @@ async def fetch_project(
                     **fields,
                 )
             dists.append(_fill(d, f, norm, serial))
+    _share_descriptions(info, releases, dists)
     return Project(
         name=norm,
         display_name=display,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 #: Warehouse's deepest documents (project JSON ``releases[v][i].digests``) nest 4 deep.
 MAX_JSON_DEPTH = 32
 
@@ -77,11 +79,8 @@ class _Bad(Exception):
 
 def _walk(value: Any, depth: int) -> None:
     if isinstance(value, str):
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise _Bad("string is not valid Unicode (lone surrogate)") from None
+        if not value.isascii() and _SURROGATE.search(value):
+            raise _Bad("string is not valid Unicode (lone surrogate)")
     elif value is None or isinstance(value, bool):
         pass
     elif isinstance(value, int):

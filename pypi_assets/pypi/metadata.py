@@ -52,9 +52,6 @@ _LIST_FIELDS = {
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 
 
-_END_OF_HEADERS = re.compile(r"\r?\n\r?\n")
-
-
 def decode_core_metadata(data: bytes | bytearray) -> tuple[str, bool]:
     """The text of a METADATA / PKG-INFO file, and whether it had bytes that are not UTF-8.
 
@@ -69,10 +66,27 @@ def decode_core_metadata(data: bytes | bytearray) -> tuple[str, bool]:
         return data.decode("utf-8", "replace"), True
 
 
-def _headers(text: str) -> Any:
-    # Only the header block is parsed: a multi-megabyte body is not copied again.
-    end = _END_OF_HEADERS.search(text)
-    head = text if end is None else text[: end.start() + 1]
+#: ``email.feedparser``'s test for a header line: a line that fails it starts the body.
+_HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
+
+
+def _split_message(text: str) -> tuple[str, str]:
+    """The header block and the body, split where the email parser splits them (at the first
+    blank line, or at the first line that is not a header), without parsing the body: a
+    multi-megabyte description is not cut into lines and joined again."""
+    pos, n = 0, len(text)
+    while pos < n:
+        nl = text.find("\n", pos)
+        end = n if nl == -1 else nl + 1
+        if text.startswith(("\n", "\r\n"), pos) or pos == end:
+            return text[:pos], text[end:]
+        if not _HEADER_LINE.match(text, pos):
+            return text[:pos], text[pos:]
+        pos = end
+    return text, ""
+
+
+def _headers(head: str) -> Any:
     return email.parser.HeaderParser(policy=email.policy.compat32).parsestr(head)
 
 
@@ -109,10 +123,20 @@ def fields_from_core_metadata(data: bytes | bytearray | str) -> dict[str, Any]:
     text = data if isinstance(data, str) else decode_core_metadata(data)[0]
     if len(text) > _MAX_METADATA_BYTES:
         raise MetadataError("core metadata file is larger than 16 MiB")
+    head, payload = _split_message(text)
+    del text
     try:
-        raw, _unparsed = parse_email(text)
+        raw, unparsed = parse_email(head)
     except Exception as exc:  # packaging raises plain ValueError on undecodable input
         raise MetadataError(f"unparseable core metadata: {exc}") from exc
+    if payload:
+        # packaging's rule for the body: the description, unless a Description header gives
+        # one too (then neither is known to be right).
+        if "description" in raw:
+            del raw["description"]
+        elif "description" not in unparsed:
+            raw["description"] = payload
+    del payload
     if "metadata_version" not in raw:
         raise MetadataError("core metadata has no Metadata-Version")
     out: dict[str, Any] = {}
@@ -122,7 +146,7 @@ def fields_from_core_metadata(data: bytes | bytearray | str) -> dict[str, Any]:
     for col, key in _LIST_FIELDS.items():
         value = cast(list[str] | None, raw.get(key))
         out[col] = list(value or [])
-    headers = _headers(text)
+    headers = _headers(head)
     if (
         out["description"] is not None
         and "\n" in out["description"]

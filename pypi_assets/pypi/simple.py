@@ -48,7 +48,7 @@ def _compact(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def loads_root_json(body: bytes | bytearray, what: str = "simple root") -> Any:
+def loads_root_json(body: bytes | bytearray | str, what: str = "simple root") -> Any:
     """``json.loads`` for the ~40 MB root listing, at a fraction of the memory. Anything
     unparseable (garbage, nesting deep enough to exhaust the stack) raises
     :class:`SimpleParseError`."""
