@@ -319,3 +319,30 @@ def test_invalid_utf8_in_metadata_is_kept_as_replacement_characters_and_counted(
     assert author is not None and author.startswith("Ren\ufffd ")
     assert description is not None and "Body with \ufffd byte." in description
     assert report.requests["repaired"] == {"metadata-invalid-utf8": 1}
+
+
+def test_naive_and_aware_upload_times_in_one_release_are_both_utc(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    names = _names(fake)
+    name, rel = next(
+        (n, r) for n in names for r in fake.index.releases(n).values() if len(r.files) >= 2
+    )
+    rel.files[0].overrides.update(
+        {"upload_time_iso_8601": None, "upload_time": "2020-01-02T03:04:05"}
+    )
+    db = tmp_path / "m.duckdb"
+    report = sync(fake, db)
+    assert report.refresh.failed == {}
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        got = con.execute(
+            "SELECT strftime(upload_time, '%Y-%m-%d %H:%M:%S') FROM distributions"
+            " WHERE filename = ?",
+            [rel.files[0].filename],
+        ).fetchone()
+    finally:
+        con.close()
+    assert got == ("2020-01-02 03:04:05",)
+    assert name in _stored_projects(db)

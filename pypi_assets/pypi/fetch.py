@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .client import NotFound, PyPIClient, quote_version
@@ -52,7 +52,9 @@ def parse_time(value: Any) -> datetime | None:
         return None
     if not 1970 <= dt.year <= 9000:
         raise UnsafeValue(f"upload time out of range {value!r}")
-    return dt.replace(tzinfo=None) if dt.tzinfo is None else dt
+    # Warehouse's times are UTC; a time without an offset is one too (and naive and aware
+    # times could not be compared when a release's earliest upload is taken).
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
 
 
 def _opt_str(value: Any, what: str, limit: int = 4096) -> str | None:
@@ -357,8 +359,12 @@ async def fetch_project(
                     fields["core_name"] = rinfo.get("name")
                     fields["core_version"] = rinfo.get("version")
                     source = "version-json"
-                meta_name = fields.pop("core_name", None) or display
-                meta_version = fields.pop("core_version", None) or version
+                meta_name = fields.pop("core_name", None)
+                meta_version = fields.pop("core_version", None)
+                meta_name = meta_name if isinstance(meta_name, str) and meta_name else display
+                meta_version = (
+                    meta_version if isinstance(meta_version, str) and meta_version else version
+                )
                 d = Distribution(
                     filename=f.filename,
                     packagetype=f.packagetype,
