@@ -346,3 +346,26 @@ def test_naive_and_aware_upload_times_in_one_release_are_both_utc(
         con.close()
     assert got == ("2020-01-02 03:04:05",)
     assert name in _stored_projects(db)
+
+
+def test_large_project_json_over_a_cap_is_refused_before_its_objects_are_built(
+    fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pypi_assets.pypi import client as client_mod
+    from pypi_assets.pypi import fetch as fetch_mod
+
+    big = _names(fake)[2]
+    fake.index.add_many_releases(big, 300)
+    monkeypatch.setattr(fetch_mod, "PRECOUNT_CHARS", 0)  # count every project JSON first
+
+    def never(data: Any, what: str) -> Any:
+        raise AssertionError("the full document was built")
+
+    monkeypatch.setattr(client_mod, "check_json_tree", never)
+
+    async def main() -> None:
+        async with _client(fake, max_versions=100) as c:
+            await fetch_project(c, big, None, None)
+
+    with pytest.raises(UpstreamError, match=r"\d+ versions, over max_versions_per_project \(100\)"):
+        asyncio.run(main())

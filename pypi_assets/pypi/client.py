@@ -15,6 +15,7 @@ import ssl
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -259,9 +260,10 @@ class Fetched:
             found = data["meta"].get("_last-serial")
         return check_serial(found, f"{self.url}: serial") if isinstance(found, int) else None
 
-    def json(self) -> Any:
+    def json(self, precheck: Callable[[str], None] | None = None) -> Any:
         """The body parsed and range-checked (:func:`check_json_tree`); the body's bytes are
-        released once parsed, so a document is never held twice."""
+        released once parsed, so a document is never held twice. ``precheck`` sees the text
+        first (to refuse it before its objects are built)."""
         if self._parsed is _UNSET:
             # Decode, drop the bytes, then parse: body, text and objects never coexist.
             body, self.body = self.body, b""
@@ -270,6 +272,8 @@ class Fetched:
             except (UnicodeDecodeError, LookupError) as exc:
                 raise InvalidResponse(f"{self.url}: invalid JSON ({exc})") from None
             del body
+            if precheck is not None:
+                precheck(text)
             data = loads_json(text, self.url)
             del text
             self._parsed = check_json_tree(data, self.url)

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .client import NotFound, PyPIClient, quote_version
-from .limits import INT64_MAX, InvalidResponse, LimitExceeded, check_serial
+from .limits import INT64_MAX, InvalidResponse, LimitExceeded, check_serial, loads_json
 from .metadata import (
     MetadataError,
     decode_core_metadata,
@@ -111,6 +111,41 @@ def check_caps(client: PyPIClient, name: str, releases: Any) -> None:
                 f"{name} {str(version)[:100]}: {len(files)} files, over max_files_per_release "
                 f"({cfg.max_files_per_release})"
             )
+
+
+#: Project JSON larger than this is counted before it is parsed (see :func:`_precount`).
+PRECOUNT_CHARS = 4 * 1024 * 1024
+
+
+def _summary(pairs: list[tuple[str, Any]]) -> tuple[int, int, Any]:
+    """An object reduced to its size, its longest list's length and its ``releases``."""
+    longest = max((len(v) for _k, v in pairs if isinstance(v, list)), default=0)
+    return len(pairs), longest, next((v for k, v in pairs if k == "releases"), None)
+
+
+def _precount(client: PyPIClient, name: str, text: str) -> None:
+    """Apply the caps to a large project JSON from a parse that keeps only counts, so a
+    project over them is refused without its objects ever being built (100,000 versions are
+    some 75 MB of JSON and four times that as objects)."""
+    if len(text) <= PRECOUNT_CHARS:
+        return
+    try:
+        top = loads_json(text, f"{name}: project JSON", object_pairs_hook=_summary)
+    except InvalidResponse:
+        return  # the full parse reports it
+    releases = top[2] if isinstance(top, tuple) else None
+    if not isinstance(releases, tuple):
+        return
+    cfg = client.config
+    if releases[0] > cfg.max_versions:
+        raise LimitExceeded(
+            f"{name}: {releases[0]} versions, over max_versions_per_project ({cfg.max_versions})"
+        )
+    if releases[1] > cfg.max_files_per_release:
+        raise LimitExceeded(
+            f"{name}: a release of {releases[1]} files, over max_files_per_release "
+            f"({cfg.max_files_per_release})"
+        )
 
 
 def _parse_files(client: PyPIClient, releases: Any) -> dict[str, list[_File]]:
@@ -218,7 +253,7 @@ async def fetch_project(
     check_project_name(name)
     norm = canonical(name)
     got = await client.project_json(name, expected_serial)
-    data = got.json()
+    data = got.json(precheck=lambda text: _precount(client, name, text))
     if not isinstance(data, dict) or not isinstance(data.get("info"), dict):
         raise ProjectError(f"{name}: project JSON has no 'info' object")
     check_caps(client, name, data.get("releases"))
