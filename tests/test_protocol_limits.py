@@ -253,12 +253,13 @@ def test_gzip_encoded_answers_still_work(fake: FakeUpstream) -> None:
 def test_trickling_body_is_cut_at_the_global_timeout(fake: FakeUpstream, tmp_path: Path) -> None:
     names = _names(fake)
     slow = names[8]
-    # One byte every 0.5 s, for 30 bytes: 15 s per attempt, where global-timeout allows 3.
+    # One byte every 0.5 s, for 30 bytes: 15 s per attempt, where global-timeout allows 8
+    # (room enough for the other projects on a busy machine).
     fake.add_fault(
         Fault(path=rf"^/pypi/{slow}/json$", kind="trickle", seconds=0.5, limit=30, times=100)
     )
     db = tmp_path / "m.duckdb"
-    config = make_config("global-timeout = 3\n")
+    config = make_config("global-timeout = 8\n")
     with pytest.raises(UpstreamError, match="global-timeout") as info:
         sync(fake, db, config)
     assert f"/pypi/{slow}/json" in str(info.value)  # the request cut is named
