@@ -6,7 +6,6 @@ import pytest
 
 from pypi_assets.pypi.metadata import (
     MetadataError,
-    decode_core_metadata,
     fields_from_core_metadata,
     fields_from_version_info,
 )
@@ -226,6 +225,8 @@ def test_body_split_matches_the_email_parser(text: str) -> None:
 
 
 def test_invalid_utf8_is_replaced_not_dropped() -> None:
+    from pypi_assets.pypi.metadata import decode_core_metadata
+
     data = b"Metadata-Version: 2.1\nName: a\nVersion: 1\nSummary: caf\xe9\nAuthor: x\xff\n\nb\xfe\n"
     text, repaired = decode_core_metadata(data)
     assert repaired
