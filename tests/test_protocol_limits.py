@@ -370,3 +370,23 @@ def test_large_project_json_over_a_cap_is_refused_before_its_objects_are_built(
 
     with pytest.raises(UpstreamError, match=r"\d+ versions, over max_versions_per_project \(100\)"):
         asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ({"a": [1, {"size": 10**30}]}, r"\['a'\]\[1\]\['size'\]: integer out of range"),
+        ({"summary": "\ud800"}, "lone surrogate"),
+        ({"\udc00": 1}, "lone surrogate"),
+        ([float("inf")], "number out of range"),
+        ([[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]], "nested deeper"),
+    ],
+    ids=["int", "surrogate", "surrogate-key", "inf", "depth"],
+)
+def test_every_parsed_value_is_checked(doc: Any, reason: str) -> None:
+    from pypi_assets.pypi.limits import InvalidResponse, check_json_tree
+
+    with pytest.raises(InvalidResponse, match=reason):
+        check_json_tree(doc, "doc")
+    ok = {"info": {"summary": "caf\u00e9 \U0001f600", "n": -1, "f": 1.5, "l": [None, True]}}
+    assert check_json_tree(ok, "doc") is ok

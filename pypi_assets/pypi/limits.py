@@ -68,7 +68,8 @@ def loads_json(body: bytes | bytearray | str, what: str, **kwargs: Any) -> Any:
 
 
 def _path(parts: list[Any]) -> str:
-    return "".join(f"[{p!r}]" for p in reversed(parts)) or "(top level)"
+    text = "".join(f"[{str(p)[:100]!r}]" for p in reversed(parts)) or "(top level)"
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 class _Bad(Exception):
@@ -77,37 +78,43 @@ class _Bad(Exception):
         self.parts: list[Any] = []
 
 
-def _walk(value: Any, depth: int) -> None:
-    if isinstance(value, str):
+def _leaf(value: Any) -> bool:
+    """Check a scalar; ``False`` for a container (to be walked)."""
+    t = type(value)
+    if t is str:
         if not value.isascii() and _SURROGATE.search(value):
             raise _Bad("string is not valid Unicode (lone surrogate)")
-    elif value is None or isinstance(value, bool):
-        pass
-    elif isinstance(value, int):
+    elif t is int:
         if not INT64_MIN <= value <= INT64_MAX:
             raise _Bad(f"integer out of range ({str(value)[:40]})")
-    elif isinstance(value, float):
+    elif value is None or t is bool:
+        pass
+    elif t is float:
         if not math.isfinite(value):
             raise _Bad("number out of range")
-    elif depth >= MAX_JSON_DEPTH:
-        raise _Bad(f"nested deeper than {MAX_JSON_DEPTH}")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            try:
-                _walk(k, depth + 1)
-                _walk(v, depth + 1)
-            except _Bad as bad:
-                bad.parts.append(k)
-                raise
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            try:
-                _walk(v, depth + 1)
-            except _Bad as bad:
-                bad.parts.append(i)
-                raise
+    elif t is dict or t is list or t is tuple:
+        return False
     else:  # pragma: no cover - json never produces anything else
-        raise _Bad(f"unexpected {type(value).__name__}")
+        raise _Bad(f"unexpected {t.__name__}")
+    return True
+
+
+def _walk(value: Any, depth: int) -> None:
+    # Leaves are checked inline (most values are), containers recursively.
+    if _leaf(value):
+        return
+    if depth >= MAX_JSON_DEPTH:
+        raise _Bad(f"nested deeper than {MAX_JSON_DEPTH}")
+    items = value.items() if type(value) is dict else enumerate(value)
+    for k, v in items:
+        try:
+            if type(k) is str and not k.isascii() and _SURROGATE.search(k):
+                raise _Bad("key is not valid Unicode (lone surrogate)")
+            if not _leaf(v):
+                _walk(v, depth + 1)
+        except _Bad as bad:
+            bad.parts.append(k)
+            raise
 
 
 def check_json_tree(data: Any, what: str) -> Any:
