@@ -68,7 +68,9 @@ def loads_json(body: bytes | bytearray | str, what: str, **kwargs: Any) -> Any:
 
 
 def _path(parts: list[Any]) -> str:
-    text = "".join(f"[{str(p)[:100]!r}]" for p in reversed(parts)) or "(top level)"
+    text = "".join(f"[{p if isinstance(p, int) else str(p)[:100]!r}]" for p in reversed(parts)) or (
+        "(top level)"
+    )
     return text if len(text) <= 300 else text[:300] + "..."
 
 
