@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from . import analyst, faults, files, filters, incremental, serve_load, sync_throughput
+from . import (
+    analyst,
+    caps,
+    faults,
+    files,
+    filters,
+    incremental,
+    serve_load,
+    sync_throughput,
+)
 
 BENCHES = {
     "sync": sync_throughput.main,
@@ -14,6 +23,7 @@ BENCHES = {
     "files": files.main,
     "serve": serve_load.main,
     "faults": faults.main,
+    "caps": caps.main,
 }
 
 

@@ -88,6 +88,13 @@ def client_config(settings: Settings, config: MirrorConfig, **overrides: Any) ->
         "concurrency": settings.concurrency_for(config),
         "read_timeout": config.timeout,
         "connect_timeout": min(config.timeout, 30.0),
+        # bandersnatch's global-timeout (aiohttp total): each request's overall deadline;
+        # the issue asks it to bound the run as well.
+        "total_timeout": config.global_timeout,
+        "run_timeout": config.global_timeout,
+        "max_body": config.max_body_size,
+        "max_versions": config.max_versions_per_project,
+        "max_files_per_release": config.max_files_per_release,
     }
     if settings.backoff is not None:
         values["backoff"] = settings.backoff

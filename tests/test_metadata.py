@@ -198,3 +198,42 @@ def test_version_info_rejects_hostile_types() -> None:
         fields_from_version_info({"summary": {"not": "a string"}})
     with pytest.raises(MetadataError):
         fields_from_version_info({"requires_dist": "x"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Metadata-Version: 2.1\nName: a\nVersion: 1\nSummary: s\n\nThe body.\n\nMore.\n",
+        "Metadata-Version: 2.1\r\nName: a\r\nVersion: 1\r\n\r\nCRLF body.\r\n",
+        "Metadata-Version: 1.0\nName: a\nVersion: 1\nDescription: head\n        |more\n\nbody\n",
+        "Metadata-Version: 2.1\nName: a\nVersion: 1\nnot a header line\nSummary: x\n",
+        "Metadata-Version: 2.1\nName: a\nVersion: 1\nKeywords: a, b\n",
+        "Metadata-Version: 2.1\nName: a\nVersion: 1\n\n",
+    ],
+    ids=["body", "crlf", "header-and-body", "defect-line", "no-body", "empty-body"],
+)
+def test_body_split_matches_the_email_parser(text: str) -> None:
+    """The body is split off without the email parser (no copy of a huge description cut
+    into lines); the columns are those of parsing the whole file with packaging."""
+    from packaging.metadata import parse_email
+
+    got = fields_from_core_metadata(text)
+    raw, _unparsed = parse_email(text)
+    assert got["description"] == (raw.get("description") or None)
+    assert got["summary"] == raw.get("summary")
+    assert got["core_name"] == raw.get("name")
+
+
+def test_invalid_utf8_is_replaced_not_dropped() -> None:
+    from pypi_assets.pypi.metadata import decode_core_metadata
+
+    data = b"Metadata-Version: 2.1\nName: a\nVersion: 1\nSummary: caf\xe9\nAuthor: x\xff\n\nb\xfe\n"
+    text, repaired = decode_core_metadata(data)
+    assert repaired
+    fields = fields_from_core_metadata(text)
+    assert (fields["summary"], fields["author"], fields["description"]) == (
+        "caf\ufffd",
+        "x\ufffd",
+        "b\ufffd\n",
+    )
+    assert decode_core_metadata(b"Summary: caf\xc3\xa9\n") == ("Summary: caf\u00e9\n", False)

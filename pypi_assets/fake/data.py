@@ -478,6 +478,38 @@ class FakeIndex:
                 self._bump(p.name, version, f"add {f.python_version} file {f.filename}")
             return rel
 
+    def add_many_releases(self, name: str, n: int, *, files: int = 1) -> None:
+        """``n`` small releases (``files`` tiny sdists each, no core metadata) in one serial
+        bump: a project with 100,000 versions in a couple of seconds."""
+        with self.lock:
+            norm = canonicalize_name(name)
+            p = self.projects[norm]
+            rels = self.releases(norm)
+            pkg = norm.replace("-", "_")
+            t = float(_EPOCH)
+            for i in range(n):
+                v = f"1000.{i}"
+                fs = [
+                    FakeFile(
+                        filename=f"{pkg}-{v}{'' if k == 0 else f'.post{k}'}.tar.gz",
+                        version=v,
+                        packagetype="sdist",
+                        python_version="source",
+                        content=f"{pkg} {v} {k}".encode(),
+                        metadata=b"",
+                        upload_time=t + i,
+                        requires_python=None,
+                        core_metadata=False,
+                    )
+                    for k in range(files)
+                ]
+                rels[v] = FakeRelease(
+                    version=v, files=fs, info={"name": p.name, "version": v, "summary": "bulk"}
+                )
+                for f in fs:
+                    self._by_path[f.path] = (norm, f)
+            self._bump(p.name, None, f"add {n} releases")
+
     def add_file(self, name: str, version: str, tag: str = "py2.py3-none-any") -> FakeFile:
         with self.lock:
             norm = canonicalize_name(name)

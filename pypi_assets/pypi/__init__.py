@@ -3,6 +3,7 @@ XML-RPC. No Dagster, no DuckDB, no filesystem access."""
 
 from .client import ClientConfig, NotFound, PyPIClient, RequestStats, StaleResponse, UpstreamError
 from .fetch import ProjectError, fetch_project
+from .limits import DeadlineExceeded, InvalidResponse, LimitExceeded
 from .names import UnsafeValue, canonical
 from .records import (
     DISTRIBUTION_COLUMNS,
@@ -19,7 +20,10 @@ __all__ = [
     "DISTRIBUTION_COLUMNS",
     "SEED_FIELDS",
     "ClientConfig",
+    "DeadlineExceeded",
     "Distribution",
+    "InvalidResponse",
+    "LimitExceeded",
     "NotFound",
     "Project",
     "ProjectError",

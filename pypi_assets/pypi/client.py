@@ -13,7 +13,9 @@ import os
 import random
 import ssl
 import time
+import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,6 +24,15 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from .._version import __version__
+from .limits import (
+    DeadlineExceeded,
+    InvalidResponse,
+    LimitExceeded,
+    UpstreamError,
+    check_json_tree,
+    check_serial,
+    loads_json,
+)
 from .names import UnsafeValue, canonical, check_project_name, check_url, host_key
 from .records import UpstreamListing
 from .simple import (
@@ -40,6 +51,9 @@ from .xmlrpc import XmlRpcError, dumps_call, loads_response
 __all__ = [
     "DEFAULT_USER_AGENT",
     "ClientConfig",
+    "DeadlineExceeded",
+    "InvalidResponse",
+    "LimitExceeded",
     "NotFound",
     "PyPIClient",
     "RequestStats",
@@ -51,10 +65,6 @@ DEFAULT_USER_AGENT = f"pypi-assets/{__version__} (+https://github.com/pypi-asset
 MAX_WORKERS = 10
 _RETRY_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-class UpstreamError(RuntimeError):
-    """A request that failed after its retries; the message names the URL and the cause."""
 
 
 class NotFound(UpstreamError):
@@ -70,20 +80,31 @@ class ClientConfig:
     upstream: str = "https://pypi.org"
     concurrency: int = 3
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
-    total_timeout: float = 600.0  # one attempt, headers to last byte
+    read_timeout: float = 60.0  # between two reads; a trickle defeats it, total_timeout not
+    #: One request's overall deadline, connect to last byte, its retries and waits included
+    #: (bandersnatch's ``global-timeout``, its aiohttp ``ClientTimeout(total=...)``).
+    total_timeout: float = 600.0
+    #: The run's bound, counted from the client's creation (``global-timeout``): once
+    #: passed, requests in flight are cut and new ones refused, and leaving the client's
+    #: ``async with`` block raises :class:`DeadlineExceeded`. ``None``: unbounded.
+    run_timeout: float | None = None
     retries: int = 3  # attempts after the first
     backoff: float = 1.0  # seconds, doubled per attempt, with jitter
     max_retry_after: float = 300.0
     stale_delays: tuple[float, ...] = (1.0, 2.0)  # bandersnatch: 3 attempts, 1 s then 2 s apart
     file_hosts: tuple[str, ...] = ()  # extra hosts file URLs may point at
     user_agent: str = DEFAULT_USER_AGENT
-    max_body: int = 512 * 1024 * 1024
+    max_body: int = 256 * 1024 * 1024  # decompressed bytes of one response held in memory
+    max_versions: int = 20_000  # releases of one project
+    max_files_per_release: int = 2_000
     changelog_page: int = 50_000  # Warehouse caps changelog_since_serial replies at this
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_WORKERS:
             raise ValueError(f"concurrency must be between 1 and {MAX_WORKERS}")
+        for key in ("max_body", "max_versions", "max_files_per_release", "total_timeout"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be positive")
         parts = urlsplit(self.upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream must be an http(s) URL, got {self.upstream!r}")
@@ -114,6 +135,9 @@ class RequestStats:
     seconds: dict[str, float] = field(default_factory=dict)
     retries: int = 0
     bytes: int = 0
+    #: Things upstream sent that were kept with a repair, by kind (``metadata-invalid-utf8``:
+    #: core metadata files with bytes that are not UTF-8, kept with U+FFFD in their place).
+    repaired: Counter[str] = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
@@ -126,6 +150,7 @@ class RequestStats:
             "total_requests": self.total,
             "retries": self.retries,
             "bytes": self.bytes,
+            "repaired": dict(self.repaired),
         }
 
 
@@ -158,20 +183,63 @@ def quote_version(version: str) -> str:
     return quote(version, safe="")
 
 
+_UNSET: Any = object()
+
+
+_INFLATE_STEP = 1 << 20
+
+
+def _inflate_into(body: bytearray, inflate: Any, raw: bytes, cap: int, url: str) -> None:
+    """Inflate ``raw`` onto ``body``, 1 MiB at a time, refusing to pass ``cap`` bytes. (One
+    64 KiB chunk of a bomb inflates to 64 MiB; zlib would build that in blocks and copy.)"""
+    data = raw
+    while data:
+        try:
+            out = inflate.decompress(data, min(cap - len(body) + 1, _INFLATE_STEP))
+        except zlib.error as exc:
+            raise InvalidResponse(f"{url}: corrupt compressed body ({exc})") from None
+        if len(body) + len(out) > cap:
+            raise LimitExceeded(
+                f"{url}: body larger than max_body_size ({cap} bytes, decompressed)"
+            )
+        body += out
+        data = inflate.unconsumed_tail
+        if not out and data:  # no progress: bytes after the end of the stream
+            raise InvalidResponse(f"{url}: corrupt compressed body (trailing bytes)")
+
+
+def _inflater(url: str, encoding: str) -> Any:
+    """A zlib decompressor for ``Content-Encoding`` (gzip or deflate, as asked for), or
+    ``None`` for an identity body."""
+    enc = encoding.strip().lower()
+    if enc in ("", "identity"):
+        return None
+    if enc in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if enc == "deflate":
+        return zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip header, detected
+    raise InvalidResponse(f"{url}: unsupported Content-Encoding {encoding[:40]!r}")
+
+
 @dataclass(slots=True)
 class Fetched:
     status: int
     headers: httpx.Headers
-    body: bytes
+    body: bytes | bytearray
     url: str
+    _parsed: Any = _UNSET
 
     @property
     def headers_serial(self) -> int | None:
         value = self.headers.get("X-PyPI-Last-Serial")
-        try:
-            return int(value) if value is not None else None
-        except ValueError:
+        if value is None:
             return None
+        value = value.strip()
+        if not value.isdigit() or not value.isascii():
+            return None
+        return check_serial(
+            int(value) if len(value) <= 20 else -1, f"{self.url}: X-PyPI-Last-Serial"
+        )
 
     @property
     def serial(self) -> int | None:
@@ -179,22 +247,37 @@ class Fetched:
         JSON body states (``last_serial`` or ``meta._last-serial``)."""
         if "X-PyPI-Last-Serial" in self.headers:
             return self.headers_serial
-        if self.body[:1] != b"{" or "json" not in self.headers.get("content-type", ""):
+        if self._parsed is _UNSET and (
+            self.body[:1] != b"{" or "json" not in self.headers.get("content-type", "")
+        ):
             return None
         try:
-            data = json.loads(self.body)
-        except ValueError:
+            data = self.json()
+        except InvalidResponse:
             return None
         found = data.get("last_serial") if isinstance(data, dict) else None
         if found is None and isinstance(data, dict) and isinstance(data.get("meta"), dict):
             found = data["meta"].get("_last-serial")
-        return found if isinstance(found, int) else None
+        return check_serial(found, f"{self.url}: serial") if isinstance(found, int) else None
 
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise UpstreamError(f"{self.url}: invalid JSON ({exc})") from exc
+    def json(self, precheck: Callable[[str], None] | None = None) -> Any:
+        """The body parsed and range-checked (:func:`check_json_tree`); the body's bytes are
+        released once parsed, so a document is never held twice. ``precheck`` sees the text
+        first (to refuse it before its objects are built)."""
+        if self._parsed is _UNSET:
+            # Decode, drop the bytes, then parse: body, text and objects never coexist.
+            body, self.body = self.body, b""
+            try:
+                text = body.decode(json.detect_encoding(body), "surrogatepass")
+            except (UnicodeDecodeError, LookupError) as exc:
+                raise InvalidResponse(f"{self.url}: invalid JSON ({exc})") from None
+            del body
+            if precheck is not None:
+                precheck(text)
+            data = loads_json(text, self.url)
+            del text
+            self._parsed = check_json_tree(data, self.url)
+        return self._parsed
 
 
 class PyPIClient:
@@ -209,6 +292,11 @@ class PyPIClient:
         self.config = config or ClientConfig()
         self.stats = RequestStats()
         self._sem = asyncio.Semaphore(self.config.concurrency)
+        self._started = time.monotonic()
+        run = self.config.run_timeout
+        self._run_deadline = self._started + run if run is not None else float("inf")
+        #: URLs refused or cut because the run's bound (``run_timeout``) had passed.
+        self.deadline_hits: list[str] = []
         cfg = self.config
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(
@@ -230,8 +318,14 @@ class PyPIClient:
     async def __aenter__(self) -> PyPIClient:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
         await self.aclose()
+        if exc_type is None and self.deadline_hits:
+            first = self.deadline_hits[0]
+            raise DeadlineExceeded(
+                f"global-timeout of the run ({self.config.run_timeout:g} s) reached: "
+                f"{len(self.deadline_hits)} requests cut or not made (first: {first})"
+            )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -249,7 +343,12 @@ class PyPIClient:
     async def _once(
         self, method: str, url: str, headers: dict[str, str], content: bytes | None
     ) -> Fetched:
-        """One request, following same-origin redirects, reading the body with a size cap."""
+        """One request, following same-origin redirects, reading the body with a size cap.
+
+        The body is read raw and inflated here, never past ``max_body`` decompressed bytes
+        (httpx would inflate a whole network chunk at once: a bomb's 64 KiB become 64 MiB).
+        """
+        cap = self.config.max_body
         for _hop in range(6):
             async with self._http.stream(method, url, headers=headers, content=content) as resp:
                 target = self._redirect(resp)
@@ -258,23 +357,47 @@ class PyPIClient:
                     if resp.status_code == 303:
                         method, content = "GET", None
                     continue
-                expected = resp.headers.get("content-length")
-                if (
-                    expected is not None
-                    and expected.isdigit()
-                    and int(expected) > self.config.max_body
-                ):
-                    raise UpstreamError(f"{url}: body larger than {self.config.max_body} bytes")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in resp.aiter_raw() if method == "HEAD" else resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > self.config.max_body:
-                        raise UpstreamError(f"{url}: body larger than {self.config.max_body} bytes")
-                    chunks.append(chunk)
-                self.stats.bytes += size
-                return Fetched(resp.status_code, resp.headers, b"".join(chunks), str(resp.url))
+                expected = resp.headers.get("content-length", "")
+                if expected.isdigit() and expected.isascii() and int(expected) > cap:
+                    raise LimitExceeded(f"{url}: body larger than max_body_size ({cap} bytes)")
+                inflate = _inflater(url, resp.headers.get("content-encoding", ""))
+                body = bytearray()
+                async for raw in resp.aiter_raw():
+                    if method == "HEAD":
+                        continue
+                    if inflate is None:
+                        if len(body) + len(raw) > cap:
+                            raise LimitExceeded(
+                                f"{url}: body larger than max_body_size ({cap} bytes)"
+                            )
+                        body += raw
+                    else:
+                        _inflate_into(body, inflate, raw, cap, url)
+                if inflate is not None and method != "HEAD":
+                    try:
+                        rest = inflate.flush()
+                    except zlib.error as exc:
+                        raise InvalidResponse(f"{url}: corrupt compressed body ({exc})") from None
+                    if len(body) + len(rest) > cap:
+                        raise LimitExceeded(
+                            f"{url}: body larger than max_body_size ({cap} bytes, decompressed)"
+                        )
+                    body += rest
+                self.stats.bytes += len(body)
+                return Fetched(resp.status_code, resp.headers, body, str(resp.url))
         raise UpstreamError(f"{url}: too many redirects")
+
+    def time_left(self, limit: float, url: str = "") -> float:
+        """Seconds an attempt may take: ``limit``, less if the run's bound comes sooner.
+        Raises :class:`DeadlineExceeded` once the run's bound has passed."""
+        run = self.config.run_timeout
+        if run is None:
+            return limit
+        left = self._run_deadline - time.monotonic()
+        if left <= 0:
+            self.deadline_hits.append(url)
+            raise DeadlineExceeded(f"{url}: global-timeout ({run:g} s) reached, not requested")
+        return min(limit, left)
 
     async def request(
         self,
@@ -290,22 +413,36 @@ class PyPIClient:
         """A request with retries: timeouts, transport errors, truncated bodies and 5xx back
         off exponentially, 429 honours ``Retry-After``, and a response whose
         ``X-PyPI-Last-Serial`` is below ``expected_serial`` is retried and then reported stale.
+
+        The whole of it, retries and waits included, has ``total_timeout`` to complete (from
+        its first attempt's start); past that it raises :class:`DeadlineExceeded`.
         """
         cfg = self.config
         url = self._check(url)
+        headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
         attempt = 0
         stale_attempt = 0
         last: str = ""
+        deadline: float | None = None
         while True:
             delay: float | None = None
             started = time.perf_counter()
             try:
                 async with self._sem:
                     started = time.perf_counter()
-                    async with asyncio.timeout(cfg.total_timeout):
-                        got = await self._once(method, url, headers or {}, content)
+                    if deadline is None:
+                        deadline = time.monotonic() + cfg.total_timeout
+                    budget = self.time_left(deadline - time.monotonic(), url)
+                    if budget <= 0:
+                        raise TimeoutError
+                    async with asyncio.timeout(budget):
+                        got = await self._once(method, url, headers, content)
             except (httpx.TimeoutException, TimeoutError) as exc:
                 last = f"timeout ({type(exc).__name__})"
+                cutoff = min(deadline or float("inf"), self._run_deadline)
+                if time.monotonic() >= cutoff - 0.001:
+                    self._account(kind, started)
+                    self._deadline_passed(url, attempt, last)
             except httpx.TransportError as exc:  # includes truncated bodies
                 last = f"transport error ({type(exc).__name__}: {exc})"
             else:
@@ -314,7 +451,7 @@ class PyPIClient:
                     serial = got.serial
                     if expected_serial is not None and (serial is None or serial < expected_serial):
                         if stale_attempt < len(cfg.stale_delays):
-                            await asyncio.sleep(cfg.stale_delays[stale_attempt])
+                            await self._sleep(cfg.stale_delays[stale_attempt], deadline, url)
                             stale_attempt += 1
                             self.stats.retries += 1
                             self._account(kind, started)
@@ -337,20 +474,46 @@ class PyPIClient:
                     self._account(kind, started)
                     raise UpstreamError(f"{url}: unexpected HTTP {status}")
             self._account(kind, started)
-            attempt = await self._retry_or_give_up(url, attempt, last, delay)
+            attempt = await self._retry_or_give_up(url, attempt, last, delay, deadline)
+
+    def _deadline_passed(self, url: str, attempt: int, last: str) -> None:
+        run = self.config.run_timeout
+        if run is not None and time.monotonic() >= self._run_deadline - 0.001:
+            self.deadline_hits.append(url)
+            raise DeadlineExceeded(f"{url}: cut at the global-timeout of the run ({run:g} s)")
+        raise DeadlineExceeded(
+            f"{url}: no complete answer within {self.config.total_timeout:g} s "
+            f"(global-timeout; {attempt + 1} attempts, last: {last})"
+        )
+
+    async def _sleep(self, seconds: float, deadline: float | None, url: str) -> None:
+        """Wait before another attempt, unless that would pass the request's deadline."""
+        if deadline is not None and time.monotonic() + seconds >= deadline:
+            raise DeadlineExceeded(
+                f"{url}: no complete answer within {self.config.total_timeout:g} s "
+                f"(global-timeout; next attempt due after the deadline)"
+            )
+        self.time_left(seconds, url)
+        await asyncio.sleep(seconds)
 
     async def _retry_or_give_up(
-        self, url: str, attempt: int, last: str, delay: float | None
+        self,
+        url: str,
+        attempt: int,
+        last: str,
+        delay: float | None,
+        deadline: float | None = None,
     ) -> int:
         """After a failed attempt: raise once the retries are spent, else wait (``delay``, or
-        exponential backoff with jitter) and return the next attempt's number."""
+        exponential backoff with jitter) and return the next attempt's number. A wait that
+        would end past ``deadline`` (``time.monotonic()``) raises :class:`DeadlineExceeded`."""
         cfg = self.config
         if attempt >= cfg.retries:
             raise UpstreamError(f"{url}: giving up after {attempt + 1} attempts: {last}")
         if delay is None:
             delay = cfg.backoff * (2**attempt) * (0.5 + random.random() / 2)
+        await self._sleep(delay, deadline, url)
         self.stats.retries += 1
-        await asyncio.sleep(delay)
         return attempt + 1
 
     def _account(self, kind: str, started: float) -> None:
@@ -373,12 +536,17 @@ class PyPIClient:
 
     async def changelog_since(self, serial: int, *, max_rounds: int = 10_000) -> list[list[Any]]:
         """All changelog rows after ``serial``. Replies are capped (``changelog_page``), so a
-        full page means there may be more: ask again from the highest serial seen."""
+        full page means there may be more: ask again from the highest serial seen. A reply
+        with a malformed row or a serial out of range raises :class:`InvalidResponse`."""
         rows: list[list[Any]] = []
         for _ in range(max_rounds):
             batch = await self.xmlrpc("changelog_since_serial", serial)
             if not isinstance(batch, list) or not batch:
                 break
+            for row in batch:
+                if not isinstance(row, list) or len(row) != 5 or not isinstance(row[0], str):
+                    raise InvalidResponse(f"changelog_since_serial: malformed row {row!r:.100}")
+                check_serial(row[4], "changelog_since_serial")
             rows.extend(batch)
             top = max(int(r[4]) for r in batch)
             if top <= serial or len(batch) < self.config.changelog_page:
@@ -390,7 +558,8 @@ class PyPIClient:
     async def last_serial(self) -> int | None:
         """The upstream's global serial, cheaply: HEAD on /simple/, else XML-RPC
         ``changelog_last_serial``. ``None`` when neither tells (a cache stripped the header
-        and XML-RPC is not offered); raises when the upstream cannot be reached at all."""
+        and XML-RPC is not offered); raises when the upstream cannot be reached at all, or
+        states a serial out of range."""
         got = await self.request("simple-head", f"{self.config.base}/simple/", method="HEAD")
         if got.serial is not None:
             return got.serial
@@ -398,28 +567,33 @@ class PyPIClient:
             value = await self.xmlrpc("changelog_last_serial")
         except UpstreamError:
             return None
-        return value if isinstance(value, int) else None
+        return check_serial(value, "changelog_last_serial") if isinstance(value, int) else None
 
     async def list_projects(self) -> UpstreamListing:
         """Every project with its serial.
 
         The PEP 691 JSON ``/simple/`` first (one request). When the upstream does not serve
-        JSON, XML-RPC ``list_packages_with_serial``. When that is not offered either, the HTML
-        root already received, with serials unknown (0): every selected project is then
-        checked with one project-JSON request per run.
+        JSON, or serves JSON that cannot be used (garbage, nested too deep, serials out of
+        range), XML-RPC ``list_packages_with_serial``. When that is not offered either, the
+        HTML root already received, with serials unknown (0): every selected project is then
+        checked with one project-JSON request per run. When nothing usable is left, raises
+        :class:`UpstreamError` naming each source's fault.
         """
+        root = f"{self.config.base}/simple/"
         html_root: str | None = None
+        root_fault = ""
         try:
-            got = await self.request(
-                "simple-root", f"{self.config.base}/simple/", headers={"Accept": ACCEPT}
-            )
+            got = await self.request("simple-root", root, headers={"Accept": ACCEPT})
             ctype = got.headers.get("content-type", "").split(";")[0].strip()
             if ctype == JSON_CT:
+                body, got.body = got.body, b""
                 try:
-                    data = loads_root_json(got.body)
-                except ValueError as exc:
-                    raise SimpleParseError(f"invalid JSON: {exc}") from exc
-                del got.body
+                    text = body.decode(json.detect_encoding(body), "surrogatepass")
+                except (UnicodeDecodeError, LookupError) as exc:
+                    raise SimpleParseError(f"invalid JSON ({exc})") from None
+                del body  # the bytes, the text and the parsed listing never coexist
+                data = loads_root_json(text, root)
+                del text
                 meta_serial, names, serials = parse_root_json(data)
                 del data
                 serial = got.headers_serial if got.headers_serial is not None else meta_serial
@@ -428,19 +602,33 @@ class PyPIClient:
                 return UpstreamListing(serial, names, serials, "simple-json")
             if "html" in ctype:
                 html_root = got.body.decode("utf-8", "replace")
-        except (UpstreamError, SimpleParseError):
-            pass
+                got.body = b""
+            else:
+                root_fault = f"{root}: unexpected Content-Type {ctype[:60]!r}"
+        except SimpleParseError as exc:
+            root_fault = f"{root}: {exc}"
+        except UpstreamError as exc:
+            root_fault = str(exc)
         try:
             mapping = await self.xmlrpc("list_packages_with_serial")
             if not isinstance(mapping, dict):
-                raise UpstreamError("list_packages_with_serial did not return a mapping")
-        except UpstreamError:
+                raise InvalidResponse("list_packages_with_serial did not return a mapping")
+            names = []
+            serials = []
+            for k, v in mapping.items():
+                if not isinstance(k, str) or len(k) > 1000:
+                    raise InvalidResponse(f"list_packages_with_serial: bad name {k!r:.100}")
+                names.append(k)
+                serials.append(check_serial(v, f"list_packages_with_serial: {k[:100]}"))
+            del mapping
+        except UpstreamError as exc:
             if html_root is None:
-                raise
-            serial_or_none, listed = parse_root_html(html_root)
+                raise UpstreamError(f"no usable project list: {root_fault}; {exc}") from None
+            try:
+                serial_or_none, listed = parse_root_html(html_root)
+            except SimpleParseError as html_exc:
+                raise UpstreamError(f"no usable project list: {html_exc}; {exc}") from None
             return UpstreamListing(serial_or_none or 0, listed, [0] * len(listed), "simple-html")
-        names = [str(k) for k in mapping]
-        serials = [int(v) for v in mapping.values()]
         return UpstreamListing(max(serials, default=0), names, serials, "xmlrpc")
 
     # ------------------------------------------------------------------ per project
@@ -479,7 +667,7 @@ class PyPIClient:
             page.serial = got.serial
         return page
 
-    async def core_metadata(self, file_url: str, sha256: str | None) -> bytes:
+    async def core_metadata(self, file_url: str, sha256: str | None) -> bytes | bytearray:
         """The PEP 658 ``.metadata`` file for a wheel, verified against the advertised hash."""
         got = await self.request("core-metadata", file_url + ".metadata")
         if sha256 is not None and hashlib.sha256(got.body).hexdigest() != sha256:

@@ -58,7 +58,7 @@ async def download(
         try:
             async with client._sem:
                 started = time.perf_counter()
-                async with asyncio.timeout(cfg.total_timeout):
+                async with asyncio.timeout(client.time_left(cfg.total_timeout, url)):
                     status, complete = await _attempt(client, url, sink, st, size)
             client._account(kind, started)
             if complete:

@@ -10,11 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .client import NotFound, PyPIClient, quote_version
-from .metadata import MetadataError, fields_from_core_metadata, fields_from_version_info
+from .limits import INT64_MAX, InvalidResponse, LimitExceeded, check_serial, loads_json
+from .metadata import (
+    MetadataError,
+    decode_core_metadata,
+    fields_from_core_metadata,
+    fields_from_version_info,
+)
 from .names import (
     UnsafeValue,
     canonical,
@@ -35,13 +41,29 @@ class ProjectError(RuntimeError):
 
 
 def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
+    """An ISO 8601 upload time; ``None`` when absent or unparseable. A time outside the years
+    1970 to 9000 (which no upload has, and which time zone arithmetic may overflow) raises
+    :class:`UnsafeValue`."""
+    if not isinstance(value, str) or not value or len(value) > 64:
         return None
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return dt.replace(tzinfo=None) if dt.tzinfo is None else dt
+    if not 1970 <= dt.year <= 9000:
+        raise UnsafeValue(f"upload time out of range {value!r}")
+    # Warehouse's times are UTC; a time without an offset is one too (and naive and aware
+    # times could not be compared when a release's earliest upload is taken).
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def _opt_str(value: Any, what: str, limit: int = 4096) -> str | None:
+    """An optional short string field (``None`` when absent or not a string)."""
+    if not isinstance(value, str):
+        return None
+    if len(value) > limit:
+        raise UnsafeValue(f"{what} longer than {limit} characters")
+    return value
 
 
 @dataclasses.dataclass(slots=True)
@@ -73,6 +95,59 @@ def _hexdigest(value: Any, length: int) -> str | None:
     return value
 
 
+def check_caps(client: PyPIClient, name: str, releases: Any) -> None:
+    """Refuse a project over ``max_versions`` or ``max_files_per_release`` before anything
+    else is asked about it."""
+    cfg = client.config
+    if not isinstance(releases, dict):
+        raise InvalidResponse(f"{name}: project JSON 'releases' is not an object")
+    if len(releases) > cfg.max_versions:
+        raise LimitExceeded(
+            f"{name}: {len(releases)} versions, over max_versions_per_project ({cfg.max_versions})"
+        )
+    for version, files in releases.items():
+        if isinstance(files, list) and len(files) > cfg.max_files_per_release:
+            raise LimitExceeded(
+                f"{name} {str(version)[:100]}: {len(files)} files, over max_files_per_release "
+                f"({cfg.max_files_per_release})"
+            )
+
+
+#: Project JSON larger than this is counted before it is parsed (see :func:`_precount`).
+PRECOUNT_CHARS = 4 * 1024 * 1024
+
+
+def _summary(pairs: list[tuple[str, Any]]) -> tuple[int, int, Any]:
+    """An object reduced to its size, its longest list's length and its ``releases``."""
+    longest = max((len(v) for _k, v in pairs if isinstance(v, list)), default=0)
+    return len(pairs), longest, next((v for k, v in pairs if k == "releases"), None)
+
+
+def _precount(client: PyPIClient, name: str, text: str) -> None:
+    """Apply the caps to a large project JSON from a parse that keeps only counts, so a
+    project over them is refused without its objects ever being built (100,000 versions are
+    some 75 MB of JSON and four times that as objects)."""
+    if len(text) <= PRECOUNT_CHARS:
+        return
+    try:
+        top = loads_json(text, f"{name}: project JSON", object_pairs_hook=_summary)
+    except InvalidResponse:
+        return  # the full parse reports it
+    releases = top[2] if isinstance(top, tuple) else None
+    if not isinstance(releases, tuple):
+        return
+    cfg = client.config
+    if releases[0] > cfg.max_versions:
+        raise LimitExceeded(
+            f"{name}: {releases[0]} versions, over max_versions_per_project ({cfg.max_versions})"
+        )
+    if releases[1] > cfg.max_files_per_release:
+        raise LimitExceeded(
+            f"{name}: a release of {releases[1]} files, over max_files_per_release "
+            f"({cfg.max_files_per_release})"
+        )
+
+
 def _parse_files(client: PyPIClient, releases: Any) -> dict[str, list[_File]]:
     if not isinstance(releases, dict):
         raise UnsafeValue("project JSON 'releases' is not an object")
@@ -96,10 +171,10 @@ def _parse_files(client: PyPIClient, releases: Any) -> dict[str, list[_File]]:
             if not isinstance(digests, dict):
                 raise UnsafeValue(f"{filename}: digests is not an object")
             size = f.get("size")
-            if not isinstance(size, int) or size < 0:
-                raise UnsafeValue(f"{filename}: bad size {size!r}")
+            if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= INT64_MAX:
+                raise UnsafeValue(f"{filename}: size out of range {str(size)[:40]!r}")
             yanked = bool(f.get("yanked", False))
-            reason = f.get("yanked_reason")
+            reason = _opt_str(f.get("yanked_reason"), f"{filename}: yanked_reason", 1 << 20)
             packagetype = f.get("packagetype") or packagetype_for(filename)
             if not isinstance(packagetype, str) or len(packagetype) > 32:
                 raise UnsafeValue(f"{filename}: bad packagetype")
@@ -115,13 +190,11 @@ def _parse_files(client: PyPIClient, releases: Any) -> dict[str, list[_File]]:
                     packagetype=packagetype,
                     upload_time=parse_time(f.get("upload_time_iso_8601") or f.get("upload_time")),
                     yanked=yanked,
-                    yanked_reason=reason if isinstance(reason, str) and reason else None,
-                    python_version=f.get("python_version")
-                    if isinstance(f.get("python_version"), str)
-                    else None,
-                    requires_python=f.get("requires_python")
-                    if isinstance(f.get("requires_python"), str)
-                    else None,
+                    yanked_reason=reason or None,
+                    python_version=_opt_str(f.get("python_version"), f"{filename}: python_version"),
+                    requires_python=_opt_str(
+                        f.get("requires_python"), f"{filename}: requires_python"
+                    ),
                 )
             )
         out[version] = parsed
@@ -146,6 +219,23 @@ def _fill(d: Distribution, f: _File, project: str, serial: int) -> Distribution:
     return d
 
 
+def _share_descriptions(
+    info: dict[str, Any], releases: list[Release], dists: list[Distribution]
+) -> None:
+    """One string object per distinct description: each version's JSON and each file's
+    METADATA bring their own copy of what is mostly the same README, often megabytes."""
+    seen: dict[str, str] = {}
+
+    def one(value: Any) -> Any:
+        return seen.setdefault(value, value) if isinstance(value, str) and value else value
+
+    for i in (info, *(r.info for r in releases)):
+        if i is not None and i.get("description"):
+            i["description"] = one(i["description"])
+    for d in dists:
+        d.description = one(d.description)
+
+
 async def fetch_project(
     client: PyPIClient,
     name: str,
@@ -163,9 +253,10 @@ async def fetch_project(
     check_project_name(name)
     norm = canonical(name)
     got = await client.project_json(name, expected_serial)
-    data = got.json()
+    data = got.json(precheck=lambda text: _precount(client, name, text))
     if not isinstance(data, dict) or not isinstance(data.get("info"), dict):
         raise ProjectError(f"{name}: project JSON has no 'info' object")
+    check_caps(client, name, data.get("releases"))
     info = data["info"]
     display = check_project_name(info.get("name"))
     if canonical(display) != norm:
@@ -174,7 +265,12 @@ async def fetch_project(
     if serial is None:
         ls = data.get("last_serial")
         serial = ls if isinstance(ls, int) else (expected_serial or 0)
-    files_by_version = _parse_files(client, data.get("releases"))
+    serial = check_serial(serial, f"{name}: last_serial")
+    try:
+        files_by_version = _parse_files(client, data.get("releases"))
+    except UnsafeValue as exc:
+        raise InvalidResponse(f"{name}: {exc}") from None
+    del data, got  # the files are parsed; only ``info`` is kept
 
     stored_releases = stored.releases if stored else {}
     stored_files = stored.distributions if stored else {}
@@ -230,7 +326,11 @@ async def fetch_project(
         body = await client.core_metadata(f.url, core_meta.get(f.filename))
         # Unparseable METADATA: the file falls back to its version JSON below.
         with contextlib.suppress(MetadataError):
-            metadata[f.filename] = fields_from_core_metadata(body)
+            text, repaired = decode_core_metadata(body)
+            del body
+            metadata[f.filename] = fields_from_core_metadata(text)
+            if repaired:  # bytes that are not UTF-8, kept as U+FFFD (as Warehouse does)
+                client.stats.repaired["metadata-invalid-utf8"] += 1
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -241,8 +341,8 @@ async def fetch_project(
                     tg.create_task(get_meta(f))
     except BaseExceptionGroup as group:
         raise group.exceptions[0] from None  # callers handle plain exceptions per project
-    latest = info.get("version")
-    if isinstance(latest, str) and latest in no_info:
+    latest = _opt_str(info.get("version"), f"{name}: info.version", 256)
+    if latest is not None and latest in no_info:
         # The project JSON's info *is* the latest version's metadata; only there is it valid.
         infos[latest] = info
         no_info.discard(latest)
@@ -294,8 +394,12 @@ async def fetch_project(
                     fields["core_name"] = rinfo.get("name")
                     fields["core_version"] = rinfo.get("version")
                     source = "version-json"
-                meta_name = fields.pop("core_name", None) or display
-                meta_version = fields.pop("core_version", None) or version
+                meta_name = fields.pop("core_name", None)
+                meta_version = fields.pop("core_version", None)
+                meta_name = meta_name if isinstance(meta_name, str) and meta_name else display
+                meta_version = (
+                    meta_version if isinstance(meta_version, str) and meta_version else version
+                )
                 d = Distribution(
                     filename=f.filename,
                     packagetype=f.packagetype,
@@ -306,12 +410,13 @@ async def fetch_project(
                     **fields,
                 )
             dists.append(_fill(d, f, norm, serial))
+    _share_descriptions(info, releases, dists)
     return Project(
         name=norm,
         display_name=display,
         serial=serial,
         releases=releases,
         distributions=dists,
-        latest_version=latest if isinstance(latest, str) else None,
+        latest_version=latest,
         info=info,
     )

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import re
 from typing import Any, cast
 
 from packaging.metadata import parse_email
 
-__all__ = ["MetadataError", "fields_from_core_metadata", "fields_from_version_info"]
+__all__ = [
+    "MetadataError",
+    "decode_core_metadata",
+    "fields_from_core_metadata",
+    "fields_from_version_info",
+]
 
 
 class MetadataError(ValueError):
@@ -46,17 +52,47 @@ _LIST_FIELDS = {
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 
 
-def _headers(data: bytes) -> Any:
-    return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(data)
+def decode_core_metadata(data: bytes | bytearray) -> tuple[str, bool]:
+    """The text of a METADATA / PKG-INFO file, and whether it had bytes that are not UTF-8.
+
+    Such bytes become U+FFFD and the rest is kept, as Warehouse does; parsing the raw bytes
+    instead would drop every field they touch (``packaging`` moves it to "unparsed").
+    """
+    if len(data) > _MAX_METADATA_BYTES:
+        raise MetadataError("core metadata file is larger than 16 MiB")
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8", "replace"), True
 
 
-def _has_description_header(data: bytes) -> bool:
-    return _headers(data).get("Description") is not None
+#: ``email.feedparser``'s test for a header line: a line that fails it starts the body.
+_HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
 
 
-def _raw_keywords(data: bytes) -> str | None:
+def _split_message(text: str) -> tuple[str, str]:
+    """The header block and the body, split where the email parser splits them (at the first
+    blank line, or at the first line that is not a header), without parsing the body: a
+    multi-megabyte description is not cut into lines and joined again."""
+    pos, n = 0, len(text)
+    while pos < n:
+        nl = text.find("\n", pos)
+        end = n if nl == -1 else nl + 1
+        if text.startswith(("\n", "\r\n"), pos) or pos == end:
+            return text[:pos], text[end:]
+        if not _HEADER_LINE.match(text, pos):
+            return text[:pos], text[pos:]
+        pos = end
+    return text, ""
+
+
+def _headers(head: str) -> Any:
+    return email.parser.HeaderParser(policy=email.policy.compat32).parsestr(head)
+
+
+def _raw_keywords(headers: Any) -> str | None:
     # packaging splits Keywords on commas and strips; the column keeps the header as written.
-    value = _headers(data).get("Keywords")
+    value = headers.get("Keywords")
     if value is None:
         return None
     text = str(value)
@@ -78,17 +114,29 @@ def _unfold_description(text: str) -> str:
     return "\n".join(out)
 
 
-def fields_from_core_metadata(data: bytes) -> dict[str, Any]:
+def fields_from_core_metadata(data: bytes | bytearray | str) -> dict[str, Any]:
     """Parse a METADATA / PKG-INFO file (metadata versions 1.0 to 2.5) into column values.
 
+    ``data`` is the file's text (:func:`decode_core_metadata`), or its bytes, decoded here.
     Repeatable fields that are absent become ``[]`` (known to be empty).
     """
-    if len(data) > _MAX_METADATA_BYTES:
+    text = data if isinstance(data, str) else decode_core_metadata(data)[0]
+    if len(text) > _MAX_METADATA_BYTES:
         raise MetadataError("core metadata file is larger than 16 MiB")
+    head, payload = _split_message(text)
+    del text
     try:
-        raw, _unparsed = parse_email(data)
+        raw, unparsed = parse_email(head)
     except Exception as exc:  # packaging raises plain ValueError on undecodable input
         raise MetadataError(f"unparseable core metadata: {exc}") from exc
+    if payload:
+        # packaging's rule for the body: the description, unless a Description header gives
+        # one too (then neither is known to be right).
+        if "description" in raw:
+            del raw["description"]
+        elif "description" not in unparsed:
+            raw["description"] = payload
+    del payload
     if "metadata_version" not in raw:
         raise MetadataError("core metadata has no Metadata-Version")
     out: dict[str, Any] = {}
@@ -98,15 +146,16 @@ def fields_from_core_metadata(data: bytes) -> dict[str, Any]:
     for col, key in _LIST_FIELDS.items():
         value = cast(list[str] | None, raw.get(key))
         out[col] = list(value or [])
+    headers = _headers(head)
     if (
         out["description"] is not None
         and "\n" in out["description"]
-        and _has_description_header(data)
+        and headers.get("Description") is not None
     ):
         out["description"] = _unfold_description(out["description"])
     urls = raw.get("project_urls") or {}
     out["project_url"] = [f"{label}, {url}" for label, url in urls.items()]
-    out["keywords"] = _raw_keywords(data)
+    out["keywords"] = _raw_keywords(headers)
     out["core_name"] = raw.get("name")
     out["core_version"] = raw.get("version")
     return out

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
+
+from .limits import INT64_MAX, InvalidResponse, loads_json
 
 __all__ = [
     "HTML_CT",
@@ -24,6 +25,8 @@ HTML_CT = "application/vnd.pypi.simple.v1+html"
 ACCEPT = f"{JSON_CT}, {HTML_CT};q=0.2, text/html;q=0.01"
 
 _SERIAL_RE = re.compile(r"<!--\s*SERIAL\s+(\d+)\s*-->")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_NAME = 1000  # a listed name longer than this is garbage (PEP 508 names are far shorter)
 
 
 class SimpleParseError(ValueError):
@@ -45,9 +48,18 @@ def _compact(obj: dict[str, Any]) -> Any:
     return obj
 
 
-def loads_root_json(body: bytes) -> Any:
-    """``json.loads`` for the ~40 MB root listing, at a fraction of the memory."""
-    return json.loads(body, object_hook=_compact)
+def loads_root_json(body: bytes | bytearray | str, what: str = "simple root") -> Any:
+    """``json.loads`` for the ~40 MB root listing, at a fraction of the memory. Anything
+    unparseable (garbage, nesting deep enough to exhaust the stack) raises
+    :class:`SimpleParseError`."""
+    try:
+        return loads_json(body, what, object_hook=_compact)
+    except InvalidResponse as exc:
+        raise SimpleParseError(str(exc)) from None
+
+
+def _serial(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT64_MAX
 
 
 def parse_root_json(data: Any) -> tuple[int | None, list[str], list[int]]:
@@ -56,6 +68,8 @@ def parse_root_json(data: Any) -> tuple[int | None, list[str], list[int]]:
         raise SimpleParseError("simple root JSON is not an object")
     _major(data.get("meta"))
     serial = data["meta"].get("_last-serial")
+    if serial is not None and not _serial(serial):
+        raise SimpleParseError(f"simple root JSON: serial out of range ({str(serial)[:40]!r})")
     projects = data.get("projects")
     if not isinstance(projects, list):
         raise SimpleParseError("simple root JSON has no 'projects' list")
@@ -64,11 +78,16 @@ def parse_root_json(data: Any) -> tuple[int | None, list[str], list[int]]:
     for p in projects:
         if isinstance(p, dict):
             p = _compact(p) if "name" in p else p
-        if not isinstance(p, tuple) or not isinstance(p[0], str) or not isinstance(p[1], int):
-            raise SimpleParseError(f"bad project entry {p!r}")
+        if (
+            not isinstance(p, tuple)
+            or not isinstance(p[0], str)
+            or len(p[0]) > _MAX_NAME
+            or not _serial(p[1])
+        ):
+            raise SimpleParseError(f"bad project entry {str(p)[:200]}")
         names.append(p[0])
         serials.append(p[1])
-    return (serial if isinstance(serial, int) else None), names, serials
+    return serial, names, serials
 
 
 class _AnchorParser(HTMLParser):
@@ -95,7 +114,13 @@ class _AnchorParser(HTMLParser):
 
 def _html_serial(text: str) -> int | None:
     m = _SERIAL_RE.search(text)
-    return int(m.group(1)) if m else None
+    if m is None:
+        return None
+    digits = m.group(1)
+    value = int(digits) if len(digits) <= 20 else -1
+    if not _serial(value):
+        raise SimpleParseError(f"SERIAL comment out of range ({digits[:40]!r})")
+    return value
 
 
 def parse_root_html(text: str) -> tuple[int | None, list[str]]:
@@ -133,9 +158,17 @@ def _core_meta(value: Any) -> tuple[bool, str | None]:
     if value is True:
         return True, None
     if isinstance(value, dict):
-        sha = value.get("sha256")
-        return True, sha if isinstance(sha, str) else None
-    raise SimpleParseError(f"bad core-metadata value {value!r}")
+        return True, _sha256(value.get("sha256"))
+    raise SimpleParseError(f"bad core-metadata value {str(value)[:100]}")
+
+
+def _sha256(value: Any) -> str | None:
+    """A sha256 hex digest, or ``None`` for none; anything else is refused."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise SimpleParseError(f"malformed sha256 digest {str(value)[:100]!r}")
+    return value
 
 
 def parse_project_page_json(data: Any) -> SimpleProjectPage:
@@ -143,28 +176,36 @@ def parse_project_page_json(data: Any) -> SimpleProjectPage:
         raise SimpleParseError("simple project JSON is not an object")
     _major(data.get("meta"))
     files: list[SimpleFile] = []
-    for f in data.get("files") or []:
+    listed = data.get("files") or []
+    if not isinstance(listed, list):
+        raise SimpleParseError("simple project JSON 'files' is not a list")
+    for f in listed:
         if not isinstance(f, dict):
             raise SimpleParseError("simple project file entry is not an object")
         yanked = f.get("yanked", False)
         cm = f.get("core-metadata", f.get("data-dist-info-metadata"))
         has_cm, cm_sha = _core_meta(cm)
         hashes = f.get("hashes") or {}
+        size = f.get("size")
+        rp = f.get("requires-python")
+        ut = f.get("upload-time")
         files.append(
             SimpleFile(
                 filename=str(f.get("filename")),
                 url=str(f.get("url")),
-                sha256=hashes.get("sha256") if isinstance(hashes, dict) else None,
-                requires_python=f.get("requires-python"),
+                sha256=_sha256(hashes.get("sha256")) if isinstance(hashes, dict) else None,
+                requires_python=rp if isinstance(rp, str) else None,
                 yanked=bool(yanked),
                 yanked_reason=yanked if isinstance(yanked, str) and yanked else None,
                 core_metadata=has_cm,
                 core_metadata_sha256=cm_sha,
-                size=f.get("size") if isinstance(f.get("size"), int) else None,
-                upload_time=f.get("upload-time"),
+                size=size if _serial(size) else None,
+                upload_time=ut if isinstance(ut, str) else None,
             )
         )
     serial = data.get("meta", {}).get("_last-serial")
+    if serial is not None and not _serial(serial):
+        raise SimpleParseError(f"simple project JSON: serial out of range ({str(serial)[:40]!r})")
     versions = data.get("versions")
     return SimpleProjectPage(
         name=str(data.get("name")),
@@ -185,7 +226,7 @@ def _attr_hash(value: str | None) -> tuple[bool, str | None]:
     if value is None or value.lower() == "false":
         return False, None
     if value.startswith("sha256="):
-        return True, value[len("sha256=") :]
+        return True, _sha256(value[len("sha256=") :])
     return True, None
 
 
@@ -206,7 +247,7 @@ def parse_project_page_html(text: str, name: str) -> SimpleProjectPage:
             SimpleFile(
                 filename=label,
                 url=url,
-                sha256=sha,
+                sha256=_sha256(sha),
                 requires_python=attrs.get("data-requires-python"),
                 yanked=yanked_attr,
                 yanked_reason=reason,

@@ -24,7 +24,7 @@ def dumps_call(method: str, *params: Any) -> bytes:
     return xmlrpc.client.dumps(params, method, allow_none=False).encode("utf-8")
 
 
-def loads_response(body: bytes) -> Any:
+def loads_response(body: bytes | bytearray) -> Any:
     """Decode a method response; faults and hostile XML raise :class:`XmlRpcError`."""
     if len(body) > MAX_XMLRPC_BYTES:
         raise XmlRpcError("XML-RPC response is too large")
