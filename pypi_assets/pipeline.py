@@ -88,10 +88,11 @@ def client_config(settings: Settings, config: MirrorConfig, **overrides: Any) ->
         "concurrency": settings.concurrency_for(config),
         "read_timeout": config.timeout,
         "connect_timeout": min(config.timeout, 30.0),
-        # bandersnatch's global-timeout (aiohttp total): each request's overall deadline;
-        # the issue asks it to bound the run as well.
+        # bandersnatch's global-timeout is aiohttp's ClientTimeout(total=...): each request's
+        # overall deadline, retries included, so no request (a body that trickles, one that
+        # never ends) holds the run longer. The run itself is bounded only if asked.
         "total_timeout": config.global_timeout,
-        "run_timeout": config.global_timeout,
+        "run_timeout": config.run_timeout,
         "max_body": config.max_body_size,
         "max_versions": config.max_versions_per_project,
         "max_files_per_release": config.max_files_per_release,

@@ -253,14 +253,27 @@ def test_gzip_encoded_answers_still_work(fake: FakeUpstream) -> None:
 def test_trickling_body_is_cut_at_the_global_timeout(fake: FakeUpstream, tmp_path: Path) -> None:
     names = _names(fake)
     slow = names[8]
-    # One byte every 0.5 s, for 30 bytes: 15 s per attempt, where global-timeout allows 8
-    # (room enough for the other projects on a busy machine).
+    # One byte every 0.5 s, for 30 bytes: 15 s per attempt, where global-timeout (each
+    # request's overall deadline, as in bandersnatch) allows 4.
     fake.add_fault(
         Fault(path=rf"^/pypi/{slow}/json$", kind="trickle", seconds=0.5, limit=30, times=100)
     )
     db = tmp_path / "m.duckdb"
-    config = make_config("global-timeout = 8\n")
-    with pytest.raises(UpstreamError, match="global-timeout") as info:
+    report = sync(fake, db, make_config("global-timeout = 4\n"))
+    assert set(report.refresh.failed) == {slow}  # the request cut is named
+    assert "global-timeout" in report.refresh.failed[slow]
+    assert _stored_projects(db) == set(names) - {slow}  # the rest was stored
+
+
+def test_run_timeout_bounds_the_whole_run(fake: FakeUpstream, tmp_path: Path) -> None:
+    names = _names(fake)
+    slow = names[8]
+    fake.add_fault(
+        Fault(path=rf"^/pypi/{slow}/json$", kind="trickle", seconds=0.5, limit=30, times=100)
+    )
+    db = tmp_path / "m.duckdb"
+    config = make_config("global-timeout = 60\n[pypi_assets]\nrun_timeout = 6\n")
+    with pytest.raises(UpstreamError, match="run_timeout") as info:
         sync(fake, db, config)
     assert f"/pypi/{slow}/json" in str(info.value)  # the request cut is named
     assert _stored_projects(db) == set(names) - {slow}  # the rest was stored

@@ -115,6 +115,7 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
             "max_files_per_release",
             "max_body_size",
             "max_removed_share",
+            "run_timeout",
         }
     ),
 }
@@ -315,6 +316,13 @@ class MirrorConfig:
         return self._limit("max_body_size")
 
     @property
+    def run_timeout(self) -> float | None:
+        """Seconds a whole run may take (``[pypi_assets] run_timeout``), unset: no bound.
+        ``[mirror] global-timeout`` is each request's overall deadline, as in bandersnatch."""
+        raw = self.get("pypi_assets", "run_timeout")
+        return None if raw is None or not raw.strip() else _parse_seconds(raw)
+
+    @property
     def max_removed_share(self) -> float:
         """A listing that drops more than this share of the stored projects in one run is
         an upstream fault: nothing is removed and the run exits 3."""
@@ -334,6 +342,13 @@ def _parse_limit(key: str, raw: str) -> int:
     value = parse_size(raw) if key == "max_body_size" else int(raw.strip())
     if value <= 0:
         raise ValueError(f"must be positive, got {raw.strip()!r}")
+    return value
+
+
+def _parse_seconds(raw: str) -> float:
+    value = float(raw.strip())
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be a positive number of seconds, got {raw.strip()!r}")
     return value
 
 
@@ -675,6 +690,11 @@ def _validate_pypi_assets(sections: dict[str, dict[str, str]], err: Any) -> None
                 _parse_limit(key, own[key])
             except ValueError:
                 raise err("pypi_assets", key, "not a positive integer (or size)") from None
+    if own.get("run_timeout", "").strip():
+        try:
+            _parse_seconds(own["run_timeout"])
+        except ValueError as exc:
+            raise err("pypi_assets", "run_timeout", str(exc)) from None
     if "max_removed_share" in own:
         try:
             _parse_share("max_removed_share", own["max_removed_share"])

@@ -84,7 +84,7 @@ class ClientConfig:
     #: One request's overall deadline, connect to last byte, its retries and waits included
     #: (bandersnatch's ``global-timeout``, its aiohttp ``ClientTimeout(total=...)``).
     total_timeout: float = 600.0
-    #: The run's bound, counted from the client's creation (``global-timeout``): once
+    #: The run's bound, counted from the client's creation (``[pypi_assets] run_timeout``): once
     #: passed, requests in flight are cut and new ones refused, and leaving the client's
     #: ``async with`` block raises :class:`DeadlineExceeded`. ``None``: unbounded.
     run_timeout: float | None = None
@@ -323,7 +323,7 @@ class PyPIClient:
         if exc_type is None and self.deadline_hits:
             first = self.deadline_hits[0]
             raise DeadlineExceeded(
-                f"global-timeout of the run ({self.config.run_timeout:g} s) reached: "
+                f"run_timeout of the run ({self.config.run_timeout:g} s) reached: "
                 f"{len(self.deadline_hits)} requests cut or not made (first: {first})"
             )
 
@@ -396,7 +396,7 @@ class PyPIClient:
         left = self._run_deadline - time.monotonic()
         if left <= 0:
             self.deadline_hits.append(url)
-            raise DeadlineExceeded(f"{url}: global-timeout ({run:g} s) reached, not requested")
+            raise DeadlineExceeded(f"{url}: run_timeout ({run:g} s) reached, not requested")
         return min(limit, left)
 
     async def request(
@@ -480,7 +480,7 @@ class PyPIClient:
         run = self.config.run_timeout
         if run is not None and time.monotonic() >= self._run_deadline - 0.001:
             self.deadline_hits.append(url)
-            raise DeadlineExceeded(f"{url}: cut at the global-timeout of the run ({run:g} s)")
+            raise DeadlineExceeded(f"{url}: cut at the run_timeout of the run ({run:g} s)")
         raise DeadlineExceeded(
             f"{url}: no complete answer within {self.config.total_timeout:g} s "
             f"(global-timeout; {attempt + 1} attempts, last: {last})"
