@@ -213,3 +213,30 @@ def test_changelog_loops_past_the_cap(fake: FakeUpstream, monkeypatch: pytest.Mo
             assert [r[4] for r in rows] == sorted(r[4] for r in rows)
 
     asyncio.run(main())
+
+
+def test_a_transport_that_answers_with_bytes_works() -> None:
+    """Library users test with httpx.MockTransport, whose responses arrive already read."""
+    root = {
+        "meta": {"api-version": "1.4", "_last-serial": 7},
+        "projects": [{"name": "Flask", "_last-serial": 7}, {"name": "idna", "_last-serial": 3}],
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/simple/"
+        return httpx.Response(
+            200,
+            content=json.dumps(root).encode(),
+            headers={
+                "Content-Type": "application/vnd.pypi.simple.v1+json",
+                "X-PyPI-Last-Serial": "7",
+            },
+        )
+
+    async def main() -> tuple[int, list[str]]:
+        config = ClientConfig(upstream="http://127.0.0.1:9")
+        async with PyPIClient(config, transport=httpx.MockTransport(answer)) as client:
+            listing = await client.list_projects()
+            return listing.serial, listing.names
+
+    assert asyncio.run(main()) == (7, ["Flask", "idna"])

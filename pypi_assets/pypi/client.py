@@ -15,7 +15,7 @@ import ssl
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -208,6 +208,10 @@ def _inflate_into(body: bytearray, inflate: Any, raw: bytes, cap: int, url: str)
             raise InvalidResponse(f"{url}: corrupt compressed body (trailing bytes)")
 
 
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 def _inflater(url: str, encoding: str) -> Any:
     """A zlib decompressor for ``Content-Encoding`` (gzip or deflate, as asked for), or
     ``None`` for an identity body."""
@@ -362,7 +366,12 @@ class PyPIClient:
                     raise LimitExceeded(f"{url}: body larger than max_body_size ({cap} bytes)")
                 inflate = _inflater(url, resp.headers.get("content-encoding", ""))
                 body = bytearray()
-                async for raw in resp.aiter_raw():
+                chunks: AsyncIterator[bytes]
+                if resp.is_stream_consumed:  # a transport that answered with bytes, read
+                    chunks, inflate = _one_chunk(resp.content), None  # (and decoded) already
+                else:
+                    chunks = resp.aiter_raw()
+                async for raw in chunks:
                     if method == "HEAD":
                         continue
                     if inflate is None:
