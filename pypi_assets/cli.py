@@ -128,6 +128,11 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
         print("status           already up to date; nothing fetched")
     print(f"projects listed  {report.listed}")
     print(f"selected         {report.selected}")
+    if report.upstream_serial <= 0 and not report.up_to_date:
+        print(
+            "mode             the upstream reports no serials: every selected project "
+            f"re-checked with a conditional request ({len(r.unchanged)} unchanged)"
+        )
     print(f"refreshed        {len(r.refreshed)}")
     print(f"missing (404)    {len(r.missing)}{_names(r.missing)}")
     print(f"removed upstream {len(r.removed)}{_names(r.removed)}")

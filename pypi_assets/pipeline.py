@@ -39,7 +39,7 @@ from .pypi import (
     canonical,
     fetch_project,
 )
-from .pypi.fetch import Depth, ProjectError
+from .pypi.fetch import Depth, NotModified, ProjectError
 from .pypi.metadata import MetadataError
 from .pypi.names import is_valid_project_name
 from .pypi.records import Project, UpstreamListing
@@ -113,6 +113,7 @@ class RefreshReport:
     missing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # conditional re-checks answered 304
 
 
 @dataclass
@@ -165,7 +166,9 @@ class SyncReport:
                 if self.index is not None
                 else {}
             ),
+            "serials_known": self.upstream_serial > 0,
             "refreshed": len(r.refreshed),
+            "unchanged": len(r.unchanged),
             "missing": len(r.missing),
             "removed": len(r.removed),
             "failed": sorted(r.failed),
@@ -498,6 +501,11 @@ async def refresh_metadata(
                 if len(pending) >= batch:
                     await flush()
                 status = "ok"
+            except NotModified as exc:
+                if exc.serial is not None:
+                    await asyncio.to_thread(store.advance_serial, name, exc.serial)
+                report.unchanged.append(name)
+                status = "unchanged"
             except NotFound:
                 await asyncio.to_thread(store.mark_missing, name, display, serial)
                 report.missing.append(name)

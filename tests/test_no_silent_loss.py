@@ -307,9 +307,15 @@ def test_upstream_without_serials_is_rechecked_every_run(
         assert store.get_meta("synced_serial") in (None, "")
     name = sorted(fake.index.projects)[2]
     fake.index.add_release(name, "99.0")
+    fake.reset_counts()
     report = run()
-    assert not report.up_to_date
-    assert name in report.refresh.refreshed
+    assert not report.up_to_date and not report.summary()["serials_known"]
+    assert report.refresh.refreshed == [name]
+    # every other project was re-checked cheaply: a conditional request answered 304
+    others = len(fake.index.projects) - 1
+    assert sorted(report.refresh.unchanged) == sorted(set(fake.index.projects) - {name})
+    assert fake.counts["not-modified"] == others
+    assert fake.counts["project-json"] == others + 1
     assert _rows(
         db, f"SELECT count(*) FROM releases WHERE project = '{name}' AND version = '99.0'"
     ) == [(1,)]

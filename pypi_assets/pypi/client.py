@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import ssl
 import time
 import zlib
@@ -63,6 +64,8 @@ __all__ = [
 
 DEFAULT_USER_AGENT = f"pypi-assets/{__version__} (+https://github.com/pypi-assets/pypi-assets)"
 MAX_WORKERS = 10
+#: An entity tag as RFC 9110 has it (weak or strong), short enough to store and send back.
+_ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]{0,200}"')
 _RETRY_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
@@ -641,12 +644,20 @@ class PyPIClient:
         return UpstreamListing(max(serials, default=0), names, serials, "xmlrpc")
 
     # ------------------------------------------------------------------ per project
-    async def project_json(self, name: str, expected_serial: int | None = None) -> Fetched:
+    async def project_json(
+        self, name: str, expected_serial: int | None = None, *, etag: str | None = None
+    ) -> Fetched:
+        """The project JSON. With ``etag`` (from an earlier answer) the request is
+        conditional: an unchanged project answers 304, with no body (``Fetched.status``)."""
         check_project_name(name)
+        if etag is not None and not _ETAG.fullmatch(etag):
+            etag = None
         return await self.request(
             "project-json",
             f"{self.config.base}/pypi/{canonical(name)}/json",
             expected_serial=expected_serial,
+            headers={"If-None-Match": etag} if etag else None,
+            ok=frozenset({200, 304}) if etag else frozenset({200}),
         )
 
     async def version_json(self, name: str, version: str) -> Fetched:

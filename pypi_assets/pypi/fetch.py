@@ -31,9 +31,19 @@ from .names import (
 )
 from .records import Distribution, Project, Release, StoredProject
 
-__all__ = ["Depth", "ProjectError", "fetch_project", "parse_time"]
+__all__ = ["Depth", "NotModified", "ProjectError", "fetch_project", "parse_time"]
 
 Depth = Literal["full", "project"]
+
+
+class NotModified(Exception):
+    """The stored project is current: upstream answered a conditional request with 304.
+    ``serial`` is the serial that answer carries, if any (a serial can move without the
+    project JSON changing, as a role change does)."""
+
+    def __init__(self, message: str, serial: int | None) -> None:
+        super().__init__(message)
+        self.serial = serial
 
 
 class ProjectError(RuntimeError):
@@ -252,7 +262,11 @@ async def fetch_project(
     """
     check_project_name(name)
     norm = canonical(name)
-    got = await client.project_json(name, expected_serial)
+    got = await client.project_json(
+        name, expected_serial, etag=stored.etag if stored is not None else None
+    )
+    if got.status == 304:
+        raise NotModified(f"{name}: unchanged (304)", got.headers_serial)
     data = got.json(precheck=lambda text: _precount(client, name, text))
     if not isinstance(data, dict) or not isinstance(data.get("info"), dict):
         raise ProjectError(f"{name}: project JSON has no 'info' object")
@@ -262,6 +276,7 @@ async def fetch_project(
     if canonical(display) != norm:
         raise ProjectError(f"{name}: upstream answered for a different project {display!r}")
     serial = got.serial
+    etag = got.headers.get("etag")
     if serial is None:
         ls = data.get("last_serial")
         serial = ls if isinstance(ls, int) else (expected_serial or 0)
@@ -419,4 +434,5 @@ async def fetch_project(
         distributions=dists,
         latest_version=latest,
         info=info,
+        etag=etag if etag and len(etag) <= 202 else None,
     )

@@ -167,6 +167,7 @@ class Project:
     distributions: list[Distribution] = field(default_factory=list)
     latest_version: str | None = None
     info: dict[str, Any] | None = None  # the project JSON's ``info``, verbatim
+    etag: str | None = None  # the project JSON's ETag, for conditional re-checks
 
 
 @dataclass(slots=True)
@@ -179,6 +180,7 @@ class StoredProject:
     distributions: dict[str, Distribution]  # by filename
     info: dict[str, Any] | None = None  # the project JSON's ``info``
     latest_version: str | None = None  # upstream's "latest" (``info.version``)
+    etag: str | None = None  # of the project JSON it was built from
 
 
 def warehouse_file(

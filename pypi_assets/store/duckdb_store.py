@@ -519,7 +519,8 @@ class MetadataStore:
         cur = self.con.cursor()
         try:
             row = cur.execute(
-                "SELECT serial, status, info, latest_version FROM projects WHERE name = ?", [name]
+                "SELECT serial, status, info, latest_version, etag FROM projects WHERE name = ?",
+                [name],
             ).fetchone()
             if row is None or row[1] != "ok":
                 return None
@@ -556,6 +557,7 @@ class MetadataStore:
             distributions=dists,
             info=json.loads(row[2]) if row[2] else None,
             latest_version=row[3],
+            etag=row[4],
         )
 
     # ------------------------------------------------------------------ writing projects
@@ -611,6 +613,7 @@ class MetadataStore:
                         None,
                         now,
                         json.dumps(p.info, sort_keys=True) if p.info is not None else None,
+                        p.etag,
                     )
                 )
                 wheels = Counter(
@@ -665,6 +668,7 @@ class MetadataStore:
                     "removed_serial",
                     "updated_at",
                     "info",
+                    "etag",
                 ),
                 proj_rows,
             )
@@ -673,6 +677,15 @@ class MetadataStore:
             _insert(con, "dependencies", DEPENDENCY_COLUMNS, dep_rows)
             result.written.extend(keep)
         return result
+
+    def advance_serial(self, name: str, serial: int) -> None:
+        """A stored project whose content upstream confirms unchanged at ``serial``."""
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE projects SET serial = greatest(serial, $2), "
+                "upstream_serial = greatest(upstream_serial, $2) WHERE name = $1 AND status = 'ok'",
+                [name, serial],
+            )
 
     def mark_missing(self, name: str, display_name: str, serial: int) -> bool:
         """A listed project that answers 404. One never stored is recorded as ``missing``

@@ -109,6 +109,7 @@ DDL: tuple[str, ...] = (
 MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE releases ADD COLUMN IF NOT EXISTS wheel_count INTEGER",
     "ALTER TABLE projects ADD COLUMN IF NOT EXISTS info VARCHAR",
+    "ALTER TABLE projects ADD COLUMN IF NOT EXISTS etag VARCHAR",
 )
 
 RELEASE_COLUMNS = (
