@@ -12,6 +12,7 @@ import pytest
 from pypi_assets.fake import FakeUpstream
 from pypi_assets.pypi import ClientConfig, PyPIClient
 from pypi_assets.pypi.simple import (
+    SimpleParseError,
     loads_root_json,
     parse_project_page_html,
     parse_project_page_json,
@@ -240,3 +241,20 @@ def test_a_transport_that_answers_with_bytes_works() -> None:
             return listing.serial, listing.names
 
     assert asyncio.run(main()) == (7, ["Flask", "idna"])
+
+
+def test_serials_written_as_strings_are_read() -> None:
+    """bandersnatch-made mirrors, and this machine's route to pypi.org, write
+    ``"_last-serial": "41170495"`` in simple JSON."""
+    page = parse_project_page_json(
+        {"meta": {"api-version": "1.1", "_last-serial": "41170495"}, "name": "idna", "files": []}
+    )
+    assert page.serial == 41170495
+    root = {
+        "meta": {"api-version": "1.1", "_last-serial": "7"},
+        "projects": [{"name": "idna", "_last-serial": "3"}, {"name": "Flask", "_last-serial": 7}],
+    }
+    assert parse_root_json(root) == (7, ["idna", "Flask"], [3, 7])
+    for bad in ("-1", "1e3", " 7", "99999999999999999999", True):
+        with pytest.raises(SimpleParseError):
+            parse_project_page_json({"meta": {"api-version": "1.1", "_last-serial": bad}})

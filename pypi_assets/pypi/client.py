@@ -30,6 +30,7 @@ from .limits import (
     InvalidResponse,
     LimitExceeded,
     UpstreamError,
+    as_serial,
     check_json_tree,
     check_serial,
     loads_json,
@@ -265,7 +266,7 @@ class Fetched:
         found = data.get("last_serial") if isinstance(data, dict) else None
         if found is None and isinstance(data, dict) and isinstance(data.get("meta"), dict):
             found = data["meta"].get("_last-serial")
-        return check_serial(found, f"{self.url}: serial") if isinstance(found, int) else None
+        return as_serial(found)
 
     def json(self, precheck: Callable[[str], None] | None = None) -> Any:
         """The body parsed and range-checked (:func:`check_json_tree`); the body's bytes are

@@ -128,6 +128,17 @@ def check_json_tree(data: Any, what: str) -> Any:
     return data
 
 
+def as_serial(value: Any) -> int | None:
+    """A serial as upstreams send it: an integer, or a string of digits (bandersnatch-made
+    mirrors, and the route to pypi.org here, write ``"_last-serial": "42639290"``); ``None``
+    for anything else or out of ``BIGINT`` range."""
+    if isinstance(value, str) and 0 < len(value) <= 20 and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+        return None
+    return value
+
+
 def check_serial(value: Any, what: str) -> int:
     """A serial: a non-negative integer that fits a ``BIGINT``."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:

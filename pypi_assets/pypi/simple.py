@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
-from .limits import INT64_MAX, InvalidResponse, loads_json
+from .limits import INT64_MAX, InvalidResponse, as_serial, loads_json
 
 __all__ = [
     "HTML_CT",
@@ -67,9 +67,10 @@ def parse_root_json(data: Any) -> tuple[int | None, list[str], list[int]]:
     if not isinstance(data, dict):
         raise SimpleParseError("simple root JSON is not an object")
     _major(data.get("meta"))
-    serial = data["meta"].get("_last-serial")
-    if serial is not None and not _serial(serial):
-        raise SimpleParseError(f"simple root JSON: serial out of range ({str(serial)[:40]!r})")
+    raw = data["meta"].get("_last-serial")
+    serial = as_serial(raw)
+    if raw is not None and serial is None:
+        raise SimpleParseError(f"simple root JSON: serial out of range ({str(raw)[:40]!r})")
     projects = data.get("projects")
     if not isinstance(projects, list):
         raise SimpleParseError("simple root JSON has no 'projects' list")
@@ -78,15 +79,16 @@ def parse_root_json(data: Any) -> tuple[int | None, list[str], list[int]]:
     for p in projects:
         if isinstance(p, dict):
             p = _compact(p) if "name" in p else p
+        project_serial = as_serial(p[1]) if isinstance(p, tuple) else None
         if (
             not isinstance(p, tuple)
             or not isinstance(p[0], str)
             or len(p[0]) > _MAX_NAME
-            or not _serial(p[1])
+            or project_serial is None
         ):
             raise SimpleParseError(f"bad project entry {str(p)[:200]}")
         names.append(p[0])
-        serials.append(p[1])
+        serials.append(project_serial)
     return serial, names, serials
 
 
@@ -203,13 +205,14 @@ def parse_project_page_json(data: Any) -> SimpleProjectPage:
                 upload_time=ut if isinstance(ut, str) else None,
             )
         )
-    serial = data.get("meta", {}).get("_last-serial")
-    if serial is not None and not _serial(serial):
-        raise SimpleParseError(f"simple project JSON: serial out of range ({str(serial)[:40]!r})")
+    raw = data.get("meta", {}).get("_last-serial")
+    serial = as_serial(raw)
+    if raw is not None and serial is None:
+        raise SimpleParseError(f"simple project JSON: serial out of range ({str(raw)[:40]!r})")
     versions = data.get("versions")
     return SimpleProjectPage(
         name=str(data.get("name")),
-        serial=serial if isinstance(serial, int) else None,
+        serial=serial,
         versions=list(versions) if isinstance(versions, list) else None,
         files=files,
     )
