@@ -447,9 +447,18 @@ def write_index(
             )
     serial = int(store.get_meta("upstream_serial") or 0)
     report.serial = serial
-    if todo or gone or everything or not (web / "simple" / "index.html").exists():
+    # The root carries the global serial: rewrite it when that moved, even with no project
+    # changed (after a stale listing, say), so it never keeps announcing an older one.
+    root_serial = store.get_meta("index_root_serial")
+    if (
+        todo
+        or gone
+        or everything
+        or root_serial != str(serial)
+        or not (web / "simple" / "index.html").exists()
+    ):
         _write_root(web, [(r[0], r[1], r[2]) for r in rows], serial, options.formats)
-    store.set_meta(index_write_started="")
+    store.set_meta(index_write_started="", index_root_serial=str(serial))
     return report
 
 
