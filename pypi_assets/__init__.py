@@ -7,10 +7,12 @@ DuckDB). Analysts use :func:`connect` to open the newest published snapshot read
 from __future__ import annotations
 
 from pathlib import Path
-
-import duckdb
+from typing import TYPE_CHECKING
 
 from ._version import __version__
+
+if TYPE_CHECKING:  # importing the package (e.g. for pypi/ and filters/ alone) loads no DuckDB
+    import duckdb
 
 __all__ = ["__version__", "connect"]
 

@@ -13,7 +13,7 @@ import pytest
 import pypi_assets
 from pypi_assets.fake import FakeIndex, FakeUpstream
 
-from .conftest import sync
+from .helpers import sync
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -92,7 +92,7 @@ def launch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import shutil
     import subprocess
 
-    from .conftest import PYTHON
+    from .helpers import PYTHON
 
     root = tmp_path_factory.mktemp("checkout")
     shutil.copytree(ROOT / "notebooks", root / "notebooks")

@@ -16,7 +16,7 @@ from pypi_assets.pipeline import expected_selection
 from pypi_assets.store import MetadataStore
 
 from .bandersnatch_ref import bandersnatch, mirror
-from .conftest import sync
+from .helpers import sync
 
 EXE = bandersnatch()
 pytestmark = pytest.mark.skipif(EXE is None, reason="needs a Python >= 3.12 for bandersnatch 8.2")

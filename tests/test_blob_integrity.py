@@ -37,7 +37,7 @@ from pypi_assets.store import MetadataStore
 from pypi_assets.store.blobs import LocalBlobStore, blob_key
 from pypi_assets.store.index import write_index
 
-from .conftest import FAST, PYTHON, make_config
+from .helpers import FAST, PYTHON, make_config
 
 
 def run(

@@ -26,7 +26,7 @@ from pypi_assets.settings import Settings
 from pypi_assets.store.blobs import LocalBlobStore, open_blob_store
 
 from .blobs_helpers import fresh_venv, install_with_hashes, installed, moto_s3, with_dependency
-from .conftest import FAST, PYTHON, make_config
+from .helpers import FAST, PYTHON, make_config
 
 pytestmark = pytest.mark.slow
 

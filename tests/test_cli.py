@@ -13,8 +13,7 @@ import duckdb
 
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
 
-from .conftest import PYTHON
-from .test_sync import _dump
+from .helpers import PYTHON, dump
 
 CONF = """\
 [mirror]
@@ -167,7 +166,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(
             cli_env,
         )
         assert again.returncode == 0, again.stderr
-    assert _dump(killed) == _dump(ref)
+    assert dump(killed) == dump(ref)
 
 
 def test_fake_upstream_command_serves(tmp_path: Path, cli_env: dict[str, str]) -> None:

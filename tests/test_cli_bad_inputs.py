@@ -20,7 +20,7 @@ import pytest
 from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.store import MetadataStore
 
-from .conftest import PYTHON
+from .helpers import PYTHON
 
 CONF = """\
 [mirror]

@@ -13,7 +13,7 @@ from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.filters import DependencyRow, dependency_closure
 from pypi_assets.filters.closure import wanted
 
-from .conftest import make_config, sync
+from .helpers import make_config, sync
 
 LINUX = {"python_version": "3.12", "sys_platform": "linux"}
 

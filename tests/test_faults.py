@@ -11,7 +11,7 @@ import pytest
 from pypi_assets.fake import FakeUpstream, Fault
 from pypi_assets.pypi import ClientConfig, PyPIClient, StaleResponse, UpstreamError
 
-from .conftest import sync
+from .helpers import sync
 
 
 def _names(fake: FakeUpstream) -> list[str]:

@@ -20,7 +20,7 @@ from pypi_assets.settings import Settings
 from pypi_assets.store import MetadataStore, current_snapshot
 from pypi_assets.store.snapshot import snapshot_dir, snapshot_serial
 
-from .conftest import FAST, make_config, sync
+from .helpers import FAST, make_config, sync
 
 
 def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -21,7 +21,7 @@ from pypi_assets.fake import FakeUpstream, Fault
 from pypi_assets.pypi import ClientConfig, PyPIClient, UpstreamError
 from pypi_assets.pypi.fetch import fetch_project
 
-from .conftest import make_config, sync
+from .helpers import make_config, sync
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 JSON_CT = "application/vnd.pypi.simple.v1+json"

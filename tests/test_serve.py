@@ -26,7 +26,7 @@ from pypi_assets.serve import MirrorServer, parse_range
 from pypi_assets.settings import Settings
 from pypi_assets.store.blobs import LocalBlobStore, blob_key, open_blob_store
 
-from .conftest import FAST, PYTHON, make_config
+from .helpers import FAST, PYTHON, make_config
 
 HEX = "ab" * 32
 

@@ -17,29 +17,10 @@ from pypi_assets.fake import FakeUpstream
 from pypi_assets.pypi.records import SEED_FIELDS
 from pypi_assets.store import current_snapshot
 
-from .conftest import make_config, sync
+from .helpers import dump, make_config, sync, table
 
-
-def _table(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-def _dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Everything an analyst sees, minus bookkeeping timestamps."""
-    return {
-        "projects": _table(
-            db,
-            "SELECT name, display_name, serial, status, latest_version, removed_serial FROM projects ORDER BY name",
-        ),
-        "releases": _table(db, "SELECT * FROM releases ORDER BY project, version"),
-        "distributions": _table(db, "SELECT * FROM distributions ORDER BY project, filename"),
-        "dependencies": _table(db, "SELECT * FROM dependencies ORDER BY ALL"),
-        "selected": _table(db, "SELECT * FROM selected_files ORDER BY ALL"),
-    }
+# Kept only until test_defs.py and test_webserver.py import helpers.dump.
+_dump = dump
 
 
 def _headers(meta: bytes) -> email.message.Message:
@@ -53,7 +34,7 @@ def test_columns_equal_wheel_metadata_and_version_json_for_every_version(
     report = sync(fake, db)
     assert report.ok and report.refresh.refreshed
     cols = ", ".join(SEED_FIELDS)
-    rows = _table(
+    rows = table(
         db, f"SELECT {cols}, url, release_version, metadata_source, project FROM distributions"
     )
     assert len(rows) == sum(
@@ -141,12 +122,12 @@ def test_wheel_metadata_is_not_copied_from_the_sdist_or_latest(
 ) -> None:
     db = tmp_path / "m.duckdb"
     sync(fake, db)
-    rows = _table(
+    rows = table(
         db,
         "SELECT filename, requires_dist FROM distributions WHERE metadata_source = 'core-metadata'",
     )
     assert rows and all(any("colorama" in r for r in reqs) for _f, reqs in rows)
-    sdists = _table(db, "SELECT requires_dist FROM distributions WHERE packagetype = 'sdist'")
+    sdists = table(db, "SELECT requires_dist FROM distributions WHERE packagetype = 'sdist'")
     assert not any(any("colorama" in r for r in reqs) for (reqs,) in sdists)
 
 
@@ -155,12 +136,12 @@ def test_second_sync_without_change_makes_at_most_two_requests(
 ) -> None:
     db = tmp_path / "m.duckdb"
     sync(fake, db)
-    before = _dump(db)
+    before = dump(db)
     fake.reset_counts()
     report = sync(fake, db)
     assert fake.total_requests() <= 2
     assert report.up_to_date
-    assert _dump(db) == before
+    assert dump(db) == before
 
 
 def test_new_release_fetches_only_that_project_and_its_new_files(
@@ -180,7 +161,7 @@ def test_new_release_fetches_only_that_project_and_its_new_files(
     assert fake.counts["core-metadata"] == 2  # only the two new wheels
     files = {
         r[0]
-        for r in _table(
+        for r in table(
             db,
             f"SELECT filename FROM distributions WHERE project = '{target}' AND release_version = '9.0.0'",
         )
@@ -215,17 +196,17 @@ def test_yank_and_delete_propagate(fake: FakeUpstream, tmp_path: Path) -> None:
     report = sync(fake, db)
     assert fake.counts["version-json"] == 0 and fake.counts["core-metadata"] == 0
     assert report.refresh.removed == [gone]
-    rows = _table(
+    rows = table(
         db,
         f"SELECT DISTINCT yanked, yanked_reason FROM distributions WHERE project = '{yanked}' AND release_version = '{version}'",
     )
     assert rows == [(True, "broken build")]
-    assert _table(db, f"SELECT status FROM projects WHERE name = '{gone}'") == [("removed",)]
-    assert _table(db, f"SELECT count(*) FROM selected_distributions WHERE project = '{gone}'") == [
+    assert table(db, f"SELECT status FROM projects WHERE name = '{gone}'") == [("removed",)]
+    assert table(db, f"SELECT count(*) FROM selected_distributions WHERE project = '{gone}'") == [
         (0,)
     ]
     assert (
-        _table(db, f"SELECT count(*) FROM distributions WHERE project = '{gone}'")[0][0] > 0
+        table(db, f"SELECT count(*) FROM distributions WHERE project = '{gone}'")[0][0] > 0
     )  # history kept
 
 
@@ -249,7 +230,7 @@ def test_allowlist_from_bandersnatch_config(fake: FakeUpstream, tmp_path: Path) 
     assert sorted(report.refresh.refreshed) == want
     assert {p for (_r, p) in fake.per_project} == set(want)
     assert (
-        sorted(r[0] for r in _table(db, "SELECT DISTINCT project FROM selected_distributions"))
+        sorted(r[0] for r in table(db, "SELECT DISTINCT project FROM selected_distributions"))
         == want
     )
 
@@ -263,7 +244,7 @@ def test_snapshot_published_and_connect_reads_it(fake: FakeUpstream, tmp_path: P
     assert snap is not None and snap.exists()
     con = pypi_assets.connect(db)
     n = con.execute("SELECT count(*) FROM selected_distributions").fetchone()[0]  # type: ignore[index]
-    assert n == _table(db, "SELECT count(*) FROM distributions")[0][0]
+    assert n == table(db, "SELECT count(*) FROM distributions")[0][0]
     with pytest.raises(duckdb.Error):
         con.execute("CREATE TABLE x (a INT)")  # read-only
     assert (snap.parent / (snap.stem + ".parquet") / "distributions.parquet").exists()
@@ -307,9 +288,9 @@ def test_filter_change_fetches_only_newly_allowed_and_drops_excluded(
     fake.reset_counts()
     sync(fake, db, allow(names[2]))
     assert not fake.per_project  # narrowing the filter needs no fetching
-    assert {r[0] for r in _table(db, "SELECT DISTINCT project FROM selected_distributions")} == {
+    assert {r[0] for r in table(db, "SELECT DISTINCT project FROM selected_distributions")} == {
         names[2]
     }
-    assert {r[0] for r in _table(db, "SELECT DISTINCT project FROM distributions")} == set(
+    assert {r[0] for r in table(db, "SELECT DISTINCT project FROM distributions")} == set(
         names[:3]
     )  # kept

@@ -36,6 +36,13 @@ CHANGELOG_CAP = 50_000
 _CONDITIONAL = re.compile(r"application/(json|vnd\.pypi\.simple\.v1\+(json|html))|text/html")
 
 
+def _origin(address: object) -> str:
+    """``http://host:port`` of a server bound to an AF_INET address (host is a str there)."""
+    if not (isinstance(address, tuple) and len(address) >= 2 and isinstance(address[0], str)):
+        raise TypeError(f"not an AF_INET server address: {address!r}")
+    return f"http://{address[0]}:{address[1]}"
+
+
 @dataclass
 class Fault:
     """Applied to the next ``times`` requests whose path matches ``path`` (a regex).
@@ -104,8 +111,7 @@ class FakeUpstream:
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return _origin(self.server.server_address)
 
     @property
     def counts(self) -> Counter[str]:
@@ -181,8 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ plumbing
     @property
     def base(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return _origin(self.server.server_address)
 
     def _fault(self, path: str) -> Fault | None:
         with self.state.lock:
@@ -628,7 +633,10 @@ class _Handler(BaseHTTPRequestHandler):
                 elif method == "changelog_last_serial":
                     result = idx.serial
                 elif method == "changelog_since_serial":
-                    result = idx.changelog_since(int(params[0]), CHANGELOG_CAP)
+                    since = params[0]
+                    if not isinstance(since, int | float | str | bytes):
+                        raise TypeError(f"serial must be a number, not {type(since).__name__}")
+                    result = idx.changelog_since(int(since), CHANGELOG_CAP)
                 else:
                     raise xmlrpc.client.Fault(
                         -32601, f"method {method!r} is deprecated or disabled"

@@ -1,0 +1,76 @@
+"""Plain helpers shared by the test modules (fixtures live in conftest.py; test modules import
+these from here, never from conftest.py or from one another)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pypi_assets.fake import FakeUpstream
+from pypi_assets.filters import MirrorConfig, loads
+from pypi_assets.pipeline import SyncReport, run_sync
+from pypi_assets.settings import Settings
+
+__all__ = ["FAST", "PYTHON", "dump", "loopback_only", "make_config", "sync", "table"]
+
+#: The interpreter running the tests, for subprocesses.
+PYTHON = sys.executable
+
+#: Retries fast enough for tests; the semantics (counts, Retry-After) are unchanged.
+FAST = {"backoff": 0.01, "stale_delays": (0.01, 0.02), "read_timeout": 2.0, "connect_timeout": 2.0}
+
+
+def loopback_only(address: object) -> None:
+    """Tests may talk to the fake upstream, moto, the webserver and nginx on loopback, and
+    to nothing else: a real index must never be reachable from a test."""
+    if isinstance(address, (str, bytes)):
+        return  # a Unix socket
+    host = str(address[0]) if isinstance(address, tuple) else ""
+    try:
+        ok = ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        ok = host == "localhost"
+    if not ok:
+        raise ConnectionRefusedError(f"tests may only connect to loopback, not {address!r}")
+
+
+def make_config(extra: str = "", workers: int = 3) -> MirrorConfig:
+    return loads(
+        f"[mirror]\ndirectory = /tmp/unused\nrelease-files = false\nmaster = http://127.0.0.1\nallow-non-https = true\nworkers = {workers}\n{extra}"
+    )
+
+
+def sync(
+    up: FakeUpstream, db: Path, config: MirrorConfig | None = None, **overrides: Any
+) -> SyncReport:
+    settings = Settings(upstream=up.url, db=db)
+    return asyncio.run(
+        run_sync(settings, config or make_config(), client_overrides={**FAST, **overrides})
+    )
+
+
+def table(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything an analyst sees, minus bookkeeping timestamps."""
+    return {
+        "projects": table(
+            db,
+            "SELECT name, display_name, serial, status, latest_version, removed_serial FROM projects ORDER BY name",
+        ),
+        "releases": table(db, "SELECT * FROM releases ORDER BY project, version"),
+        "distributions": table(db, "SELECT * FROM distributions ORDER BY project, filename"),
+        "dependencies": table(db, "SELECT * FROM dependencies ORDER BY ALL"),
+        "selected": table(db, "SELECT * FROM selected_files ORDER BY ALL"),
+    }

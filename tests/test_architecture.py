@@ -1,0 +1,326 @@
+"""The layer rules of the design (pypi → filters, store → application → adapters; nothing
+imports defs/; Dagster only in defs/), read from the source with ``ast``; the runtime promise
+that a library caller of ``pypi`` and ``filters`` loads neither Dagster nor DuckDB; and the
+rule that test modules share helpers through tests/helpers.py only.
+
+Every import counts: top level, inside functions, and under ``if TYPE_CHECKING:``. Each
+checker is shown to report a deliberately wrong import (the self-tests below).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .helpers import PYTHON
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "pypi_assets"
+
+# ------------------------------------------------------------------------------------ layers
+PYPI = ("pypi_assets.pypi",)
+FILTERS = ("pypi_assets.filters",)
+STORE = ("pypi_assets.store",)
+#: The use cases that combine the library layers (DESIGN.md's ``sync/``).
+APPLICATION = (
+    "pypi_assets.sync",
+    "pypi_assets.pipeline",
+    "pypi_assets.files",
+    "pypi_assets.library",
+    "pypi_assets.settings",
+    "pypi_assets.serial_windows",
+)
+DEFS = ("pypi_assets.defs",)
+#: The modules Dagster loads the code location from (workspace.yaml, ``[tool.dg]``).
+ENTRY_POINTS = ("pypi_assets.definitions",)
+#: Thin adapters over the application layer, and test/ops support shipped in the package.
+ADAPTERS = ("pypi_assets.cli", "pypi_assets.serve", "pypi_assets.dagster_api", *DEFS, *ENTRY_POINTS)
+SUPPORT = ("pypi_assets.fake",)
+#: The package root and its version: leaves every layer may use.
+NEUTRAL = ("pypi_assets._version",)
+
+DAGSTER = ("dagster", "dagster_*")
+ENGINES = ("duckdb", "obstore", "uvicorn")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Modules under ``sources`` (minus ``exempt``) may import, from the package, only what is
+    under ``allowed`` (when given), and nothing under ``forbidden``."""
+
+    name: str
+    sources: tuple[str, ...]
+    forbidden: tuple[str, ...] = ()
+    allowed: tuple[str, ...] | None = None
+    exempt: tuple[str, ...] = ()
+
+
+RULES = (
+    Rule("pypi/ is the bottom layer: it imports only itself", PYPI, allowed=PYPI + NEUTRAL),
+    Rule("filters/ imports only pypi/", FILTERS, allowed=FILTERS + PYPI + NEUTRAL),
+    Rule("store/ imports only pypi/", STORE, allowed=STORE + PYPI + NEUTRAL),
+    Rule(
+        "the application layer never imports the adapters or the fake",
+        APPLICATION,
+        forbidden=ADAPTERS + SUPPORT,
+    ),
+    Rule(
+        "nothing imports defs/ but the Dagster entry points",
+        (PACKAGE,),
+        forbidden=DEFS,
+        exempt=DEFS + ENTRY_POINTS,
+    ),
+    Rule(
+        "only defs/ and the entry points import Dagster",
+        (PACKAGE,),
+        forbidden=DAGSTER,
+        exempt=DEFS + ENTRY_POINTS,
+    ),
+    Rule(
+        "pypi/ and filters/ need no database, blob store or server",
+        PYPI + FILTERS,
+        forbidden=ENGINES,
+    ),
+)
+
+
+def under(name: str, prefixes: Iterable[str]) -> bool:
+    """``name`` is one of ``prefixes`` or inside one (``x_*`` matches any name starting ``x_``)."""
+    for p in prefixes:
+        if p.endswith("*"):
+            if name.startswith(p[:-1]):
+                return True
+        elif name == p or name.startswith(p + "."):
+            return True
+    return False
+
+
+def imports_of(source: str, module: str, is_package: bool, known: set[str]) -> set[str]:
+    """Absolute names of every module ``source`` (the text of ``module``) imports, anywhere in
+    it. ``from a import b`` counts as ``a.b`` when that is a module in ``known``, else as ``a``."""
+    package = module if is_package else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - (node.level - 1)])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in known else base)
+    return found
+
+
+def modules() -> dict[str, tuple[Path, bool]]:
+    """Every module of the package: dotted name → (file, is a package)."""
+    out: dict[str, tuple[Path, bool]] = {}
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        is_package = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    return {
+        name: imports_of(path.read_text(encoding="utf-8"), name, is_package, known)
+        for name, (path, is_package) in mods.items()
+    }
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """One line per import that breaks a rule."""
+    out = []
+    for module, imported in sorted(graph.items()):
+        for rule in RULES:
+            if not under(module, rule.sources) or under(module, rule.exempt):
+                continue
+            for name in sorted(imported):
+                if under(name, rule.forbidden) or (
+                    rule.allowed is not None
+                    and under(name, (PACKAGE,))
+                    and not under(name, rule.allowed)
+                ):
+                    out.append(f"{module} imports {name}: breaks '{rule.name}'")
+    return out
+
+
+# ------------------------------------------------------------------------------------ the package
+
+
+def test_the_package_keeps_its_layer_rules() -> None:
+    found = violations(import_graph())
+    assert not found, "\n".join(found)
+
+
+def test_the_import_graph_is_read_from_the_real_package() -> None:
+    """The checker sees real arrows (so an empty graph cannot pass the rules vacuously)."""
+    graph = import_graph()
+    assert "pypi_assets.pypi.records" in graph["pypi_assets.filters.plugins"]
+    assert "pypi_assets.pypi.records" in graph["pypi_assets.store.duckdb_store"]
+    assert "duckdb" in graph["pypi_assets.store.snapshot"]
+    assert any(under(name, DAGSTER) for name in graph["pypi_assets.defs.resources"])
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    """A new module must be placed in a layer here (and so under the rules) before it lands."""
+    layers = PYPI + FILTERS + STORE + APPLICATION + ADAPTERS + SUPPORT + NEUTRAL
+    unplaced = [m for m in modules() if m != PACKAGE and not under(m, layers)]
+    assert unplaced == []
+
+
+# ------------------------------------------------------------------------------------ self-test
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "rule"),
+    [
+        ("pypi_assets.pypi.fetch", "from ..store import duckdb_store", "pypi/ is the bottom"),
+        ("pypi_assets.pypi.client", "from pypi_assets.filters import loads", "pypi/ is the bottom"),
+        ("pypi_assets.pypi", "from .. import settings", "pypi/ is the bottom"),
+        ("pypi_assets.pypi.client", "import duckdb", "no database"),
+        ("pypi_assets.filters.plugins", "from ..store.duckdb_store import X", "filters/ imports"),
+        ("pypi_assets.filters.config", "def f():\n    import dagster\n", "import Dagster"),
+        ("pypi_assets.store.snapshot", "from ..pipeline import run_sync", "store/ imports"),
+        (
+            "pypi_assets.store.blobs",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pypi_assets.cli import main\n",
+            "store/ imports",
+        ),
+        ("pypi_assets.store", "from ..defs import defs", "store/ imports"),
+        ("pypi_assets.pipeline", "from . import cli", "application layer"),
+        ("pypi_assets.files", "from .fake import FakeUpstream", "application layer"),
+        ("pypi_assets.pipeline", "from .defs.resources import StoreResource", "imports defs/"),
+        ("pypi_assets.cli", "from pypi_assets import defs", "imports defs/"),
+        ("pypi_assets.serve", "import dagster_webserver", "import Dagster"),
+        ("pypi_assets.settings", "from dagster import EnvVar", "import Dagster"),
+    ],
+)
+def test_the_checker_reports_a_wrong_import(module: str, source: str, rule: str) -> None:
+    known = set(modules())
+    is_package = module in {"pypi_assets.pypi", "pypi_assets.store"}
+    found = violations({module: imports_of(source, module, is_package, known)})
+    assert found, f"{source!r} in {module} was not reported"
+    assert any(rule in line for line in found), found
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("pypi_assets.filters.plugins", "from ..pypi.records import File\nimport packaging"),
+        ("pypi_assets.pypi.client", "from .._version import __version__\nimport httpx"),
+        ("pypi_assets.store.index", "from ..pypi.names import x\nimport duckdb"),
+        ("pypi_assets.pipeline", "from .store import DuckDBStore\nfrom .filters import loads"),
+        ("pypi_assets.defs.mirror.assets", "import dagster as dg\nfrom ..resources import R"),
+        ("pypi_assets.definitions", "import dagster as dg\nfrom . import defs"),
+        ("pypi_assets.cli", "from .serve import serve\nfrom .fake import FakeUpstream"),
+    ],
+)
+def test_the_checker_accepts_an_allowed_import(module: str, source: str) -> None:
+    found = violations({module: imports_of(source, module, False, set(modules()))})
+    assert found == []
+
+
+# ------------------------------------------------------------------------------------ at runtime
+
+_PROBE = """
+import json, sys
+import {imports}
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def loaded_after(*imports: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after importing ``imports``."""
+    out = subprocess.run(
+        [PYTHON, "-c", _PROBE.format(imports=", ".join(imports))],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=120,
+    ).stdout
+    return set(json.loads(out))
+
+
+def heavy(loaded: set[str]) -> set[str]:
+    return {m for m in loaded if under(m, (*DAGSTER, "duckdb"))}
+
+
+def test_pypi_and_filters_load_neither_dagster_nor_duckdb() -> None:
+    loaded = loaded_after("pypi_assets.pypi", "pypi_assets.filters")
+    assert heavy(loaded) == set()
+    ours = {m for m in loaded if under(m, (PACKAGE,))}
+    assert "pypi_assets.pypi.client" in ours
+    assert {m for m in ours if m != PACKAGE and not under(m, PYPI + FILTERS + NEUTRAL)} == set()
+
+
+def test_the_runtime_probe_sees_a_heavy_import() -> None:
+    """The same probe reports DuckDB once a layer that needs it is imported."""
+    assert "duckdb" in heavy(loaded_after("pypi_assets.store"))
+
+
+# ------------------------------------------------------------------------------------ tests/
+
+#: Test modules whose imports are switched to helpers.py outside this change.
+_PENDING = {"test_defs", "test_webserver"}
+
+
+def offences_in(module: str, source: str, known: set[str]) -> list[str]:
+    """Imports by the test-side ``module`` of conftest or of a test module."""
+    out = []
+    for name in sorted(imports_of(source, f"tests.{module}", False, known)):
+        leaf = name.removeprefix("tests.") if name.startswith("tests.") else ""
+        if leaf.split(".")[0] == "conftest" or leaf.startswith("test_"):
+            out.append(f"tests/{module}.py imports {name}")
+    return out
+
+
+def suite_modules() -> dict[str, Path]:
+    return {path.stem: path for path in sorted((ROOT / "tests").glob("*.py"))}
+
+
+def test_helpers_come_from_helpers_not_conftest_or_test_modules() -> None:
+    mods = suite_modules()
+    known = {f"tests.{m}" for m in mods}
+    offences = [
+        line
+        for module, path in mods.items()
+        if module not in _PENDING
+        for line in offences_in(module, path.read_text(encoding="utf-8"), known)
+    ]
+    assert offences == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from .conftest import sync",
+        "from .test_sync import dump",
+        "from . import conftest",
+        "from tests.test_cli import CONF",
+        "def f():\n    from .conftest import PYTHON\n",
+    ],
+)
+def test_the_checker_reports_a_helper_taken_from_the_wrong_place(source: str) -> None:
+    known = {f"tests.{m}" for m in suite_modules()}
+    assert offences_in("test_example", source, known) != []
+
+
+def test_the_checker_accepts_helpers_and_helper_modules() -> None:
+    known = {f"tests.{m}" for m in suite_modules()}
+    source = "from .helpers import sync\nfrom .fault_harness import x\nfrom . import helpers"
+    assert offences_in("test_example", source, known) == []
