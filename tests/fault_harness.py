@@ -37,6 +37,10 @@ EXCLUDED_COLUMNS: dict[str, frozenset[str]] = {
     "blobs": frozenset({"stored_at"}),
 }
 
+#: ``meta`` keys that record which upstream endpoint answered, not what was mirrored: a fault
+#: on the JSON root legitimately makes the XML-RPC fallback answer (``listing_source``).
+EXCLUDED_META = frozenset({"listing_source"})
+
 #: Directories of the blob store that are not content: ``.partial`` holds downloads in
 #: progress (documented in pypi_assets/files.py; kept on purpose so an interrupted run
 #: resumes with a Range request, and never served: nothing under it is a blob key).
@@ -217,6 +221,7 @@ def dump_duckdb(path: Path, mirror: Mirror | None = None) -> dict[str, Rows]:
             rows = [
                 tuple(_canon(v, places) for v in r)
                 for r in con.execute(f'SELECT {select} FROM "{name}"').fetchall()
+                if not (name == "meta" and r[0] in EXCLUDED_META)
             ]
             out[f"{name}({', '.join(cols)})"] = sorted(rows, key=repr)
         return out

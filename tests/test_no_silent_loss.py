@@ -370,3 +370,19 @@ def test_a_project_the_store_refuses_fails_alone(
     monkeypatch.setattr(pipeline, "fetch_project", real)
     report = sync(fake, db)
     assert report.ok and report.refresh.refreshed == [bad]
+
+
+def test_index_root_follows_the_serial_after_a_stale_listing(tmp_path: Path) -> None:
+    """A root listing served stale (as the CDN does) leaves the index root at its serial; the
+    next run, with the live serial and no project changed, must rewrite the root."""
+    with FakeUpstream(FakeIndex.generate(3)) as fake:
+        db, blobs = tmp_path / "m.duckdb", tmp_path / "blobs"
+        fake.add_fault(Fault(path=r"^/simple/$", kind="stale", lag=1, times=1000))
+        assert _blob_sync(fake, db, blobs).ok
+        root = json.loads((blobs / "simple" / "index.v1_json").read_text())
+        assert root["meta"]["_last-serial"] == fake.index.serial - 1
+        fake.state.faults.clear()
+        assert _blob_sync(fake, db, blobs).ok
+        root = json.loads((blobs / "simple" / "index.v1_json").read_text())
+        assert root["meta"]["_last-serial"] == fake.index.serial
+        assert f"<!--SERIAL {fake.index.serial}-->" in (blobs / "simple" / "index.html").read_text()
