@@ -14,6 +14,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from pypi_assets.fake import FakeIndex, FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +78,27 @@ def test_big_description_peaks_at_twice_the_largest_body() -> None:
     # text) at once: twice the body. Anything else held (another body, a second copy of
     # the description) would show here; the base commit peaked at over 4x.
     assert got["peak"] <= 2 * largest + 1024 * 1024, (got["peak"], largest)
+
+
+def test_draining_decode_equals_a_whole_decode() -> None:
+    """A large body decoded piece by piece (emptied as it goes) gives the text a whole
+    decode gives: characters across a piece boundary, invalid bytes (as U+FFFD, flagged)."""
+    from pypi_assets.pypi.metadata import decode_core_metadata, decode_draining
+
+    step = 1024 * 1024
+    unit = "caf\u00e9 \u20ac \U0001f40d ".encode()
+    good = (unit * (3 * step // len(unit) + 7))[: 3 * step + 5]
+    good = good[: len(good) - len(good) % len(unit)]  # whole characters only
+    # Multi-byte characters straddle every 1 MiB cut; stray bytes sit at and near the cuts.
+    bad = bytearray(good)
+    for pos in (len(bad) - step, len(bad) - step - 1, len(bad) - 2 * step + 1, 10):
+        bad[pos] = 0xFF
+    for data in (good, bytes(bad)):
+        whole = data.decode("utf-8", "replace")
+        assert decode_draining(bytearray(data), "utf-8", "replace") == whole
+        buf = bytearray(data)
+        assert decode_core_metadata(buf) == (whole, data is not good)
+        assert not buf  # emptied as it was decoded
+    assert decode_draining(bytearray(good), "utf-8", "surrogatepass") == good.decode()
+    with pytest.raises(UnicodeDecodeError):
+        decode_draining(bytearray(bad), "utf-8", "strict")
