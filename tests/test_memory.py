@@ -13,6 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,32 @@ def test_draining_decode_equals_a_whole_decode() -> None:
     assert decode_draining(bytearray(good), "utf-8", "surrogatepass") == good.decode()
     with pytest.raises(UnicodeDecodeError):
         decode_draining(bytearray(bad), "utf-8", "strict")
+
+
+def test_a_batch_with_much_text_is_written_early(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetched projects wait in a batch (64) before one write; a batch whose descriptions
+    pass ``BATCH_TEXT`` characters is written at once (here at every project: the threshold
+    is one character), so large READMEs are not held 64 at a time."""
+    from pypi_assets import pipeline
+    from pypi_assets.store.duckdb_store import MetadataStore
+
+    from .conftest import sync
+
+    chunks: list[int] = []
+    write = MetadataStore.write_projects
+
+    def counting(self: MetadataStore, projects: Any) -> Any:
+        chunks.append(len(projects))
+        return write(self, projects)
+
+    monkeypatch.setattr(MetadataStore, "write_projects", counting)
+    monkeypatch.setattr(pipeline, "BATCH_TEXT", 1)
+    report = sync(fake, tmp_path / "m.duckdb")
+    assert report.ok
+    # Each worker flushes after its project; projects other workers fetched while a write
+    # ran join the next one, so a write holds at most one project per worker (3 x 4 here),
+    # where a batch would have waited for 64.
+    assert len(chunks) > 1 and max(chunks) <= 12, chunks
+    assert sum(chunks) == len(fake.state.index.projects)
