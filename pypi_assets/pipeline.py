@@ -413,6 +413,18 @@ def recompute_selected_files(
     )
 
 
+#: A batch of fetched projects is written early once the text it holds passes this many
+#: characters (descriptions, counted once per row they are written to): the store copies each
+#: of them several times while it writes, so 64 projects with large READMEs must not wait.
+BATCH_TEXT = 16 * 1024 * 1024
+
+
+def _text_weight(p: Project) -> int:
+    info = len(p.info.get("description") or "") if p.info else 0
+    rel = sum(len((r.info or {}).get("description") or "") for r in p.releases)
+    return info + rel + sum(len(d.description or "") for d in p.distributions)
+
+
 async def refresh_metadata(
     client: PyPIClient,
     store: MetadataStore,
@@ -453,6 +465,7 @@ async def refresh_metadata(
     for n in todo:
         queue.put_nowait(n)
     pending: list[Project] = []
+    pending_text = 0
     flush_lock = asyncio.Lock()
     done = 0
     stop = asyncio.Event()
@@ -479,15 +492,17 @@ async def refresh_metadata(
         report.skipped_older.extend(res.skipped_older)
 
     async def flush() -> None:
+        nonlocal pending_text
         async with flush_lock:
             if not pending:
                 return
             chunk = pending[:]
             pending.clear()
+            pending_text = 0
             await asyncio.to_thread(write, chunk)
 
     async def worker() -> None:
-        nonlocal done
+        nonlocal done, pending_text
         while not stop.is_set():
             try:
                 name = queue.get_nowait()
@@ -498,7 +513,9 @@ async def refresh_metadata(
                 stored = await asyncio.to_thread(store.load_stored, name)
                 project = await fetch_project(client, display, serial or None, stored, depth=depth)
                 pending.append(project)
-                if len(pending) >= batch:
+                pending_text += _text_weight(project)
+                del project
+                if len(pending) >= batch or pending_text >= BATCH_TEXT:
                     await flush()
                 status = "ok"
             except NotModified as exc:

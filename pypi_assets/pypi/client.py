@@ -35,6 +35,7 @@ from .limits import (
     check_serial,
     loads_json,
 )
+from .metadata import decode_draining
 from .names import UnsafeValue, canonical, check_project_name, check_url, host_key
 from .records import UpstreamListing
 from .simple import (
@@ -99,6 +100,9 @@ class ClientConfig:
     file_hosts: tuple[str, ...] = ()  # extra hosts file URLs may point at
     user_agent: str = DEFAULT_USER_AGENT
     max_body: int = 256 * 1024 * 1024  # decompressed bytes of one response held in memory
+    #: A gated request's body over this many bytes waits until no other large gated body is
+    #: held (see :meth:`PyPIClient.release_body`); smaller bodies keep their concurrency.
+    large_body: int = 1024 * 1024
     max_versions: int = 20_000  # releases of one project
     max_files_per_release: int = 2_000
     changelog_page: int = 50_000  # Warehouse caps changelog_since_serial replies at this
@@ -106,7 +110,13 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_WORKERS:
             raise ValueError(f"concurrency must be between 1 and {MAX_WORKERS}")
-        for key in ("max_body", "max_versions", "max_files_per_release", "total_timeout"):
+        for key in (
+            "max_body",
+            "max_versions",
+            "max_files_per_release",
+            "total_timeout",
+            "large_body",
+        ):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be positive")
         parts = urlsplit(self.upstream)
@@ -229,6 +239,28 @@ def _inflater(url: str, encoding: str) -> Any:
     raise InvalidResponse(f"{url}: unsupported Content-Encoding {encoding[:40]!r}")
 
 
+class _BodyGate:
+    """One large body at a time: the task that holds the gate reads its body and parses it,
+    then releases the gate; another task's large body waits. Re-entrant for its holder (a
+    retried request keeps it)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+
+    async def enter(self) -> None:
+        task = asyncio.current_task()
+        if task is None or self._owner is task:
+            return
+        await self._lock.acquire()
+        self._owner = task
+
+    def leave(self) -> None:
+        if self._owner is not None and self._owner is asyncio.current_task():
+            self._owner = None
+            self._lock.release()
+
+
 @dataclass(slots=True)
 class Fetched:
     status: int
@@ -276,7 +308,8 @@ class Fetched:
             # Decode, drop the bytes, then parse: body, text and objects never coexist.
             body, self.body = self.body, b""
             try:
-                text = body.decode(json.detect_encoding(body), "surrogatepass")
+                # A large body is emptied as it is decoded: bytes and text never both whole.
+                text = decode_draining(body, json.detect_encoding(body), "surrogatepass")
             except (UnicodeDecodeError, LookupError) as exc:
                 raise InvalidResponse(f"{self.url}: invalid JSON ({exc})") from None
             del body
@@ -300,6 +333,7 @@ class PyPIClient:
         self.config = config or ClientConfig()
         self.stats = RequestStats()
         self._sem = asyncio.Semaphore(self.config.concurrency)
+        self._gate = _BodyGate()
         self._started = time.monotonic()
         run = self.config.run_timeout
         self._run_deadline = self._started + run if run is not None else float("inf")
@@ -348,15 +382,30 @@ class PyPIClient:
             return self._check(str(resp.url.join(resp.headers["location"])))
         return None
 
+    def release_body(self) -> None:
+        """Let another large gated body be read: the caller has parsed (and dropped) the
+        body of its gated request. A no-op for a task that does not hold the gate."""
+        self._gate.leave()
+
     async def _once(
-        self, method: str, url: str, headers: dict[str, str], content: bytes | None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        gated: bool = False,
     ) -> Fetched:
         """One request, following same-origin redirects, reading the body with a size cap.
 
         The body is read raw and inflated here, never past ``max_body`` decompressed bytes
         (httpx would inflate a whole network chunk at once: a bomb's 64 KiB become 64 MiB).
+        ``gated``: a body over ``large_body`` bytes (announced, or once read that far) is
+        read only while holding the client's gate, which the caller gives back with
+        :meth:`release_body` once the body is parsed; so one large body of a project, and of
+        the run, is held at a time, and its parse does not meet another's.
         """
         cap = self.config.max_body
+        large = self.config.large_body if gated and method != "HEAD" else cap + 1
         for _hop in range(6):
             async with self._http.stream(method, url, headers=headers, content=content) as resp:
                 target = self._redirect(resp)
@@ -368,6 +417,8 @@ class PyPIClient:
                 expected = resp.headers.get("content-length", "")
                 if expected.isdigit() and expected.isascii() and int(expected) > cap:
                     raise LimitExceeded(f"{url}: body larger than max_body_size ({cap} bytes)")
+                if expected.isdigit() and expected.isascii() and int(expected) > large:
+                    await self._gate.enter()
                 inflate = _inflater(url, resp.headers.get("content-encoding", ""))
                 body = bytearray()
                 chunks: AsyncIterator[bytes]
@@ -378,6 +429,8 @@ class PyPIClient:
                 async for raw in chunks:
                     if method == "HEAD":
                         continue
+                    if len(body) > large:
+                        await self._gate.enter()
                     if inflate is None:
                         if len(body) + len(raw) > cap:
                             raise LimitExceeded(
@@ -422,6 +475,7 @@ class PyPIClient:
         content: bytes | None = None,
         expected_serial: int | None = None,
         ok: frozenset[int] = frozenset({200}),
+        gated: bool = False,
     ) -> Fetched:
         """A request with retries: timeouts, transport errors, truncated bodies and 5xx back
         off exponentially, 429 honours ``Retry-After``, and a response whose
@@ -429,6 +483,8 @@ class PyPIClient:
 
         The whole of it, retries and waits included, has ``total_timeout`` to complete (from
         its first attempt's start); past that it raises :class:`DeadlineExceeded`.
+        ``gated``: see :meth:`_once`; the caller must call :meth:`release_body` afterwards
+        (in a ``finally``), whatever the outcome.
         """
         cfg = self.config
         url = self._check(url)
@@ -449,7 +505,7 @@ class PyPIClient:
                     if budget <= 0:
                         raise TimeoutError
                     async with asyncio.timeout(budget):
-                        got = await self._once(method, url, headers, content)
+                        got = await self._once(method, url, headers, content, gated)
             except (httpx.TimeoutException, TimeoutError) as exc:
                 last = f"timeout ({type(exc).__name__})"
                 cutoff = min(deadline or float("inf"), self._run_deadline)
@@ -646,10 +702,16 @@ class PyPIClient:
 
     # ------------------------------------------------------------------ per project
     async def project_json(
-        self, name: str, expected_serial: int | None = None, *, etag: str | None = None
+        self,
+        name: str,
+        expected_serial: int | None = None,
+        *,
+        etag: str | None = None,
+        gated: bool = False,
     ) -> Fetched:
         """The project JSON. With ``etag`` (from an earlier answer) the request is
-        conditional: an unchanged project answers 304, with no body (``Fetched.status``)."""
+        conditional: an unchanged project answers 304, with no body (``Fetched.status``).
+        ``gated``: see :meth:`request`."""
         check_project_name(name)
         if etag is not None and not _ETAG.fullmatch(etag):
             etag = None
@@ -659,13 +721,15 @@ class PyPIClient:
             expected_serial=expected_serial,
             headers={"If-None-Match": etag} if etag else None,
             ok=frozenset({200, 304}) if etag else frozenset({200}),
+            gated=gated,
         )
 
-    async def version_json(self, name: str, version: str) -> Fetched:
+    async def version_json(self, name: str, version: str, *, gated: bool = False) -> Fetched:
         check_project_name(name)
         return await self.request(
             "version-json",
             f"{self.config.base}/pypi/{canonical(name)}/{quote_version(version)}/json",
+            gated=gated,
         )
 
     async def simple_page(self, name: str, expected_serial: int | None = None) -> SimpleProjectPage:
@@ -688,9 +752,12 @@ class PyPIClient:
             page.serial = got.serial
         return page
 
-    async def core_metadata(self, file_url: str, sha256: str | None) -> bytes | bytearray:
-        """The PEP 658 ``.metadata`` file for a wheel, verified against the advertised hash."""
-        got = await self.request("core-metadata", file_url + ".metadata")
+    async def core_metadata(
+        self, file_url: str, sha256: str | None, *, gated: bool = False
+    ) -> bytes | bytearray:
+        """The PEP 658 ``.metadata`` file for a wheel, verified against the advertised hash.
+        ``gated``: see :meth:`request`."""
+        got = await self.request("core-metadata", file_url + ".metadata", gated=gated)
         if sha256 is not None and hashlib.sha256(got.body).hexdigest() != sha256:
             raise UpstreamError(f"{file_url}.metadata: sha256 does not match the simple index")
         return got.body

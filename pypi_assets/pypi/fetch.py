@@ -8,8 +8,11 @@ and the ``.metadata`` file of each new wheel that has one.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import dataclasses
+import hashlib
+import zlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -246,6 +249,71 @@ def _share_descriptions(
         d.description = one(d.description)
 
 
+#: Descriptions of at least this many characters are held compressed while the project's
+#: other bodies are read and parsed (see :class:`_Descriptions`).
+PARK_CHARS = 1024 * 1024
+_PARK_STEP = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Parked:
+    """A large description set aside in a :class:`_Descriptions`."""
+
+    key: tuple[int, bytes]
+
+
+class _Descriptions:
+    """A project's large descriptions, held zlib-compressed (one copy per distinct text)
+    while its other bodies are fetched and parsed, then restored as one string per distinct
+    text. The project JSON, each version JSON and each wheel's METADATA carry their own copy
+    of what is mostly the same README, often megabytes: kept as parsed, the first copy would
+    be held while the next body is decoded and parsed (three copies at once), where parked it
+    costs its compressed size."""
+
+    def __init__(self) -> None:
+        self._packed: dict[tuple[int, bytes], bytes] = {}
+        self._restored: dict[tuple[int, bytes], str] = {}
+
+    @staticmethod
+    def _pieces(text: str) -> Any:
+        for i in range(0, len(text), _PARK_STEP):
+            yield text[i : i + _PARK_STEP].encode("utf-8", "surrogatepass")
+
+    def park(self, value: Any) -> Any:
+        """``value``, or a :class:`_Parked` in its place when it is a long string."""
+        if not isinstance(value, str) or len(value) < PARK_CHARS:
+            return value
+        digest = hashlib.blake2b(digest_size=32)
+        for piece in self._pieces(value):
+            digest.update(piece)
+        key = (len(value), digest.digest())
+        if key not in self._packed:
+            z = zlib.compressobj(1)
+            self._packed[key] = b"".join([*(z.compress(p) for p in self._pieces(value)), z.flush()])
+        return _Parked(key)
+
+    def restore(self, value: Any) -> Any:
+        """The string a :func:`park` result stands for (the same object for equal texts)."""
+        if not isinstance(value, _Parked):
+            return value
+        text = self._restored.get(value.key)
+        if text is None:
+            # Inflated and decoded a piece at a time: a whole decode of the inflated bytes
+            # would hold them, a buffer as large and (for text that is not ASCII) its copy.
+            inflate = zlib.decompressobj()
+            decode = codecs.getincrementaldecoder("utf-8")("surrogatepass")
+            pieces: list[str] = []
+            data = self._packed.pop(value.key)
+            while data:
+                pieces.append(decode.decode(inflate.decompress(data, _PARK_STEP)))
+                data = inflate.unconsumed_tail
+            pieces.append(decode.decode(inflate.flush(), final=True))
+            text = "".join(pieces)
+            del pieces
+            self._restored[value.key] = text
+        return text
+
+
 async def fetch_project(
     client: PyPIClient,
     name: str,
@@ -262,14 +330,20 @@ async def fetch_project(
     """
     check_project_name(name)
     norm = canonical(name)
-    got = await client.project_json(
-        name, expected_serial, etag=stored.etag if stored is not None else None
-    )
-    if got.status == 304:
-        raise NotModified(f"{name}: unchanged (304)", got.headers_serial)
-    data = got.json(precheck=lambda text: _precount(client, name, text))
-    if not isinstance(data, dict) or not isinstance(data.get("info"), dict):
-        raise ProjectError(f"{name}: project JSON has no 'info' object")
+    parked = _Descriptions()
+    try:
+        got = await client.project_json(
+            name, expected_serial, etag=stored.etag if stored is not None else None, gated=True
+        )
+        if got.status == 304:
+            raise NotModified(f"{name}: unchanged (304)", got.headers_serial)
+        data = got.json(precheck=lambda text: _precount(client, name, text))
+        if not isinstance(data, dict) or not isinstance(data.get("info"), dict):
+            raise ProjectError(f"{name}: project JSON has no 'info' object")
+        if depth == "full" and "description" in data["info"]:
+            data["info"]["description"] = parked.park(data["info"]["description"])
+    finally:
+        client.release_body()
     check_caps(client, name, data.get("releases"))
     info = data["info"]
     display = check_project_name(info.get("name"))
@@ -325,27 +399,37 @@ async def fetch_project(
 
     async def get_info(version: str) -> None:
         try:
-            vg = await client.version_json(name, version)
+            vg = await client.version_json(name, version, gated=True)
+            vdata = vg.json()
+            del vg
+            vinfo = vdata.get("info") if isinstance(vdata, dict) else None
+            if not isinstance(vinfo, dict):
+                raise ProjectError(f"{name} {version}: version JSON has no 'info' object")
+            if "description" in vinfo:
+                vinfo["description"] = parked.park(vinfo["description"])
+            infos[version] = vinfo
         except NotFound:
             no_info.add(version)
-            return
-        vdata = vg.json()
-        vinfo = vdata.get("info") if isinstance(vdata, dict) else None
-        if not isinstance(vinfo, dict):
-            raise ProjectError(f"{name} {version}: version JSON has no 'info' object")
-        infos[version] = vinfo
+        finally:
+            client.release_body()
 
     metadata: dict[str, dict[str, Any]] = {}
 
     async def get_meta(f: _File) -> None:
-        body = await client.core_metadata(f.url, core_meta.get(f.filename))
-        # Unparseable METADATA: the file falls back to its version JSON below.
-        with contextlib.suppress(MetadataError):
-            text, repaired = decode_core_metadata(body)
-            del body
-            metadata[f.filename] = fields_from_core_metadata(text)
-            if repaired:  # bytes that are not UTF-8, kept as U+FFFD (as Warehouse does)
-                client.stats.repaired["metadata-invalid-utf8"] += 1
+        try:
+            body = await client.core_metadata(f.url, core_meta.get(f.filename), gated=True)
+            # Unparseable METADATA: the file falls back to its version JSON below.
+            with contextlib.suppress(MetadataError):
+                text, repaired = decode_core_metadata(body)
+                del body
+                fields = fields_from_core_metadata(text)
+                del text
+                fields["description"] = parked.park(fields.get("description"))
+                metadata[f.filename] = fields
+                if repaired:  # bytes that are not UTF-8, kept as U+FFFD (as Warehouse does)
+                    client.stats.repaired["metadata-invalid-utf8"] += 1
+        finally:
+            client.release_body()
 
     try:
         async with asyncio.TaskGroup() as tg:
@@ -356,6 +440,12 @@ async def fetch_project(
                     tg.create_task(get_meta(f))
     except BaseExceptionGroup as group:
         raise group.exceptions[0] from None  # callers handle plain exceptions per project
+    # Every body is parsed: the descriptions come back, one string per distinct text.
+    for i in (info, *infos.values()):
+        if "description" in i:
+            i["description"] = parked.restore(i["description"])
+    for fields in metadata.values():
+        fields["description"] = parked.restore(fields.get("description"))
     latest = _opt_str(info.get("version"), f"{name}: info.version", 256)
     if latest is not None and latest in no_info:
         # The project JSON's info *is* the latest version's metadata; only there is it valid.
@@ -390,6 +480,8 @@ async def fetch_project(
                     if rinfo is None and depth == "full" and version not in no_info:
                         await get_info(version)
                         rinfo = infos.get(version)
+                        if rinfo is not None and "description" in rinfo:
+                            rinfo["description"] = parked.restore(rinfo["description"])
                     if rinfo is None:
                         # Project depth, or no version JSON upstream: metadata stays NULL and
                         # the version is asked for again on the next change of the project.

@@ -12,6 +12,7 @@ from packaging.metadata import parse_email
 __all__ = [
     "MetadataError",
     "decode_core_metadata",
+    "decode_draining",
     "fields_from_core_metadata",
     "fields_from_version_info",
 ]
@@ -52,14 +53,62 @@ _LIST_FIELDS = {
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 
 
+_DRAIN_STEP = 1024 * 1024
+
+
+def _drain_pieces(data: bytearray, errors: str, repair: bool) -> tuple[list[str], bool]:
+    """``data`` (UTF-8) decoded 1 MiB at a time from its end, each step cut off ``data`` once
+    decoded, so the bytes shrink as the text grows. Cuts fall before a byte that starts a
+    sequence, so no character is split (and an invalid sequence is replaced as a whole
+    decode would). Returns the pieces, first to last, and whether a piece failed to decode
+    and was decoded with U+FFFD instead (only with ``repair``; without, the error is raised)."""
+    pieces: list[str] = []
+    repaired = False
+    while data:
+        cut = max(0, len(data) - _DRAIN_STEP)
+        floor = max(0, cut - 3)
+        while cut > floor and data[cut] & 0xC0 == 0x80:
+            cut -= 1
+        with memoryview(data) as view, view[cut:] as tail:
+            try:
+                pieces.append(str(tail, "utf-8", errors))
+            except UnicodeDecodeError:
+                if not repair:
+                    raise
+                pieces.append(str(tail, "utf-8", "replace"))
+                repaired = True
+        del data[cut:]
+    pieces.reverse()
+    return pieces, repaired
+
+
+def decode_draining(data: bytes | bytearray, encoding: str, errors: str = "strict") -> str:
+    """``data.decode(encoding, errors)``; a large UTF-8 ``bytearray`` is emptied as it is
+    decoded (see :func:`_drain_pieces`), so its bytes and its text are never both held whole.
+    (CPython decodes non-ASCII UTF-8 into a buffer as large as the input, copied once more
+    when the first non-ASCII character widens it: three copies of a large body at once.)"""
+    if (
+        not isinstance(data, bytearray)
+        or len(data) <= _DRAIN_STEP
+        or encoding.lower().replace("_", "-") not in ("utf-8", "utf8")
+    ):
+        return data.decode(encoding, errors)
+    pieces, _ = _drain_pieces(data, errors, repair=False)
+    return "".join(pieces)
+
+
 def decode_core_metadata(data: bytes | bytearray) -> tuple[str, bool]:
     """The text of a METADATA / PKG-INFO file, and whether it had bytes that are not UTF-8.
 
     Such bytes become U+FFFD and the rest is kept, as Warehouse does; parsing the raw bytes
     instead would drop every field they touch (``packaging`` moves it to "unparsed").
+    A large ``bytearray`` is emptied as it is decoded (:func:`decode_draining`).
     """
     if len(data) > _MAX_METADATA_BYTES:
         raise MetadataError("core metadata file is larger than 16 MiB")
+    if isinstance(data, bytearray) and len(data) > _DRAIN_STEP:
+        pieces, repaired = _drain_pieces(data, "strict", repair=True)
+        return "".join(pieces), repaired
     try:
         return data.decode("utf-8"), False
     except UnicodeDecodeError:

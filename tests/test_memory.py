@@ -1,0 +1,134 @@
+"""Issue 10, defect 8: what one project's bodies cost in memory.
+
+A release whose description is 5 MB (in the project JSON, the version JSON and the wheel's
+METADATA) is fetched in a fresh interpreter, against the fake upstream served by this
+process (so the server's own copies are not counted), with ``tracemalloc`` traced from
+just before ``fetch_project`` (after a small project has been fetched, so imports and the
+connection are not counted). The peak of traced memory is deterministic: no timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pypi_assets.fake import FakeIndex, FakeUpstream
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import asyncio, json, sys, tracemalloc
+from pypi_assets.pypi import ClientConfig, PyPIClient
+from pypi_assets.pypi.fetch import fetch_project
+
+async def main():
+    async with PyPIClient(ClientConfig(upstream=sys.argv[1])) as c:
+        await fetch_project(c, sys.argv[2], None, None)  # imports, connection
+        tracemalloc.start()
+        p = await fetch_project(c, "big-description", None, None)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        descs = {id(d.description) for d in p.distributions} | {id(p.info["description"])}
+        descs |= {id(r.info["description"]) for r in p.releases}
+        print(json.dumps({"peak": peak, "copies": len(descs), "len": len(p.info["description"]),
+                          "sources": sorted(d.metadata_source for d in p.distributions)}))
+
+asyncio.run(main())
+"""
+
+
+def _big_description(idx: FakeIndex, size: int) -> tuple[str, int]:
+    """The release, its description and its METADATA file's size."""
+    idx.add_project("big-description")
+    rel = idx.add_release("big-description", "1.0", wheels=1, core_metadata=True)
+    unit = "Lorem ipsum dolor sit amet, caf\u00e9 na\u00efve \u00fcber. "
+    text = (unit * (size // len(unit.encode()) + 1))[: size // 2]
+    rel.info["description"] = text
+    for f in rel.files:
+        if f.filename.endswith(".whl"):
+            f.metadata = f.metadata.split(b"\n\n", 1)[0] + b"\n\n" + text.encode()
+    return text, max(len(f.metadata) for f in rel.files)
+
+
+def test_big_description_peaks_at_twice_the_largest_body() -> None:
+    idx = FakeIndex.generate(2)
+    text, largest = _big_description(idx, 5 * 1024 * 1024)
+    small = sorted(n for n in idx.projects if n != "big-description")[0]
+    with FakeUpstream(idx) as up:
+        for path in ("/pypi/big-description/json", "/pypi/big-description/1.0/json"):
+            with urllib.request.urlopen(up.url + path) as r:  # loopback only
+                largest = max(largest, len(r.read()))
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, up.url, small],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["len"] == len(text)
+    assert got["sources"] == ["core-metadata", "version-json"]
+    assert got["copies"] == 1  # the result holds one copy of the description
+    # Parsing one JSON body needs its text and what it parses to (or its bytes and its
+    # text) at once: twice the body. Anything else held (another body, a second copy of
+    # the description) would show here; the base commit peaked at over 4x.
+    assert got["peak"] <= 2 * largest + 1024 * 1024, (got["peak"], largest)
+
+
+def test_draining_decode_equals_a_whole_decode() -> None:
+    """A large body decoded piece by piece (emptied as it goes) gives the text a whole
+    decode gives: characters across a piece boundary, invalid bytes (as U+FFFD, flagged)."""
+    from pypi_assets.pypi.metadata import decode_core_metadata, decode_draining
+
+    step = 1024 * 1024
+    unit = "caf\u00e9 \u20ac \U0001f40d ".encode()
+    good = (unit * (3 * step // len(unit) + 7))[: 3 * step + 5]
+    good = good[: len(good) - len(good) % len(unit)]  # whole characters only
+    # Multi-byte characters straddle every 1 MiB cut; stray bytes sit at and near the cuts.
+    bad = bytearray(good)
+    for pos in (len(bad) - step, len(bad) - step - 1, len(bad) - 2 * step + 1, 10):
+        bad[pos] = 0xFF
+    for data in (good, bytes(bad)):
+        whole = data.decode("utf-8", "replace")
+        assert decode_draining(bytearray(data), "utf-8", "replace") == whole
+        buf = bytearray(data)
+        assert decode_core_metadata(buf) == (whole, data is not good)
+        assert not buf  # emptied as it was decoded
+    assert decode_draining(bytearray(good), "utf-8", "surrogatepass") == good.decode()
+    with pytest.raises(UnicodeDecodeError):
+        decode_draining(bytearray(bad), "utf-8", "strict")
+
+
+def test_a_batch_with_much_text_is_written_early(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fetched projects wait in a batch (64) before one write; a batch whose descriptions
+    pass ``BATCH_TEXT`` characters is written at once (here at every project: the threshold
+    is one character), so large READMEs are not held 64 at a time."""
+    from pypi_assets import pipeline
+    from pypi_assets.store.duckdb_store import MetadataStore
+
+    from .conftest import sync
+
+    chunks: list[int] = []
+    write = MetadataStore.write_projects
+
+    def counting(self: MetadataStore, projects: Any) -> Any:
+        chunks.append(len(projects))
+        return write(self, projects)
+
+    monkeypatch.setattr(MetadataStore, "write_projects", counting)
+    monkeypatch.setattr(pipeline, "BATCH_TEXT", 1)
+    report = sync(fake, tmp_path / "m.duckdb")
+    assert report.ok
+    # Each worker flushes after its project; projects other workers fetched while a write
+    # ran join the next one, so a write holds at most one project per worker (3 x 4 here),
+    # where a batch would have waited for 64.
+    assert len(chunks) > 1 and max(chunks) <= 12, chunks
+    assert sum(chunks) == len(fake.state.index.projects)
