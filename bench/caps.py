@@ -26,7 +26,7 @@ from typing import Any
 
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
 
-from .common import ROOT, table, write_result
+from .common import ROOT, hwm_mb, table, write_result
 
 BASE_COMMIT = "187138f"
 GLOBAL_TIMEOUT = 10  # seconds; the issue's 30 s, shortened to keep the bench under 2 minutes
@@ -99,16 +99,6 @@ def _base_tree(dest: Path) -> Path:
     return dest
 
 
-def _hwm_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
-
-
 def _run(code_root: Path, up: FakeUpstream, name: str, conf: str, budget: float) -> dict[str, Any]:
     """One case in a fresh process; killed after ``budget`` seconds if still running (its
     peak RSS then is the last VmHWM sampled)."""
@@ -126,7 +116,7 @@ def _run(code_root: Path, up: FakeUpstream, name: str, conf: str, budget: float)
     )
     peak = 0.0
     while proc.poll() is None and time.perf_counter() - t < budget:
-        peak = max(peak, _hwm_mb(proc.pid))
+        peak = max(peak, hwm_mb(proc.pid))
         time.sleep(0.05)
     if proc.poll() is None:
         proc.kill()

@@ -87,7 +87,8 @@ class Timed:
     stderr: str
 
 
-def _hwm_mb(pid: int) -> float:
+def hwm_mb(pid: int) -> float:
+    """The peak resident memory (VmHWM) of a running process, in MB."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -112,7 +113,7 @@ def run_timed(args: list[str], env: dict[str, str] | None = None, cwd: Path | No
 
     def sample() -> None:
         while not done.wait(0.02):
-            peak[0] = max(peak[0], _hwm_mb(proc.pid))
+            peak[0] = max(peak[0], hwm_mb(proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
