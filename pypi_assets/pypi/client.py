@@ -203,13 +203,17 @@ _UNSET: Any = object()
 _INFLATE_STEP = 1 << 20
 
 
-def _inflate_into(body: bytearray, inflate: Any, raw: bytes, cap: int, url: str) -> None:
-    """Inflate ``raw`` onto ``body``, 1 MiB at a time, refusing to pass ``cap`` bytes. (One
-    64 KiB chunk of a bomb inflates to 64 MiB; zlib would build that in blocks and copy.)"""
+def _inflate_into(body: bytearray, inflate: Any, raw: bytes | None, cap: int, url: str) -> None:
+    """Inflate ``raw`` onto ``body``, 1 MiB at a time, refusing to pass ``cap`` bytes (one
+    64 KiB chunk of a bomb inflates to 64 MiB; zlib would build that in blocks and copy).
+    ``raw=None`` flushes what the inflater still holds, under the same cap."""
     data = raw
-    while data:
+    while data is None or data:
         try:
-            out = inflate.decompress(data, min(cap - len(body) + 1, _INFLATE_STEP))
+            if data is None:
+                out = inflate.flush()
+            else:
+                out = inflate.decompress(data, min(cap - len(body) + 1, _INFLATE_STEP))
         except zlib.error as exc:
             raise InvalidResponse(f"{url}: corrupt compressed body ({exc})") from None
         if len(body) + len(out) > cap:
@@ -217,6 +221,8 @@ def _inflate_into(body: bytearray, inflate: Any, raw: bytes, cap: int, url: str)
                 f"{url}: body larger than max_body_size ({cap} bytes, decompressed)"
             )
         body += out
+        if data is None:
+            return
         data = inflate.unconsumed_tail
         if not out and data:  # no progress: bytes after the end of the stream
             raise InvalidResponse(f"{url}: corrupt compressed body (trailing bytes)")
@@ -440,15 +446,7 @@ class PyPIClient:
                     else:
                         _inflate_into(body, inflate, raw, cap, url)
                 if inflate is not None and method != "HEAD":
-                    try:
-                        rest = inflate.flush()
-                    except zlib.error as exc:
-                        raise InvalidResponse(f"{url}: corrupt compressed body ({exc})") from None
-                    if len(body) + len(rest) > cap:
-                        raise LimitExceeded(
-                            f"{url}: body larger than max_body_size ({cap} bytes, decompressed)"
-                        )
-                    body += rest
+                    _inflate_into(body, inflate, None, cap, url)
                 self.stats.bytes += len(body)
                 return Fetched(resp.status_code, resp.headers, body, str(resp.url))
         raise UpstreamError(f"{url}: too many redirects")
