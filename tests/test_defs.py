@@ -156,6 +156,31 @@ def test_open_window_run_fetches_only_the_changed_project(
     assert fake.counts["xmlrpc"] == 1
 
 
+def test_window_run_without_a_changelog_relists_and_reports_it(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """With no XML-RPC changelog the window run re-lists; the listing's assets are reported
+    as materialised by it, with the source that moved them."""
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    monkeypatch.setenv("PYPI_ASSETS_BACKOFF", "0.01")
+    db = tmp_path / "d.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    mirror = _mirror(fake, tmp_path, db)
+    _materialize_all_windows(fake, mirror, instance)
+    fake.index.add_release(sorted(fake.index.projects)[3], "6.0.0", wheels=1)
+    fake.add_fault(Fault(path=r"^/pypi/?$", kind="status", status=500, times=1000))
+    key = key_for(fake.index.serial, WIDTH)
+    instance.add_dynamic_partitions(serial_windows.name, [key])  # type: ignore[arg-type]
+    r = dg.materialize(
+        [release_metadata], partition_key=key, resources={"mirror": mirror}, instance=instance
+    )
+    events = {e.asset_key.to_user_string(): e for e in r.get_asset_materialization_events()}
+    assert list(events) == ["upstream_projects", "filtered_projects", "release_metadata"]
+    assert events["release_metadata"].materialization.metadata["relisted"].value is True
+    for name in ("upstream_projects", "filtered_projects"):
+        assert events[name].materialization.metadata["source"].value == "listing"
+
+
 def test_removed_project_propagates_through_changelog(
     fake: FakeUpstream, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]

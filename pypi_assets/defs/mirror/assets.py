@@ -8,7 +8,6 @@ from typing import Any
 import dagster as dg
 
 from ...pipeline import (
-    WindowReport,
     lacking_metadata,
     list_upstream,
     publish,
@@ -112,8 +111,13 @@ def filtered_projects(
     )
 
 
+def _listing_serials(store: MetadataStore) -> tuple[int, int]:
+    """(serial the stored listing has reached, serial of its last full listing)."""
+    return known_serial(store), int(store.get_meta("upstream_serial") or 0)
+
+
 def caught_up(
-    window: WindowReport, listed_before: int, store: MetadataStore
+    before: tuple[int, int], store: MetadataStore, key: str
 ) -> list[dg.AssetMaterialization]:
     """The materialisations a window run reports for the listing's assets.
 
@@ -123,26 +127,31 @@ def caught_up(
     stays in the window run (one run per upstream change, its cost proportional to the
     changes, and no second writer of the listing to order against it), and the run reports
     what it wrote as materialisations of those two assets, so the graph shows when the
-    listing moved and which run moved it. Nothing is reported when the changelog had nothing
-    new; the selected-project count is left to ``filtered_projects``' own runs, since counting
-    it here would cost a scan of the selection on every incremental run.
+    listing moved and which run moved it.
+
+    What moved is read from the store (``before`` is :func:`_listing_serials` at the start),
+    so a run that fails after catching up still reports it, and a changelog with nothing
+    new reports nothing. The selected-project count is left to ``filtered_projects``' own
+    runs: counting it here would scan the selection on every incremental run.
     """
-    if not (window.relisted or (window.changelog_serial or 0) > listed_before):
+    (reached, relisted_at), (known_before, listed_before) = _listing_serials(store), before
+    relisted = relisted_at > listed_before
+    if not relisted and reached <= known_before:
         return []
     by = {
-        "serial_reached": known_serial(store),
-        "source": "listing" if window.relisted else "changelog",
-        "window": window.key,
+        "serial_reached": reached,
+        "source": "listing" if relisted else "changelog",
+        "window": key,
     }
     return [
         dg.AssetMaterialization(
             asset_key=upstream_projects.key,
-            description=f"caught up by release_metadata[{window.key}]",
+            description=f"caught up by release_metadata[{key}]",
             metadata={**row_count(store.upstream_count()), **by},
         ),
         dg.AssetMaterialization(
             asset_key=filtered_projects.key,
-            description=f"caught up by release_metadata[{window.key}]",
+            description=f"caught up by release_metadata[{key}]",
             metadata=by,
         ),
     ]
@@ -172,18 +181,20 @@ def release_metadata(
     key = context.partition_key
     started = time.perf_counter()
     with mirror.store() as store:
-        listed_before = known_serial(store)
-        window = mirror.fetch(
-            lambda client: refresh_window(client, store, config, key, progress=progress), config
-        ).value
+        before = _listing_serials(store)
+        try:
+            window = mirror.fetch(
+                lambda client: refresh_window(client, store, config, key, progress=progress),
+                config,
+            ).value
+        finally:
+            for event in caught_up(before, store, key):
+                context.log_event(event)
         report = window.refresh
         recompute_selected_files(store, config, report.refreshed + report.missing)
         sources = lacking_metadata(report.failed, store, report.refreshed)
         serial = known_serial(store)
         counts = store.counts(views=False)
-        listing_events = caught_up(window, listed_before, store)
-    for event in listing_events:
-        context.log_event(event)
     for name, err in sorted(report.failed.items()):
         context.log.error(f"{name}: {err}")
     stats = window.requests
