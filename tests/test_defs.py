@@ -1,5 +1,5 @@
 """The Dagster code location: loads, materialises by serial window against the fake upstream,
-matches the CLI; sensor and checks."""
+matches the CLI; sensor, checks, and the automation that waits for them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from pypi_assets.defs import defs
+from pypi_assets.definitions import defs as load_definitions
 from pypi_assets.defs.mirror.assets import (
     filtered_projects,
     metadata_snapshot,
@@ -35,6 +35,7 @@ WIDTH = 50
 
 
 def test_definitions_load() -> None:
+    defs = load_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == {
         "upstream_projects",
@@ -98,8 +99,11 @@ def test_backfill_of_all_windows_equals_cli_sync(
     assert all(r.success for r in results)
     refreshed = 0
     for r in results[1:]:
+        # one event per window run: the listing is current, so no run reports catching it up
         (m,) = r.get_asset_materialization_events()
         refreshed += m.materialization.metadata["refreshed"].value  # type: ignore[operator]
+        meta = m.materialization.metadata
+        assert meta["dagster/row_count"].value == meta["rows_distributions"].value
     assert refreshed == len(fake.index.projects)
     ref = tmp_path / "cli.duckdb"
     sync(fake, ref)
@@ -115,6 +119,8 @@ def test_backfill_of_all_windows_equals_cli_sync(
     assert con.execute("SELECT count(*) FROM selected_distributions").fetchone()[0] == len(
         _dump(ref)["distributions"]
     )  # type: ignore[index]
+    (published,) = snap.asset_materializations_for_node("metadata_snapshot")
+    assert published.metadata["dagster/row_count"].value == len(_dump(ref)["distributions"])
 
 
 def test_open_window_run_fetches_only_the_changed_project(
@@ -133,11 +139,46 @@ def test_open_window_run_fetches_only_the_changed_project(
     r = dg.materialize(
         [release_metadata], partition_key=key, resources={"mirror": mirror}, instance=instance
     )
-    (m,) = r.get_asset_materialization_events()
+    events = {e.asset_key.to_user_string(): e for e in r.get_asset_materialization_events()}
+    # The run caught the listing up through the changelog, and says so: the listing's two
+    # assets are reported as materialised by it (lineage), then release_metadata itself.
+    assert list(events) == ["upstream_projects", "filtered_projects", "release_metadata"]
+    for name in ("upstream_projects", "filtered_projects"):
+        meta = events[name].materialization.metadata
+        assert meta["source"].value == "changelog"
+        assert meta["serial_reached"].value == fake.index.serial
+    listed = events["upstream_projects"].materialization.metadata["dagster/row_count"].value
+    assert listed == len(fake.index.projects)
+    m = events["release_metadata"]
     assert m.materialization.metadata["refreshed"].value == 1
     assert {p for (_route, p) in fake.per_project} == {target}
     assert fake.counts["simple-root"] == 0  # no full listing: the changelog said what changed
     assert fake.counts["xmlrpc"] == 1
+
+
+def test_window_run_without_a_changelog_relists_and_reports_it(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """With no XML-RPC changelog the window run re-lists; the listing's assets are reported
+    as materialised by it, with the source that moved them."""
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    monkeypatch.setenv("PYPI_ASSETS_BACKOFF", "0.01")
+    db = tmp_path / "d.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    mirror = _mirror(fake, tmp_path, db)
+    _materialize_all_windows(fake, mirror, instance)
+    fake.index.add_release(sorted(fake.index.projects)[3], "6.0.0", wheels=1)
+    fake.add_fault(Fault(path=r"^/pypi/?$", kind="status", status=500, times=1000))
+    key = key_for(fake.index.serial, WIDTH)
+    instance.add_dynamic_partitions(serial_windows.name, [key])  # type: ignore[arg-type]
+    r = dg.materialize(
+        [release_metadata], partition_key=key, resources={"mirror": mirror}, instance=instance
+    )
+    events = {e.asset_key.to_user_string(): e for e in r.get_asset_materialization_events()}
+    assert list(events) == ["upstream_projects", "filtered_projects", "release_metadata"]
+    assert events["release_metadata"].materialization.metadata["relisted"].value is True
+    for name in ("upstream_projects", "filtered_projects"):
+        assert events[name].materialization.metadata["source"].value == "listing"
 
 
 def test_removed_project_propagates_through_changelog(
@@ -330,3 +371,156 @@ def test_release_files_and_simple_index_assets(fake: FakeUpstream, tmp_path: Pat
     # blobs disabled: both skip, nothing materialised
     skipped = dg.materialize([simple_index], resources={"mirror": off}, instance=instance)
     assert skipped.success and not skipped.asset_materializations_for_node("simple_index")
+
+
+# ------------------------------------------------------------ Dagster's idioms
+DERIVED = ("latest_releases", "reverse_dependencies", "classifiers", "licenses", "wheel_tags")
+
+
+def test_every_asset_has_owners_tags_code_version_and_the_standard_metadata(
+    tmp_path: Path,
+) -> None:
+    from pypi_assets import __version__
+    from pypi_assets.defs.shared import CODE_VERSION
+    from pypi_assets.store import MetadataStore
+
+    graph = load_definitions().resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    for key in keys:
+        node = graph.get(key)
+        assert list(node.owners) == ["team:pypi-assets"], key
+        assert node.tags["domain"] in {"mirror", "files", "analyst"}, key
+        assert node.code_version == CODE_VERSION, key
+    assert CODE_VERSION.startswith(f"{__version__}-schema")
+    fresh = {k.to_user_string() for k in keys if graph.get(k).freshness_policy is not None}
+    assert fresh == {"release_metadata", "metadata_snapshot", "simple_index"}
+    # The column schema in the catalog is the table's, from the list the DDL is built from.
+    with MetadataStore(tmp_path / "s.duckdb") as store:
+        columns = [r[0] for r in store.query("DESCRIBE distributions")]
+    for name in ("release_metadata", "metadata_snapshot"):
+        schema = graph.get(dg.AssetKey(name)).metadata["dagster/column_schema"].schema
+        assert [c.name for c in schema.columns] == columns, name
+        assert {c.name: c.type for c in schema.columns}["requires_dist"] == "VARCHAR[]"
+
+
+def test_code_version_follows_the_parser_source(tmp_path: Path) -> None:
+    from pypi_assets.defs.shared import source_digest
+
+    pkg = tmp_path / "pypi"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "parse.py").write_text("X = 1\n")
+    (pkg / "sub" / "more.py").write_text("Y = 2\n")
+    (pkg / "notes.txt").write_text("not source")
+    before = source_digest(pkg)
+    (pkg / "notes.txt").write_text("still not source")
+    assert source_digest(pkg) == before
+    (pkg / "sub" / "more.py").write_text("Y = 3\n")
+    assert source_digest(pkg) != before
+
+
+def test_eager_assets_wait_for_the_blocking_checks(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The snapshot, the index and the derived tables follow release_metadata only after its
+    blocking checks passed: a window run whose check fails requests none of them, the next
+    one that passes requests them all (dg.evaluate_automation_conditions, as the daemon)."""
+    from pypi_assets.defs.files.assets import release_files
+
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(100_000))
+    db = tmp_path / "m.duckdb"
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF)
+    mirror = MirrorResource(
+        upstream=fake.url, config_path=str(conf), db=str(db), blobs=str(tmp_path / "web")
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    defs = load_definitions()
+    dg.materialize(
+        [upstream_projects, filtered_projects], resources={"mirror": mirror}, instance=instance
+    )
+    (key,) = keys_upto(fake.index.serial, 100_000)
+    instance.add_dynamic_partitions(serial_windows.name, [key])  # type: ignore[arg-type]
+
+    def window_run() -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [release_metadata, release_files, release_metadata_checks],
+            partition_key=key,
+            resources={"mirror": mirror},
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    cursor = None
+
+    def requested() -> set[str]:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        return {
+            k
+            for k in ("metadata_snapshot", "simple_index", *DERIVED)
+            if result.get_num_requested(dg.AssetKey(k))
+        }
+
+    assert requested() == set()  # release_metadata is missing: nothing to follow yet
+    run = window_run()
+    assert run.success
+    assert all(e.passed for e in run.get_asset_check_evaluations())
+    assert requested() == {"metadata_snapshot", "simple_index", *DERIVED}
+    assert requested() == set()  # the daemon's next tick: requested once, not again
+
+    con = duckdb.connect(str(db))
+    bad = con.execute(
+        "SELECT filename, sha256 FROM distributions ORDER BY filename LIMIT 1"
+    ).fetchone()
+    assert bad is not None
+    con.execute("UPDATE distributions SET sha256 = 'NOT-HEX' WHERE filename = ?", [bad[0]])
+    con.close()
+    run = window_run()
+    failed = {e.check_name for e in run.get_asset_check_evaluations() if not e.passed}
+    assert "hashes_well_formed" in failed
+    assert run.asset_materializations_for_node("release_metadata")  # it did materialise
+    assert requested() == set()  # ...but nothing downstream publishes it
+
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE distributions SET sha256 = ? WHERE filename = ?", [bad[1], bad[0]])
+    con.close()
+    run = window_run()
+    assert run.success
+    assert requested() == {"metadata_snapshot", "simple_index", *DERIVED}
+
+
+def test_dg_list_defs_and_the_workspace_file_name_one_location(tmp_path: Path) -> None:
+    """`dg list defs` sees everything under defs/; `dg check defs` and the workspace file
+    (what `dg dev -w workspace.yaml` loads) both load the code location `pypi_assets`."""
+    bindir = Path(sys.executable).parent
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(
+            [str(bindir / argv[0]), *argv[1:]],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert p.returncode == 0, p.stdout + p.stderr
+        return p
+
+    listed = json.loads(run("dg", "list", "defs", "--json").stdout)
+    assert {a["asset_key"] for a in listed["assets"]} >= {"release_metadata", "simple_index"}
+    assert len(listed["asset_checks"]) == 6
+    assert {j["name"] for j in listed["jobs"]} == {
+        "refresh_listing",
+        "refresh_serial_window",
+        "publish_snapshot",
+    }
+    assert [r["name"] for r in listed["resources"]] == ["mirror"]
+    ok = "Validation successful for code location pypi_assets."
+    for argv in (
+        ("dg", "check", "defs", "--log-level", "info"),
+        ("dagster", "definitions", "validate", "-w", "workspace.yaml"),
+    ):
+        p = run(*argv)
+        assert ok in p.stdout + p.stderr, argv

@@ -58,7 +58,8 @@ def dagster_webserver(tmp: Path, env: dict[str, str]) -> Iterator[Dagster]:
                     "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
                 )["workspaceOrError"]["locationEntries"]
                 if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-                    # The shipped workspace.yaml names the location "pypi_assets"; [tool.dg] alone would not.
+                    # The shipped workspace.yaml names the location "pypi_assets", as
+                    # [tool.dg.project] does, and the CLI's backfill addresses it by that name.
                     assert [e["name"] for e in entries] == ["pypi_assets"], entries
                     break
             except (httpx.HTTPError, KeyError, TypeError):

@@ -1,5 +1,7 @@
-"""Dagster wiring only: assets, jobs, schedules, resources. Nothing imports this package."""
+"""Dagster wiring only: assets, checks, jobs, sensors, schedules and resources.
 
-from .definitions import defs
-
-__all__ = ["defs"]
+``pypi_assets.definitions`` loads this folder with ``dg.load_from_defs_folder``: every module
+under it is imported and whatever Dagster definitions it holds at module level join the code
+location, so a new file here needs no list edited. Nothing else imports this package's
+definitions, and this ``__init__`` stays empty of them.
+"""

@@ -3,26 +3,38 @@ and ``simple_index``. Both run only when blobs are enabled (``PYPI_ASSETS_BLOBS`
 resource's ``blobs``, or ``release-files`` with ``directory`` in the bandersnatch config);
 otherwise they skip and materialise nothing."""
 
-import asyncio
 from collections.abc import Iterator
 
 import dagster as dg
 
-from ...files import FilesReport, Stored, mirror_files
-from ...pipeline import client_config, index_options
-from ...pypi import PyPIClient
+from ...files import Stored, mirror_files
+from ...pipeline import index_options
 from ...serial_windows import bounds
-from ...store import MetadataStore
 from ...store.index import write_index
-from ..mirror.assets import GROUP, POOL, _progress, release_metadata, serial_windows
+from ..partitions import serial_windows
 from ..resources import MirrorResource
+from ..shared import (
+    CODE_VERSION,
+    EAGER_AFTER_CHECKS,
+    FILES_TAGS,
+    FRESHNESS,
+    GROUP,
+    OWNERS,
+    POOL,
+    log_progress,
+)
+
+_RELEASE_METADATA = dg.AssetKey("release_metadata")
 
 
 @dg.asset(
     group_name=GROUP,
-    deps=[release_metadata],
+    deps=[_RELEASE_METADATA],
     partitions_def=serial_windows,
     kinds={"s3", "python"},
+    owners=OWNERS,
+    tags=FILES_TAGS,
+    code_version=CODE_VERSION,
     output_required=False,
     description="The selected files (and their PEP 658 .metadata) of the projects whose stored serial falls in "
     "this window, streamed from upstream, sha256-verified and stored content-addressed "
@@ -37,19 +49,18 @@ def release_files(
         context.log.info("blobs are not enabled (PYPI_ASSETS_BLOBS / release-files): nothing to do")
         return
     window = bounds(context.partition_key)
-    with MetadataStore(settings.db) as store:
+    with mirror.store() as store:
         rows = store.missing_blobs(window, metadata=config.core_metadata)
     context.log.info(f"{len(rows)} files to fetch into {blobs.description}")
 
     def record(batch: list[Stored]) -> None:
-        with MetadataStore(settings.db) as store:
+        with mirror.store() as store:
             store.record_blobs(batch)
 
-    async def run() -> FilesReport:
-        async with PyPIClient(client_config(settings, config)) as client:
-            return await mirror_files(client, blobs, rows, record, progress=_progress(context))
-
-    report = asyncio.run(run())
+    progress = log_progress(context)
+    report = mirror.fetch(
+        lambda client: mirror_files(client, blobs, rows, record, progress=progress), config
+    ).value
     failed = sorted(report.failed)
     for name in failed:
         context.log.error(f"{name}: {report.failed[name]}")
@@ -73,13 +84,17 @@ def release_files(
 @dg.asset(
     group_name=GROUP,
     pool=POOL,
-    deps=[release_metadata, release_files],
+    deps=[_RELEASE_METADATA, release_files],
     kinds={"html", "json"},
+    owners=OWNERS,
+    tags=FILES_TAGS,
+    code_version=CODE_VERSION,
     output_required=False,
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_AFTER_CHECKS,
+    freshness_policy=FRESHNESS,
     description="PEP 503 HTML and PEP 691 JSON simple index (api-version 1.1, _last-serial on the root and every "
     "project) and the JSON API, written atomically under the web root. Only projects whose serial or selection "
-    "changed are rewritten.",
+    "changed are rewritten. Re-written automatically after release_metadata changes and its blocking checks pass.",
 )
 def simple_index(
     context: dg.AssetExecutionContext, mirror: MirrorResource
@@ -89,7 +104,7 @@ def simple_index(
     if web is None:
         context.log.info("blobs are not enabled: no simple index")
         return
-    with MetadataStore(settings.db) as store:
+    with mirror.store() as store:
         report = write_index(
             store, web, index_options(config), max_delete_share=config.max_removed_share
         )

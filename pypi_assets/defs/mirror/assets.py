@@ -1,14 +1,13 @@
-"""The metadata mirror as software-defined assets. Thin: each asset calls pipeline steps."""
+"""The metadata mirror as software-defined assets. Thin: each asset calls pipeline steps with
+what the ``mirror`` resource hands out, and reports standard metadata."""
 
-import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
 from ...pipeline import (
-    WindowReport,
-    client_config,
     lacking_metadata,
     list_upstream,
     publish,
@@ -16,53 +15,61 @@ from ...pipeline import (
     refresh_window,
     select_projects,
 )
-from ...pypi import PyPIClient
 from ...store import MetadataStore
 from ...store.derived import refresh_derived
+from ..partitions import serial_windows
 from ..resources import MirrorResource
+from ..shared import (
+    ANALYST_GROUP,
+    ANALYST_TAGS,
+    CODE_VERSION,
+    DISTRIBUTIONS_SCHEMA,
+    EAGER_AFTER_CHECKS,
+    FRESHNESS,
+    GROUP,
+    MIRROR_TAGS,
+    OWNERS,
+    POOL,
+    column_schema,
+    known_serial,
+    log_progress,
+    row_count,
+)
 
-POOL = "pypi_assets_duckdb"
-GROUP = "pypi_mirror"
-
-
-def _progress(context: dg.AssetExecutionContext) -> Any:
-    last = [0.0]
-
-    def progress(phase: str, done: int, total: int, detail: str) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] > 5.0:
-            last[0] = now
-            context.log.info(f"{phase}: {done}/{total} {detail}")
-
-    return progress
+__all__ = [
+    "derived_tables",
+    "filtered_projects",
+    "metadata_snapshot",
+    "release_metadata",
+    "serial_windows",
+    "upstream_projects",
+]
 
 
 @dg.asset(
     group_name=GROUP,
     pool=POOL,
+    owners=OWNERS,
+    tags=MIRROR_TAGS,
+    code_version=CODE_VERSION,
     kinds={"duckdb", "python"},
     description="Every upstream project with its _last-serial (PEP 691 JSON /simple/, XML-RPC fallback).",
 )
 def upstream_projects(
     context: dg.AssetExecutionContext, mirror: MirrorResource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    settings, config = mirror.settings(), mirror.config()
-    ccfg = client_config(settings, config)
-
-    async def run() -> tuple[Any, dict[str, Any]]:
-        with MetadataStore(settings.db) as store:
-            async with PyPIClient(ccfg) as client:
-                listing = await list_upstream(client, store, config)
-                return listing, client.stats.as_dict()
-
-    listing, stats = asyncio.run(run())
-    context.log.info(f"{len(listing)} projects at serial {listing.serial} from {ccfg.upstream}")
+    config = mirror.config()
+    with mirror.store() as store:
+        fetched = mirror.fetch(lambda client: list_upstream(client, store, config), config)
+    listing, stats = fetched.value, fetched.stats
+    context.log.info(f"{len(listing)} projects at serial {listing.serial} from {fetched.upstream}")
     return dg.MaterializeResult(
         metadata={
+            **row_count(len(listing)),
             "projects": len(listing),
             "upstream_serial": listing.serial,
             "source": listing.source,
-            "upstream": ccfg.upstream,
+            "upstream": fetched.upstream,
             "requests": stats["total_requests"],
             "request_seconds": dg.MetadataValue.json(stats["request_seconds"]),
         }
@@ -72,6 +79,9 @@ def upstream_projects(
 @dg.asset(
     group_name=GROUP,
     pool=POOL,
+    owners=OWNERS,
+    tags=MIRROR_TAGS,
+    code_version=CODE_VERSION,
     deps=[upstream_projects],
     kinds={"duckdb", "python"},
     description="Project-level filters of the bandersnatch config applied; projects gone upstream marked removed.",
@@ -79,19 +89,19 @@ def upstream_projects(
 def filtered_projects(
     context: dg.AssetExecutionContext, mirror: MirrorResource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    settings, config = mirror.settings(), mirror.config()
+    config = mirror.config()
     for w in config.warnings:
         context.log.warning(w)
-    with MetadataStore(settings.db) as store:
+    with mirror.store() as store:
         names = select_projects(store, config)
         listed = store.upstream_count()
-        serial = int(store.get_meta("upstream_serial") or 0)
-        removed = store.mark_removed(serial)
+        removed = store.mark_removed(int(store.get_meta("upstream_serial") or 0))
     context.log.info(
         f"{len(names)} of {listed} projects selected; {len(removed)} newly removed upstream"
     )
     return dg.MaterializeResult(
         metadata={
+            **row_count(len(names)),
             "selected": len(names),
             "listed": listed,
             "newly_removed": len(removed),
@@ -101,42 +111,95 @@ def filtered_projects(
     )
 
 
-serial_windows = dg.DynamicPartitionsDefinition(name="serial_windows")
+def _listing_serials(store: MetadataStore) -> tuple[int, int]:
+    """(serial the stored listing has reached, serial of its last full listing)."""
+    return known_serial(store), int(store.get_meta("upstream_serial") or 0)
+
+
+def caught_up(
+    before: tuple[int, int], store: MetadataStore, key: str
+) -> list[dg.AssetMaterialization]:
+    """The materialisations a window run reports for the listing's assets.
+
+    A window whose end lies beyond the stored listing first catches up: through the
+    changelog, or, on an upstream without one, a full re-listing and re-selection. Either way
+    it writes the tables of ``upstream_projects`` and ``filtered_projects``. The catch-up
+    stays in the window run (one run per upstream change, its cost proportional to the
+    changes, and no second writer of the listing to order against it), and the run reports
+    what it wrote as materialisations of those two assets, so the graph shows when the
+    listing moved and which run moved it.
+
+    What moved is read from the store (``before`` is :func:`_listing_serials` at the start),
+    so a run that fails after catching up still reports it, and a changelog with nothing
+    new reports nothing. The selected-project count is left to ``filtered_projects``' own
+    runs: counting it here would scan the selection on every incremental run.
+    """
+    (reached, relisted_at), (known_before, listed_before) = _listing_serials(store), before
+    relisted = relisted_at > listed_before
+    if not relisted and reached <= known_before:
+        return []
+    by = {
+        "serial_reached": reached,
+        "source": "listing" if relisted else "changelog",
+        "window": key,
+    }
+    return [
+        dg.AssetMaterialization(
+            asset_key=upstream_projects.key,
+            description=f"caught up by release_metadata[{key}]",
+            metadata={**row_count(store.upstream_count()), **by},
+        ),
+        dg.AssetMaterialization(
+            asset_key=filtered_projects.key,
+            description=f"caught up by release_metadata[{key}]",
+            metadata=by,
+        ),
+    ]
 
 
 @dg.asset(
     group_name=GROUP,
     pool=POOL,
+    owners=OWNERS,
+    tags=MIRROR_TAGS,
+    code_version=CODE_VERSION,
     deps=[filtered_projects],
     partitions_def=serial_windows,
     kinds={"duckdb", "python"},
+    freshness_policy=FRESHNESS,
+    metadata=column_schema(DISTRIBUTIONS_SCHEMA),
     description="Per-file release metadata (distributions, releases, dependencies) of the selected projects whose "
-    "upstream serial falls in this serial window and whose stored serial is older.",
+    "upstream serial falls in this serial window and whose stored serial is older. A window beyond the stored "
+    "listing first catches up through the changelog and reports upstream_projects and filtered_projects as "
+    "materialised by this run.",
 )
 def release_metadata(
     context: dg.AssetExecutionContext, mirror: MirrorResource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    settings, config = mirror.settings(), mirror.config()
-    ccfg = client_config(settings, config)
-    progress = _progress(context)
+    config = mirror.config()
+    progress = log_progress(context)
     key = context.partition_key
     started = time.perf_counter()
-    with MetadataStore(settings.db) as store:
-
-        async def run() -> WindowReport:
-            async with PyPIClient(ccfg) as client:
-                return await refresh_window(client, store, config, key, progress=progress)
-
-        window = asyncio.run(run())
+    with mirror.store() as store:
+        before = _listing_serials(store)
+        try:
+            window = mirror.fetch(
+                lambda client: refresh_window(client, store, config, key, progress=progress),
+                config,
+            ).value
+        finally:
+            for event in caught_up(before, store, key):
+                context.log_event(event)
         report = window.refresh
         recompute_selected_files(store, config, report.refreshed + report.missing)
         sources = lacking_metadata(report.failed, store, report.refreshed)
-        serial = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
+        serial = known_serial(store)
         counts = store.counts(views=False)
     for name, err in sorted(report.failed.items()):
         context.log.error(f"{name}: {err}")
     stats = window.requests
     metadata: dict[str, Any] = {
+        **row_count(counts["distributions"]),
         "window": key,
         "serial_reached": serial,
         "refreshed": len(report.refreshed),
@@ -173,46 +236,59 @@ _DERIVED_DOCS = {
     specs=[
         dg.AssetSpec(
             name,
-            group_name="analyst",
+            group_name=ANALYST_GROUP,
             deps=[release_metadata],
             description=doc,
             kinds={"duckdb"},
-            automation_condition=dg.AutomationCondition.eager(),
+            owners=OWNERS,
+            tags=ANALYST_TAGS,
+            code_version=CODE_VERSION,
+            automation_condition=EAGER_AFTER_CHECKS,
         )
         for name, doc in _DERIVED_DOCS.items()
     ],
     pool=POOL,
 )
-def derived_tables(context: dg.AssetExecutionContext, mirror: MirrorResource):  # type: ignore[no-untyped-def,type-arg]
+def derived_tables(
+    context: dg.AssetExecutionContext, mirror: MirrorResource
+) -> Iterator[dg.MaterializeResult]:  # type: ignore[type-arg]
     """Each derived relation is an asset; they are rebuilt together from the stored metadata."""
-    with MetadataStore(mirror.settings().db) as store:
+    with mirror.store() as store:
         counts = refresh_derived(store)
     for name in _DERIVED_DOCS:
-        yield dg.MaterializeResult(asset_key=name, metadata={"rows": counts[name]})
+        yield dg.MaterializeResult(
+            asset_key=name, metadata={**row_count(counts[name]), "rows": counts[name]}
+        )
 
 
 @dg.asset(
     group_name=GROUP,
     pool=POOL,
+    owners=OWNERS,
+    tags=MIRROR_TAGS,
+    code_version=CODE_VERSION,
     deps=[release_metadata, *_DERIVED_DOCS],
     kinds={"duckdb", "parquet"},
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=EAGER_AFTER_CHECKS,
+    freshness_policy=FRESHNESS,
+    metadata=column_schema(DISTRIBUTIONS_SCHEMA),
     description="The read-only snapshot analysts open with pypi_assets.connect(): a versioned DuckDB copy plus "
-    "Parquet, swapped in atomically. Re-published automatically after release_metadata changes.",
+    "Parquet, swapped in atomically. Re-published automatically after release_metadata changes and its "
+    "blocking checks pass. Its row count and column schema are those of selected_distributions.",
 )
 def metadata_snapshot(
     context: dg.AssetExecutionContext, mirror: MirrorResource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
-    settings = mirror.settings()
     started = time.perf_counter()
-    with MetadataStore(settings.db) as store:
-        serial = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
+    with mirror.store() as store:
+        serial = known_serial(store)
         path = publish(store, serial)
         counts = store.counts()
     seconds = round(time.perf_counter() - started, 3)
     context.log.info(f"published {path} in {seconds}s")
     return dg.MaterializeResult(
         metadata={
+            **row_count(counts["selected_distributions"]),
             "snapshot": str(path),
             "serial": serial,
             "publish_seconds": seconds,

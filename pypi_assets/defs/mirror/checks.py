@@ -1,14 +1,16 @@
-"""Asset checks on release_metadata. Blocking where a failure means bad data."""
+"""Asset checks on release_metadata. Blocking where a failure means bad data: the window run
+stops there, and the eager assets downstream wait until the checks pass again."""
 
 from collections.abc import Iterator
 
 import dagster as dg
 
 from ...pipeline import expected_selection
-from ...store import MetadataStore
 from ...store.checks import run_checks
 from ..resources import MirrorResource
-from .assets import POOL, release_metadata
+from ..shared import POOL
+
+_ASSET = dg.AssetKey("release_metadata")
 
 _BLOCKING = {
     "no_duplicate_filenames",
@@ -27,18 +29,16 @@ _ALL = (
 
 
 @dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(name, asset=release_metadata, blocking=name in _BLOCKING) for name in _ALL
-    ],
+    specs=[dg.AssetCheckSpec(name, asset=_ASSET, blocking=name in _BLOCKING) for name in _ALL],
     pool=POOL,
 )
-def release_metadata_checks(mirror: MirrorResource) -> Iterator[dg.AssetCheckResult]:  # type: ignore[type-arg]
-    settings, config = mirror.settings(), mirror.config()
-    with MetadataStore(settings.db) as store:
+def release_metadata_checks(mirror: MirrorResource) -> Iterator[dg.AssetCheckResult]:
+    config = mirror.config()
+    with mirror.store() as store:
         outcomes = run_checks(store, expected_selection(store, config))
     for o in outcomes:
         yield dg.AssetCheckResult(
-            asset_key=release_metadata.key,
+            asset_key=_ASSET,
             check_name=o.name,
             passed=o.passed,
             description=o.description,

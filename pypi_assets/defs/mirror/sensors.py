@@ -1,15 +1,13 @@
 """Keeping up with upstream: a sensor on the serial, and a schedule for fixed times."""
 
-import asyncio
 import json
 
 import dagster as dg
 
-from ...pipeline import client_config
-from ...pypi import PyPIClient, UpstreamError
+from ...pypi import UpstreamError
 from ...serial_windows import bounds, keys_between, keys_upto, width_from_env
+from ..partitions import SERIAL_WINDOWS, serial_windows
 from ..resources import MirrorResource
-from .assets import serial_windows
 
 MAX_RUNS_PER_TICK = 5
 
@@ -45,21 +43,15 @@ snapshot_automation = dg.AutomationConditionSensorDefinition(
     ),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    description="Evaluates the eager conditions: rebuild the derived tables and re-publish the snapshot after "
-    "release_metadata changes.",
+    description="Evaluates the eager conditions: rebuild the derived tables, re-publish the snapshot and "
+    "rewrite the index after release_metadata changes, once its blocking checks passed.",
 )
-
-
-async def _upstream_serial(mirror: MirrorResource) -> int | None:
-    settings = mirror.settings()
-    async with PyPIClient(client_config(settings, settings.load_config(), retries=1)) as client:
-        return await client.last_serial()
 
 
 def _serial_or_skip(mirror: MirrorResource) -> int | dg.SkipReason:
     """The upstream's serial from one cheap request, or the reason a tick does nothing."""
     try:
-        serial = asyncio.run(_upstream_serial(mirror))
+        serial = mirror.fetch(lambda client: client.last_serial(), retries=1).value
     except UpstreamError as exc:
         return dg.SkipReason(f"upstream not reachable: {exc}")
     if serial is None or serial <= 0:  # unknown is not 0
@@ -97,7 +89,7 @@ def plan_tick(
 )
 def upstream_serial_sensor(
     context: dg.SensorEvaluationContext, mirror: MirrorResource
-) -> dg.SensorResult | dg.SkipReason:  # type: ignore[type-arg]
+) -> dg.SensorResult | dg.SkipReason:
     state = json.loads(context.cursor) if context.cursor else {}
     cursor = int(state.get("serial", 0))
     serial = _serial_or_skip(mirror)
@@ -110,7 +102,7 @@ def upstream_serial_sensor(
         return dg.SensorResult(
             skip_reason=f"no upstream change since serial {cursor}", asset_events=[observation]
         )
-    existing = set(context.instance.get_dynamic_partitions(serial_windows.name))
+    existing = set(context.instance.get_dynamic_partitions(SERIAL_WINDOWS))
     new, due, moved = plan_tick(cursor, serial, existing, width_from_env(), MAX_RUNS_PER_TICK)
     runs = [
         dg.RunRequest(
@@ -138,16 +130,16 @@ def upstream_serial_sensor(
 )
 def hourly_incremental_sync(
     context: dg.ScheduleEvaluationContext, mirror: MirrorResource
-) -> dg.SkipReason | list[dg.RunRequest]:  # type: ignore[type-arg]
+) -> dg.SkipReason | list[dg.RunRequest]:
     serial = _serial_or_skip(mirror)
     if isinstance(serial, dg.SkipReason):
         return serial
     width = width_from_env()
     keys = keys_upto(serial, width)[-2:]
-    existing = set(context.instance.get_dynamic_partitions(serial_windows.name))
+    existing = set(context.instance.get_dynamic_partitions(SERIAL_WINDOWS))
     missing = [k for k in keys_upto(serial, width) if k not in existing]
     if missing:
-        context.instance.add_dynamic_partitions(serial_windows.name, missing)
+        context.instance.add_dynamic_partitions(SERIAL_WINDOWS, missing)
     stamp = (
         context.scheduled_execution_time.isoformat()
         if context.scheduled_execution_time
