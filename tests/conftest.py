@@ -13,7 +13,6 @@ from pypi_assets.fake import FakeIndex, FakeUpstream
 from .helpers import loopback_only
 
 # Re-exported only until test_defs.py and test_webserver.py import it from helpers.py.
-from .helpers import sync as sync
 
 _connect = socket.socket.connect
 _connect_ex = socket.socket.connect_ex

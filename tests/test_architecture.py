@@ -275,9 +275,6 @@ def test_the_runtime_probe_sees_a_heavy_import() -> None:
 
 # ------------------------------------------------------------------------------------ tests/
 
-#: Test modules whose imports are switched to helpers.py outside this change.
-_PENDING = {"test_defs", "test_webserver"}
-
 
 def offences_in(module: str, source: str, known: set[str]) -> list[str]:
     """Imports by the test-side ``module`` of conftest or of a test module."""
@@ -299,7 +296,6 @@ def test_helpers_come_from_helpers_not_conftest_or_test_modules() -> None:
     offences = [
         line
         for module, path in mods.items()
-        if module not in _PENDING
         for line in offences_in(module, path.read_text(encoding="utf-8"), known)
     ]
     assert offences == []

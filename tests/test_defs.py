@@ -26,8 +26,7 @@ from pypi_assets.defs.resources import MirrorResource
 from pypi_assets.fake import FakeUpstream, Fault
 from pypi_assets.serial_windows import bounds, key_for, keys_between, keys_upto
 
-from .conftest import sync
-from .test_sync import _dump
+from .helpers import dump, sync
 
 CONF = "[mirror]\ndirectory = /tmp/x\nrelease-files = false\nmaster = http://127.0.0.1\nallow-non-https = true\n"
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +106,7 @@ def test_backfill_of_all_windows_equals_cli_sync(
     assert refreshed == len(fake.index.projects)
     ref = tmp_path / "cli.duckdb"
     sync(fake, ref)
-    assert _dump(db) == _dump(ref)
+    assert dump(db) == dump(ref)
     # The snapshot asset publishes what analysts open.
     import pypi_assets
 
@@ -117,10 +116,10 @@ def test_backfill_of_all_windows_equals_cli_sync(
     assert snap.success
     con = pypi_assets.connect(db)
     assert con.execute("SELECT count(*) FROM selected_distributions").fetchone()[0] == len(
-        _dump(ref)["distributions"]
+        dump(ref)["distributions"]
     )  # type: ignore[index]
     (published,) = snap.asset_materializations_for_node("metadata_snapshot")
-    assert published.metadata["dagster/row_count"].value == len(_dump(ref)["distributions"])
+    assert published.metadata["dagster/row_count"].value == len(dump(ref)["distributions"])
 
 
 def test_open_window_run_fetches_only_the_changed_project(

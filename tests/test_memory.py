@@ -114,7 +114,7 @@ def test_a_batch_with_much_text_is_written_early(
     from pypi_assets import pipeline
     from pypi_assets.store.duckdb_store import MetadataStore
 
-    from .conftest import sync
+    from .helpers import sync
 
     chunks: list[int] = []
     write = MetadataStore.write_projects

@@ -19,9 +19,6 @@ from pypi_assets.store import current_snapshot
 
 from .helpers import dump, make_config, sync, table
 
-# Kept only until test_defs.py and test_webserver.py import helpers.dump.
-_dump = dump
-
 
 def _headers(meta: bytes) -> email.message.Message:
     return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(meta)

@@ -15,8 +15,7 @@ from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.serial_windows import keys_upto
 from pypi_assets.store import current_snapshot
 
-from .conftest import sync
-from .test_sync import _dump
+from .helpers import dump, sync
 from .webserver import Dagster, dagster_webserver
 
 WIDTH = 40
@@ -74,4 +73,4 @@ def test_materialise_then_backfill_all_windows_via_graphql(
     assert current_snapshot(db) is not None, server.log.read_text()[-3000:]
     ref = tmp_path / "cli.duckdb"
     sync(up, ref)  # the same upstream, including the release added above
-    assert _dump(db) == _dump(ref)
+    assert dump(db) == dump(ref)
