@@ -141,11 +141,24 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        return not self.refresh.failed and (self.files is None or self.files.ok)
+        return not self.failures
 
     @property
     def failures(self) -> dict[str, str]:
-        return {**self.refresh.failed, **(self.files.failed if self.files else {})}
+        kept = self.index.kept if self.index is not None else []
+        return {
+            **self.refresh.failed,
+            **(self.files.failed if self.files else {}),
+            **(
+                {
+                    "(index)": f"kept the pages of {len(kept)} projects no longer selected "
+                    f"({', '.join(sorted(kept)[:5])}{', ...' if len(kept) > 5 else ''}): more than "
+                    "[pypi_assets] max_removed_share of the index; raise it to remove them"
+                }
+                if kept
+                else {}
+            ),
+        }
 
     def summary(self) -> dict[str, Any]:
         r = self.refresh
@@ -193,8 +206,9 @@ async def list_upstream(
     """Store the upstream project list; names that are not valid project names are dropped.
 
     A listing that is empty, or that drops more than ``[pypi_assets] max_removed_share`` of
-    the stored projects, raises :class:`UpstreamFault` and changes nothing, unless the few
-    projects it drops are each confirmed gone (their simple page answers 404)."""
+    the stored projects, raises :class:`UpstreamFault` and changes nothing. A listing that
+    drops a few projects (at most ``CONFIRMABLE_DROPS``) is taken only once each of them is
+    confirmed gone: its project JSON answers 404 (as a quarantined project's does)."""
     listing = await client.list_projects()
     keep = [i for i, n in enumerate(listing.names) if is_valid_project_name(n)]
     if len(keep) != len(listing.names):
@@ -207,11 +221,20 @@ async def list_upstream(
     share = config.max_removed_share
     try:
         await asyncio.to_thread(
-            store.replace_upstream_listing, listing, canonical, max_removed_share=share
+            store.replace_upstream_listing,
+            listing,
+            canonical,
+            max_removed_share=share,
+            confirm_drops=True,
         )
     except ListingShrank as exc:
-        if not exc.names or not await _confirmed_gone(client, exc.names):
+        if not exc.names:
             raise UpstreamFault(str(exc)) from None
+        if not await _confirmed_gone(client, exc.names):
+            raise UpstreamFault(
+                f"the upstream listing drops {exc.dropped} stored projects that still answer "
+                f"upstream (first: {exc.names[0]}): treated as an upstream fault, nothing removed"
+            ) from None
         log.info("the %d projects the listing drops are gone upstream", len(exc.names))
         await asyncio.to_thread(
             store.replace_upstream_listing, listing, canonical, max_removed_share=1.0
@@ -220,10 +243,10 @@ async def list_upstream(
 
 
 async def _confirmed_gone(client: PyPIClient, names: Sequence[str]) -> bool:
-    """Whether every one of ``names`` answers 404 on its simple page."""
+    """Whether every one of ``names`` answers 404 in the JSON API."""
     for name in names:
         try:
-            await client.simple_page(name)
+            await client.project_json(name)
         except NotFound:
             continue
         except UpstreamError:
@@ -780,7 +803,7 @@ async def run_sync(
             refresh.removed = store.mark_removed(listing.serial)
             report.refresh = refresh
             recompute_selected_files(
-                store, config, report.refresh.refreshed + report.refresh.missing
+                store, config, refresh.refreshed + refresh.missing + refresh.removed
             )
             if depth == "full":  # project depth stores no per-file metadata, by design
                 report.metadata_sources = lacking_metadata(report.refresh.failed, store)
@@ -799,6 +822,7 @@ async def run_sync(
                     index_options(config),
                     lazy=lazy,
                     max_delete_share=config.max_removed_share,
+                    removed=store.removed_projects(),
                 )
                 t = report._phase("index", t)
             report.requests = client.stats.as_dict()

@@ -191,9 +191,9 @@ def test_listing_that_drops_most_projects_is_a_fault(
 def test_projects_that_reappear_in_the_listing_are_fetched_again(
     up: FakeUpstream, tmp_path: Path
 ) -> None:
-    """Under a generous ``max_removed_share`` a listing that lacks two projects is taken as
-    their removal; when a later listing has them again (at their old serials), they are
-    fetched again whatever their serial, and the mirror converges."""
+    """A listing that lacks two projects whose JSON answers 404 at that moment (a transient
+    fault on both) is taken as their removal; when a later listing has them again (at their
+    old serials), they are fetched again whatever their serial, and the mirror converges."""
     conf = write_config(tmp_path / "mirror.conf", "[pypi_assets]\nmax_removed_share = 0.5\n")
     m = Mirror.new(tmp_path, "m")
     assert_exit(sync(up, m, conf), 0)
@@ -202,6 +202,8 @@ def test_projects_that_reappear_in_the_listing_are_fetched_again(
     up.index.add_release(names[0], "9.0")
     body = listing_json(up, set(names) - gone)
     up.add_fault(Fault(path=r"^/simple/?$", kind="body", body=body, ctype=JSON_CT, times=MANY))
+    for name in gone:  # the removal is confirmed by a 404 (transient, as it turns out)
+        up.add_fault(Fault(path=rf"^/pypi/{name}/json$", kind="status", status=404, times=1))
     r = sync(up, m, conf)
     assert_exit(r, 0)
     assert {n for n, (s, _) in stored_status(m.db).items() if s == "removed"} == gone

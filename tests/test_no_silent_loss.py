@@ -93,11 +93,15 @@ def test_listing_that_drops_many_projects_is_an_upstream_fault(
     half = names[: len(names) // 2]
     fake.index.add_release(names[0], "99.0")
     fake.add_fault(Fault(path=r"^/simple/$", kind="body", body=_root_json(fake, half), times=1000))
-    with pytest.raises(UpstreamFault, match=r"drops 12 of the 24"):
+    with pytest.raises(UpstreamFault, match=r"drops 12 stored projects that still answer"):
         sync(fake, db)
     assert set(_statuses(db).values()) == {"ok"}
-    # The operator can allow it, for a mirror that really shrank.
-    report = sync(fake, db, make_config("[pypi_assets]\nmax_removed_share = 0.6\n"))
+    # A mirror that really shrank: each dropped project answers 404, so the removal goes
+    # through, whatever the share.
+    fake.state.faults.clear()
+    for name in names[len(names) // 2 :]:
+        fake.index.delete_project(name)
+    report = sync(fake, db)
     assert sorted(report.refresh.removed) == names[len(names) // 2 :]
 
 
@@ -386,3 +390,49 @@ def test_index_root_follows_the_serial_after_a_stale_listing(tmp_path: Path) -> 
         root = json.loads((blobs / "simple" / "index.v1_json").read_text())
         assert root["meta"]["_last-serial"] == fake.index.serial
         assert f"<!--SERIAL {fake.index.serial}-->" in (blobs / "simple" / "index.html").read_text()
+
+
+def test_any_dropped_project_is_confirmed_before_it_is_removed(tmp_path: Path) -> None:
+    """A listing that drops one project of 20 (within the 5% share) removes nothing until
+    that project answers 404; a real deletion then goes through."""
+    with FakeUpstream(FakeIndex.generate(20)) as fake:
+        db = tmp_path / "m.duckdb"
+        assert sync(fake, db).ok
+        names = sorted(fake.index.projects)
+        fake.index.add_release(names[5], "99.0")
+        fake.add_fault(
+            Fault(path=r"^/simple/$", kind="body", body=_root_json(fake, names[1:]), times=1000)
+        )
+        with pytest.raises(UpstreamFault, match="nothing removed"):
+            sync(fake, db)
+        assert set(_statuses(db).values()) == {"ok"}
+        fake.state.faults.clear()
+        fake.index.delete_project(names[0])
+        report = sync(fake, db)
+        assert report.ok and report.refresh.removed == [names[0]]
+        assert not _rows(db, f"SELECT * FROM selected_files WHERE project = '{names[0]}'")
+
+
+def test_confirmed_removals_leave_the_index_and_a_narrowed_selection_is_reported(
+    tmp_path: Path,
+) -> None:
+    with FakeUpstream(FakeIndex.generate(20)) as fake:
+        db, blobs = tmp_path / "m.duckdb", tmp_path / "blobs"
+        assert _blob_sync(fake, db, blobs).ok
+        names = sorted(fake.index.projects)
+        for name in names[:3]:  # 15% of the mirror, each confirmed gone by a 404
+            fake.index.delete_project(name)
+        report = _blob_sync(fake, db, blobs)
+        assert report.ok and sorted(report.refresh.removed) == names[:3]
+        assert sorted(report.index.deleted) == names[:3] and not report.index.kept
+        assert not any((blobs / "simple" / n).exists() for n in names[:3])
+        # The operator narrows the selection to one project: the index keeps the other pages
+        # (more than the allowed share) and the run says so instead of claiming success.
+        allow = "[plugins]\nenabled =\n    allowlist_project\n[allowlist]\npackages =\n"
+        config = make_config(allow + f"    {names[3]}\n")
+        settings = Settings(upstream=fake.url, db=db, blobs=str(blobs))
+        narrowed = asyncio.run(run_sync(settings, config, client_overrides=FAST))
+        assert len(narrowed.index.kept) == 16
+        assert not narrowed.ok and "(index)" in narrowed.failures
+        assert (blobs / "simple" / names[4]).exists()
+        assert not asyncio.run(run_sync(settings, config, client_overrides=FAST)).up_to_date

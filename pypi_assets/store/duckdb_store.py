@@ -205,10 +205,13 @@ class MetadataStore:
         canonical: Callable[[str], str],
         *,
         max_removed_share: float = 1.0,
+        confirm_drops: bool = False,
     ) -> None:
         """Replace the stored listing. Raises :class:`ListingShrank` (and changes nothing)
         when the new listing is empty, or drops more than ``max_removed_share`` of the
-        projects stored (not removed): one garbage answer must never wipe a mirror."""
+        projects stored (not removed): one garbage answer must never wipe a mirror. With
+        ``confirm_drops``, a listing that drops any stored project, but at most
+        :attr:`CONFIRMABLE_DROPS`, raises too, naming them, so the caller confirms each."""
         with self.transaction() as con:
             con.execute("DELETE FROM upstream_projects")
             step = 200_000  # bounded batches keep peak memory flat for ~900k names
@@ -224,7 +227,8 @@ class MetadataStore:
                 "(SELECT 1 FROM upstream_projects u WHERE u.name = p.name)) "
                 "FROM projects p WHERE p.status <> 'removed'"
             ).fetchone() or (0, 0)
-            if not listing.names or dropped > max_removed_share * stored:
+            few = 0 < dropped <= self.CONFIRMABLE_DROPS
+            if not listing.names or dropped > max_removed_share * stored or (confirm_drops and few):
                 names = (
                     [
                         r[0]
@@ -703,6 +707,10 @@ class MetadataStore:
                 [name, display_name, serial, now],
             )
         return True
+
+    def removed_projects(self) -> list[str]:
+        """Projects whose removal upstream was confirmed (``status = 'removed'``)."""
+        return [r[0] for r in self.query("SELECT name FROM projects WHERE status = 'removed'")]
 
     def mark_removed(self, global_serial: int) -> list[str]:
         """Projects stored that the upstream listing (``upstream_projects``) no longer has

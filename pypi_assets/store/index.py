@@ -23,7 +23,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -331,6 +331,7 @@ def write_index(
     everything: bool = False,
     lazy: bool = False,
     max_delete_share: float = DEFAULT_MAX_DELETE_SHARE,
+    removed: Collection[str] = (),
 ) -> IndexReport:
     """Write the pages of every selected project whose serial, selection or stored files
     changed since its pages were last written (all of them with ``everything``), remove the
@@ -341,8 +342,9 @@ def write_index(
     ``lazy`` (files fetched by ``serve --lazy`` on first request), every selected file with
     a fetchable URL. Pages of projects that disappeared are removed only while they are at
     most ``max_delete_share`` of the written projects; above that (a faulty listing, most
-    likely) they are kept and the fact is logged. Temporary files that an interrupted writer
-    left behind are removed first."""
+    likely) they are kept and the fact is logged (``report.kept``), except those of
+    ``removed``: projects whose removal upstream was confirmed, always removed. Temporary
+    files that an interrupted writer left behind are removed first."""
     report = IndexReport()
     web = Path(web)
     root_uri = options.root_uri.rstrip("/")
@@ -419,6 +421,9 @@ def write_index(
     # pages of projects that left the selection or vanished upstream
     written = [r[0] for r in store.query("SELECT project FROM simple_pages")]
     gone = [name for name in written if name not in listed]
+    vetted = set(removed)
+    confirmed = [name for name in gone if name in vetted]
+    gone = [name for name in gone if name not in vetted]
     if gone and len(gone) > max_delete_share * len(written):
         log.warning(
             "keeping the pages of %d of %d projects that are no longer listed (%.0f%%, more "
@@ -429,6 +434,7 @@ def write_index(
             100 * max_delete_share,
         )
         report.kept, gone = gone, []
+    gone += confirmed
     for name in gone:
         for sub in ("simple", "pypi"):
             target = web / sub / name

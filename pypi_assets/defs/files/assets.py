@@ -106,7 +106,11 @@ def simple_index(
         return
     with mirror.store() as store:
         report = write_index(
-            store, web, index_options(config), max_delete_share=config.max_removed_share
+            store,
+            web,
+            index_options(config),
+            max_delete_share=config.max_removed_share,
+            removed=store.removed_projects(),
         )
     context.log.info(
         f"{len(report.written)} project pages written, {report.unchanged} unchanged, "
