@@ -26,9 +26,9 @@ import duckdb
 import httpx
 
 from ._version import __version__
-from .filters import ConfigError
+from .filters import ConfigError, MirrorConfig
 from .pipeline import Progress, SyncReport, UpstreamFault, client_config, run_sync
-from .pypi import UpstreamError
+from .pypi import ClientConfig, UpstreamError
 from .pypi.fetch import Depth
 from .settings import Settings, SettingsError
 from .store.duckdb_store import is_storage_error
@@ -316,11 +316,62 @@ def _mirror_settings(args: argparse.Namespace) -> Settings:
     )
 
 
+def _port(text: str) -> int:
+    """``serve --port``: 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text[:40]!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {port}")
+    return port
+
+
+def _seconds(positive: bool) -> Callable[[str], float]:
+    """A finite number of seconds, above 0 (``positive``) or 0 and more."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text[:40]!r}") from None
+        if not (0 < value < float("inf") if positive else 0 <= value < float("inf")):
+            kind = "above 0" if positive else "0 or more"
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number of seconds {kind}, got {text[:40]}"
+            )
+        return value
+
+    return parse
+
+
+def _lazy_client_config(settings: Settings, config: MirrorConfig) -> ClientConfig:
+    """The upstream client for ``serve --lazy``, checked before anything is announced: an
+    upstream that every on-demand fetch would refuse is a configuration error now, not a
+    502 at the first request."""
+    from urllib.parse import urlsplit
+
+    from .pypi.names import UnsafeValue, check_url
+
+    try:
+        cc = client_config(settings, config)
+        parts = urlsplit(cc.base)
+        credentials = bool(parts.username or parts.password)
+        if not credentials:
+            check_url(f"{cc.base}/simple/", cc.base + "/", cc.allowed_hosts)
+    except (ValueError, UnsafeValue) as exc:
+        raise SettingsError(f"upstream: {exc}") from None
+    if credentials:  # named without echoing the password
+        raise SettingsError(f"upstream: a URL with credentials is not supported: {parts.hostname}")
+    return cc
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import MirrorServer, ServeError, serve
 
     settings = _mirror_settings(args)
     config = settings.load_config()
+    cc = _lazy_client_config(settings, config) if args.lazy else None
     blobs = settings.blob_store(config)
     web = settings.web_root(config)
     if blobs is None or web is None:
@@ -335,10 +386,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         blobs=blobs,
         db=settings.db,
         lazy=args.lazy,
-        client_config=client_config(settings, config) if args.lazy else None,
+        client_config=cc,
         host=args.host,
         port=args.port,
         keepalive_timeout=args.keepalive_timeout,
+        header_timeout=args.header_timeout,
         shutdown_timeout=args.shutdown_timeout,
     )
     try:
@@ -570,17 +622,25 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--web", help="where the simple index lives (default: the blob DIR)")
     sv.add_argument("--upstream", help="upstream for --lazy (default: config master)")
     sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--port", type=_port, default=8080, help="0-65535, 0: any free port")
     sv.add_argument(
         "--keepalive-timeout",
-        type=float,
+        type=_seconds(positive=True),
         default=5.0,
         metavar="SECONDS",
         help="close idle keep-alive connections after this long (default 5)",
     )
     sv.add_argument(
+        "--header-timeout",
+        type=_seconds(positive=True),
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection whose request headers are not complete after this long "
+        "(default 10)",
+    )
+    sv.add_argument(
         "--shutdown-timeout",
-        type=float,
+        type=_seconds(positive=False),
         default=30.0,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, wait this long for responses in flight (default 30)",

@@ -9,9 +9,11 @@ request, verified, stored and then served (Pulp's "on demand"); only keys that t
 snapshot lists as selected are ever fetched, each once.
 
 The app is a plain ASGI callable run by uvicorn: keep-alive, idle connections closed after
-``keepalive_timeout``, a real listen backlog, and a graceful stop on SIGTERM/SIGINT (the
-listener closes, responses in flight complete). Filesystem and object-store calls run on a
-thread pool of the server's own, so a slow disk or bucket never stalls the event loop.
+``keepalive_timeout``, connections whose request headers are not complete after
+``header_timeout`` closed too (slow-header attacks), a real listen backlog, and a graceful
+stop on SIGTERM/SIGINT (the listener closes, responses in flight complete). Filesystem and
+object-store calls run on a thread pool of the server's own, so a slow disk or bucket never
+stalls the event loop.
 """
 
 from __future__ import annotations
@@ -288,22 +290,57 @@ class _Uvicorn(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _protocol_class() -> type[asyncio.Protocol]:
-    """uvicorn's HTTP protocol, with the idle timer armed from the moment a connection is
-    accepted too (uvicorn arms it only after a response): a client that connects and sends
-    nothing is closed after the keep-alive timeout as well."""
+def _protocol_class(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, with two timers uvicorn lacks:
+
+    - the idle timer armed from the moment a connection is accepted too (uvicorn arms it
+      only after a response): a client that connects and sends nothing is closed after the
+      keep-alive timeout as well;
+    - a header timer (``header_timeout``), armed when the first bytes of a request arrive
+      and cancelled once its headers are complete: uvicorn cancels the idle timer on any
+      data, so a client that sends part of a request and then nothing (a slow-header
+      attack) would otherwise hold its connection, and a file descriptor, for ever. It
+      never runs while a response is in flight, so a slow download is not cut."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:  # pragma: no cover - httptools is optional
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base  # type: ignore[assignment]
 
     class Protocol(Base):
+        _header_timer: asyncio.TimerHandle | None = None
+
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)  # type: ignore[arg-type]
             if self.timeout_keep_alive_task is None:
                 self.timeout_keep_alive_task = self.loop.call_later(
                     self.timeout_keep_alive, self.timeout_keep_alive_handler
                 )
+
+        def data_received(self, data: bytes) -> None:
+            before = self.cycle
+            if self._header_timer is None and (before is None or before.response_complete):
+                # between requests: these bytes start the next one's headers
+                self._header_timer = self.loop.call_later(header_timeout, self._header_expired)
+            super().data_received(data)
+            if self.cycle is not before:  # a request's headers are complete
+                self._cancel_header_timer()
+
+        def _header_expired(self) -> None:
+            self._header_timer = None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False  # let the response in flight finish, then close
+            elif not self.transport.is_closing():
+                self.transport.close()
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
 
     return Protocol
 
@@ -318,6 +355,7 @@ class MirrorServer:
     host: str = "127.0.0.1"
     port: int = 0
     keepalive_timeout: float = 5.0  # idle keep-alive connections are closed after this
+    header_timeout: float = 10.0  # a request's headers must be complete within this
     shutdown_timeout: float | None = 30.0  # graceful stop: wait this long for responses
     backlog: int = 2048
     threads: int = 32  # the pool for filesystem, DuckDB and object-store calls
@@ -334,6 +372,13 @@ class MirrorServer:
     def __post_init__(self) -> None:
         if self.lazy and (self.db is None or self.client_config is None):
             raise ValueError("lazy mode needs the database and an upstream")
+        for name in ("keepalive_timeout", "header_timeout"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ValueError(f"{name} must be a finite positive number of seconds")
+        if self.shutdown_timeout is not None and not 0 <= self.shutdown_timeout < float("inf"):
+            raise ValueError("shutdown_timeout must be a finite number of seconds, 0 or more")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
 
     # -------------------------------------------------------------- lifecycle
     def bind(self) -> socket.socket:
@@ -370,7 +415,7 @@ class MirrorServer:
             proxy_headers=False,
             server_header=False,
             ws="none",
-            http=_protocol_class(),
+            http=_protocol_class(self.header_timeout),
             backlog=self.backlog,
             # a float works (uvicorn hands it to loop.call_later); sub-second in tests
             timeout_keep_alive=self.keepalive_timeout,  # type: ignore[arg-type]

@@ -420,3 +420,31 @@ def test_sync_help_lists_the_exit_codes(cli_env: dict[str, str]) -> None:
     for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
         assert f"\n  {code}" in p.stdout, code
     assert "--lock-timeout" in p.stdout
+
+
+# ----------------------------------------------------------------- serve: bad numbers
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--port", "99999"], ["--port", "between 0 and 65535", "99999"]),
+        (["--port", "-1"], ["--port", "between 0 and 65535"]),
+        (["--port", "http"], ["--port", "not a port number"]),
+        (["--keepalive-timeout", "nan"], ["--keepalive-timeout", "finite", "nan"]),
+        (["--keepalive-timeout", "0"], ["--keepalive-timeout", "above 0"]),
+        (["--header-timeout", "inf"], ["--header-timeout", "finite"]),
+        (["--shutdown-timeout", "-1"], ["--shutdown-timeout", "0 or more"]),
+        (["--lazy", "--upstream", "http://u:p@127.0.0.1:1/"], ["upstream", "credentials"]),
+        (["--lazy", "--upstream", "http://127.0.0.1:99999/"], ["upstream", "Port out of range"]),
+    ],
+)
+def test_serve_bad_numbers_and_lazy_upstream_exit_2_before_serving(
+    flags: list[str], words: list[str], tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """``serve`` used to take these and listen anyway: --port 99999 on another port (it
+    wrapped), a nan timeout that hung every connection, a negative shutdown timeout, and a
+    lazy upstream that only failed at the first fetch."""
+    (tmp_path / "web").mkdir()
+    args = ["serve", "--blobs", str(tmp_path / "web"), "--db", str(tmp_path / "x.duckdb")]
+    p = _cli([*args, "--port", "0", *flags], cli_env, timeout=60)
+    _one_line(p, 2, *words)
+    assert "mirror on" not in p.stdout  # it never announced serving

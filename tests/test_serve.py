@@ -141,6 +141,51 @@ def test_keep_alive_and_idle_connections_closed_after_the_timeout(
         assert httpx.get(f"{srv.url}/simple/").status_code == 200  # the server is fine
 
 
+def test_partial_request_headers_are_closed_after_the_header_timeout(tmp_path: Path) -> None:
+    """A slow-header attack: connections that send part of a request's headers and then
+    nothing, or trickle them, are closed (they would hold a file descriptor each for ever),
+    while a complete request, and a slow download longer than the timeout, are served."""
+    web = tmp_path / "web"
+    (web / "simple").mkdir(parents=True)
+    (web / "simple" / "index.v1_html").write_text("<html><body></body></html>")
+    data = os.urandom(8 * 1024 * 1024)  # more than the socket buffers hold
+    path = _blob(web, "big-1.0.tar.gz", data)
+    srv = MirrorServer(web=web, blobs=LocalBlobStore(web), keepalive_timeout=30, header_timeout=0.5)
+    with srv:
+        partial = [socket.create_connection(("127.0.0.1", srv.port), timeout=20) for _ in range(20)]
+        try:
+            for sock in partial:
+                sock.sendall(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n")
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as trickle:
+                # a byte now and then: each one used to restart the wait
+                for byte in b"GET /simple/ HTTP/1.1\r\n":
+                    try:
+                        trickle.sendall(bytes([byte]))
+                    except OSError:
+                        break  # already closed
+                    time.sleep(0.1)
+                assert trickle.recv(1) == b""
+            for sock in partial:
+                # closed by the server long before the 20 s socket timeout (and the 30 s
+                # keep-alive timeout, which is what bounded them before: nothing)
+                assert sock.recv(1) == b""
+        finally:
+            for sock in partial:
+                sock.close()
+        # a complete request on another connection is answered
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
+            sock.sendall(b"GET /simple/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = _response(sock)
+            assert head.startswith(b"HTTP/1.1 200") and b"<html" in body
+            # a download read slowly, for longer than the header timeout, is not cut
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            time.sleep(1.5)
+            head, body = _response(sock)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+
+
 # ---------------------------------------------------------------------- Range
 def test_parse_range() -> None:
     assert parse_range(None, 10) is None
