@@ -29,7 +29,7 @@ import duckdb
 import httpx
 
 from ._version import __version__
-from .filters import ConfigError
+from .filters import ConfigError, MirrorConfig
 from .pipeline import Progress, SyncReport, UpstreamFault, client_config, run_sync
 from .pypi import UpstreamError
 from .pypi.fetch import Depth
@@ -235,6 +235,59 @@ def _sync_run(
     for w in config.warnings:
         print(f"warning: {w}", file=sys.stderr)
     settings.check_paths(config)
+    db_dir_created = not settings.db.parent.exists()
+    db_created = not settings.db.exists()
+    try:
+        return _sync_report(
+            settings,
+            config,
+            quiet=quiet,
+            as_json=as_json,
+            demo_label=demo_label,
+            client_overrides=client_overrides,
+            depth=depth,
+            lazy=lazy,
+        )
+    except BaseException as exc:
+        found = classify(exc)
+        if db_created and found is not None and found[0] == EXIT_UNREACHABLE:
+            _remove_if_empty(settings.db, remove_dir=db_dir_created)
+        raise
+
+
+def _remove_if_empty(db: Path, *, remove_dir: bool) -> None:
+    """Remove the database this run created when the upstream never answered and it holds
+    nothing (no listing, no project): an unreachable upstream leaves no 800 KB empty file.
+    Anything unexpected (another process has it open, a table missing) leaves it alone."""
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            for table in ("upstream_projects", "projects", "distributions", "blobs"):
+                row = con.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()
+                if row is None or row[0]:
+                    return
+        finally:
+            con.close()
+        db.unlink()
+        Path(f"{db}.wal").unlink(missing_ok=True)
+        if remove_dir:
+            with contextlib.suppress(OSError):
+                db.parent.rmdir()  # only when empty
+    except (duckdb.Error, OSError):
+        return
+
+
+def _sync_report(
+    settings: Settings,
+    config: MirrorConfig,
+    *,
+    quiet: bool,
+    as_json: bool,
+    demo_label: str | None,
+    client_overrides: dict[str, Any] | None,
+    depth: Depth,
+    lazy: bool,
+) -> int:
     if demo_label:
         print(demo_label, file=sys.stderr)
     with _Display(quiet or as_json) as display:

@@ -521,3 +521,29 @@ def test_sigterm_exits_143_with_one_line_and_the_next_run_converges(
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["failed"] == [] and summary["selected"] == 200
+
+
+def test_unreachable_upstream_leaves_no_new_database(
+    conf: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """An 800 KB empty database was created before the upstream answered, and stayed."""
+    db = tmp_path / "new" / "x.duckdb"
+    p = _cli(["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)], cli_env)
+    _one_line(p, 3, "upstream unreachable")
+    assert not db.exists()
+    assert not db.parent.exists()
+
+
+def test_unreachable_upstream_keeps_an_existing_database(
+    conf: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    db = tmp_path / "x.duckdb"
+    with FakeUpstream(FakeIndex.generate(5)) as up:
+        first = _cli(
+            ["sync", "-q", "--upstream", up.url, "--config", str(conf), "--db", str(db)], cli_env
+        )
+    assert first.returncode == 0, first.stderr
+    p = _cli(["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)], cli_env)
+    _one_line(p, 3, "upstream unreachable")
+    with MetadataStore(db) as store:
+        assert store.counts(views=False)["projects"] == 5
