@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 some projects failed (they are named); 2 bad configuration or usage;
 3 the upstream (or the Dagster webserver) unreachable or faulty; 4 local storage failure (the
 database or blob store cannot be opened or written, a full disk, another process holding the
-database's lock); 130 interrupted. A failure prints one line (with ``--json``: one JSON object
+database's lock); 130 interrupted; 143 terminated (SIGTERM). A failure prints one line (with ``--json``: one JSON object
 on stdout), never a traceback.
 """
 
@@ -15,11 +15,14 @@ import contextlib
 import errno
 import json
 import logging
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 import duckdb
@@ -35,6 +38,7 @@ from .store.duckdb_store import is_storage_error
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
 EXIT_CODES = """\
 exit codes:
@@ -45,7 +49,39 @@ exit codes:
   4    local storage failure: the database or blob store cannot be opened or written,
        the disk is full, or another process holds the database's lock
   130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM); like an interrupt, the next run converges
 """
+
+
+class Terminated(Exception):
+    """The run stopped on SIGTERM, as it stops on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the run as Ctrl-C does (the same cleanup), then reports ``terminated``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    terminated = threading.Event()
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        terminated.set()
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except BaseException as exc:
+        found = classify(exc)
+        if terminated.is_set() and found is not None and found[0] == EXIT_INTERRUPTED:
+            raise Terminated() from exc
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Display:
@@ -173,10 +209,85 @@ def _sync(
     depth: Depth = "full",
     lazy: bool = False,
 ) -> int:
+    with _sigterm_as_interrupt():
+        return _sync_run(
+            settings,
+            quiet=quiet,
+            as_json=as_json,
+            demo_label=demo_label,
+            client_overrides=client_overrides,
+            depth=depth,
+            lazy=lazy,
+        )
+
+
+def _sync_run(
+    settings: Settings,
+    *,
+    quiet: bool,
+    as_json: bool,
+    demo_label: str | None,
+    client_overrides: dict[str, Any] | None,
+    depth: Depth,
+    lazy: bool,
+) -> int:
     config = settings.load_config()
     for w in config.warnings:
         print(f"warning: {w}", file=sys.stderr)
     settings.check_paths(config)
+    db_dir_created = not settings.db.parent.exists()
+    db_created = not settings.db.exists()
+    try:
+        return _sync_report(
+            settings,
+            config,
+            quiet=quiet,
+            as_json=as_json,
+            demo_label=demo_label,
+            client_overrides=client_overrides,
+            depth=depth,
+            lazy=lazy,
+        )
+    except BaseException as exc:
+        found = classify(exc)
+        if db_created and found is not None and found[0] == EXIT_UNREACHABLE:
+            _remove_if_empty(settings.db, remove_dir=db_dir_created)
+        raise
+
+
+def _remove_if_empty(db: Path, *, remove_dir: bool) -> None:
+    """Remove the database this run created when the upstream never answered and it holds
+    nothing (no listing, no project): an unreachable upstream leaves no 800 KB empty file.
+    Anything unexpected (another process has it open, a table missing) leaves it alone."""
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            for table in ("upstream_projects", "projects", "distributions", "blobs"):
+                row = con.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()
+                if row is None or row[0]:
+                    return
+        finally:
+            con.close()
+        db.unlink()
+        Path(f"{db}.wal").unlink(missing_ok=True)
+        if remove_dir:
+            with contextlib.suppress(OSError):
+                db.parent.rmdir()  # only when empty
+    except (duckdb.Error, OSError):
+        return
+
+
+def _sync_report(
+    settings: Settings,
+    config: MirrorConfig,
+    *,
+    quiet: bool,
+    as_json: bool,
+    demo_label: str | None,
+    client_overrides: dict[str, Any] | None,
+    depth: Depth,
+    lazy: bool,
+) -> int:
     if demo_label:
         print(demo_label, file=sys.stderr)
     with _Display(quiet or as_json) as display:
@@ -747,6 +858,7 @@ FAILURES: tuple[
     ],
     ...,
 ] = (
+    (Terminated, lambda e: True, EXIT_TERMINATED, lambda e: "terminated"),
     (KeyboardInterrupt, lambda e: True, EXIT_INTERRUPTED, lambda e: "interrupted"),
     (duckdb.InterruptException, lambda e: True, EXIT_INTERRUPTED, lambda e: "interrupted"),
     (UsageError, lambda e: True, EXIT_CONFIG, str),

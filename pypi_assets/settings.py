@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from .filters.config import MirrorConfig, load, loads
+from .pypi.names import upstream_url_problem
 from .store.blobs import BlobStore, open_blob_store
 
 __all__ = [
@@ -72,12 +73,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.upstream is not None:
-            parts = urlsplit(self.upstream)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise SettingsError(
-                    f"upstream: not an http(s) URL with a host (such as https://pypi.org): "
-                    f"{self.upstream[:100]!r}"
-                )
+            problem = upstream_url_problem(self.upstream)
+            if problem is not None:
+                raise SettingsError(f"upstream: {problem}: {self.upstream[:100]!r}")
+        if self.blobs is not None:
+            _check_blobs(self.blobs, "blobs")
         if self.concurrency is not None and not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise SettingsError(
                 f"concurrency: must be between 1 and {MAX_CONCURRENCY}, got {self.concurrency}"
@@ -110,7 +110,11 @@ class Settings:
         return loads(default_config_text(), source="<embedded default.conf>")
 
     def upstream_for(self, config: MirrorConfig) -> str:
-        return (self.upstream or config.get("mirror", "master") or DEFAULT_UPSTREAM).rstrip("/")
+        url = self.upstream or config.get("mirror", "master") or DEFAULT_UPSTREAM
+        problem = upstream_url_problem(url)
+        if problem is not None:  # the config's master is checked when it is loaded, too
+            raise SettingsError(f"[mirror] master: {problem}: {url[:100]!r}")
+        return url.rstrip("/")
 
     def concurrency_for(self, config: MirrorConfig) -> int:
         return config.workers if self.concurrency is None else self.concurrency
@@ -138,7 +142,9 @@ class Settings:
             return None
         if (config.get("mirror", "storage-backend") or "filesystem").strip() == "s3":
             root = (config.get("s3", "bucket") or config.directory).strip()
-            return root if root.startswith("s3://") else f"s3://{root.strip('/')}"
+            spec = root if root.startswith("s3://") else f"s3://{root.strip('/')}"
+            _check_blobs(spec, "[s3] bucket")
+            return spec
         return str(Path(config.directory) / "web")
 
     def blob_store(self, config: MirrorConfig) -> BlobStore | None:
@@ -161,6 +167,28 @@ class Settings:
         if not spec.startswith("s3://"):
             return Path(spec)
         return self.db.parent / "web"
+
+
+#: S3 bucket names (legacy ones included): letters, digits, dots, hyphens, underscores
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+
+
+def _check_blobs(spec: str, what: str) -> None:
+    """An ``s3://bucket[/prefix]`` blob store needs a valid bucket name and a prefix without
+    ``.``/``..`` segments, whitespace, query or fragment; a local directory is checked later."""
+    if not spec.startswith("s3://"):
+        return
+    rest = spec[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not _BUCKET.fullmatch(bucket):
+        raise SettingsError(f"{what}: no valid S3 bucket name in {spec[:100]!r}")
+    segments = prefix.split("/")
+    if (
+        any(s in (".", "..") for s in segments)
+        or any(c in prefix for c in "?#\\")
+        or any(c <= " " or c == "\x7f" for c in prefix)
+    ):
+        raise SettingsError(f"{what}: not a usable S3 prefix in {spec[:100]!r}")
 
 
 def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) -> int | float | None:

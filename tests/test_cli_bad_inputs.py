@@ -448,3 +448,130 @@ def test_serve_bad_numbers_and_lazy_upstream_exit_2_before_serving(
     p = _cli([*args, "--port", "0", *flags], cli_env, timeout=60)
     _one_line(p, 2, *words)
     assert "mirror on" not in p.stdout  # it never announced serving
+
+
+# ------------------------------------------ attack: URLs, numbers, blob specs, SIGTERM
+BAD_SYNC_INPUTS = {
+    "ipv6-unclosed": (["--upstream", "http://[::1"], {}, "", "upstream", "not a valid URL"),
+    "port-out-of-range": (
+        ["--upstream", "http://127.0.0.1:99999"],
+        {},
+        "",
+        "upstream",
+        "not a valid URL",
+    ),
+    "newline": (["--upstream", "http://127.0.0.1:1/\n"], {}, "", "upstream", "malformed URL"),
+    "credentials": (
+        ["--upstream", "http://user:pw@127.0.0.1:1/"],
+        {},
+        "",
+        "upstream",
+        "credentials",
+    ),
+    "query": (["--upstream", "http://h:1?x=1"], {}, "", "upstream", "query or fragment"),
+    "fragment": (["--upstream", "http://h:1/#x"], {}, "", "upstream", "query or fragment"),
+    "env-port": ([], {"PYPI_ASSETS_UPSTREAM": "http://127.0.0.1:99999"}, "", "upstream", "Port"),
+    "env-credentials": (
+        [],
+        {"PYPI_ASSETS_UPSTREAM": "http://u:p@127.0.0.1:1"},
+        "",
+        "upstream",
+        "credentials",
+    ),
+    "master-ipv6": ([], {}, "master = http://[::1\n", "[mirror] master", "not a valid URL"),
+    "master-query": ([], {}, "master = http://h:1?x=1\n", "[mirror] master", "query"),
+    "master-credentials": ([], {}, "master = http://u:p@h:1\n", "[mirror] master", "credentials"),
+    "global-timeout-nan": ([], {}, "global-timeout = nan\n", "[mirror] global-timeout", "finite"),
+    "global-timeout-inf": ([], {}, "global-timeout = inf\n", "[mirror] global-timeout", "finite"),
+    "timeout-nan": ([], {}, "timeout = nan\n", "[mirror] timeout", "finite"),
+    "timeout-inf": ([], {}, "timeout = inf\n", "[mirror] timeout", "finite"),
+    "timeout-negative": ([], {}, "timeout = -1\n", "[mirror] timeout", "positive"),
+    "timeout-zero": ([], {}, "timeout = 0\n", "[mirror] timeout", "positive"),
+    "blobs-no-bucket": (["--blobs", "s3://"], {}, "", "blobs", "bucket"),
+    "blobs-dotdot": (["--blobs", "s3://bucket/../x"], {}, "", "blobs", "prefix"),
+    "env-blobs-no-bucket": ([], {"PYPI_ASSETS_BLOBS": "s3://"}, "", "blobs", "bucket"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SYNC_INPUTS))
+def test_bad_upstream_urls_numbers_and_blob_specs_exit_2_in_one_line(
+    case: str, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """Each of these gave a traceback (exit 1), or built a request URL from a query."""
+    args, env, extra, *words = BAD_SYNC_INPUTS[case]
+    conf = tmp_path / "a.conf"
+    # master is replaced (not repeated) when the case sets it
+    base = CONF if "master" not in extra else CONF.replace("master = http://127.0.0.1\n", "")
+    conf.write_text(base.replace("[mirror]\n", "[mirror]\n" + extra))
+    db = tmp_path / "x.duckdb"
+    p = _cli(["sync", "--config", str(conf), "--db", str(db), *args], {**cli_env, **env})
+    _one_line(p, 2, *words)
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("command", ["verify", "serve"])
+def test_bad_upstream_url_through_verify_and_serve_lazy_exits_2(
+    command: str, conf: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    extra = ["--lazy"] if command == "serve" else []
+    args = [command, *extra, "--upstream", "http://u:p@127.0.0.1:1", "--config", str(conf)]
+    p = _cli([*args, "--db", str(tmp_path / "x.duckdb")], cli_env, timeout=60)
+    _one_line(p, 2, "upstream", "credentials")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_sigterm_exits_143_with_one_line_and_the_next_run_converges(
+    as_json: bool, conf: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    db = tmp_path / "x.duckdb"
+    with FakeUpstream(FakeIndex.generate(200), latency=0.05) as up:
+        args = ["sync", "-q", "--upstream", up.url, "--config", str(conf), "--db", str(db)]
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "pypi_assets.cli", *args, *(["--json"] if as_json else [])],
+            env=cli_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while up.counts["project-json"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the sync finished before it could be terminated"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        if as_json:
+            _one_json(p, 143, "terminated")
+        else:
+            _one_line(p, 143, "terminated")
+        up.set_latency(0.0)
+        again = _cli([*args, "--json"], cli_env)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["failed"] == [] and summary["selected"] == 200
+
+
+def test_unreachable_upstream_leaves_no_new_database(
+    conf: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """An 800 KB empty database was created before the upstream answered, and stayed."""
+    db = tmp_path / "new" / "x.duckdb"
+    p = _cli(["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)], cli_env)
+    _one_line(p, 3, "upstream unreachable")
+    assert not db.exists()
+    assert not db.parent.exists()
+
+
+def test_unreachable_upstream_keeps_an_existing_database(
+    conf: Path, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    db = tmp_path / "x.duckdb"
+    with FakeUpstream(FakeIndex.generate(5)) as up:
+        first = _cli(
+            ["sync", "-q", "--upstream", up.url, "--config", str(conf), "--db", str(db)], cli_env
+        )
+    assert first.returncode == 0, first.stderr
+    p = _cli(["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)], cli_env)
+    _one_line(p, 3, "upstream unreachable")
+    with MetadataStore(db) as store:
+        assert store.counts(views=False)["projects"] == 5

@@ -91,8 +91,10 @@ def test_deeply_nested_project_json_fails_that_project_alone(
         {"upload_time_iso_8601": "0001-01-01T00:00:00+14:00", "upload_time": None},
         {"python_version": "\ud800"},
         {"yanked_reason": 1e400},
+        # the JSON API's yanked is a boolean: a string "false" is not read as yanked
+        {"yanked": "false"},
     ],
-    ids=["upload-time", "lone-surrogate", "infinity"],
+    ids=["upload-time", "lone-surrogate", "infinity", "yanked-string"],
 )
 def test_other_out_of_range_values_fail_that_project_alone(
     fake: FakeUpstream, tmp_path: Path, override: dict[str, Any]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import configparser
 import difflib
+import math
 import re
 import stat
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
+from ..pypi.names import upstream_url_problem
 from .registry import ALL, PLUGINS
 
 __all__ = ["ConfigError", "MirrorConfig", "load", "loads"]
@@ -428,14 +430,16 @@ def _validated(
     for key in ("timeout", "global-timeout"):
         if key in mirror:
             try:
-                if float(mirror[key]) <= 0:
-                    raise ValueError
+                seconds = float(mirror[key])
             except ValueError:
-                raise err("mirror", key, "not a positive number") from None
+                seconds = float("nan")
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise err("mirror", key, "not a positive (finite) number of seconds")
     master = mirror.get("master", "https://pypi.org")
+    problem = upstream_url_problem(master)
+    if problem is not None:
+        raise err("mirror", "master", problem)
     parts = urlsplit(master)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise err("mirror", "master", "not an http(s) URL")
     allow_http = mirror.get("allow-non-https", "false").strip().lower() in (
         "1",
         "yes",

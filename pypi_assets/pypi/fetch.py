@@ -186,7 +186,11 @@ def _parse_files(client: PyPIClient, releases: Any) -> dict[str, list[_File]]:
             size = f.get("size")
             if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= INT64_MAX:
                 raise UnsafeValue(f"{filename}: size out of range {str(size)[:40]!r}")
-            yanked = bool(f.get("yanked", False))
+            # Warehouse's JSON API sends a JSON boolean; anything else ("false" is truthy)
+            # is an invalid value, not a guess
+            yanked = f.get("yanked", False)
+            if not isinstance(yanked, bool):
+                raise UnsafeValue(f"{filename}: yanked is not a boolean {str(yanked)[:40]!r}")
             reason = _opt_str(f.get("yanked_reason"), f"{filename}: yanked_reason", 1 << 20)
             packagetype = f.get("packagetype") or packagetype_for(filename)
             if not isinstance(packagetype, str) or len(packagetype) > 32:

@@ -20,6 +20,7 @@ __all__ = [
     "check_url",
     "is_valid_project_name",
     "packagetype_for",
+    "upstream_url_problem",
 ]
 
 # PEP 508 names: ASCII letters and digits, with '.', '-', '_' allowed inside.
@@ -84,6 +85,30 @@ def check_url(url: object, base: str, allowed_hosts: frozenset[str]) -> str:
     if origin not in allowed_hosts:
         raise UnsafeValue(f"URL on a host that is not allowed: {url!r}")
     return full
+
+
+def upstream_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an upstream base URL (``/simple/`` and ``/pypi/NAME/json`` are
+    appended to it), or ``None``: an http(s) URL with a host, a valid port, no credentials, no
+    query or fragment, no whitespace or control characters."""
+    if len(url) > 2048 or any(c <= " " or c == "\x7f" for c in url):
+        return "malformed URL (whitespace or control characters)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an http(s) URL with a host (such as https://pypi.org)"
+    if "@" in parts.netloc:
+        return "a URL with credentials is not accepted"
+    if port == 0:
+        return "not a valid URL (Port out of range 1-65535)"
+    if "?" in url or "#" in url:
+        return "a URL with a query or fragment cannot be a base URL"
+    if any(seg in (".", "..") for seg in parts.path.split("/")):
+        return "a URL with . or .. path segments is not accepted"
+    return None
 
 
 def host_key(scheme: str, hostname: str, port: int | None) -> str:
