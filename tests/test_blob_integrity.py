@@ -432,3 +432,48 @@ def test_an_interrupted_page_write_leaves_the_old_page(
         monkeypatch.undo()
     assert {p: p.read_bytes() for p in (web / "simple").rglob("index.*")} == pages
     assert not list(web.rglob(".tmp-*"))
+
+
+# ---------------------------------------------------------------------- hostile keys
+def test_a_project_cannot_overwrite_another_projects_blob(tmp_path: Path) -> None:
+    """A project that claims another project's filename and blake2b_256 (so the same blob
+    key) with its own bytes and sha256 is refused and named; the victim's blob stays."""
+    from . import fault_harness as H
+
+    c = H.write_config(tmp_path / "mirror.conf", "", timeout=3, global_timeout=60)
+    with FakeUpstream(FakeIndex.generate(6)) as up:
+        names = sorted(up.index.projects)
+        vj, ej = H.project_json(up, names[0]), H.project_json(up, names[1])
+        vf = next(f for fs in vj["releases"].values() for f in fs)
+        ver, ef = next((v, fs[0]) for v, fs in ej["releases"].items() if fs)
+        assert ef["digests"]["sha256"] != vf["digests"]["sha256"]
+        nf = dict(
+            ef,
+            filename=vf["filename"],
+            digests=dict(ef["digests"], blake2b_256=vf["digests"]["blake2b_256"]),
+        )
+        ej["releases"][ver] = [nf, *ej["releases"][ver][1:]]
+        up.add_fault(
+            Fault(
+                path=rf"^/pypi/{names[1]}/json",
+                kind="body",
+                body=json.dumps(ej).encode(),
+                ctype="application/json",
+                times=1000,
+            )
+        )
+        m = H.Mirror.new(tmp_path, "m")
+        b = vf["digests"]["blake2b_256"]
+        blob = m.blobs / f"packages/{b[:2]}/{b[2:4]}/{b[4:]}/{vf['filename']}"
+        r = H.sync(up, m, c)
+        assert r.rc == 1, r.describe()
+        assert f"{names[1]}: {vf['filename']}" in r.stdout + r.stderr
+        assert _sha(blob) == vf["digests"]["sha256"]
+        # the victim's blob is not recorded (as verify --forget would leave it): the
+        # attacker's row meets the stored blob and must not replace it
+        con = duckdb.connect(str(m.db))
+        con.execute("DELETE FROM blobs")
+        con.close()
+        r = H.sync(up, m, c)
+        assert r.rc == 1, r.describe()
+        assert _sha(blob) == vf["digests"]["sha256"]
