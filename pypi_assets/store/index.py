@@ -507,7 +507,7 @@ def _write_root(
 
 # ---------------------------------------------------------------------- ownership
 #: the file in an index directory naming the database that writes it
-INDEX_OWNER = ".pypi-assets-index-owner"
+INDEX_OWNER = ".pypi-assets/index-owner"
 
 
 class IndexOwnedElsewhere(ValueError):
@@ -534,8 +534,8 @@ def claim_index(web: Path, db: Path) -> None:
             f"the index in {web} is written by database {owner}; pass --web DIR"
         )
     if owner != me:
-        web.mkdir(parents=True, exist_ok=True)
-        tmp = web / f".tmp-owner-{secrets.token_hex(4)}"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.parent / f".tmp-owner-{secrets.token_hex(4)}"
         tmp.write_text(me + "\n")
         os.replace(tmp, marker)
 
