@@ -127,13 +127,13 @@ def test_two_syncs_share_one_blob_directory(
     sync = [PYTHON, "-m", "pypi_assets.cli", "sync", "--config", str(conf), "--json", "-q"]
     procs = [
         subprocess.Popen(
-            [*sync, "--db", str(tmp_path / f"{name}.duckdb"), "--blobs", str(blobs)],
+            [*sync, "--db", str(tmp_path / f"{name}.duckdb"), "--blobs", str(blobs), *web],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=cli_env,
         )
-        for name in ("a", "b")
+        for name, web in (("a", []), ("b", ["--web", str(tmp_path / "web-b")]))  # own indexes
     ]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
