@@ -529,6 +529,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .files import TooManyDeletions, delete_unreferenced, repair, verify_blobs
     from .pypi import PyPIClient
     from .store import MetadataStore
+    from .store.blobs import other_databases
 
     settings = _mirror_settings(args)
     config = settings.load_config()
@@ -553,7 +554,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 print(f"error: upstream unreachable: {exc}", file=sys.stderr)
                 return EXIT_UNREACHABLE
         refused: str | None = None
-        if args.delete_unreferenced:
+        sharing = other_databases(blobs, settings.db) if args.delete_unreferenced else []
+        if sharing and not args.force:
+            refused = (
+                f"error: {blobs.description} is shared with the database {sharing[0]}; its "
+                "blobs look unreferenced from here; nothing deleted (pass --force to delete them)"
+            )
+        elif args.delete_unreferenced:
             try:
                 delete_unreferenced(
                     blobs, report, max_share=args.max_delete_share, force=args.force
@@ -566,7 +573,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             store.forget_blobs(report.deleted)
         bad = (set(report.missing) | set(report.corrupt)) - set(report.repaired)
         store.forget_blobs(sorted(bad))  # so the next sync or window run fetches them again
+        pages_missing = _verify_pages(settings, config, store, args.repair)
     summary = report.summary()
+    summary["missing_pages"] = len(pages_missing)
     if refused:
         summary["delete_refused"] = refused.removeprefix("error: ")
     if args.json:
@@ -580,8 +589,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "unreferenced",
             "repaired",
             "deleted",
+            "missing_pages",
         ):
             print(f"{k:<13} {summary[k]}")
+        for name in pages_missing[:20]:
+            print(f"MISSING-PAGE {name}", file=sys.stderr)
         print(f"seconds       {summary['seconds']}")
         for kind in ("missing", "corrupt"):
             for key in getattr(report, kind)[:20]:
@@ -591,7 +603,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if refused:
         print(refused, file=sys.stderr)
         return EXIT_FAILED
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_OK if report.ok and not pages_missing else EXIT_FAILED
+
+
+def _verify_pages(settings: Any, config: Any, store: Any, repair: bool) -> list[str]:
+    """The index pages (and root) this database has written that are gone from disk; with
+    ``repair``, the whole index is written again. Returns what is still missing."""
+    from .pipeline import index_options
+    from .store.index import index_owner, missing_pages, write_index
+
+    web = settings.web_root(config)
+    if web is None or index_owner(web) != str(settings.db.resolve()):
+        return []  # no index, or not this database's (``--web`` names another one)
+    written = [r[0] for r in store.query("SELECT project FROM simple_pages ORDER BY 1")]
+    if not written and not store.get_meta("index_root_serial"):
+        return []  # no index written yet
+    gone = missing_pages(web, written, config.simple_format)
+    if not gone or not repair:
+        return gone
+    state = json.loads(store.get_meta("synced_state") or "{}")
+    write_index(store, web, index_options(config), everything=True, lazy=bool(state.get("lazy")))
+    return missing_pages(web, written, config.simple_format)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

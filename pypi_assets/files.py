@@ -93,6 +93,38 @@ def _stored_state(blobs: BlobStore, key: str, sha256: str, size: int | None) -> 
     return ("intact" if digest == sha256 else "corrupt"), have
 
 
+def _key_digest(key: str) -> str:
+    """The hex digest a key is built from (``packages/aa/bb/<rest>/<filename>``)."""
+    parts = key.split("/")
+    return parts[1] + parts[2] + parts[3]
+
+
+def _key_blake2b(key: str, sha256: str) -> str | None:
+    """The blake2b-256 digest a file's bytes must have to live under ``key``: the key's own
+    digest, unless the key was built from the sha256 (no blake2b advertised). ``None`` for
+    ``.metadata`` files, whose key names the file they describe."""
+    if key.endswith(".metadata"):
+        return None
+    digest = _key_digest(key)
+    return None if digest == sha256 else digest
+
+
+def _matches_key(blobs: BlobStore, key: str) -> bool:
+    """Whether the stored blob's bytes hash to the digest its key is built from (blake2b-256
+    or sha256): such a blob is the key's rightful content, whatever a listing claims."""
+    if key.endswith(".metadata"):
+        return False
+    want = _key_digest(key)
+    sha, blake = hashlib.sha256(), hashlib.blake2b(digest_size=32)
+    try:
+        for chunk in blobs.read(key):
+            sha.update(chunk)
+            blake.update(chunk)
+    except FileNotFoundError:
+        return False
+    return want in (sha.hexdigest(), blake.hexdigest())
+
+
 def _part_name(blobs: BlobStore, key: str) -> Path:
     return blobs.staging() / f"{hashlib.sha256(key.encode()).hexdigest()}.part"
 
@@ -175,10 +207,20 @@ async def fetch_blob(
             part.unlink(missing_ok=True)  # bytes of an older attempt, not needed any more
             return (key, project, filename, sha256, have), False
         if state == "corrupt":
+            if await loop.run_in_executor(executor, _matches_key, blobs, key):
+                # the stored bytes are the key's rightful content: it is this row that lies
+                # (another file's name and blake2b_256 with its own sha256)
+                part.unlink(missing_ok=True)
+                raise IntegrityError(
+                    f"{key}: the stored blob matches its key's digest, not the advertised "
+                    f"sha256 {sha256}; refusing to replace it"
+                )
             log.warning("%s: %s: the stored blob is corrupt; fetching it again", project, key)
             await loop.run_in_executor(executor, blobs.delete, key)
         try:
-            got = await download(client, url, sink, sha256=sha256, size=size)
+            got = await download(
+                client, url, sink, sha256=sha256, size=size, blake2b_256=_key_blake2b(key, sha256)
+            )
         except (IntegrityError, UnsafeValue):
             part.unlink(missing_ok=True)  # never keep bytes that are not the advertised file
             raise

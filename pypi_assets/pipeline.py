@@ -43,12 +43,19 @@ from .pypi.fetch import Depth, NotModified, ProjectError
 from .pypi.metadata import MetadataError
 from .pypi.names import is_valid_project_name
 from .pypi.records import Project, UpstreamListing
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .store import MetadataStore, publish_snapshot
-from .store.blobs import BlobStore
+from .store.blobs import BlobStore, register_database
 from .store.derived import refresh_derived
 from .store.duckdb_store import ListingShrank, is_storage_error
-from .store.index import IndexOptions, IndexReport, write_index
+from .store.index import (
+    IndexOptions,
+    IndexOwnedElsewhere,
+    IndexReport,
+    claim_index,
+    missing_pages,
+    write_index,
+)
 from .store.snapshot import snapshot_serial
 
 __all__ = [
@@ -711,6 +718,8 @@ def _up_to_date(
     blobs: BlobStore | None,
     lazy: bool,
     core_metadata: bool,
+    web: Path | None = None,
+    formats: str = "ALL",
 ) -> bool:
     """The last complete run reached ``serial`` with the same settings, and nothing it
     produced has gone since (blobs forgotten by ``verify``). A serial that is unknown (or
@@ -719,7 +728,17 @@ def _up_to_date(
         return False
     if store.get_meta("synced_serial") != str(serial) or store.get_meta("synced_state") != state:
         return False
+    if web is not None and store.get_meta("index_root_serial") and missing_pages(web, (), formats):
+        return False  # the index root was deleted on disk
     return blobs is None or lazy or not store.missing_blobs(metadata=core_metadata)
+
+
+def _claim_index(web: Path, db: Path) -> None:
+    """Stop before anything is done when another database writes the index in ``web``."""
+    try:
+        claim_index(web, db)
+    except IndexOwnedElsewhere as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _track_blob_store(store: MetadataStore, blobs: BlobStore | None) -> None:
@@ -731,6 +750,7 @@ def _track_blob_store(store: MetadataStore, blobs: BlobStore | None) -> None:
         store.forget_all_blobs()
     if blobs is not None:
         store.set_meta(blob_store=where)
+        register_database(blobs, store.path)
 
 
 def lacking_metadata(
@@ -767,12 +787,16 @@ async def run_sync(
     blobs = settings.blob_store(config)
     web = settings.web_root(config) if blobs is not None else None
     state = sync_state(ccfg.upstream, chash, blobs, web, lazy)
+    if web is not None:
+        _claim_index(web, settings.db)
     with MetadataStore(settings.db, lock_timeout=settings.lock_timeout) as store:
         async with PyPIClient(ccfg, transport=transport) as client:
             serial = await client.last_serial()
             report = SyncReport(upstream=ccfg.upstream, upstream_serial=serial or 0)
             _track_blob_store(store, blobs)
-            if _up_to_date(store, serial, state, blobs, lazy, config.core_metadata):
+            if _up_to_date(
+                store, serial, state, blobs, lazy, config.core_metadata, web, config.simple_format
+            ):
                 assert serial is not None
                 report.up_to_date = True
                 report.requests = client.stats.as_dict()

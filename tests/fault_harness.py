@@ -44,7 +44,7 @@ EXCLUDED_META = frozenset({"listing_source"})
 #: Directories of the blob store that are not content: ``.partial`` holds downloads in
 #: progress (documented in pypi_assets/files.py; kept on purpose so an interrupted run
 #: resumes with a Range request, and never served: nothing under it is a blob key).
-BLOB_TEMP_DIRS = frozenset({".partial"})
+BLOB_TEMP_DIRS = frozenset({".partial", ".pypi-assets"})  # the latter names databases
 
 CONFIG = """\
 [mirror]

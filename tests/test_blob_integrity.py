@@ -47,8 +47,9 @@ def run(
     config: MirrorConfig | None = None,
     *,
     lazy: bool = False,
+    web: Path | None = None,
 ) -> SyncReport:
-    settings = Settings(upstream=up.url, db=db, blobs=str(blobs))
+    settings = Settings(upstream=up.url, db=db, blobs=str(blobs), web=web)
     return asyncio.run(
         run_sync(settings, config or make_config(), client_overrides=FAST, lazy=lazy)
     )
@@ -126,13 +127,13 @@ def test_two_syncs_share_one_blob_directory(
     sync = [PYTHON, "-m", "pypi_assets.cli", "sync", "--config", str(conf), "--json", "-q"]
     procs = [
         subprocess.Popen(
-            [*sync, "--db", str(tmp_path / f"{name}.duckdb"), "--blobs", str(blobs)],
+            [*sync, "--db", str(tmp_path / f"{name}.duckdb"), "--blobs", str(blobs), *web],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=cli_env,
         )
-        for name in ("a", "b")
+        for name, web in (("a", []), ("b", ["--web", str(tmp_path / "web-b")]))  # own indexes
     ]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
@@ -212,7 +213,7 @@ def test_an_unrecorded_blob_is_hashed_before_it_is_recorded(
     bad_key = _key(tmp_path / "a.duckdb", bad_norm, bad.filename)
     data = (blobs / bad_key).read_bytes()
     (blobs / bad_key).write_bytes(bytes(len(data)))
-    report = run(up, tmp_path / "b.duckdb", blobs)
+    report = run(up, tmp_path / "b.duckdb", blobs, web=tmp_path / "web-b")  # its own index
     assert report.ok and report.files is not None
     assert report.files.downloaded == 1 and report.files.present == report.files.candidates - 1
     assert _sha(blobs / bad_key) == bad.sha256
@@ -434,3 +435,121 @@ def test_an_interrupted_page_write_leaves_the_old_page(
         monkeypatch.undo()
     assert {p: p.read_bytes() for p in (web / "simple").rglob("index.*")} == pages
     assert not list(web.rglob(".tmp-*"))
+
+
+# ---------------------------------------------------------------------- hostile keys
+def test_a_project_cannot_overwrite_another_projects_blob(tmp_path: Path) -> None:
+    """A project that claims another project's filename and blake2b_256 (so the same blob
+    key) with its own bytes and sha256 is refused and named; the victim's blob stays."""
+    from . import fault_harness as H
+
+    c = H.write_config(tmp_path / "mirror.conf", "", timeout=3, global_timeout=60)
+    with FakeUpstream(FakeIndex.generate(6)) as up:
+        names = sorted(up.index.projects)
+        vj, ej = H.project_json(up, names[0]), H.project_json(up, names[1])
+        vf = next(f for fs in vj["releases"].values() for f in fs)
+        ver, ef = next((v, fs[0]) for v, fs in ej["releases"].items() if fs)
+        assert ef["digests"]["sha256"] != vf["digests"]["sha256"]
+        nf = dict(
+            ef,
+            filename=vf["filename"],
+            digests=dict(ef["digests"], blake2b_256=vf["digests"]["blake2b_256"]),
+        )
+        ej["releases"][ver] = [nf, *ej["releases"][ver][1:]]
+        up.add_fault(
+            Fault(
+                path=rf"^/pypi/{names[1]}/json",
+                kind="body",
+                body=json.dumps(ej).encode(),
+                ctype="application/json",
+                times=1000,
+            )
+        )
+        m = H.Mirror.new(tmp_path, "m")
+        b = vf["digests"]["blake2b_256"]
+        blob = m.blobs / f"packages/{b[:2]}/{b[2:4]}/{b[4:]}/{vf['filename']}"
+        r = H.sync(up, m, c)
+        assert r.rc == 1, r.describe()
+        assert f"{names[1]}: {vf['filename']}" in r.stdout + r.stderr
+        assert _sha(blob) == vf["digests"]["sha256"]
+        # the victim's blob is not recorded (as verify --forget would leave it): the
+        # attacker's row meets the stored blob and must not replace it
+        con = duckdb.connect(str(m.db))
+        con.execute("DELETE FROM blobs")
+        con.close()
+        r = H.sync(up, m, c)
+        assert r.rc == 1, r.describe()
+        assert _sha(blob) == vf["digests"]["sha256"]
+
+
+# ---------------------------------------------------------------------- shared stores
+def test_verify_refuses_to_delete_blobs_of_another_database(
+    up: FakeUpstream, tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two databases share one blob directory (each with its own index): deleting what one
+    of them does not reference would delete the other's files; it is refused without
+    ``--force``, even under the deletion share."""
+    blobs = tmp_path / "blobs"
+    names = sorted(up.index.projects)
+    mirrors = []
+    for i, keep in enumerate((names[:-1], names[-1:])):
+        d = tmp_path / f"m{i}"
+        d.mkdir()
+        conf = _conf(d, up)
+        _narrow(conf, keep)
+        common = ["--config", str(conf), "--db", str(d / "m.duckdb"), "--blobs", str(blobs)]
+        assert main(["sync", *common, "--web", str(d / "web"), "-q"]) == 0
+        mirrors.append(common)
+    stored = {k for k, _ in LocalBlobStore(blobs).iter_blobs()}
+    capsys.readouterr()
+    assert main(["verify", *mirrors[0], "--delete-unreferenced"]) == 1
+    err = [x for x in capsys.readouterr().err.strip().splitlines() if not x.startswith("[")]
+    assert len(err) == 1 and "shared with the database" in err[0] and "--force" in err[0], err
+    assert {k for k, _ in LocalBlobStore(blobs).iter_blobs()} == stored
+    assert main(["verify", *mirrors[1], "--json"]) == 0  # the other mirror lost nothing
+    assert main(["verify", *mirrors[0], "--delete-unreferenced", "--force"]) == 0
+    assert {k for k, _ in LocalBlobStore(blobs).iter_blobs()} < stored
+
+
+def test_a_second_database_does_not_take_over_an_index(
+    up: FakeUpstream, tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blobs, conf = tmp_path / "blobs", _conf(tmp_path, up)
+    a = ["--config", str(conf), "--db", str(tmp_path / "a.duckdb"), "--blobs", str(blobs)]
+    b = ["--config", str(conf), "--db", str(tmp_path / "b.duckdb"), "--blobs", str(blobs)]
+    assert main(["sync", *a, "-q"]) == 0
+    root = (blobs / "simple" / "index.html").read_bytes()
+    capsys.readouterr()
+    assert main(["sync", *b, "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "written by database" in err[0] and "--web" in err[0], err
+    assert not (tmp_path / "b.duckdb").exists()  # stopped before doing anything
+    assert (blobs / "simple" / "index.html").read_bytes() == root
+    assert main(["sync", *b, "--web", str(tmp_path / "web-b"), "-q"]) == 0
+    assert (tmp_path / "web-b" / "simple" / "index.html").exists()
+    assert main(["sync", *a, "-q"]) == 0  # the owner still writes its own index
+
+
+# ---------------------------------------------------------------------- deleted pages
+def test_deleted_index_pages_are_noticed_and_restored(
+    up: FakeUpstream, tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blobs, conf = tmp_path / "blobs", _conf(tmp_path, up)
+    common = ["--config", str(conf), "--db", str(tmp_path / "m.duckdb"), "--blobs", str(blobs)]
+    assert main(["sync", *common, "-q"]) == 0
+    p = sorted(up.index.projects)[0]
+    page = (blobs / "simple" / p / "index.html").read_bytes()
+    import shutil
+
+    shutil.rmtree(blobs / "simple" / p)
+    capsys.readouterr()
+    assert main(["verify", *common, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["missing_pages"] == 1
+    assert main(["verify", *common, "--repair", "--json"]) == 0
+    assert (blobs / "simple" / p / "index.html").read_bytes() == page
+    assert main(["verify", *common, "--json"]) == 0
+    # the root deleted: the next sync is not "up to date", it writes it again
+    (blobs / "simple" / "index.v1_json").unlink()
+    capsys.readouterr()
+    assert main(["sync", *common, "--json"]) == 0
+    assert (blobs / "simple" / "index.v1_json").exists()

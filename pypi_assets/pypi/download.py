@@ -35,16 +35,18 @@ async def download(
     sha256: str,
     size: int | None,
     kind: str = "file",
+    blake2b_256: str | None = None,
 ) -> int:
     """Download ``url`` into ``sink`` (opened ``r+b`` or ``w+b``), resuming after the bytes it
     already holds. Returns the byte count. ``size=None`` skips the size check (the ``.metadata``
-    files' sizes are not advertised)."""
+    files' sizes are not advertised). ``blake2b_256``, when given, is checked too: a blob key
+    built from that digest must hold bytes that hash to it, whatever sha256 a listing claims."""
     cfg = client.config
     url = client._check(url)
-    st = _State()
+    st = _State(blake2b_256 is not None)
     sink.seek(0)
     while block := sink.read(1 << 20):
-        st.hasher.update(block)
+        st.update(block)
     st.have = sink.tell()
     if size is not None and st.have > size:
         st.restart(sink)
@@ -77,20 +79,32 @@ async def download(
     sink.flush()
     if st.hasher.hexdigest() != sha256:
         raise IntegrityError(f"{url}: sha256 {st.hasher.hexdigest()} does not match {sha256}")
+    if blake2b_256 is not None and st.blake.hexdigest() != blake2b_256:
+        raise IntegrityError(
+            f"{url}: blake2b_256 {st.blake.hexdigest()} does not match {blake2b_256}"
+        )
     return st.have
 
 
 class _State:
     """Bytes held and their running hash, shared with the attempt that may be cut off."""
 
-    def __init__(self) -> None:
+    def __init__(self, blake: bool = False) -> None:
+        self.with_blake = blake
         self.hasher = hashlib.sha256()
+        self.blake = hashlib.blake2b(digest_size=32)
         self.have = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        if self.with_blake:
+            self.blake.update(chunk)
 
     def restart(self, sink: BinaryIO) -> None:
         sink.seek(0)
         sink.truncate()
         self.hasher, self.have = hashlib.sha256(), 0
+        self.blake = hashlib.blake2b(digest_size=32)
 
 
 class _RetryAfter(Exception):
@@ -143,7 +157,7 @@ async def _attempt(
                 if size is None and st.have + len(chunk) > client.config.max_body:
                     raise IntegrityError(f"{url}: body larger than {client.config.max_body} bytes")
                 sink.write(chunk)
-                st.hasher.update(chunk)
+                st.update(chunk)
                 st.have += len(chunk)
                 client.stats.bytes += len(chunk)
             return status, size is None or st.have == size

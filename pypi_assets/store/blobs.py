@@ -9,6 +9,8 @@ conditional put that refuses to overwrite (S3). No Dagster imports.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import re
 import shutil
@@ -28,6 +30,8 @@ __all__ = [
     "blob_key",
     "check_key",
     "open_blob_store",
+    "other_databases",
+    "register_database",
 ]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -267,3 +271,49 @@ def copy_to(store: BlobStore, key: str, out: Any) -> int:
         out.write(chunk)
         n += len(chunk)
     return n
+
+
+# ---------------------------------------------------------------------- databases
+#: where a local store lists the databases that sync into it (outside ``packages/``, so no
+#: blob key can name it and ``iter_blobs`` never lists it)
+DATABASES_FILE = ".pypi-assets/databases.json"
+
+
+def _databases_path(store: BlobStore) -> Path | None:
+    return store.root / DATABASES_FILE if isinstance(store, LocalBlobStore) else None
+
+
+def _read_databases(path: Path) -> list[str]:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return []
+    return [d for d in data if isinstance(d, str)] if isinstance(data, list) else []
+
+
+def register_database(store: BlobStore, db: Path) -> None:
+    """Record that ``db`` syncs into ``store``, so that deleting what ``db`` does not
+    reference can be refused while other databases share the store. Local stores only: an
+    S3 store keeps no such list (run one database per bucket prefix)."""
+    path = _databases_path(store)
+    if path is None:
+        return
+    me = str(Path(db).resolve())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        known = _read_databases(path)
+        if me in known:
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sorted({*known, me}), indent=1))
+        os.replace(tmp, path)
+
+
+def other_databases(store: BlobStore, db: Path) -> list[str]:
+    """The databases other than ``db`` registered in ``store`` that still exist."""
+    path = _databases_path(store)
+    if path is None:
+        return []
+    me = str(Path(db).resolve())
+    return [d for d in _read_databases(path) if d != me and Path(d).exists()]

@@ -38,7 +38,16 @@ from ..pypi.names import check_project_name
 from ..pypi.records import warehouse_file
 from .duckdb_store import MetadataStore
 
-__all__ = ["IndexReport", "render_project", "write_index"]
+__all__ = [
+    "INDEX_OWNER",
+    "IndexOwnedElsewhere",
+    "IndexReport",
+    "claim_index",
+    "index_owner",
+    "missing_pages",
+    "render_project",
+    "write_index",
+]
 
 log = logging.getLogger(__name__)
 
@@ -461,7 +470,7 @@ def write_index(
         or gone
         or everything
         or root_serial != str(serial)
-        or not (web / "simple" / "index.html").exists()
+        or bool(missing_pages(web, (), options.formats))
     ):
         _write_root(web, [(r[0], r[1], r[2]) for r in rows], serial, options.formats)
     store.set_meta(index_write_started="", index_root_serial=str(serial))
@@ -500,3 +509,53 @@ def _write_root(
     # the root is always in HTML too: it is what a browser or a plain web server shows
     _write(web / "simple" / "index.v1_html", body)
     _write(web / "simple" / "index.html", body)
+
+
+# ---------------------------------------------------------------------- ownership
+#: the file in an index directory naming the database that writes it
+INDEX_OWNER = ".pypi-assets/index-owner"
+
+
+class IndexOwnedElsewhere(ValueError):
+    """The index directory is written by another database."""
+
+
+def index_owner(web: Path) -> str | None:
+    """The database that writes the index in ``web``, if recorded."""
+    try:
+        return (web / INDEX_OWNER).read_text().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def claim_index(web: Path, db: Path) -> None:
+    """Make ``db`` the writer of the index in ``web``; raise :class:`IndexOwnedElsewhere`
+    (nothing written) when another database that still exists wrote it. Two databases
+    writing one index would overwrite each other's root and pages."""
+    me = str(Path(db).resolve())
+    marker = web / INDEX_OWNER
+    owner = index_owner(web) or ""
+    if owner and owner != me and Path(owner).exists():
+        raise IndexOwnedElsewhere(
+            f"the index in {web} is written by database {owner}; pass --web DIR"
+        )
+    if owner != me:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.parent / f".tmp-owner-{secrets.token_hex(4)}"
+        tmp.write_text(me + "\n")
+        os.replace(tmp, marker)
+
+
+def missing_pages(web: Path, projects: Iterable[str], formats: str = "ALL") -> list[str]:
+    """The selected projects (normalized names) whose index pages are not on disk, and
+    ``"<root>"`` first when the root pages are missing. ``formats`` as in
+    :class:`IndexOptions` (``ALL``, ``HTML`` or ``JSON``)."""
+    names = [
+        n for f, n in (("HTML", "index.html"), ("JSON", "index.v1_json")) if formats in (f, "ALL")
+    ]
+    out = ["<root>"] if any(not (web / "simple" / n).exists() for n in names) else []
+    for p in projects:
+        check_project_name(p)
+        if any(not (web / "simple" / p / n).exists() for n in names):
+            out.append(p)
+    return out
