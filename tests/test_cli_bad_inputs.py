@@ -387,6 +387,26 @@ def test_backfill_with_the_webserver_down_exits_3(cli_env: dict[str, str]) -> No
 
 
 # ----------------------------------------------------------------- defect 13: Ctrl-C
+def _signalled_mid_sync(
+    up: FakeUpstream, args: list[str], cli_env: dict[str, str], sig: signal.Signals
+) -> subprocess.CompletedProcess[str]:
+    """Run ``pypi-assets ARGS`` and send it ``sig`` once it has fetched a few projects."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pypi_assets.cli", *args],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while up.counts["project-json"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the sync finished before it could get {sig.name}"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 @pytest.mark.parametrize("as_json", [False, True])
 def test_ctrl_c_exits_130_with_one_line(
     as_json: bool, conf: Path, tmp_path: Path, cli_env: dict[str, str]
@@ -394,20 +414,7 @@ def test_ctrl_c_exits_130_with_one_line(
     with FakeUpstream(FakeIndex.generate(200), latency=0.05) as up:
         args = ["sync", "-q", "--upstream", up.url, "--config", str(conf)]
         args += ["--db", str(tmp_path / "x.duckdb"), *(["--json"] if as_json else [])]
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "pypi_assets.cli", *args],
-            env=cli_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while up.counts["project-json"] < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, "the sync finished before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        p = _signalled_mid_sync(up, args, cli_env, signal.SIGINT)
     if as_json:
         _one_json(p, 130, "interrupted")
     else:
@@ -526,20 +533,9 @@ def test_sigterm_exits_143_with_one_line_and_the_next_run_converges(
     db = tmp_path / "x.duckdb"
     with FakeUpstream(FakeIndex.generate(200), latency=0.05) as up:
         args = ["sync", "-q", "--upstream", up.url, "--config", str(conf), "--db", str(db)]
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "pypi_assets.cli", *args, *(["--json"] if as_json else [])],
-            env=cli_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+        p = _signalled_mid_sync(
+            up, [*args, *(["--json"] if as_json else [])], cli_env, signal.SIGTERM
         )
-        deadline = time.monotonic() + 60
-        while up.counts["project-json"] < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert proc.poll() is None, "the sync finished before it could be terminated"
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-        p = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         if as_json:
             _one_json(p, 143, "terminated")
         else:
