@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,3 +75,16 @@ def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
         "dependencies": table(db, "SELECT * FROM dependencies ORDER BY ALL"),
         "selected": table(db, "SELECT * FROM selected_files ORDER BY ALL"),
     }
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``pypi-assets ARGS`` as a subprocess of this interpreter, its output captured."""
+    return subprocess.run(
+        [PYTHON, "-m", "pypi_assets.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

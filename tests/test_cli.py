@@ -13,7 +13,7 @@ import duckdb
 
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
 
-from .helpers import PYTHON, dump
+from .helpers import PYTHON, dump, run_cli
 
 CONF = """\
 [mirror]
@@ -25,25 +25,13 @@ workers = 3
 """
 
 
-def _run(
-    args: list[str], env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "pypi_assets.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_sync_exit_0_and_summary(
     fake: FakeUpstream, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     conf = tmp_path / "b.conf"
     conf.write_text(CONF)
     db = tmp_path / "x.duckdb"
-    p = _run(["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)], cli_env)
+    p = run_cli(["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)], cli_env)
     assert p.returncode == 0, p.stderr
     assert f"refreshed        {len(fake.index.projects)}" in p.stdout
     assert "[fetch]" in p.stderr  # progress is shown
@@ -61,7 +49,7 @@ def test_environment_variables_are_the_defaults(
         "PYPI_ASSETS_CONFIG": str(conf),
         "PYPI_ASSETS_DB": str(tmp_path / "env.duckdb"),
     }
-    p = _run(["sync", "--json", "-q"], env)
+    p = run_cli(["sync", "--json", "-q"], env)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "env.duckdb").exists()
     assert f'"upstream": "{fake.url}"' in p.stdout
@@ -74,7 +62,7 @@ def test_failed_project_exits_1_and_is_named(
     conf.write_text(CONF)
     bad = sorted(fake.index.projects)[3]
     fake.add_fault(Fault(path=rf"^/pypi/{bad}/json$", kind="status", status=500, times=1000))
-    p = _run(
+    p = run_cli(
         ["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(tmp_path / "x.duckdb")],
         cli_env,
     )
@@ -90,7 +78,7 @@ def test_bad_config_exits_2_names_file_section_key_and_syncs_nothing(
     conf = tmp_path / "bad.conf"
     conf.write_text(CONF.replace("workers = 3", "workers = 11"))
     db = tmp_path / "x.duckdb"
-    p = _run(["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)], cli_env)
+    p = run_cli(["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)], cli_env)
     assert p.returncode == 2
     assert f"{conf}: [mirror] workers:" in p.stderr
     assert not db.exists()
@@ -100,7 +88,7 @@ def test_bad_config_exits_2_names_file_section_key_and_syncs_nothing(
 def test_unreachable_upstream_exits_3(tmp_path: Path, cli_env: dict[str, str]) -> None:
     conf = tmp_path / "b.conf"
     conf.write_text(CONF)
-    p = _run(
+    p = run_cli(
         [
             "sync",
             "--upstream",
@@ -125,7 +113,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(
     with FakeUpstream(index, latency=0.02) as up:
         ref = tmp_path / "ref.duckdb"
         assert (
-            _run(
+            run_cli(
                 ["sync", "--upstream", up.url, "--config", str(conf), "--db", str(ref), "-q"],
                 cli_env,
             ).returncode
@@ -161,7 +149,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted(
         n_partial = partial.execute("SELECT count(*) FROM projects").fetchone()[0]  # type: ignore[index]
         partial.close()
         assert n_partial < len(index.projects)
-        again = _run(
+        again = run_cli(
             ["sync", "--upstream", up.url, "--config", str(conf), "--db", str(killed), "-q"],
             cli_env,
         )

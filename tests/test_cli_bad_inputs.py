@@ -20,7 +20,7 @@ import pytest
 from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.store import MetadataStore
 
-from .helpers import PYTHON
+from .helpers import PYTHON, run_cli
 
 CONF = """\
 [mirror]
@@ -33,18 +33,6 @@ workers = 3
 #: nothing listens here: any request would fail (and a case that must not reach the
 #: upstream would show it as exit 3, not the code it expects)
 DEAD = "http://127.0.0.1:9"
-
-
-def _cli(
-    args: list[str], env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "pypi_assets.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _one_line(p: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
@@ -131,9 +119,9 @@ def test_config_mistakes_exit_2_with_one_line(
     path.write_text(text)
     db = tmp_path / "x.duckdb"
     args = ["sync", "--upstream", DEAD, "--config", str(path), "--db", str(db)]
-    _one_line(_cli(args, cli_env), 2, str(path), *words)
+    _one_line(run_cli(args, cli_env), 2, str(path), *words)
     assert not db.exists()  # nothing was synced, not even an empty database
-    _one_json(_cli([*args, "--json"], cli_env), 2, str(path), *words)
+    _one_json(run_cli([*args, "--json"], cli_env), 2, str(path), *words)
 
 
 def test_config_errors_never_echo_file_content(tmp_path: Path, cli_env: dict[str, str]) -> None:
@@ -147,11 +135,11 @@ def test_config_errors_never_echo_file_content(tmp_path: Path, cli_env: dict[str
     for name, text in cases.items():
         path = tmp_path / f"{name}.conf"
         path.write_text(text)
-        p = _cli(["sync", "--upstream", DEAD, "--config", str(path)], cli_env)
+        p = run_cli(["sync", "--upstream", DEAD, "--config", str(path)], cli_env)
         line = _one_line(p, 2, str(path))
         assert "s3cr3t" not in line, (name, line)
     if Path("/etc/passwd").is_file():
-        p = _cli(["sync", "--config", "/etc/passwd"], cli_env)
+        p = run_cli(["sync", "--config", "/etc/passwd"], cli_env)
         line = _one_line(p, 2, "/etc/passwd", "not an INI config")
         assert "root" not in line.replace("/root", "")
 
@@ -162,7 +150,7 @@ def test_unknown_names_that_are_no_near_miss_only_warn(
     """bandersnatch ignores what it does not know; so do we, with a warning."""
     path = tmp_path / "b.conf"
     path.write_text(CONF + "frobnicate = 1\n[my_own_tool]\nanything = goes\n")
-    p = _cli(
+    p = run_cli(
         ["sync", "-q", "--upstream", fake.url, "--config", str(path), "--db", str(tmp_path / "x")],
         cli_env,
     )
@@ -192,9 +180,9 @@ def test_bad_flags_exit_2_with_one_line(
     args = ["sync", "--config", str(conf), "--db", str(db), *flags]
     if "--upstream" not in flags:
         args += ["--upstream", DEAD]
-    _one_line(_cli(args, cli_env), 2, *words)
+    _one_line(run_cli(args, cli_env), 2, *words)
     assert not db.exists()
-    _one_json(_cli([*args, "--json"], cli_env), 2, *words)
+    _one_json(run_cli([*args, "--json"], cli_env), 2, *words)
 
 
 def test_bad_environment_variable_exits_2(
@@ -202,7 +190,7 @@ def test_bad_environment_variable_exits_2(
 ) -> None:
     env = {**cli_env, "PYPI_ASSETS_CONCURRENCY": "lots"}
     _one_line(
-        _cli(["sync", "--config", str(conf), "--db", str(tmp_path / "x")], env),
+        run_cli(["sync", "--config", str(conf), "--db", str(tmp_path / "x")], env),
         2,
         "PYPI_ASSETS_CONCURRENCY",
     )
@@ -240,8 +228,8 @@ def test_unusable_database_exits_4(
         db = tmp_path / "afile" / "x.duckdb"
     before = db.read_bytes() if db.is_file() else None
     args = ["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)]
-    _one_line(_cli(args, cli_env), 4, "local storage", str(db.parent))
-    _one_json(_cli([*args, "--json"], cli_env), 4, "local storage")
+    _one_line(run_cli(args, cli_env), 4, "local storage", str(db.parent))
+    _one_json(run_cli([*args, "--json"], cli_env), 4, "local storage")
     if before is not None:
         assert db.read_bytes() == before  # the file is left as it was
 
@@ -253,8 +241,8 @@ def test_blob_store_that_is_a_file_exits_4(
     blobs.write_text("a file, not a directory\n")
     db = tmp_path / "x.duckdb"
     args = ["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)]
-    _one_line(_cli([*args, "--blobs", str(blobs)], cli_env), 4, str(blobs), "not a directory")
-    _one_json(_cli([*args, "--blobs", str(blobs), "--json"], cli_env), 4, "not a directory")
+    _one_line(run_cli([*args, "--blobs", str(blobs)], cli_env), 4, str(blobs), "not a directory")
+    _one_json(run_cli([*args, "--blobs", str(blobs), "--json"], cli_env), 4, "not a directory")
     assert not db.exists()
 
 
@@ -263,12 +251,12 @@ def test_other_commands_share_the_mapping(
 ) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("not a database\n")
-    p = _cli(
+    p = run_cli(
         ["verify", "--config", str(conf), "--db", str(text), "--blobs", str(tmp_path / "b")],
         cli_env,
     )
     _one_line(p, 4, "local storage", str(text))
-    p = _cli(["verify", "--config", str(tmp_path / "missing.conf")], cli_env)
+    p = run_cli(["verify", "--config", str(tmp_path / "missing.conf")], cli_env)
     _one_line(p, 2, "missing.conf", "cannot read config")
 
 
@@ -279,14 +267,14 @@ def test_lock_wait_says_so_then_exits_4(
     holder = MetadataStore(db)  # another writer holds the database
     try:
         args = ["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)]
-        p = _cli([*args, "--lock-timeout", "1"], cli_env)
+        p = run_cli([*args, "--lock-timeout", "1"], cli_env)
         assert "Traceback" not in p.stderr and p.returncode == 4, p.stderr
         waiting, error = p.stderr.splitlines()
         assert "locked by another process" in waiting and "waiting" in waiting
         assert error.startswith("error: ") and "another process holds its lock" in error
         assert str(db) in error
         env = {**cli_env, "PYPI_ASSETS_LOCK_TIMEOUT": "0.5"}
-        _one_json(_cli([*args, "--json"], env), 4, "another process holds its lock")
+        _one_json(run_cli([*args, "--json"], env), 4, "another process holds its lock")
     finally:
         holder.close()
 
@@ -359,11 +347,11 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 def test_full_disk_exits_4(small_tmpfs: Path, conf: Path, cli_env: dict[str, str]) -> None:
     with FakeUpstream(FakeIndex.generate(300)) as up:
         args = ["sync", "-q", "--upstream", up.url, "--config", str(conf)]
-        p = _cli([*args, "--db", str(small_tmpfs / "x.duckdb")], cli_env)
+        p = run_cli([*args, "--db", str(small_tmpfs / "x.duckdb")], cli_env)
         _one_line(p, 4, "no space left on device")
         for f in small_tmpfs.iterdir():
             f.unlink()
-        p = _cli([*args, "--json", "--db", str(small_tmpfs / "y.duckdb")], cli_env)
+        p = run_cli([*args, "--json", "--db", str(small_tmpfs / "y.duckdb")], cli_env)
         _one_json(p, 4, "no space left on device")
 
 
@@ -376,13 +364,13 @@ def _free_port() -> int:
 
 def test_unreachable_upstream_exits_3(conf: Path, tmp_path: Path, cli_env: dict[str, str]) -> None:
     args = ["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(tmp_path / "x")]
-    _one_line(_cli([*args, "-q"], cli_env), 3, "upstream unreachable", DEAD)
-    _one_json(_cli([*args, "--json"], cli_env), 3, "upstream unreachable")
+    _one_line(run_cli([*args, "-q"], cli_env), 3, "upstream unreachable", DEAD)
+    _one_json(run_cli([*args, "--json"], cli_env), 3, "upstream unreachable")
 
 
 def test_backfill_with_the_webserver_down_exits_3(cli_env: dict[str, str]) -> None:
     url = f"http://127.0.0.1:{_free_port()}"
-    p = _cli(["backfill", "--upto", "100", "--webserver", url], cli_env)
+    p = run_cli(["backfill", "--upto", "100", "--webserver", url], cli_env)
     _one_line(p, 3, "cannot reach", url)
 
 
@@ -422,7 +410,7 @@ def test_ctrl_c_exits_130_with_one_line(
 
 
 def test_sync_help_lists_the_exit_codes(cli_env: dict[str, str]) -> None:
-    p = _cli(["sync", "--help"], cli_env)
+    p = run_cli(["sync", "--help"], cli_env)
     assert p.returncode == 0
     for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
         assert f"\n  {code}" in p.stdout, code
@@ -452,7 +440,7 @@ def test_serve_bad_numbers_and_lazy_upstream_exit_2_before_serving(
     lazy upstream that only failed at the first fetch."""
     (tmp_path / "web").mkdir()
     args = ["serve", "--blobs", str(tmp_path / "web"), "--db", str(tmp_path / "x.duckdb")]
-    p = _cli([*args, "--port", "0", *flags], cli_env, timeout=60)
+    p = run_cli([*args, "--port", "0", *flags], cli_env, timeout=60)
     _one_line(p, 2, *words)
     assert "mirror on" not in p.stdout  # it never announced serving
 
@@ -511,7 +499,7 @@ def test_bad_upstream_urls_numbers_and_blob_specs_exit_2_in_one_line(
     base = CONF if "master" not in extra else CONF.replace("master = http://127.0.0.1\n", "")
     conf.write_text(base.replace("[mirror]\n", "[mirror]\n" + extra))
     db = tmp_path / "x.duckdb"
-    p = _cli(["sync", "--config", str(conf), "--db", str(db), *args], {**cli_env, **env})
+    p = run_cli(["sync", "--config", str(conf), "--db", str(db), *args], {**cli_env, **env})
     _one_line(p, 2, *words)
     assert not db.exists()
 
@@ -522,7 +510,7 @@ def test_bad_upstream_url_through_verify_and_serve_lazy_exits_2(
 ) -> None:
     extra = ["--lazy"] if command == "serve" else []
     args = [command, *extra, "--upstream", "http://u:p@127.0.0.1:1", "--config", str(conf)]
-    p = _cli([*args, "--db", str(tmp_path / "x.duckdb")], cli_env, timeout=60)
+    p = run_cli([*args, "--db", str(tmp_path / "x.duckdb")], cli_env, timeout=60)
     _one_line(p, 2, "upstream", "credentials")
 
 
@@ -541,7 +529,7 @@ def test_sigterm_exits_143_with_one_line_and_the_next_run_converges(
         else:
             _one_line(p, 143, "terminated")
         up.set_latency(0.0)
-        again = _cli([*args, "--json"], cli_env)
+        again = run_cli([*args, "--json"], cli_env)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["failed"] == [] and summary["selected"] == 200
@@ -552,7 +540,7 @@ def test_unreachable_upstream_leaves_no_new_database(
 ) -> None:
     """An 800 KB empty database was created before the upstream answered, and stayed."""
     db = tmp_path / "new" / "x.duckdb"
-    p = _cli(["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)], cli_env)
+    p = run_cli(["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)], cli_env)
     _one_line(p, 3, "upstream unreachable")
     assert not db.exists()
     assert not db.parent.exists()
@@ -563,11 +551,11 @@ def test_unreachable_upstream_keeps_an_existing_database(
 ) -> None:
     db = tmp_path / "x.duckdb"
     with FakeUpstream(FakeIndex.generate(5)) as up:
-        first = _cli(
+        first = run_cli(
             ["sync", "-q", "--upstream", up.url, "--config", str(conf), "--db", str(db)], cli_env
         )
     assert first.returncode == 0, first.stderr
-    p = _cli(["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)], cli_env)
+    p = run_cli(["sync", "--upstream", DEAD, "--config", str(conf), "--db", str(db)], cli_env)
     _one_line(p, 3, "upstream unreachable")
     with MetadataStore(db) as store:
         assert store.counts(views=False)["projects"] == 5
