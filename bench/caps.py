@@ -46,10 +46,10 @@ def hwm():
             return int(line.split()[1]) / 1024
 
 from pypi_assets.filters import loads
-from pypi_assets.pipeline import client_config
+from pypi_assets.sync.pipeline import client_config
 from pypi_assets.pypi import PyPIClient
 from pypi_assets.pypi.fetch import fetch_project
-from pypi_assets.settings import Settings
+from pypi_assets.sync.settings import Settings
 
 ccfg = client_config(
     Settings(upstream=a["url"], db=Path("unused.duckdb")), loads(a["conf"]), backoff=0.05,

@@ -122,8 +122,8 @@ def big_file_memory(size: int) -> dict[str, Any]:
 
 def verify_time(n: int, tmp: Path) -> dict[str, Any]:
     """``verify_blobs`` over ``n`` 1 KiB blobs in a local store (sizes only, then sha256)."""
-    from pypi_assets.files import verify_blobs
     from pypi_assets.store.blobs import LocalBlobStore, blob_key
+    from pypi_assets.sync.files import verify_blobs
 
     root = tmp / f"store-{n}"
     rng = random.Random(n)

@@ -21,7 +21,7 @@ def connect(db: str | Path | None = None) -> duckdb.DuckDBPyConnection:
     """Open the newest published read-only snapshot of ``db``. By default: ``PYPI_ASSETS_DB``
     (else ``data/pypi.duckdb``), a relative path taken from the directory you started in
     (``$PWD``, which Jupyter passes to kernels it starts in the notebook's folder)."""
-    from .settings import analyst_db
     from .store.snapshot import connect as _connect
+    from .sync.settings import analyst_db
 
     return _connect(db if db is not None else analyst_db())

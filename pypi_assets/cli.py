@@ -30,11 +30,11 @@ import httpx
 
 from ._version import __version__
 from .filters import ConfigError, MirrorConfig
-from .pipeline import Progress, SyncReport, UpstreamFault, client_config, run_sync
 from .pypi import ClientConfig, UpstreamError
 from .pypi.fetch import Depth
-from .settings import Settings, SettingsError
 from .store.duckdb_store import is_storage_error
+from .sync.pipeline import Progress, SyncReport, UpstreamFault, client_config, run_sync
+from .sync.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -526,10 +526,10 @@ def _share(text: str) -> float:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .files import TooManyDeletions, delete_unreferenced, repair, verify_blobs
     from .pypi import PyPIClient
     from .store import MetadataStore
     from .store.blobs import other_databases
+    from .sync.files import TooManyDeletions, delete_unreferenced, repair, verify_blobs
 
     settings = _mirror_settings(args)
     config = settings.load_config()
@@ -609,8 +609,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _verify_pages(settings: Any, config: Any, store: Any, repair: bool) -> list[str]:
     """The index pages (and root) this database has written that are gone from disk; with
     ``repair``, the whole index is written again. Returns what is still missing."""
-    from .pipeline import index_options
     from .store.index import index_owner, missing_pages, write_index
+    from .sync.pipeline import index_options
 
     web = settings.web_root(config)
     if web is None or index_owner(web) != str(settings.db.resolve()):
@@ -631,7 +631,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     webserver's API (the same calls the UI makes)."""
     from .dagster_api import DagsterAPI
     from .pypi import PyPIClient
-    from .serial_windows import keys_upto, width_from_env
+    from .sync.windows import keys_upto, width_from_env
 
     settings = Settings.from_env()
     config = settings.load_config()

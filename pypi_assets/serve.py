@@ -41,12 +41,12 @@ import duckdb
 import uvicorn
 from packaging.utils import canonicalize_name
 
-from .files import fetch_blob
 from .pypi import ClientConfig, PyPIClient, UnsafeValue
 from .pypi.names import is_valid_project_name
 from .store.blobs import BlobStore, S3BlobStore, check_key
 from .store.index import HTML_CT, JSON_CT
 from .store.snapshot import current_snapshot
+from .sync.files import fetch_blob
 
 __all__ = ["MirrorServer", "ServeError", "negotiate", "parse_range", "serve"]
 

@@ -101,9 +101,9 @@ def _snapshot_dst(dst: Any, *, pointer: bool) -> bool:
 
 
 def install(point: str, nth: int) -> _Hooks:
-    from pypi_assets import pipeline
     from pypi_assets.store import duckdb_store, index
     from pypi_assets.store.blobs import LocalBlobStore
+    from pypi_assets.sync import pipeline
 
     hooks = _Hooks(point, nth)
     if point == "listed":
@@ -155,7 +155,7 @@ def fast_backoff() -> None:
     raw = os.environ.get("PYPI_ASSETS_BACKOFF")
     if not raw:
         return
-    from pypi_assets import settings
+    from pypi_assets.sync import settings
 
     cls = settings.Settings
     orig = cls.from_env.__func__  # type: ignore[attr-defined]

@@ -156,7 +156,7 @@ def test_notebook_runs_top_to_bottom_as_the_readme_says(
 def test_relative_database_is_taken_from_the_launch_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pypi_assets.settings import analyst_db
+    from pypi_assets.sync.settings import analyst_db
 
     (tmp_path / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "notebooks")  # the kernel's folder

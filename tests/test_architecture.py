@@ -28,14 +28,7 @@ PYPI = ("pypi_assets.pypi",)
 FILTERS = ("pypi_assets.filters",)
 STORE = ("pypi_assets.store",)
 #: The use cases that combine the library layers (DESIGN.md's ``sync/``).
-APPLICATION = (
-    "pypi_assets.sync",
-    "pypi_assets.pipeline",
-    "pypi_assets.files",
-    "pypi_assets.library",
-    "pypi_assets.settings",
-    "pypi_assets.serial_windows",
-)
+APPLICATION = ("pypi_assets.sync",)
 DEFS = ("pypi_assets.defs",)
 #: The modules Dagster loads the code location from (workspace.yaml, ``[tool.dg]``).
 ENTRY_POINTS = ("pypi_assets.definitions",)
@@ -194,19 +187,23 @@ def test_every_module_belongs_to_a_layer() -> None:
         ("pypi_assets.pypi.client", "import duckdb", "no database"),
         ("pypi_assets.filters.plugins", "from ..store.duckdb_store import X", "filters/ imports"),
         ("pypi_assets.filters.config", "def f():\n    import dagster\n", "import Dagster"),
-        ("pypi_assets.store.snapshot", "from ..pipeline import run_sync", "store/ imports"),
+        ("pypi_assets.store.snapshot", "from ..sync.pipeline import run_sync", "store/ imports"),
         (
             "pypi_assets.store.blobs",
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pypi_assets.cli import main\n",
             "store/ imports",
         ),
         ("pypi_assets.store", "from ..defs import defs", "store/ imports"),
-        ("pypi_assets.pipeline", "from . import cli", "application layer"),
-        ("pypi_assets.files", "from .fake import FakeUpstream", "application layer"),
-        ("pypi_assets.pipeline", "from .defs.resources import StoreResource", "imports defs/"),
+        ("pypi_assets.sync.pipeline", "from .. import cli", "application layer"),
+        ("pypi_assets.sync.files", "from ..fake import FakeUpstream", "application layer"),
+        (
+            "pypi_assets.sync.pipeline",
+            "from ..defs.resources import StoreResource",
+            "imports defs/",
+        ),
         ("pypi_assets.cli", "from pypi_assets import defs", "imports defs/"),
         ("pypi_assets.serve", "import dagster_webserver", "import Dagster"),
-        ("pypi_assets.settings", "from dagster import EnvVar", "import Dagster"),
+        ("pypi_assets.sync.settings", "from dagster import EnvVar", "import Dagster"),
     ],
 )
 def test_the_checker_reports_a_wrong_import(module: str, source: str, rule: str) -> None:
@@ -223,7 +220,10 @@ def test_the_checker_reports_a_wrong_import(module: str, source: str, rule: str)
         ("pypi_assets.filters.plugins", "from ..pypi.records import File\nimport packaging"),
         ("pypi_assets.pypi.client", "from .._version import __version__\nimport httpx"),
         ("pypi_assets.store.index", "from ..pypi.names import x\nimport duckdb"),
-        ("pypi_assets.pipeline", "from .store import DuckDBStore\nfrom .filters import loads"),
+        (
+            "pypi_assets.sync.pipeline",
+            "from ..store import DuckDBStore\nfrom ..filters import loads",
+        ),
         ("pypi_assets.defs.mirror.assets", "import dagster as dg\nfrom ..resources import R"),
         ("pypi_assets.definitions", "import dagster as dg\nfrom . import defs"),
         ("pypi_assets.cli", "from .serve import serve\nfrom .fake import FakeUpstream"),

@@ -28,14 +28,14 @@ import pytest
 from pypi_assets.cli import main
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
 from pypi_assets.fake.data import FakeFile
-from pypi_assets.files import fetch_blob
 from pypi_assets.filters import MirrorConfig
-from pypi_assets.pipeline import SyncReport, run_sync
 from pypi_assets.pypi import ClientConfig, PyPIClient
-from pypi_assets.settings import Settings
 from pypi_assets.store import MetadataStore
 from pypi_assets.store.blobs import LocalBlobStore, blob_key
 from pypi_assets.store.index import write_index
+from pypi_assets.sync.files import fetch_blob
+from pypi_assets.sync.pipeline import SyncReport, run_sync
+from pypi_assets.sync.settings import Settings
 
 from .helpers import FAST, PYTHON, make_config
 

@@ -24,7 +24,7 @@ from pypi_assets.defs.mirror.checks import release_metadata_checks
 from pypi_assets.defs.mirror.sensors import plan_tick, upstream_serial_sensor
 from pypi_assets.defs.resources import MirrorResource
 from pypi_assets.fake import FakeUpstream, Fault
-from pypi_assets.serial_windows import bounds, key_for, keys_between, keys_upto
+from pypi_assets.sync.windows import bounds, key_for, keys_between, keys_upto
 
 from .helpers import dump, sync
 

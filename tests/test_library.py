@@ -10,8 +10,8 @@ import pytest
 
 from pypi_assets.fake import FakeUpstream
 from pypi_assets.filters import loads
-from pypi_assets.library import filtered_projects
 from pypi_assets.pypi import ClientConfig, PyPIClient
+from pypi_assets.sync.library import filtered_projects
 
 
 def test_library_use_touches_no_disk(

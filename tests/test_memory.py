@@ -111,8 +111,8 @@ def test_a_batch_with_much_text_is_written_early(
     """Fetched projects wait in a batch (64) before one write; a batch whose descriptions
     pass ``BATCH_TEXT`` characters is written at once (here at every project: the threshold
     is one character), so large READMEs are not held 64 at a time."""
-    from pypi_assets import pipeline
     from pypi_assets.store.duckdb_store import MetadataStore
+    from pypi_assets.sync import pipeline
 
     from .helpers import sync
 

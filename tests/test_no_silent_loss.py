@@ -13,12 +13,12 @@ import duckdb
 import httpx
 import pytest
 
-from pypi_assets import pipeline
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
-from pypi_assets.pipeline import UpstreamFault, run_sync
-from pypi_assets.settings import Settings
 from pypi_assets.store import MetadataStore, current_snapshot
 from pypi_assets.store.snapshot import snapshot_dir, snapshot_serial
+from pypi_assets.sync import pipeline
+from pypi_assets.sync.pipeline import UpstreamFault, run_sync
+from pypi_assets.sync.settings import Settings
 
 from .helpers import FAST, make_config, sync
 

@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from pypi_assets.fake import FakeIndex, FakeUpstream
-from pypi_assets.pipeline import run_sync
 from pypi_assets.pypi import ClientConfig
 from pypi_assets.serve import MirrorServer, parse_range
-from pypi_assets.settings import Settings
 from pypi_assets.store.blobs import LocalBlobStore, blob_key, open_blob_store
+from pypi_assets.sync.pipeline import run_sync
+from pypi_assets.sync.settings import Settings
 
 from .helpers import FAST, PYTHON, make_config
 

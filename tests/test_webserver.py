@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pypi_assets.fake import FakeIndex, FakeUpstream
-from pypi_assets.serial_windows import keys_upto
 from pypi_assets.store import current_snapshot
+from pypi_assets.sync.windows import keys_upto
 
 from .helpers import dump, sync
 from .webserver import Dagster, dagster_webserver

@@ -1,4 +1,4 @@
-"""The graph's partitions: serial windows (keys and bounds in :mod:`pypi_assets.serial_windows`)."""
+"""The graph's partitions: serial windows (keys and bounds in :mod:`pypi_assets.sync.windows`)."""
 
 import dagster as dg
 

@@ -16,10 +16,10 @@ import dagster as dg
 from pydantic import Field
 
 from ..filters import MirrorConfig
-from ..pipeline import client_config
 from ..pypi import PyPIClient
-from ..settings import Settings
 from ..store import MetadataStore
+from ..sync.pipeline import client_config
+from ..sync.settings import Settings
 
 T = TypeVar("T")
 

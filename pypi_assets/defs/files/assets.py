@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ...files import Stored, mirror_files
-from ...pipeline import index_options
-from ...serial_windows import bounds
 from ...store.index import write_index
+from ...sync.files import Stored, mirror_files
+from ...sync.pipeline import index_options
+from ...sync.windows import bounds
 from ..partitions import serial_windows
 from ..resources import MirrorResource
 from ..shared import (

@@ -7,7 +7,9 @@ from typing import Any
 
 import dagster as dg
 
-from ...pipeline import (
+from ...store import MetadataStore
+from ...store.derived import refresh_derived
+from ...sync.pipeline import (
     lacking_metadata,
     list_upstream,
     publish,
@@ -15,8 +17,6 @@ from ...pipeline import (
     refresh_window,
     select_projects,
 )
-from ...store import MetadataStore
-from ...store.derived import refresh_derived
 from ..partitions import serial_windows
 from ..resources import MirrorResource
 from ..shared import (

@@ -5,8 +5,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ...pipeline import expected_selection
 from ...store.checks import run_checks
+from ...sync.pipeline import expected_selection
 from ..resources import MirrorResource
 from ..shared import POOL
 

@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from ...pypi import UpstreamError
-from ...serial_windows import bounds, keys_between, keys_upto, width_from_env
+from ...sync.windows import bounds, keys_between, keys_upto, width_from_env
 from ..partitions import SERIAL_WINDOWS, serial_windows
 from ..resources import MirrorResource
 

@@ -8,9 +8,9 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterable
 
-from .filters import MirrorConfig, project_filter, release_file_filter
-from .pypi import NotFound, PyPIClient, fetch_project
-from .pypi.records import Project
+from ..filters import MirrorConfig, project_filter, release_file_filter
+from ..pypi import NotFound, PyPIClient, fetch_project
+from ..pypi.records import Project
 
 __all__ = ["filtered_projects"]
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .filters.config import MirrorConfig, load, loads
-from .pypi.names import upstream_url_problem
-from .store.blobs import BlobStore, open_blob_store
+from ..filters.config import MirrorConfig, load, loads
+from ..pypi.names import upstream_url_problem
+from ..store.blobs import BlobStore, open_blob_store
 
 __all__ = [
     "DEFAULT_DB",

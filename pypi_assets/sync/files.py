@@ -24,10 +24,10 @@ from pathlib import Path
 
 import httpx
 
-from .pypi import NotFound, PyPIClient, UnsafeValue, UpstreamError
-from .pypi.download import IntegrityError, download
-from .pypi.names import check_sha256
-from .store.blobs import BlobStore, check_key
+from ..pypi import NotFound, PyPIClient, UnsafeValue, UpstreamError
+from ..pypi.download import IntegrityError, download
+from ..pypi.names import check_sha256
+from ..store.blobs import BlobStore, check_key
 
 __all__ = [
     "DEFAULT_MAX_DELETE_SHARE",

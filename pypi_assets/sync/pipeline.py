@@ -19,8 +19,7 @@ import duckdb
 import httpx
 from packaging.requirements import Requirement
 
-from .files import FilesReport, mirror_files
-from .filters import (
+from ..filters import (
     DependencyRow,
     MirrorConfig,
     ReleaseFileFilter,
@@ -29,8 +28,8 @@ from .filters import (
     project_filter,
     release_file_filter,
 )
-from .filters.closure import Closure
-from .pypi import (
+from ..filters.closure import Closure
+from ..pypi import (
     ClientConfig,
     NotFound,
     PyPIClient,
@@ -39,16 +38,15 @@ from .pypi import (
     canonical,
     fetch_project,
 )
-from .pypi.fetch import Depth, NotModified, ProjectError
-from .pypi.metadata import MetadataError
-from .pypi.names import is_valid_project_name
-from .pypi.records import Project, UpstreamListing
-from .settings import Settings, SettingsError
-from .store import MetadataStore, publish_snapshot
-from .store.blobs import BlobStore, register_database
-from .store.derived import refresh_derived
-from .store.duckdb_store import ListingShrank, is_storage_error
-from .store.index import (
+from ..pypi.fetch import Depth, NotModified, ProjectError
+from ..pypi.metadata import MetadataError
+from ..pypi.names import is_valid_project_name
+from ..pypi.records import Project, UpstreamListing
+from ..store import MetadataStore, publish_snapshot
+from ..store.blobs import BlobStore, register_database
+from ..store.derived import refresh_derived
+from ..store.duckdb_store import ListingShrank, is_storage_error
+from ..store.index import (
     IndexOptions,
     IndexOwnedElsewhere,
     IndexReport,
@@ -56,7 +54,9 @@ from .store.index import (
     missing_pages,
     write_index,
 )
-from .store.snapshot import snapshot_serial
+from ..store.snapshot import snapshot_serial
+from .files import FilesReport, mirror_files
+from .settings import Settings, SettingsError
 
 __all__ = [
     "Progress",
@@ -645,7 +645,7 @@ async def refresh_window(
     """Refresh one serial window: the selected projects whose upstream serial falls in it
     and whose stored serial is older. A window whose end lies beyond what the stored listing
     knows first catches up through the changelog (or, without one, a full re-listing)."""
-    from .serial_windows import bounds
+    from .windows import bounds
 
     first, last = bounds(key)
     known = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)

@@ -1,0 +1,11 @@
+"""The application layer: the use cases that combine pypi/, filters/ and store/.
+
+- :mod:`.settings`: where a run reads and writes (paths, upstream, environment);
+- :mod:`.pipeline`: the sync steps and :func:`~.pipeline.run_sync`;
+- :mod:`.windows`: serial-window partition keys;
+- :mod:`.files`: file mirroring, verify and repair;
+- :mod:`.library`: the façade for other mirroring tools (no disk, no DuckDB).
+
+Importing this package loads nothing else: each module pulls in only what it uses, so a
+library caller of :mod:`.library` loads neither DuckDB nor Dagster.
+"""
