@@ -4,7 +4,7 @@ Four cases against one fake upstream (in this process, on loopback): a gzip bomb
 project JSON, a project with 100,000 versions, a 5 MB description (project JSON, version
 JSON and PEP 658 metadata), a body trickling one byte every 2 s. Each case runs
 ``fetch_project`` for that one project in a fresh subprocess, configured the way ``sync``
-configures its client (``pipeline.client_config`` from a bandersnatch-style config), once
+configures its client (``sync.settings.client_config`` from a bandersnatch-style config), once
 with this tree's code and once with the base commit's (``git archive 187138f pypi_assets``),
 side by side. Requests are counted at the fake upstream; peak RSS is the subprocess's own
 VmHWM; the base code is killed after a time budget where it would run on.
@@ -46,7 +46,7 @@ def hwm():
             return int(line.split()[1]) / 1024
 
 from pypi_assets.filters import loads
-from pypi_assets.sync.pipeline import client_config
+from pypi_assets.sync.settings import client_config
 from pypi_assets.pypi import PyPIClient
 from pypi_assets.pypi.fetch import fetch_project
 from pypi_assets.sync.settings import Settings
@@ -258,7 +258,7 @@ def main(quick: bool = False) -> str:
             "# Caps on what the upstream can make one project cost (issue 10, defect 8)",
             "",
             "One `fetch_project` per case, each in a fresh subprocess, against the fake upstream on "
-            "loopback, with the client `sync` builds (`pipeline.client_config`) from a config with "
+            "loopback, with the client `sync` builds (`sync.settings.client_config`) from a config with "
             f"`timeout = 10`, `global-timeout = {GLOBAL_TIMEOUT}` and the default `[pypi_assets]` "
             "caps (max_versions_per_project 20,000, max_files_per_release 2,000, max_body_size "
             f"256M) unless the case says otherwise. **base** is commit {BASE_COMMIT} (the same "

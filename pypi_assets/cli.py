@@ -33,8 +33,10 @@ from .filters import ConfigError, MirrorConfig
 from .pypi import ClientConfig, UpstreamError
 from .pypi.fetch import Depth
 from .store.duckdb_store import is_storage_error
-from .sync.pipeline import Progress, SyncReport, UpstreamFault, client_config, run_sync
-from .sync.settings import Settings, SettingsError
+from .sync.listing import UpstreamFault
+from .sync.reports import Progress, SyncReport
+from .sync.run import run_sync
+from .sync.settings import Settings, SettingsError, client_config
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -610,7 +612,7 @@ def _verify_pages(settings: Any, config: Any, store: Any, repair: bool) -> list[
     """The index pages (and root) this database has written that are gone from disk; with
     ``repair``, the whole index is written again. Returns what is still missing."""
     from .store.index import index_owner, missing_pages, write_index
-    from .sync.pipeline import index_options
+    from .sync.run import index_options
 
     web = settings.web_root(config)
     if web is None or index_owner(web) != str(settings.db.resolve()):

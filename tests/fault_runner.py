@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: kill points, in the order a sync reaches them (pypi_assets/pipeline.py run_sync)
+#: kill points, in the order a sync reaches them (pypi_assets/sync/run.py run_sync)
 POINTS = (
     "listed",  # the upstream listing is stored; nothing fetched yet
     "metadata-batch",  # the first of several metadata batches is committed
@@ -103,30 +103,30 @@ def _snapshot_dst(dst: Any, *, pointer: bool) -> bool:
 def install(point: str, nth: int) -> _Hooks:
     from pypi_assets.store import duckdb_store, index
     from pypi_assets.store.blobs import LocalBlobStore
-    from pypi_assets.sync import pipeline
+    from pypi_assets.sync import run
 
     hooks = _Hooks(point, nth)
     if point == "listed":
-        hooks.wrap(pipeline, "list_upstream", after=True)
+        hooks.wrap(run, "list_upstream", after=True)
     elif point == "metadata-batch":
-        orig = pipeline.refresh_metadata
+        orig = run.refresh_metadata
 
         def small_batches(*args: Any, **kwargs: Any) -> Any:
             kwargs.setdefault("batch", 3)
             return orig(*args, **kwargs)
 
-        pipeline.refresh_metadata = small_batches  # type: ignore[assignment]
+        run.refresh_metadata = small_batches  # type: ignore[assignment]
         hooks.wrap(duckdb_store.MetadataStore, "write_projects", after=True)
     elif point == "metadata-txn":
         hooks.wrap(
             duckdb_store, "_insert", when=lambda _con, table, *_a, **_k: table == "distributions"
         )
     elif point == "metadata-done":
-        hooks.wrap(pipeline, "sync_files")
+        hooks.wrap(run, "sync_files")
     elif point == "files":
         hooks.wrap(LocalBlobStore, "put_file", after=True)
     elif point == "files-done":
-        hooks.wrap(pipeline, "write_index")
+        hooks.wrap(run, "write_index")
     elif point == "index":
         hooks.wrap(index, "_write_pages", after=True)
     elif point == "marked-synced":
@@ -137,14 +137,14 @@ def install(point: str, nth: int) -> _Hooks:
             when=lambda *_a, **kw: bool(kw.get("synced_serial")),
         )
     elif point == "publish-start":
-        hooks.wrap(pipeline, "publish")
+        hooks.wrap(run, "publish")
     elif point in ("publish-copied", "publish-pointer"):
         pointer = point == "publish-pointer"
         hooks.wrap(
             os, "replace", when=lambda _src, dst, *_a, **_k: _snapshot_dst(dst, pointer=pointer)
         )
     elif point == "published":
-        hooks.wrap(pipeline, "publish", after=True)
+        hooks.wrap(run, "publish", after=True)
     else:
         raise SystemExit(f"fault_runner: unknown kill point {point!r}; known: {', '.join(POINTS)}")
     return hooks

@@ -14,7 +14,8 @@ import duckdb
 
 from pypi_assets.fake import FakeUpstream
 from pypi_assets.filters import MirrorConfig, loads
-from pypi_assets.sync.pipeline import SyncReport, run_sync
+from pypi_assets.sync.reports import SyncReport
+from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
 
 __all__ = ["FAST", "PYTHON", "dump", "loopback_only", "make_config", "sync", "table"]

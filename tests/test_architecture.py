@@ -187,7 +187,7 @@ def test_every_module_belongs_to_a_layer() -> None:
         ("pypi_assets.pypi.client", "import duckdb", "no database"),
         ("pypi_assets.filters.plugins", "from ..store.duckdb_store import X", "filters/ imports"),
         ("pypi_assets.filters.config", "def f():\n    import dagster\n", "import Dagster"),
-        ("pypi_assets.store.snapshot", "from ..sync.pipeline import run_sync", "store/ imports"),
+        ("pypi_assets.store.snapshot", "from ..sync.run import run_sync", "store/ imports"),
         (
             "pypi_assets.store.blobs",
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pypi_assets.cli import main\n",

@@ -13,7 +13,7 @@ import pytest
 from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.filters import MirrorConfig, loads
 from pypi_assets.store import MetadataStore
-from pypi_assets.sync.pipeline import expected_selection
+from pypi_assets.sync.selection import expected_selection
 
 from .bandersnatch_ref import bandersnatch, mirror
 from .helpers import sync

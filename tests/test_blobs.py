@@ -22,7 +22,8 @@ from pypi_assets.filters import MirrorConfig
 from pypi_assets.pypi import ClientConfig
 from pypi_assets.serve import MirrorServer, negotiate
 from pypi_assets.store.blobs import LocalBlobStore, open_blob_store
-from pypi_assets.sync.pipeline import SyncReport, run_sync
+from pypi_assets.sync.reports import SyncReport
+from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
 
 from .blobs_helpers import fresh_venv, install_with_hashes, installed, moto_s3, with_dependency

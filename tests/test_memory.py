@@ -112,7 +112,7 @@ def test_a_batch_with_much_text_is_written_early(
     pass ``BATCH_TEXT`` characters is written at once (here at every project: the threshold
     is one character), so large READMEs are not held 64 at a time."""
     from pypi_assets.store.duckdb_store import MetadataStore
-    from pypi_assets.sync import pipeline
+    from pypi_assets.sync import metadata
 
     from .helpers import sync
 
@@ -124,7 +124,7 @@ def test_a_batch_with_much_text_is_written_early(
         return write(self, projects)
 
     monkeypatch.setattr(MetadataStore, "write_projects", counting)
-    monkeypatch.setattr(pipeline, "BATCH_TEXT", 1)
+    monkeypatch.setattr(metadata, "BATCH_TEXT", 1)
     report = sync(fake, tmp_path / "m.duckdb")
     assert report.ok
     # Each worker flushes after its project; projects other workers fetched while a write

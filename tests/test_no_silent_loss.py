@@ -16,8 +16,9 @@ import pytest
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
 from pypi_assets.store import MetadataStore, current_snapshot
 from pypi_assets.store.snapshot import snapshot_dir, snapshot_serial
-from pypi_assets.sync import pipeline
-from pypi_assets.sync.pipeline import UpstreamFault, run_sync
+from pypi_assets.sync import metadata, run
+from pypi_assets.sync.listing import UpstreamFault
+from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
 
 from .helpers import FAST, make_config, sync
@@ -178,7 +179,7 @@ def test_crash_during_first_publication_is_healed_by_the_next_run(
     fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "m.duckdb"
-    real = pipeline.publish
+    real = run.publish
 
     def crash(store: MetadataStore, serial: int) -> Path:
         # Leave what a SIGKILL in the middle of COPY FROM DATABASE leaves.
@@ -189,11 +190,11 @@ def test_crash_during_first_publication_is_healed_by_the_next_run(
         (sdir / f".serial-{serial:012d}-x.parquet.tmp").mkdir()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "publish", crash)
+    monkeypatch.setattr(run, "publish", crash)
     with pytest.raises(KeyboardInterrupt):
         sync(fake, db)
     assert current_snapshot(db) is None
-    monkeypatch.setattr(pipeline, "publish", real)
+    monkeypatch.setattr(run, "publish", real)
     report = sync(fake, db)
     assert snapshot_serial(db) == fake.index.serial == report.upstream_serial
     assert not [p.name for p in snapshot_dir(db).iterdir() if ".tmp" in p.name]
@@ -358,7 +359,7 @@ def test_a_project_the_store_refuses_fails_alone(
     its batch or the run."""
     db = tmp_path / "m.duckdb"
     bad = sorted(fake.index.projects)[4]
-    real = pipeline.fetch_project
+    real = metadata.fetch_project
 
     async def fetch(client: Any, display: str, *args: Any, **kw: Any) -> Any:
         project = await real(client, display, *args, **kw)
@@ -366,12 +367,12 @@ def test_a_project_the_store_refuses_fails_alone(
             project.distributions[0].size = 10**30
         return project
 
-    monkeypatch.setattr(pipeline, "fetch_project", fetch)
+    monkeypatch.setattr(metadata, "fetch_project", fetch)
     report = sync(fake, db)
     assert set(report.refresh.failed) == {bad}
     assert "could not be stored" in report.refresh.failed[bad]
     assert len(report.refresh.refreshed) == len(fake.index.projects) - 1
-    monkeypatch.setattr(pipeline, "fetch_project", real)
+    monkeypatch.setattr(metadata, "fetch_project", real)
     report = sync(fake, db)
     assert report.ok and report.refresh.refreshed == [bad]
 

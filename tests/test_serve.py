@@ -23,7 +23,7 @@ from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.pypi import ClientConfig
 from pypi_assets.serve import MirrorServer, parse_range
 from pypi_assets.store.blobs import LocalBlobStore, blob_key, open_blob_store
-from pypi_assets.sync.pipeline import run_sync
+from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
 
 from .helpers import FAST, PYTHON, make_config

@@ -18,8 +18,7 @@ from pydantic import Field
 from ..filters import MirrorConfig
 from ..pypi import PyPIClient
 from ..store import MetadataStore
-from ..sync.pipeline import client_config
-from ..sync.settings import Settings
+from ..sync.settings import Settings, client_config
 
 T = TypeVar("T")
 

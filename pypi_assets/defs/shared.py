@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,8 @@ import dagster as dg
 from .. import pypi
 from .._version import __version__
 from ..pypi import DISTRIBUTION_COLUMNS
-from ..store import MetadataStore
 from ..store.schema import SCHEMA_VERSION, column_type
+from ..sync.reports import Progress
 
 #: Every asset that writes the working DuckDB runs in this pool; dagster.yaml gives it one slot.
 POOL = "pypi_assets_duckdb"
@@ -70,14 +69,6 @@ def column_schema(schema: dg.TableSchema) -> dict[str, Any]:
 
 def row_count(rows: int) -> dict[str, Any]:
     return {"dagster/row_count": dg.MetadataValue.int(rows)}
-
-
-def known_serial(store: MetadataStore) -> int:
-    """The serial the stored listing has reached (through the changelog, else a listing)."""
-    return int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
-
-
-Progress = Callable[[str, int, int, str], None]
 
 
 def log_progress(context: dg.AssetExecutionContext, every: float = 5.0) -> Progress:

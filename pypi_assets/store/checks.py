@@ -50,7 +50,7 @@ def run_checks(
             {"bad": len(bad_hash), "sample": [r[0] for r in bad_hash]},
         )
     )
-    upstream = int(store.get_meta("changelog_serial") or store.get_meta("upstream_serial") or 0)
+    upstream = store.known_serial()
     ahead = store.query(
         "SELECT p.name, p.serial, u.serial FROM projects p JOIN upstream_projects u ON u.name = p.name "
         "WHERE p.status = 'ok' AND u.serial > 0 AND p.serial > u.serial LIMIT 20"

@@ -198,6 +198,15 @@ class MetadataStore:
             for k, v in values.items():
                 con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [k, v])
 
+    def listing_serial(self) -> int:
+        """The serial of the last full upstream listing (0: none yet, or none given)."""
+        return int(self.get_meta("upstream_serial") or 0)
+
+    def known_serial(self) -> int:
+        """The serial the stored listing has reached: through the changelog, else the last
+        full listing."""
+        return int(self.get_meta("changelog_serial") or self.get_meta("upstream_serial") or 0)
+
     # ------------------------------------------------------------------ listing
     def replace_upstream_listing(
         self,

@@ -460,7 +460,7 @@ def write_index(
                 "INSERT OR REPLACE INTO simple_pages VALUES (?, ?, ?)",
                 [(r[0], r[2], selection) for r in todo],
             )
-    serial = int(store.get_meta("upstream_serial") or 0)
+    serial = store.listing_serial()
     report.serial = serial
     # The root carries the global serial: rewrite it when that moved, even with no project
     # changed (after a stale listing, say), so it never keeps announcing an older one.

@@ -1,7 +1,10 @@
 """The application layer: the use cases that combine pypi/, filters/ and store/.
 
 - :mod:`.settings`: where a run reads and writes (paths, upstream, environment);
-- :mod:`.pipeline`: the sync steps and :func:`~.pipeline.run_sync`;
+- :mod:`.run`: :func:`~.run.run_sync` and the window run, with the "up to date" rule;
+- :mod:`.listing`, :mod:`.selection`, :mod:`.metadata`: the steps (list, select, refresh);
+- :mod:`.reports`: the one progress type and the reports;
+- :mod:`.pool`: the bounded worker pool and write batcher shared by metadata and files;
 - :mod:`.windows`: serial-window partition keys;
 - :mod:`.files`: file mirroring, verify and repair;
 - :mod:`.library`: the façade for other mirroring tools (no disk, no DuckDB).

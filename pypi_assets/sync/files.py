@@ -28,6 +28,8 @@ from ..pypi import NotFound, PyPIClient, UnsafeValue, UpstreamError
 from ..pypi.download import IntegrityError, download
 from ..pypi.names import check_sha256
 from ..store.blobs import BlobStore, check_key
+from .pool import Batch, run_pool
+from .reports import Progress, no_progress
 
 __all__ = [
     "DEFAULT_MAX_DELETE_SHARE",
@@ -46,11 +48,6 @@ log = logging.getLogger(__name__)
 FileRow = tuple[str, str, str, str, str, int | None]
 #: ``(key, project, filename, sha256, size)``: one blob now stored
 Stored = tuple[str, str, str, str, int]
-Progress = Callable[[str, int, int, str], None]
-
-
-def _quiet(phase: str, done: int, total: int, detail: str) -> None:
-    return None
 
 
 @dataclass
@@ -228,13 +225,17 @@ async def fetch_blob(
     return (key, project, filename, sha256, got), True
 
 
+#: What fails one file alone: the upstream's answers, the bytes, and the store's I/O.
+_FILE_ERRORS = (NotFound, IntegrityError, UnsafeValue, UpstreamError, httpx.HTTPError, OSError)
+
+
 async def mirror_files(
     client: PyPIClient,
     blobs: BlobStore,
     rows: Sequence[FileRow],
     record: Callable[[list[Stored]], None],
     *,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
     batch: int = 200,
     flush_seconds: float = 5.0,
 ) -> FilesReport:
@@ -242,67 +243,36 @@ async def mirror_files(
     stored blobs in batches. One file failing fails alone and is named with its project."""
     report = FilesReport(candidates=len(rows))
     started = time.perf_counter()
-    queue: asyncio.Queue[FileRow] = asyncio.Queue()
-    for r in rows:
-        queue.put_nowait(r)
-    pending: list[Stored] = []
-    last_flush = time.monotonic()
-    lock = asyncio.Lock()
+    # Downloads never wait for a write under way: the next file's flush catches up.
+    pending: Batch[Stored] = Batch(record, max_items=batch, max_age=flush_seconds, wait=False)
     done = 0
 
-    async def flush(force: bool = False) -> None:
-        nonlocal last_flush
-        if lock.locked() and not force:
-            return  # a write is under way; downloads do not wait for it
-        async with lock:
-            if pending and (
-                force or len(pending) >= batch or time.monotonic() - last_flush > flush_seconds
-            ):
-                chunk = pending[:]
-                pending.clear()
-                last_flush = time.monotonic()
-                await asyncio.to_thread(record, chunk)
-
-    async def worker() -> None:
+    async def one(row: FileRow) -> None:
         nonlocal done
-        while True:
-            try:
-                row = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            name = f"{row[0]}: {row[1]}"
-            try:
-                stored, fetched = await fetch_blob(client, blobs, row, executor)
-                pending.append(stored)
-                if fetched:
-                    report.downloaded += 1
-                    report.bytes += stored[4]
-                else:
-                    report.present += 1
-                status = "ok"
-            except (
-                NotFound,
-                IntegrityError,
-                UnsafeValue,
-                UpstreamError,
-                httpx.HTTPError,
-                OSError,
-            ) as exc:
-                report.failed[name] = str(exc)
-                log.warning("%s failed: %s", name, exc)
-                status = "failed"
-            done += 1
-            progress("files", done, len(rows), f"{name} {status}")
-            await flush()
+        name = f"{row[0]}: {row[1]}"
+        try:
+            stored, fetched = await fetch_blob(client, blobs, row, executor)
+            pending.put(stored)  # flushed below, once the file is counted
+            if fetched:
+                report.downloaded += 1
+                report.bytes += stored[4]
+            else:
+                report.present += 1
+            status = "ok"
+        except _FILE_ERRORS as exc:
+            report.failed[name] = str(exc)
+            log.warning("%s failed: %s", name, exc)
+            status = "failed"
+        done += 1
+        progress("files", done, len(rows), f"{name} {status}")
+        await pending.maybe_flush()
 
     # More workers than request slots, so that file creation and renames (a few ms each on
     # some filesystems, more on object stores) overlap with the transfers.
     n = max(1, min(len(rows), client.config.concurrency * 4))
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="blobs") as executor:
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(n):
-                tg.create_task(worker())
-        await flush(force=True)
+        await run_pool(rows, one, workers=n)
+        await pending.flush()
     report.seconds = time.perf_counter() - started
     return report
 
@@ -357,7 +327,7 @@ def verify_blobs(
     referenced: dict[str, tuple[str, str, str, int | None, str]],
     *,
     check_hashes: bool = True,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
 ) -> VerifyReport:
     """One listing of the store against the keys the selection needs: missing keys, blobs
     whose size or sha256 is wrong, and blobs nothing references. Reading every byte (the
@@ -394,7 +364,7 @@ async def repair(
     referenced: dict[str, tuple[str, str, str, int | None, str]],
     record: Callable[[list[Stored]], None],
     *,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
 ) -> None:
     """Fetch again what ``report`` found missing or corrupt (corrupt blobs are removed first)."""
     for key in report.corrupt:

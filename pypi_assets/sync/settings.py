@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..filters.config import MirrorConfig, load, loads
+from ..pypi import ClientConfig
 from ..pypi.names import upstream_url_problem
 from ..store.blobs import BlobStore, open_blob_store
 
@@ -21,6 +25,8 @@ __all__ = [
     "Settings",
     "SettingsError",
     "analyst_db",
+    "client_config",
+    "config_hash",
     "default_config_text",
 ]
 
@@ -199,3 +205,31 @@ def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) ->
         return kind(raw)
     except ValueError:
         raise SettingsError(f"{name}: not a number") from None
+
+
+def config_hash(config: MirrorConfig) -> str:
+    return hashlib.sha256(
+        json.dumps(config.to_dict()["sections"], sort_keys=True).encode()
+    ).hexdigest()[:16]
+
+
+def client_config(settings: Settings, config: MirrorConfig, **overrides: Any) -> ClientConfig:
+    values: dict[str, Any] = {
+        "upstream": settings.upstream_for(config),
+        "concurrency": settings.concurrency_for(config),
+        "read_timeout": config.timeout,
+        "connect_timeout": min(config.timeout, 30.0),
+        # bandersnatch's global-timeout is aiohttp's ClientTimeout(total=...): each request's
+        # overall deadline, retries included, so no request (a body that trickles, one that
+        # never ends) holds the run longer. The run itself is bounded only if asked.
+        "total_timeout": config.global_timeout,
+        "run_timeout": config.run_timeout,
+        "max_body": config.max_body_size,
+        "max_versions": config.max_versions_per_project,
+        "max_files_per_release": config.max_files_per_release,
+    }
+    if settings.backoff is not None:
+        values["backoff"] = settings.backoff
+        values["stale_delays"] = (settings.backoff, 2 * settings.backoff)
+    values.update(overrides)
+    return ClientConfig(**values)

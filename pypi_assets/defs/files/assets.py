@@ -9,7 +9,7 @@ import dagster as dg
 
 from ...store.index import write_index
 from ...sync.files import Stored, mirror_files
-from ...sync.pipeline import index_options
+from ...sync.run import index_options
 from ...sync.windows import bounds
 from ..partitions import serial_windows
 from ..resources import MirrorResource

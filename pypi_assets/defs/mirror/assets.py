@@ -9,14 +9,9 @@ import dagster as dg
 
 from ...store import MetadataStore
 from ...store.derived import refresh_derived
-from ...sync.pipeline import (
-    lacking_metadata,
-    list_upstream,
-    publish,
-    recompute_selected_files,
-    refresh_window,
-    select_projects,
-)
+from ...sync.listing import list_upstream, select_projects
+from ...sync.run import lacking_metadata, publish, refresh_window
+from ...sync.selection import recompute_selected_files
 from ..partitions import serial_windows
 from ..resources import MirrorResource
 from ..shared import (
@@ -31,7 +26,6 @@ from ..shared import (
     OWNERS,
     POOL,
     column_schema,
-    known_serial,
     log_progress,
     row_count,
 )
@@ -95,7 +89,7 @@ def filtered_projects(
     with mirror.store() as store:
         names = select_projects(store, config)
         listed = store.upstream_count()
-        removed = store.mark_removed(int(store.get_meta("upstream_serial") or 0))
+        removed = store.mark_removed(store.listing_serial())
     context.log.info(
         f"{len(names)} of {listed} projects selected; {len(removed)} newly removed upstream"
     )
@@ -113,7 +107,7 @@ def filtered_projects(
 
 def _listing_serials(store: MetadataStore) -> tuple[int, int]:
     """(serial the stored listing has reached, serial of its last full listing)."""
-    return known_serial(store), int(store.get_meta("upstream_serial") or 0)
+    return store.known_serial(), store.listing_serial()
 
 
 def caught_up(
@@ -193,7 +187,7 @@ def release_metadata(
         report = window.refresh
         recompute_selected_files(store, config, report.refreshed + report.missing)
         sources = lacking_metadata(report.failed, store, report.refreshed)
-        serial = known_serial(store)
+        serial = store.known_serial()
         counts = store.counts(views=False)
     for name, err in sorted(report.failed.items()):
         context.log.error(f"{name}: {err}")
@@ -281,7 +275,7 @@ def metadata_snapshot(
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     started = time.perf_counter()
     with mirror.store() as store:
-        serial = known_serial(store)
+        serial = store.known_serial()
         path = publish(store, serial)
         counts = store.counts()
     seconds = round(time.perf_counter() - started, 3)

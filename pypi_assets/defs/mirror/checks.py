@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from ...store.checks import run_checks
-from ...sync.pipeline import expected_selection
+from ...sync.selection import expected_selection
 from ..resources import MirrorResource
 from ..shared import POOL
 

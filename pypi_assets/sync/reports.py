@@ -1,0 +1,143 @@
+"""What a run reports: the progress callback type and the reports of each step and of a
+whole sync. Plain data, shared by the CLI, the assets and the library."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..store.index import IndexReport
+    from .files import FilesReport
+
+__all__ = [
+    "ClosureReport",
+    "Progress",
+    "RefreshReport",
+    "SyncReport",
+    "WindowReport",
+    "no_progress",
+    "one_line",
+]
+
+#: ``progress(phase, done, total, detail)``: the one progress callback type of the package
+#: (the CLI's progress bar, the assets' run log).
+Progress = Callable[[str, int, int, str], None]
+
+
+def no_progress(phase: str, done: int, total: int, detail: str) -> None:
+    return None
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, at most ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class ClosureReport:
+    rounds: int = 0
+    added: list[str] = field(default_factory=list)  # projects selected through the closure
+    unlisted: list[str] = field(default_factory=list)  # required, but not on the upstream
+
+
+@dataclass
+class RefreshReport:
+    selected: int = 0
+    todo: int = 0
+    refreshed: list[str] = field(default_factory=list)
+    skipped_older: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)  # conditional re-checks answered 304
+
+
+@dataclass
+class SyncReport:
+    upstream: str
+    upstream_serial: int
+    up_to_date: bool = False
+    listed: int = 0
+    selected: int = 0
+    refresh: RefreshReport = field(default_factory=RefreshReport)
+    closure: ClosureReport | None = None
+    files: FilesReport | None = None
+    index: IndexReport | None = None
+    requests: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    snapshot: str | None = None
+    metadata_sources: dict[str, int] = field(default_factory=dict)  # selected files by source
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
+
+    def _phase(self, name: str, since: float) -> float:
+        now = time.perf_counter()
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - since, 3)
+        return now
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def failures(self) -> dict[str, str]:
+        kept = self.index.kept if self.index is not None else []
+        return {
+            **self.refresh.failed,
+            **(self.files.failed if self.files else {}),
+            **(
+                {
+                    "(index)": f"kept the pages of {len(kept)} projects no longer selected "
+                    f"({', '.join(sorted(kept)[:5])}{', ...' if len(kept) > 5 else ''}): more than "
+                    "[pypi_assets] max_removed_share of the index; raise it to remove them"
+                }
+                if kept
+                else {}
+            ),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        r = self.refresh
+        return {
+            "upstream": self.upstream,
+            "upstream_serial": self.upstream_serial,
+            "up_to_date": self.up_to_date,
+            "listed": self.listed,
+            "selected": self.selected,
+            **(
+                {"closure_added": len(self.closure.added), "closure_rounds": self.closure.rounds}
+                if self.closure is not None
+                else {}
+            ),
+            **({"files": self.files.summary()} if self.files is not None else {}),
+            **(
+                {"index_written": len(self.index.written), "index_unchanged": self.index.unchanged}
+                if self.index is not None
+                else {}
+            ),
+            "serials_known": self.upstream_serial > 0,
+            "refreshed": len(r.refreshed),
+            "unchanged": len(r.unchanged),
+            "missing": len(r.missing),
+            "removed": len(r.removed),
+            "failed": sorted(r.failed),
+            "requests": self.requests.get("total_requests", 0),
+            "seconds": round(self.seconds, 3),
+            "phase_seconds": self.phases,
+            "snapshot": self.snapshot,
+            "metadata_sources": self.metadata_sources,
+            **{f"rows_{k}": v for k, v in self.counts.items()},
+        }
+
+
+@dataclass
+class WindowReport:
+    key: str
+    changelog_serial: int | None
+    relisted: bool
+    refresh: RefreshReport
+    requests: dict[str, Any]

@@ -1,0 +1,342 @@
+"""A whole run: :func:`run_sync` (list → select → refresh → files → index → publish) and
+:func:`refresh_window` (one serial window), with the rule for "up to date"."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..filters import MirrorConfig
+from ..pypi import ClientConfig, PyPIClient
+from ..pypi.fetch import Depth
+from ..store import MetadataStore, publish_snapshot
+from ..store.blobs import BlobStore, register_database
+from ..store.derived import refresh_derived
+from ..store.index import IndexOptions, IndexOwnedElsewhere, claim_index, missing_pages, write_index
+from ..store.snapshot import snapshot_serial
+from .files import FilesReport, mirror_files
+from .listing import apply_changelog, list_upstream, select_projects
+from .metadata import close_dependencies, refresh_metadata
+from .reports import Progress, SyncReport, WindowReport, no_progress
+from .selection import recompute_selected_files
+from .settings import Settings, SettingsError, client_config, config_hash
+from .windows import bounds
+
+__all__ = ["index_options", "lacking_metadata", "refresh_window", "run_sync", "sync_state"]
+
+
+async def refresh_window(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    key: str,
+    *,
+    progress: Progress = no_progress,
+) -> WindowReport:
+    """Refresh one serial window: the selected projects whose upstream serial falls in it
+    and whose stored serial is older. A window whose end lies beyond what the stored listing
+    knows first catches up through the changelog (or, without one, a full re-listing)."""
+    first, last = bounds(key)
+    reached: int | None = None
+    relisted = False
+    if store.known_serial() < last:
+        reached = await apply_changelog(client, store, config)
+        if reached is None:
+            await list_upstream(client, store, config)
+            select_projects(store, config)
+            store.mark_removed(store.listing_serial())
+            relisted = True
+    candidates = await asyncio.to_thread(store.window_candidates, first, last)
+    refresh = await refresh_metadata(
+        client, store, candidates=candidates, stop_on_error=config.stop_on_error, progress=progress
+    )
+    await close_dependencies(client, store, config, refresh, progress=progress)
+    return WindowReport(key, reached, relisted, refresh, client.stats.as_dict())
+
+
+def index_options(config: MirrorConfig) -> IndexOptions:
+    return IndexOptions(
+        root_uri=(config.get("mirror", "root_uri") or "").strip(),
+        formats=config.simple_format,
+        digest=(config.get("mirror", "digest_name") or "sha256").strip().lower(),
+        core_metadata=config.core_metadata,
+    )
+
+
+async def sync_files(
+    client: PyPIClient,
+    store: MetadataStore,
+    blobs: BlobStore,
+    *,
+    serials: tuple[int, int] | None = None,
+    progress: Progress = no_progress,
+    core_metadata: bool = True,
+) -> FilesReport:
+    """Download the selected files (and PEP 658 ``.metadata``) that are not stored yet."""
+    rows = await asyncio.to_thread(store.missing_blobs, serials, metadata=core_metadata)
+    progress("files", 0, len(rows), f"{len(rows)} files to fetch into {blobs.description}")
+    return await mirror_files(client, blobs, rows, store.record_blobs, progress=progress)
+
+
+def publish(store: MetadataStore, serial: int) -> Path:
+    return publish_snapshot(store.con, store.path, serial)
+
+
+def sync_state(
+    upstream: str, chash: str, blobs: BlobStore | None, web: Path | None, lazy: bool
+) -> str:
+    """Every setting that changes what a run produces. A run is "up to date" only when the
+    upstream serial and this state both equal those of the last complete run."""
+    return json.dumps(
+        {
+            "upstream": upstream,
+            "config": chash,
+            "blobs": blobs.description if blobs is not None else None,
+            "web": str(web) if web is not None else None,
+            "lazy": lazy if blobs is not None else None,
+        },
+        sort_keys=True,
+    )
+
+
+def _up_to_date(
+    store: MetadataStore,
+    serial: int | None,
+    state: str,
+    blobs: BlobStore | None,
+    lazy: bool,
+    core_metadata: bool,
+    web: Path | None = None,
+    formats: str = "ALL",
+) -> bool:
+    """The last complete run reached ``serial`` with the same settings, and nothing it
+    produced has gone since (blobs forgotten by ``verify``). A serial that is unknown (or
+    0) is never "reached": such an upstream is re-checked every run."""
+    if not serial or serial <= 0:
+        return False
+    if store.get_meta("synced_serial") != str(serial) or store.get_meta("synced_state") != state:
+        return False
+    if web is not None and store.get_meta("index_root_serial") and missing_pages(web, (), formats):
+        return False  # the index root was deleted on disk
+    return blobs is None or lazy or not store.missing_blobs(metadata=core_metadata)
+
+
+def _claim_index(web: Path, db: Path) -> None:
+    """Stop before anything is done when another database writes the index in ``web``."""
+    try:
+        claim_index(web, db)
+    except IndexOwnedElsewhere as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def _track_blob_store(store: MetadataStore, blobs: BlobStore | None) -> None:
+    """The ``blobs`` table records what one blob store holds: when the store changes (a new
+    directory, another bucket), forget it, so every selected file is checked again (those
+    already there are hashed, not downloaded)."""
+    where = blobs.description if blobs is not None else ""
+    if blobs is not None and store.get_meta("blob_store") not in (None, where):
+        store.forget_all_blobs()
+    if blobs is not None:
+        store.set_meta(blob_store=where)
+        register_database(blobs, store.path)
+
+
+def lacking_metadata(
+    failed: dict[str, str], store: MetadataStore, projects: Sequence[str] | None = None
+) -> dict[str, int]:
+    """Count the selected files (of ``projects``, else all) by where their metadata came
+    from. A file without any (``none``) fails its project in ``failed``, named with the
+    files. Returns the counts."""
+    for project, files in store.files_without_metadata(projects).items():
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        failed.setdefault(project, f"{len(files)} files without metadata: {shown}")
+    return store.metadata_sources(projects)
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """What one run is asked to produce, from the settings and the config."""
+
+    client: ClientConfig
+    state: str
+    blobs: BlobStore | None
+    web: Path | None
+    depth: Depth
+    lazy: bool
+
+    @classmethod
+    def of(
+        cls,
+        settings: Settings,
+        config: MirrorConfig,
+        depth: Depth,
+        lazy: bool,
+        overrides: dict[str, Any] | None,
+    ) -> _RunPlan:
+        ccfg = client_config(settings, config, **(overrides or {}))
+        chash = config_hash(config) + (":project" if depth == "project" else "")
+        blobs = settings.blob_store(config)
+        web = settings.web_root(config) if blobs is not None else None
+        state = sync_state(ccfg.upstream, chash, blobs, web, lazy)
+        return cls(ccfg, state, blobs, web, depth, lazy)
+
+
+def _report_up_to_date(
+    store: MetadataStore, report: SyncReport, serial: int, progress: Progress
+) -> None:
+    """Nothing to fetch; publish the snapshot again if a crash lost it."""
+    report.up_to_date = True
+    if snapshot_serial(store.path) != serial:  # a crash during publication
+        progress("publish", 0, 1, "publishing the missing snapshot")
+        refresh_derived(store)
+        report.snapshot = str(publish(store, serial))
+    report.counts = store.counts()
+    progress("done", 1, 1, "up to date")
+
+
+async def _list_and_select(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    report: SyncReport,
+    progress: Progress,
+) -> int:
+    """List upstream, select; returns the listing's serial."""
+    t = time.perf_counter()
+    progress("list", 0, 1, "listing upstream projects")
+    listing = await list_upstream(client, store, config)
+    report.upstream_serial = listing.serial
+    report.listed = len(listing)
+    progress("list", 1, 1, f"{len(listing)} projects at serial {listing.serial}")
+    del listing.names, listing.serials  # stored; free ~100 MB at PyPI's scale
+    report.selected = len(select_projects(store, config))
+    report._phase("list", t)
+    return listing.serial
+
+
+async def _refresh(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    report: SyncReport,
+    serial: int,
+    *,
+    progress: Progress,
+    depth: Depth,
+) -> None:
+    """Refresh what changed, close the dependencies, recompute the selected files."""
+    t = time.perf_counter()
+    refresh = await refresh_metadata(
+        client, store, stop_on_error=config.stop_on_error, progress=progress, depth=depth
+    )
+    report.closure = await close_dependencies(
+        client, store, config, refresh, progress=progress, depth=depth
+    )
+    refresh.removed = store.mark_removed(serial)
+    report.refresh = refresh
+    recompute_selected_files(store, config, refresh.refreshed + refresh.missing + refresh.removed)
+    if depth == "full":  # project depth stores no per-file metadata, by design
+        report.metadata_sources = lacking_metadata(report.refresh.failed, store)
+    report._phase("metadata", t)
+
+
+async def _files_and_index(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    plan: _RunPlan,
+    report: SyncReport,
+    progress: Progress,
+) -> None:
+    """With a blob store: the files (unless lazy), then the index (also in lazy mode)."""
+    if plan.blobs is None:
+        return
+    t = time.perf_counter()
+    if not plan.lazy:
+        report.files = await sync_files(
+            client, store, plan.blobs, progress=progress, core_metadata=config.core_metadata
+        )
+        t = report._phase("files", t)
+    assert plan.web is not None
+    report.index = await asyncio.to_thread(
+        write_index,
+        store,
+        plan.web,
+        index_options(config),
+        lazy=plan.lazy,
+        max_delete_share=config.max_removed_share,
+        removed=store.removed_projects(),
+    )
+    report._phase("index", t)
+
+
+def _publish_run(
+    store: MetadataStore, report: SyncReport, serial: int, state: str, progress: Progress
+) -> None:
+    """Publish the snapshot; only then mark the run complete (when it is)."""
+    t = time.perf_counter()
+    complete = report.ok and not report.refresh.missing and serial > 0
+    store.delete_meta("synced_serial", "synced_state")  # until the snapshot is published
+    refresh_derived(store)
+    progress("publish", 0, 1, "publishing snapshot")
+    report.snapshot = str(publish(store, serial))
+    if complete:
+        store.set_meta(synced_serial=str(serial), synced_state=state)
+    report.counts = store.counts()
+    report._phase("publish", t)
+
+
+async def run_sync(
+    settings: Settings,
+    config: MirrorConfig,
+    *,
+    progress: Progress = no_progress,
+    transport: httpx.AsyncBaseTransport | None = None,
+    client_overrides: dict[str, Any] | None = None,
+    depth: Depth = "full",
+    lazy: bool = False,
+) -> SyncReport:
+    """One full incremental sync to the upstream's current serial, then publish a snapshot.
+    With a blob store, the selected files are downloaded (unless ``lazy``: then ``serve
+    --lazy`` fetches each on its first request) and the simple index is written.
+
+    A run is marked complete (``synced_serial``) only after its snapshot is published, so a
+    crash at any step leaves the next run to redo what is missing."""
+    started = time.perf_counter()
+    plan = _RunPlan.of(settings, config, depth, lazy, client_overrides)
+    if plan.web is not None:
+        _claim_index(plan.web, settings.db)
+    with MetadataStore(settings.db, lock_timeout=settings.lock_timeout) as store:
+        async with PyPIClient(plan.client, transport=transport) as client:
+            serial = await client.last_serial()
+            report = SyncReport(upstream=plan.client.upstream, upstream_serial=serial or 0)
+            _track_blob_store(store, plan.blobs)
+            if serial is not None and _up_to_date(
+                store,
+                serial,
+                plan.state,
+                plan.blobs,
+                lazy,
+                config.core_metadata,
+                plan.web,
+                config.simple_format,
+            ):
+                report.requests = client.stats.as_dict()
+                _report_up_to_date(store, report, serial, progress)
+                report.seconds = time.perf_counter() - started
+                return report
+            serial = await _list_and_select(client, store, config, report, progress)
+            await _refresh(client, store, config, report, serial, progress=progress, depth=depth)
+            await _files_and_index(client, store, config, plan, report, progress)
+            report.requests = client.stats.as_dict()
+        _publish_run(store, report, serial, plan.state, progress)
+    report.seconds = time.perf_counter() - started
+    progress("done", 1, 1, "")
+    return report
