@@ -367,6 +367,23 @@ def test_release_files_and_simple_index_assets(fake: FakeUpstream, tmp_path: Pat
     want = {r[0] for r in con.execute("SELECT key FROM selected_blob_keys").fetchall()}
     con.close()
     assert want <= {k for k, _s in LocalBlobStore(web).iter_blobs()}
+    # as a CLI sync: the blob store lists the database (so another database's
+    # `verify --delete-unreferenced` refuses), and the index folder names its writer ...
+    registry = json.loads((web / ".pypi-assets" / "databases.json").read_text())
+    assert registry == [str(db.resolve())]
+    assert (web / ".pypi-assets" / "index-owner").read_text().strip() == str(db.resolve())
+    # ... so a second database cannot write over that index
+    other = MirrorResource(
+        upstream=fake.url,
+        config_path=off.config_path,
+        db=str(tmp_path / "o.duckdb"),
+        blobs=str(web),
+    )
+    refused = dg.materialize(
+        [simple_index], resources={"mirror": other}, instance=instance, raise_on_error=False
+    )
+    assert not refused.success
+    assert "is written by database" in str(refused.get_step_failure_events()[0].event_specific_data)
     # blobs disabled: both skip, nothing materialised
     skipped = dg.materialize([simple_index], resources={"mirror": off}, instance=instance)
     assert skipped.success and not skipped.asset_materializations_for_node("simple_index")

@@ -127,106 +127,118 @@ class FakeProject:
     _releases: dict[str, FakeRelease] | None = field(default=None, repr=False)
 
 
+class _Core:
+    """Core metadata headers, in order, and the Warehouse ``info`` that matches them."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.headers: list[tuple[str, str]] = []
+        self.info = info
+
+    def add(self, header: str, value: str, key: str | None = None, shown: Any = None) -> None:
+        """Add a header; with ``key``, ``info[key]`` becomes ``shown`` (default: ``value``)."""
+        self.headers.append((header, value))
+        if key is not None:
+            self.info[key] = value if shown is None else shown
+
+
+def _base_info(
+    summary: str, description: str, author: str, keywords: str, url: str
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"summary": summary, "description": description, "home_page": url}
+    info.update(author=author, author_email=_author_email(url), keywords=keywords)
+    for key in ("maintainer", "maintainer_email", "download_url", "requires_python"):
+        info[key] = None
+    info.update(requires_dist=None, classifiers=[], platform=None)
+    info["project_urls"] = {"Homepage": url}
+    for key in ("description_content_type", "license", "license_expression", "license_files"):
+        info[key] = None
+    info.update(provides_extra=None, dynamic=None)
+    return info
+
+
+def _author_email(url: str) -> str:
+    return f"dev@{url.rsplit('/', 1)[1]}.example.invalid"
+
+
+def _license(m: _Core, mv: str) -> None:
+    if mv == "2.4":
+        m.add("License-Expression", "MIT OR Apache-2.0", "license_expression")
+        m.add("License-File", "LICENSE", "license_files", ["LICENSE"])
+    else:
+        m.add("License", "MIT", "license")
+    m.add("Platform", "any", "platform")
+
+
+def _since_1_1(m: _Core, mv: str, norm: str, version: str) -> None:
+    classifiers = ["Programming Language :: Python :: 3", "Operating System :: OS Independent"]
+    if mv != "2.4":
+        classifiers.append("License :: OSI Approved :: MIT License")
+    m.headers += [("Classifier", c) for c in classifiers]
+    m.info["classifiers"] = classifiers
+    dl = f"https://example.invalid/{norm}/{version}.tar.gz"
+    m.add("Download-URL", dl, "download_url")
+    m.info["project_urls"]["Download"] = dl
+    m.add("Supported-Platform", "RedHat 7.2")
+
+
+def _since_1_2(m: _Core, name: str, norm: str, version: str, deps: list[str], wheel: bool) -> None:
+    m.add("Maintainer", "Mirror Maintainers", "maintainer")
+    m.add("Maintainer-email", "mirror@example.invalid", "maintainer_email")
+    m.add("Requires-Python", ">=3.8", "requires_python")
+    reqs = list(deps)
+    if wheel:
+        # Wheels may carry more than the sdist's PKG-INFO said (built metadata differs).
+        reqs.append('colorama>=0.4; sys_platform == "win32"')
+    m.headers += [("Requires-Dist", r) for r in reqs]
+    m.info["requires_dist"] = list(deps) or None
+    m.add("Provides-Dist", f"{name}-compat (=={version})")
+    m.add("Obsoletes-Dist", f"{name}-legacy (<1.0)")
+    m.add("Requires-External", "libc")
+    m.add("Project-URL", f"Source, https://example.invalid/src/{norm}")
+    m.info["project_urls"]["Source"] = f"https://example.invalid/src/{norm}"
+
+
+def _since_2_1(m: _Core) -> None:
+    m.add("Description-Content-Type", "text/markdown", "description_content_type")
+    m.add("Provides-Extra", "docs", "provides_extra", ["docs"])
+    m.add("Requires-Dist", 'sphinx>=7; extra == "docs"')
+    m.info["requires_dist"] = [*(m.info["requires_dist"] or []), 'sphinx>=7; extra == "docs"']
+
+
 def _metadata(
     mv: str, name: str, version: str, deps: list[str], *, wheel: bool, rng: random.Random
 ) -> tuple[bytes, dict[str, Any]]:
     """Core metadata text for metadata version ``mv`` and the matching Warehouse ``info``."""
+    norm = canonicalize_name(name)
     summary = f"{name} does {rng.choice(_WORDS)} things"
     description = f"# {name}\n\nVersion {version} of {name}.\n\nIt {rng.choice(_WORDS)}s.\n"
     author = f"{rng.choice(_WORDS).title()} Developer"
-    headers: list[tuple[str, str]] = [
-        ("Metadata-Version", mv),
-        ("Name", name),
-        ("Version", version),
-    ]
-    headers.append(("Summary", summary))
-    headers.append(("Home-page", f"https://example.invalid/{canonicalize_name(name)}"))
-    headers.append(("Author", author))
-    headers.append(("Author-email", f"dev@{canonicalize_name(name)}.example.invalid"))
     keywords = f"{rng.choice(_WORDS)},{rng.choice(_WORDS)} mirror"
-    headers.append(("Keywords", keywords))
-    info: dict[str, Any] = {
-        "summary": summary,
-        "description": description,
-        "home_page": f"https://example.invalid/{canonicalize_name(name)}",
-        "author": author,
-        "author_email": f"dev@{canonicalize_name(name)}.example.invalid",
-        "keywords": keywords,
-        "maintainer": None,
-        "maintainer_email": None,
-        "download_url": None,
-        "requires_python": None,
-        "requires_dist": None,
-        "classifiers": [],
-        "platform": None,
-        "project_urls": {"Homepage": f"https://example.invalid/{canonicalize_name(name)}"},
-        "description_content_type": None,
-        "license": None,
-        "license_expression": None,
-        "license_files": None,
-        "provides_extra": None,
-        "dynamic": None,
-    }
+    url = f"https://example.invalid/{norm}"
+    m = _Core(_base_info(summary, description, author, keywords, url))
+    for header, value in (("Metadata-Version", mv), ("Name", name), ("Version", version)):
+        m.add(header, value)
+    m.add("Summary", summary)
+    m.add("Home-page", url)
+    m.add("Author", author)
+    m.add("Author-email", _author_email(url))
+    m.add("Keywords", keywords)
+    _license(m, mv)
     major = float(mv)
-    if mv == "2.4":
-        headers.append(("License-Expression", "MIT OR Apache-2.0"))
-        headers.append(("License-File", "LICENSE"))
-        info["license_expression"] = "MIT OR Apache-2.0"
-        info["license_files"] = ["LICENSE"]
-    else:
-        headers.append(("License", "MIT"))
-        info["license"] = "MIT"
-    headers.append(("Platform", "any"))
-    info["platform"] = "any"
     if major >= 1.1:
-        classifiers = ["Programming Language :: Python :: 3", "Operating System :: OS Independent"]
-        if mv != "2.4":
-            classifiers.append("License :: OSI Approved :: MIT License")
-        headers += [("Classifier", c) for c in classifiers]
-        info["classifiers"] = classifiers
-        dl = f"https://example.invalid/{canonicalize_name(name)}/{version}.tar.gz"
-        headers.append(("Download-URL", dl))
-        info["download_url"] = dl
-        info["project_urls"]["Download"] = dl
-        headers.append(("Supported-Platform", "RedHat 7.2"))
+        _since_1_1(m, mv, norm, version)
     if major >= 1.2:
-        headers.append(("Maintainer", "Mirror Maintainers"))
-        headers.append(("Maintainer-email", "mirror@example.invalid"))
-        headers.append(("Requires-Python", ">=3.8"))
-        info["maintainer"] = "Mirror Maintainers"
-        info["maintainer_email"] = "mirror@example.invalid"
-        info["requires_python"] = ">=3.8"
-        reqs = list(deps)
-        if wheel:
-            # Wheels may carry more than the sdist's PKG-INFO said (built metadata differs).
-            reqs.append('colorama>=0.4; sys_platform == "win32"')
-        headers += [("Requires-Dist", r) for r in reqs]
-        info["requires_dist"] = list(deps) or None
-        headers.append(("Provides-Dist", f"{name}-compat (=={version})"))
-        headers.append(("Obsoletes-Dist", f"{name}-legacy (<1.0)"))
-        headers.append(("Requires-External", "libc"))
-        headers.append(
-            ("Project-URL", f"Source, https://example.invalid/src/{canonicalize_name(name)}")
-        )
-        info["project_urls"]["Source"] = f"https://example.invalid/src/{canonicalize_name(name)}"
+        _since_1_2(m, name, norm, version, deps, wheel)
     if major >= 2.1:
-        headers.append(("Description-Content-Type", "text/markdown"))
-        info["description_content_type"] = "text/markdown"
-        headers.append(("Provides-Extra", "docs"))
-        info["provides_extra"] = ["docs"]
-        headers.append(("Requires-Dist", 'sphinx>=7; extra == "docs"'))
-        info["requires_dist"] = [*(info["requires_dist"] or []), 'sphinx>=7; extra == "docs"']
+        _since_2_1(m)
     if major >= 2.2:
-        headers.append(("Dynamic", "Classifier"))
-        info["dynamic"] = ["Classifier"]
-    lines = [f"{k}: {v}" for k, v in headers]
+        m.add("Dynamic", "Classifier", "dynamic", ["Classifier"])
+    lines = [f"{k}: {v}" for k, v in m.headers]
     if major >= 2.1:
-        text = "\n".join(lines) + "\n\n" + description
-    else:
-        folded = description.rstrip("\n").replace("\n", "\n       |")
-        text = "\n".join([*lines, f"Description: {folded}"]) + "\n"
-        info["description"] = description.rstrip("\n")
-    return text.encode("utf-8"), info
+        return ("\n".join(lines) + "\n\n" + description).encode("utf-8"), m.info
+    folded = description.rstrip("\n").replace("\n", "\n       |")
+    m.info["description"] = description.rstrip("\n")
+    return ("\n".join([*lines, f"Description: {folded}"]) + "\n").encode("utf-8"), m.info
 
 
 def _wheel(name: str, version: str, tag: str, metadata: bytes) -> bytes:

@@ -339,23 +339,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch()
 
-    def _dispatch(self) -> None:
-        path = urlsplit(self.path).path
-        route, match = "other", None
-        if self.command == "POST" and path.startswith("/_fake/"):
-            self._control(path[len("/_fake/") :])
-            return
+    def _route(self, path: str) -> tuple[str, re.Match[str] | None]:
         if self.command == "POST":
-            route = "xmlrpc" if path.rstrip("/") in ("/pypi", "/RPC2") else "other"
-        else:
-            for name, rx in _ROUTES:
-                match = rx.match(path)
-                if match:
-                    route = name
-                    break
-        if route == "stats":
-            self._send(200, json.dumps(dict(self.state.counts)).encode(), "application/json")
-            return
+            return ("xmlrpc" if path.rstrip("/") in ("/pypi", "/RPC2") else "other"), None
+        for name, rx in _ROUTES:
+            match = rx.match(path)
+            if match:
+                return name, match
+        return "other", None
+
+    def _count(self, route: str, match: re.Match[str] | None) -> None:
         project = ""
         if match is not None and "name" in match.groupdict():
             project = canonicalize_name(unquote(match.group("name")))
@@ -363,44 +356,67 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.counts[route] += 1
             if project:
                 self.state.per_project[(route, project)] += 1
+
+    def _early_fault(self, fault: Fault | None) -> bool:
+        """Apply the faults that act before any content (status, delay, reset); ``True``
+        when the request is answered."""
+        if fault is None:
+            return False
+        if fault.kind == "status":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            self._send(fault.status, b"fault injected", "text/plain", headers=headers)
+            return True
+        if fault.kind == "delay":
+            time.sleep(fault.seconds)
+        if fault.kind == "reset":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        return False
+
+    def _dispatch(self) -> None:
+        path = urlsplit(self.path).path
+        if self.command == "POST" and path.startswith("/_fake/"):
+            self._control(path[len("/_fake/") :])
+            return
+        route, match = self._route(path)
+        if route == "stats":
+            self._send(200, json.dumps(dict(self.state.counts)).encode(), "application/json")
+            return
+        self._count(route, match)
         if self.state.latency:
             time.sleep(self.state.latency)
         fault = self._fault(path)
-        if fault is not None:
-            if fault.kind == "status":
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                self._send(fault.status, b"fault injected", "text/plain", headers=headers)
-                return
-            if fault.kind == "delay":
-                time.sleep(fault.seconds)
-            if fault.kind == "reset":
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                return
+        if self._early_fault(fault):
+            return
         if route == "xmlrpc":
             self._xmlrpc(fault)
         elif route == "simple-root":
             self._simple_root(fault)
         elif match is None:
             self._not_found()
-        elif route == "simple-project":
-            self._simple_project(unquote(match.group("name")), fault)
-        elif route == "project-json":
-            self._project_json(unquote(match.group("name")), fault)
-        elif route == "version-json":
-            self._version_json(unquote(match.group("name")), unquote(match.group("version")), fault)
         else:
-            f = self.state.index.file_by_path(match.group("path"))
-            if f is None:
+            self._serve(route, match, fault)
+
+    def _serve(self, route: str, match: re.Match[str], fault: Fault | None) -> None:
+        if route == "simple-project":
+            return self._simple_project(unquote(match.group("name")), fault)
+        if route == "project-json":
+            return self._project_json(unquote(match.group("name")), fault)
+        if route == "version-json":
+            name, version = unquote(match.group("name")), unquote(match.group("version"))
+            return self._version_json(name, version, fault)
+        f = self.state.index.file_by_path(match.group("path"))
+        if f is None:
+            self._not_found()
+        elif route == "core-metadata":
+            if not f.core_metadata:
                 self._not_found()
-            elif route == "core-metadata":
-                if not f.core_metadata:
-                    self._not_found()
-                else:
-                    self._send(200, f.metadata, "application/octet-stream", fault=fault)
             else:
-                self._file(f.content, fault)
+                self._send(200, f.metadata, "application/octet-stream", fault=fault)
+        else:
+            self._file(f.content, fault)
 
     def _control(self, action: str) -> None:
         """Mutations for out-of-process users (benchmarks): not counted as upstream requests."""

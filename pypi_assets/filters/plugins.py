@@ -524,20 +524,50 @@ def _platform_rules(config: MirrorConfig) -> tuple[tuple[str, ...], frozenset[st
     return tuple(patterns), frozenset(types)
 
 
+def _by_project(reqs: Iterable[Requirement]) -> dict[str, list[Requirement]]:
+    out: dict[str, list[Requirement]] = {}
+    for r in reqs:
+        out.setdefault(canonicalize_name(r.name), []).append(r)
+    return out
+
+
+def _allow_specs(config: MirrorConfig) -> dict[str, list[Requirement]] | None:
+    """``allowlist_release``: the allowed specifiers per project (``None``: no restriction)."""
+    if not config.plugin_enabled("allowlist_release"):
+        return None
+    return _by_project(_requirements(config, "allowlist")) or None
+
+
+def _block_specs(config: MirrorConfig) -> dict[str, list[Requirement]]:
+    if not config.plugin_enabled("blocklist_release"):
+        return {}
+    return _by_project(r for r in _requirements(config, "blocklist") if r.specifier)
+
+
+def _pinned(config: MirrorConfig) -> dict[str, list[Requirement]] | None:
+    if not config.plugin_enabled("project_requirements_pinned"):
+        return None
+    return _by_project(config.file_requirements()) or None
+
+
+def _file_rules(config: MirrorConfig) -> MetadataRules | None:
+    if not config.plugin_enabled("regex_release_file_metadata"):
+        return None
+    return MetadataRules.from_section(config.sections.get("regex_release_file_metadata", {}))
+
+
+def _version_ranges(config: MirrorConfig) -> VersionRanges | None:
+    if not config.plugin_enabled("version_range_release_file_metadata"):
+        return None
+    section = config.sections.get("version_range_release_file_metadata", {})
+    rules = tuple(
+        (_tag_modes(tags)[1], path, tuple(Version(x) for x in lines(section[key])))
+        for key, tags, path in metadata_keys(section)
+    )
+    return VersionRanges(rules) if rules else None
+
+
 def release_file_filter(config: MirrorConfig) -> ReleaseFileFilter:
-    allow_specs: dict[str, list[Requirement]] | None = None
-    if config.plugin_enabled("allowlist_release"):
-        allow_specs = {}
-        for r in _requirements(config, "allowlist"):
-            allow_specs.setdefault(canonicalize_name(r.name), []).append(r)
-        if not allow_specs:
-            allow_specs = None
-    block_specs: dict[str, list[Requirement]] = {}
-    if config.plugin_enabled("blocklist_release"):
-        for r in _requirements(config, "blocklist"):
-            if r.specifier:
-                block_specs.setdefault(canonicalize_name(r.name), []).append(r)
-    prerelease = config.plugin_enabled("prerelease_release")
     only = config.requirement_lines("filter_prerelease")
     regexes = (
         tuple(re.compile(p) for p in lines(config.get("filter_regex", "releases")))
@@ -552,33 +582,14 @@ def release_file_filter(config: MirrorConfig) -> ReleaseFileFilter:
     platforms, platform_types = (
         _platform_rules(config) if config.plugin_enabled("exclude_platform") else ((), frozenset())
     )
-    pinned: dict[str, list[Requirement]] | None = None
-    if config.plugin_enabled("project_requirements_pinned"):
-        pinned = {}
-        for r in config.file_requirements():
-            pinned.setdefault(canonicalize_name(r.name), []).append(r)
-        pinned = pinned or None
-    file_rules = None
-    if config.plugin_enabled("regex_release_file_metadata"):
-        file_rules = MetadataRules.from_section(
-            config.sections.get("regex_release_file_metadata", {})
-        )
-    ranges = None
-    if config.plugin_enabled("version_range_release_file_metadata"):
-        section = config.sections.get("version_range_release_file_metadata", {})
-        rules = tuple(
-            (_tag_modes(tags)[1], path, tuple(Version(x) for x in lines(section[key])))
-            for key, tags, path in metadata_keys(section)
-        )
-        ranges = VersionRanges(rules) if rules else None
     return ReleaseFileFilter(
         metadata=metadata_filter(config),
-        pinned=pinned,
-        file_rules=file_rules,
-        version_ranges=ranges,
-        allow_specs=allow_specs,
-        block_specs=block_specs,
-        prerelease=prerelease,
+        pinned=_pinned(config),
+        file_rules=_file_rules(config),
+        version_ranges=_version_ranges(config),
+        allow_specs=_allow_specs(config),
+        block_specs=_block_specs(config),
+        prerelease=config.plugin_enabled("prerelease_release"),
         prerelease_only=frozenset(canonicalize_name(x) for x in only) if only else None,
         release_regexes=regexes,
         latest_keep=keep,

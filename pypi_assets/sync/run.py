@@ -29,7 +29,15 @@ from .selection import recompute_selected_files
 from .settings import Settings, SettingsError, client_config, config_hash
 from .windows import bounds
 
-__all__ = ["index_options", "lacking_metadata", "refresh_window", "run_sync", "sync_state"]
+__all__ = [
+    "claim_web_index",
+    "index_options",
+    "lacking_metadata",
+    "refresh_window",
+    "run_sync",
+    "sync_state",
+    "track_blob_store",
+]
 
 
 async def refresh_window(
@@ -128,7 +136,7 @@ def _up_to_date(
     return blobs is None or lazy or not store.missing_blobs(metadata=core_metadata)
 
 
-def _claim_index(web: Path, db: Path) -> None:
+def claim_web_index(web: Path, db: Path) -> None:
     """Stop before anything is done when another database writes the index in ``web``."""
     try:
         claim_index(web, db)
@@ -136,7 +144,7 @@ def _claim_index(web: Path, db: Path) -> None:
         raise SettingsError(str(exc)) from None
 
 
-def _track_blob_store(store: MetadataStore, blobs: BlobStore | None) -> None:
+def track_blob_store(store: MetadataStore, blobs: BlobStore | None) -> None:
     """The ``blobs`` table records what one blob store holds: when the store changes (a new
     directory, another bucket), forget it, so every selected file is checked again (those
     already there are hashed, not downloaded)."""
@@ -312,12 +320,12 @@ async def run_sync(
     started = time.perf_counter()
     plan = _RunPlan.of(settings, config, depth, lazy, client_overrides)
     if plan.web is not None:
-        _claim_index(plan.web, settings.db)
+        claim_web_index(plan.web, settings.db)
     with MetadataStore(settings.db, lock_timeout=settings.lock_timeout) as store:
         async with PyPIClient(plan.client, transport=transport) as client:
             serial = await client.last_serial()
             report = SyncReport(upstream=plan.client.upstream, upstream_serial=serial or 0)
-            _track_blob_store(store, plan.blobs)
+            track_blob_store(store, plan.blobs)
             if serial is not None and _up_to_date(
                 store,
                 serial,

@@ -9,7 +9,8 @@ import dagster as dg
 
 from ...store.index import write_index
 from ...sync.files import Stored, mirror_files
-from ...sync.run import index_options
+from ...sync.run import claim_web_index, index_options, track_blob_store
+from ...sync.settings import SettingsError
 from ...sync.windows import bounds
 from ..partitions import serial_windows
 from ..resources import MirrorResource
@@ -50,6 +51,9 @@ def release_files(
         return
     window = bounds(context.partition_key)
     with mirror.store() as store:
+        # as a CLI sync does: a new blob store starts with nothing recorded, and the store
+        # lists this database, so `verify --delete-unreferenced` from another one refuses
+        track_blob_store(store, blobs)
         rows = store.missing_blobs(window, metadata=config.core_metadata)
     context.log.info(f"{len(rows)} files to fetch into {blobs.description}")
 
@@ -104,6 +108,10 @@ def simple_index(
     if web is None:
         context.log.info("blobs are not enabled: no simple index")
         return
+    try:  # one database writes one index folder
+        claim_web_index(web, settings.db)
+    except SettingsError as exc:
+        raise dg.Failure(description=str(exc)) from None
     with mirror.store() as store:
         report = write_index(
             store,
