@@ -368,11 +368,11 @@ def test_large_project_json_over_a_cap_is_refused_before_its_objects_are_built(
     fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pypi_assets.pypi import client as client_mod
-    from pypi_assets.pypi import fetch as fetch_mod
+    from pypi_assets.pypi import warehouse as warehouse_mod
 
     big = _names(fake)[2]
     fake.index.add_many_releases(big, 300)
-    monkeypatch.setattr(fetch_mod, "PRECOUNT_CHARS", 0)  # count every project JSON first
+    monkeypatch.setattr(warehouse_mod, "PRECOUNT_CHARS", 0)  # count every project JSON first
 
     def never(data: Any, what: str) -> Any:
         raise AssertionError("the full document was built")

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
-from ..pypi.records import warehouse_file
+from ..pypi.warehouse import warehouse_file
 from .data import FakeFile, FakeIndex, FakeProject, FakeRelease
 
 __all__ = ["FakeUpstream", "Fault"]

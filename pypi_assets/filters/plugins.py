@@ -13,7 +13,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..pypi.records import Distribution, Release, warehouse_file
+from ..pypi.records import Distribution, Release
+from ..pypi.warehouse import warehouse_file
 from .config import MirrorConfig, lines, metadata_keys, parse_size
 
 __all__ = [

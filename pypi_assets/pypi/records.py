@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 MetadataSource = Literal["core-metadata", "version-json", "none"]
@@ -181,40 +181,3 @@ class StoredProject:
     info: dict[str, Any] | None = None  # the project JSON's ``info``
     latest_version: str | None = None  # upstream's "latest" (``info.version``)
     etag: str | None = None  # of the project JSON it was built from
-
-
-def warehouse_file(
-    *,
-    filename: str,
-    packagetype: str,
-    python_version: str | None,
-    requires_python: str | None,
-    size: int,
-    upload_time: datetime | None,
-    url: str,
-    sha256: str,
-    md5: str | None,
-    blake2b_256: str | None,
-    yanked: bool,
-    yanked_reason: str | None,
-) -> dict[str, Any]:
-    """One file as Warehouse's JSON API lists it (in ``releases[v]`` and ``urls``)."""
-    t = upload_time.astimezone(UTC) if upload_time is not None else None
-    digests = (("blake2b_256", blake2b_256), ("md5", md5), ("sha256", sha256))
-    return {
-        "comment_text": "",
-        "digests": {k: v for k, v in digests if v},
-        "downloads": -1,
-        "filename": filename,
-        "has_sig": False,
-        "md5_digest": md5,
-        "packagetype": packagetype,
-        "python_version": python_version,
-        "requires_python": requires_python,
-        "size": size,
-        "upload_time": t.strftime("%Y-%m-%dT%H:%M:%S") if t else None,
-        "upload_time_iso_8601": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t else None,
-        "url": url,
-        "yanked": bool(yanked),
-        "yanked_reason": yanked_reason,
-    }
