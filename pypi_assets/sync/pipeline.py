@@ -46,7 +46,9 @@ from ..store import MetadataStore, publish_snapshot
 from ..store.blobs import BlobStore, register_database
 from ..store.derived import refresh_derived
 from ..store.duckdb_store import ListingShrank, is_storage_error
-from ..store.index import (
+from ..store.snapshot import snapshot_serial
+from .files import FilesReport, mirror_files
+from .index import (
     IndexOptions,
     IndexOwnedElsewhere,
     IndexReport,
@@ -54,8 +56,6 @@ from ..store.index import (
     missing_pages,
     write_index,
 )
-from ..store.snapshot import snapshot_serial
-from .files import FilesReport, mirror_files
 from .settings import Settings, SettingsError
 
 __all__ = [
@@ -436,11 +436,7 @@ def recompute_selected_files(
         store.replace_selected_files(_kept_files(store, rff, selected), scope)
     if full:
         store.set_meta(selection_config_hash=chash)
-    return (
-        len(scope)
-        if scope is not None
-        else int(store.query("SELECT count(*) FROM selected_files")[0][0])
-    )
+    return len(scope) if scope is not None else store.selected_file_count()
 
 
 #: A batch of fetched projects is written early once the text it holds passes this many

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ...store.index import write_index
 from ...sync.files import Stored, mirror_files
+from ...sync.index import write_index
 from ...sync.pipeline import index_options
 from ...sync.windows import bounds
 from ..partitions import serial_windows
