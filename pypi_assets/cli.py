@@ -261,15 +261,11 @@ def _remove_if_empty(db: Path, *, remove_dir: bool) -> None:
     """Remove the database this run created when the upstream never answered and it holds
     nothing (no listing, no project): an unreachable upstream leaves no 800 KB empty file.
     Anything unexpected (another process has it open, a table missing) leaves it alone."""
+    from .store.readers import holds_nothing
+
     try:
-        con = duckdb.connect(str(db), read_only=True)
-        try:
-            for table in ("upstream_projects", "projects", "distributions", "blobs"):
-                row = con.execute(f"SELECT EXISTS (SELECT 1 FROM {table})").fetchone()
-                if row is None or row[0]:
-                    return
-        finally:
-            con.close()
+        if not holds_nothing(db):
+            return
         db.unlink()
         Path(f"{db}.wal").unlink(missing_ok=True)
         if remove_dir:
@@ -611,13 +607,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def _verify_pages(settings: Any, config: Any, store: Any, repair: bool) -> list[str]:
     """The index pages (and root) this database has written that are gone from disk; with
     ``repair``, the whole index is written again. Returns what is still missing."""
-    from .store.index import index_owner, missing_pages, write_index
+    from .sync.index import index_owner, missing_pages, write_index
     from .sync.run import index_options
 
     web = settings.web_root(config)
     if web is None or index_owner(web) != str(settings.db.resolve()):
         return []  # no index, or not this database's (``--web`` names another one)
-    written = [r[0] for r in store.query("SELECT project FROM simple_pages ORDER BY 1")]
+    written = store.written_pages()
     if not written and not store.get_meta("index_root_serial"):
         return []  # no index written yet
     gone = missing_pages(web, written, config.simple_format)

@@ -37,15 +37,14 @@ from types import FrameType
 from typing import IO, Any
 from urllib.parse import parse_qs
 
-import duckdb
 import uvicorn
 from packaging.utils import canonicalize_name
 
 from .pypi import ClientConfig, PyPIClient, UnsafeValue
 from .pypi.names import is_valid_project_name
+from .pypi.simple import HTML_CT, JSON_CT, negotiate, serial_comment
 from .store.blobs import BlobStore, S3BlobStore, check_key
-from .store.index import HTML_CT, JSON_CT
-from .store.snapshot import current_snapshot
+from .store.readers import SelectedBlob, SnapshotReader
 from .sync.files import fetch_blob
 
 __all__ = ["MirrorServer", "ServeError", "negotiate", "parse_range", "serve"]
@@ -69,33 +68,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 class ServeError(Exception):
     """The server cannot start (e.g. the port is taken); the message is one line."""
-
-
-def negotiate(accept: str, fmt: str | None = None) -> str:
-    """PEP 691: ``json`` or ``html`` by the client's preference (``?format=`` first)."""
-    if fmt in (JSON_CT, HTML_CT, "text/html"):
-        return "json" if fmt == JSON_CT else "html"
-    best, best_q = "html", -1.0
-    for part in (accept or "text/html").split(","):
-        bits = [b.strip() for b in part.split(";")]
-        q = 1.0
-        for b in bits[1:]:
-            if b.startswith("q="):
-                try:
-                    q = float(b[2:])
-                except ValueError:
-                    q = 0.0
-        kind = {
-            JSON_CT: "json",
-            "application/vnd.pypi.simple.latest+json": "json",
-            HTML_CT: "html",
-            "application/vnd.pypi.simple.latest+html": "html",
-            "text/html": "html",
-            "*/*": "html",
-        }.get(bits[0].lower())
-        if kind and q > best_q:
-            best, best_q = kind, q
-    return best
 
 
 def parse_range(value: str | None, size: int) -> tuple[int, int] | bool | None:
@@ -231,8 +203,8 @@ def _html_serial(path: Path) -> dict[str, str]:
             tail = f.read()
     except OSError:
         return {}
-    m = re.search(rb"<!--SERIAL (\d+)-->", tail)
-    return {"X-PyPI-Last-Serial": m.group(1).decode()} if m else {}
+    serial = serial_comment(tail)
+    return {"X-PyPI-Last-Serial": serial} if serial else {}
 
 
 def _file_reply(path: Path, ctype: str, extra: dict[str, str]) -> _Reply | None:
@@ -366,7 +338,7 @@ class MirrorServer:
     _pool: ThreadPoolExecutor | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
-    _snap: tuple[Path, duckdb.DuckDBPyConnection] | None = None
+    _reader: SnapshotReader | None = None  # the published snapshot, for --lazy
     _serials: dict[Path, tuple[int, dict[str, str]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -432,9 +404,8 @@ class MirrorServer:
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
             with self._guard:
-                if self._snap is not None:
-                    self._snap[1].close()
-                    self._snap = None
+                if self._reader is not None:
+                    self._reader.close()
 
     def serve_forever(self) -> None:
         """Serve in this thread until SIGTERM/SIGINT (or :meth:`stop`), then stop
@@ -644,25 +615,12 @@ class MirrorServer:
     def _selected(self, key: str) -> tuple[str, str, str, str, str, int | None] | None:
         """``(project, filename, key, url, sha256, size)`` if the snapshot selects ``key``."""
         assert self.db is not None
-        snap = current_snapshot(self.db)
-        if snap is None:
-            return None
         with self._guard:
-            if self._snap is None or self._snap[0] != snap:
-                if self._snap is not None:
-                    self._snap[1].close()
-                self._snap = (snap, duckdb.connect(str(snap), read_only=True))
-            cur = self._snap[1].cursor()
-        try:
-            meta = key.endswith(".metadata")
-            base = key.removesuffix(".metadata")
-            row = cur.execute(
-                "SELECT project, filename, url, sha256, size, core_metadata_sha256 "
-                "FROM selected_blob_keys WHERE key = ?",
-                [base],
-            ).fetchone()
-        finally:
-            cur.close()
+            if self._reader is None:
+                self._reader = SnapshotReader(self.db)
+            reader = self._reader
+        meta = key.endswith(".metadata")
+        row: SelectedBlob | None = reader.selected_blob(key.removesuffix(".metadata"))
         if row is None:
             return None
         project, filename, url, sha, size, meta_sha = row

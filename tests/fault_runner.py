@@ -101,9 +101,9 @@ def _snapshot_dst(dst: Any, *, pointer: bool) -> bool:
 
 
 def install(point: str, nth: int) -> _Hooks:
-    from pypi_assets.store import duckdb_store, index
+    from pypi_assets.store import duckdb_store
     from pypi_assets.store.blobs import LocalBlobStore
-    from pypi_assets.sync import run
+    from pypi_assets.sync import index, run
 
     hooks = _Hooks(point, nth)
     if point == "listed":

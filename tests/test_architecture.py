@@ -1,7 +1,8 @@
 """The layer rules of the design (pypi → filters, store → application → adapters; nothing
 imports defs/; Dagster only in defs/), read from the source with ``ast``; the runtime promise
-that a library caller of ``pypi`` and ``filters`` loads neither Dagster nor DuckDB; and the
-rule that test modules share helpers through tests/helpers.py only.
+that a library caller of ``pypi`` and ``filters`` loads neither Dagster nor DuckDB; the rule
+that SQL lives only in store/; and the rule that test modules share helpers through
+tests/helpers.py only.
 
 Every import counts: top level, inside functions, and under ``if TYPE_CHECKING:``. Each
 checker is shown to report a deliberately wrong import (the self-tests below).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -219,7 +221,7 @@ def test_the_checker_reports_a_wrong_import(module: str, source: str, rule: str)
     [
         ("pypi_assets.filters.plugins", "from ..pypi.records import File\nimport packaging"),
         ("pypi_assets.pypi.client", "from .._version import __version__\nimport httpx"),
-        ("pypi_assets.store.index", "from ..pypi.names import x\nimport duckdb"),
+        ("pypi_assets.store.blobs", "from ..pypi.names import x\nimport duckdb"),
         (
             "pypi_assets.sync.pipeline",
             "from ..store import DuckDBStore\nfrom ..filters import loads",
@@ -232,6 +234,92 @@ def test_the_checker_reports_a_wrong_import(module: str, source: str, rule: str)
 def test_the_checker_accepts_an_allowed_import(module: str, source: str) -> None:
     found = violations({module: imports_of(source, module, False, set(modules()))})
     assert found == []
+
+
+# ------------------------------------------------------------------------------------ SQL
+
+#: the calls that run SQL: a DuckDB connection's, cursor's or module's ``execute``,
+#: ``executemany`` and ``sql``, and :meth:`MetadataStore.query`
+SQL_CALLS = ("execute", "executemany", "sql", "query")
+#: statements in string literals (f-strings' literal parts too); SQL keywords in capitals,
+#: as the store writes them, so prose ("select the files from ...") does not count
+SQL_TEXT = re.compile(
+    r"\bSELECT\b[\s\S]*\bFROM\b|\bINSERT\s+(?:OR\s+\w+\s+)?INTO\b|\bDELETE\s+FROM\b"
+    r"|\bUPDATE\s+\S+\s+SET\b|\b(?:CREATE|DROP|ALTER)\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW|INDEX)\b"
+)
+
+
+def sql_in(source: str) -> list[str]:
+    """One line per SQL call or SQL statement in ``source``."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SQL_CALLS
+        ):
+            out.append(f"line {node.lineno}: .{node.func.attr}(...)")
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and SQL_TEXT.search(node.value)
+        ):
+            out.append(f"line {node.lineno}: SQL {node.value[:60]!r}")
+    return out
+
+
+def test_sql_lives_only_in_store() -> None:
+    """Queries are named methods of the store (DESIGN: SQL only in store/), so a schema
+    change is one layer's business."""
+    found = [
+        f"{module} {line}"
+        for module, (path, _pkg) in modules().items()
+        if not under(module, STORE)
+        for line in sql_in(path.read_text(encoding="utf-8"))
+    ]
+    assert found == []
+
+
+def test_the_sql_checker_reads_the_real_store() -> None:
+    """The checker finds the store's own SQL (so an empty result cannot pass vacuously)."""
+    mods = modules()
+    found = sql_in(mods["pypi_assets.store.duckdb_store"][0].read_text(encoding="utf-8"))
+    assert any(".query(" in line for line in found)
+    assert any("SELECT" in line for line in found)
+    assert any("INSERT" in line for line in found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "con.execute('SELECT 1')",
+        "def f(store, q):\n    return store.query(q)",
+        "cur.executemany(statement, rows)",
+        "duckdb.sql(text)",
+        "Q = 'SELECT name, serial FROM projects WHERE status = ?'",
+        "q = f'SELECT count(*) FROM {table}'",
+        "q = ('SELECT project '\n     'FROM simple_pages')",
+        "q = 'INSERT OR REPLACE INTO simple_pages VALUES (?, ?, ?)'",
+        "q = f'DELETE FROM {table} WHERE project = ?'",
+        "q = 'UPDATE projects SET serial = 0'",
+        "q = 'CREATE TABLE t (x INT)'",
+    ],
+)
+def test_the_checker_reports_sql_outside_the_store(source: str) -> None:
+    assert sql_in(source) != [], source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "store.written_pages()",
+        "loop.run_in_executor(pool, body.read)",
+        '"""Select the files from the listing, then update the pages."""',
+        "headers = {'X-PyPI-Last-Serial': '1'}",
+    ],
+)
+def test_the_sql_checker_accepts_plain_code(source: str) -> None:
+    assert sql_in(source) == []
 
 
 # ------------------------------------------------------------------------------------ at runtime

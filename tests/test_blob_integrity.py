@@ -32,8 +32,8 @@ from pypi_assets.filters import MirrorConfig
 from pypi_assets.pypi import ClientConfig, PyPIClient
 from pypi_assets.store import MetadataStore
 from pypi_assets.store.blobs import LocalBlobStore, blob_key
-from pypi_assets.store.index import write_index
 from pypi_assets.sync.files import fetch_blob
+from pypi_assets.sync.index import write_index
 from pypi_assets.sync.reports import SyncReport
 from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings

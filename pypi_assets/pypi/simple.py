@@ -1,28 +1,50 @@
-"""Parsers for the PEP 503 (HTML) and PEP 691 (JSON) simple index."""
+"""The Simple API, one spec in one module: PEP 503 (HTML) and PEP 691 (JSON) pages with the
+PEP 700 fields and PEP 658 core metadata, parsed (what an upstream sends), rendered (what the
+mirror writes) and negotiated (which of the two a client gets). Pure: no disk, no DuckDB.
+"""
 
 from __future__ import annotations
 
+import html
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
+from urllib.parse import quote
+
+from packaging.version import InvalidVersion, Version
 
 from .limits import INT64_MAX, InvalidResponse, as_serial, loads_json
 
 __all__ = [
+    "API_VERSION",
     "HTML_CT",
     "JSON_CT",
+    "IndexOptions",
     "SimpleFile",
     "SimpleProjectPage",
+    "negotiate",
     "parse_project_page_html",
     "parse_project_page_json",
     "parse_root_html",
     "parse_root_json",
+    "render_project",
+    "render_root",
+    "serial_comment",
+    "version_key",
 ]
 
+#: PEP 691's media types (the ``latest`` aliases are accepted from clients, never sent)
 JSON_CT = "application/vnd.pypi.simple.v1+json"
 HTML_CT = "application/vnd.pypi.simple.v1+html"
+JSON_LATEST = "application/vnd.pypi.simple.latest+json"
+HTML_LATEST = "application/vnd.pypi.simple.latest+html"
 ACCEPT = f"{JSON_CT}, {HTML_CT};q=0.2, text/html;q=0.01"
+#: the API version the rendered pages announce (1.1: PEP 700's versions, size, upload-time)
+API_VERSION = "1.1"
 
 _SERIAL_RE = re.compile(r"<!--\s*SERIAL\s+(\d+)\s*-->")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -259,3 +281,190 @@ def parse_project_page_html(text: str, name: str) -> SimpleProjectPage:
             )
         )
     return SimpleProjectPage(name=name, serial=_html_serial(text), versions=None, files=files)
+
+
+# ---------------------------------------------------------------------------- negotiation
+_KINDS = {
+    JSON_CT: "json",
+    JSON_LATEST: "json",
+    HTML_CT: "html",
+    HTML_LATEST: "html",
+    "text/html": "html",
+    "*/*": "html",
+}
+
+
+def _quality(params: list[str]) -> float:
+    q = 1.0
+    for b in params:
+        if b.startswith("q="):
+            try:
+                q = float(b[2:])
+            except ValueError:
+                q = 0.0
+    return q
+
+
+def negotiate(accept: str, fmt: str | None = None) -> str:
+    """PEP 691: ``json`` or ``html`` by the client's preference (``?format=`` first)."""
+    if fmt in (JSON_CT, HTML_CT, "text/html"):
+        return "json" if fmt == JSON_CT else "html"
+    best, best_q = "html", -1.0
+    for part in (accept or "text/html").split(","):
+        bits = [b.strip() for b in part.split(";")]
+        q = _quality(bits[1:])
+        kind = _KINDS.get(bits[0].lower())
+        if kind and q > best_q:
+            best, best_q = kind, q
+    return best
+
+
+_SERIAL_COMMENT = re.compile(rb"<!--SERIAL (\d+)-->")
+
+
+def serial_comment(tail: bytes) -> str | None:
+    """The serial of a rendered HTML page's closing ``<!--SERIAL n-->`` comment (its tail
+    suffices), as the digits written."""
+    m = _SERIAL_COMMENT.search(tail)
+    return m.group(1).decode() if m else None
+
+
+# ---------------------------------------------------------------------------- rendering
+@dataclass(frozen=True)
+class IndexOptions:
+    """bandersnatch's ``[mirror]`` options for the index: ``root_uri`` (absolute file URLs in
+    the JSON), ``simple-format`` (ALL, HTML or JSON), ``digest_name`` (the URL fragment's
+    hash) and ``core-metadata`` (advertise PEP 658 files)."""
+
+    root_uri: str = ""
+    formats: str = "ALL"
+    digest: str = "sha256"
+    core_metadata: bool = True
+
+    def key(self) -> str:
+        return f"{self.root_uri}|{self.formats}|{self.digest}|{self.core_metadata}"
+
+
+def version_key(v: str) -> tuple[int, Any]:
+    """Versions in PEP 440 order, the unparseable ones first (in string order)."""
+    try:
+        return (1, Version(v))
+    except InvalidVersion:
+        return (0, v)
+
+
+def iso(t: datetime | None) -> str | None:
+    """PEP 700's ``upload-time``: UTC, microseconds, a ``Z``."""
+    if t is None:
+        return None
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _html_page(title: str, lines: list[str], serial: int) -> bytes:
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            "<html>",
+            "  <head>",
+            f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+            f"    <title>{title}</title>",
+            "  </head>",
+            "  <body>",
+            *lines,
+            "  </body>",
+            "</html>",
+            f"<!--SERIAL {serial}-->",
+            "",
+        ]
+    ).encode()
+
+
+def _json_file(f: dict[str, Any], url: str, core: str | None, root_uri: str) -> dict[str, Any]:
+    """One file of a PEP 691 project page (PEP 700's fields, PEP 658's both spellings)."""
+    meta: Any = {"sha256": core} if core else False
+    return {
+        "filename": f["filename"],
+        "url": f"{root_uri}/{f['key']}" if root_uri else url,
+        "hashes": {"sha256": f["sha256"]},
+        "requires-python": f["file_requires_python"],
+        "size": f["size"],
+        "upload-time": iso(f["upload_time"]),
+        "yanked": (f["yanked_reason"] or True) if f["yanked"] else False,
+        "core-metadata": meta,
+        "data-dist-info-metadata": meta,
+    }
+
+
+def _anchor(f: dict[str, Any], url: str, core: str | None) -> str:
+    """One file of a PEP 503 project page."""
+    attrs = [f'href="{html.escape(url)}"']
+    if f["file_requires_python"]:
+        attrs.append(f'data-requires-python="{html.escape(f["file_requires_python"])}"')
+    if core:
+        attrs.append(f'data-dist-info-metadata="sha256={core}"')
+        attrs.append(f'data-core-metadata="sha256={core}"')
+    if f["yanked"]:
+        attrs.append(f'data-yanked="{html.escape(f["yanked_reason"] or "")}"')
+    return f"    <a {' '.join(attrs)}>{html.escape(f['filename'])}</a><br />"
+
+
+def _by_format(base: str, formats: str, body: bytes, data: bytes) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    if formats in ("ALL", "HTML"):
+        out[f"{base}/index.html"] = out[f"{base}/index.v1_html"] = body
+    if formats in ("ALL", "JSON"):
+        out[f"{base}/index.v1_json"] = data
+    return out
+
+
+def render_project(
+    name: str,
+    display: str,
+    serial: int,
+    files: list[dict[str, Any]],
+    versions: Iterable[str],
+    options: IndexOptions = IndexOptions(),
+) -> dict[str, bytes]:
+    """The project's simple pages (HTML and JSON) as ``{relative path: bytes}``. ``files``:
+    one mapping per file, with the columns the store's index query names."""
+    jfiles = []
+    anchors = []
+    for f in files:
+        algo = "md5" if options.digest == "md5" and f.get("md5") else "sha256"
+        url = f"../../{f['key']}#{algo}={f[algo]}"
+        core = f["core_metadata_sha256"] if options.core_metadata else None
+        jfiles.append(_json_file(f, url, core, options.root_uri))
+        anchors.append(_anchor(f, url, core))
+    page = {
+        "meta": {"api-version": API_VERSION, "_last-serial": serial},
+        "name": name,
+        "versions": sorted(set(versions), key=version_key),
+        "files": jfiles,
+    }
+    shown = html.escape(display)
+    body = _html_page(f"Links for {shown}", [f"    <h1>Links for {shown}</h1>", *anchors], serial)
+    data = json.dumps(page, sort_keys=True).encode()
+    return _by_format(f"simple/{name}", options.formats, body, data)
+
+
+def render_root(
+    projects: list[tuple[str, str, int]], serial: int, formats: str = "ALL"
+) -> dict[str, bytes]:
+    """The root pages, ``projects`` as (name, display name, serial), as ``{relative path:
+    bytes}`` in the order to write them. The root is always in HTML too: it is what a browser
+    or a plain web server shows."""
+    data = {
+        "meta": {"api-version": API_VERSION, "_last-serial": serial},
+        "projects": [{"name": display, "_last-serial": s} for _n, display, s in projects],
+    }
+    links = [
+        f'    <a href="{quote(name)}/">{html.escape(display)}</a><br />'
+        for name, display, _s in projects
+    ]
+    body = _html_page("Simple index", links, serial)
+    out: dict[str, bytes] = {}
+    if formats in ("ALL", "JSON"):
+        out["simple/index.v1_json"] = json.dumps(data).encode()
+    out["simple/index.v1_html"] = body
+    out["simple/index.html"] = body
+    return out

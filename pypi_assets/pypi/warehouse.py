@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from packaging.version import InvalidVersion, Version
-
 from .client import quote_version
 from .limits import INT64_MAX, InvalidResponse, LimitExceeded, check_serial, loads_json
 from .metadata import MetadataError, fields_from_version_info
@@ -32,6 +30,7 @@ from .names import (
     packagetype_for,
 )
 from .records import Distribution, Release
+from .simple import version_key
 
 __all__ = [
     "PRECOUNT_CHARS",
@@ -394,13 +393,6 @@ def warehouse_file(
     }
 
 
-def _version_key(v: str) -> tuple[int, Any]:
-    try:
-        return (1, Version(v))
-    except InvalidVersion:
-        return (0, v)
-
-
 def _file_json(f: dict[str, Any], root_uri: str) -> dict[str, Any]:
     """A stored file row (the index's columns, its blob ``key``) in Warehouse's shape."""
     return warehouse_file(
@@ -445,7 +437,7 @@ def render_json_api(
         "info": project_info,
         "last_serial": serial,
         # every stored release, as PyPI lists releases with no files too
-        "releases": dict(sorted(by_version.items(), key=lambda kv: _version_key(kv[0]))),
+        "releases": dict(sorted(by_version.items(), key=lambda kv: version_key(kv[0]))),
         "urls": kept.get(latest or "", []),
         "vulnerabilities": [],
     }

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 
@@ -779,3 +779,109 @@ class MetadataStore:
                 self.query("SELECT count(*) FROM selected_distributions")[0][0]
             )
         return out
+
+    # ------------------------------------------------------------------ index pages
+    def index_projects(self) -> list[IndexedProject]:
+        """The selected projects the index lists (status ``ok``), by name, each with the
+        serial and selection its pages were last written with (``None`` when never)."""
+        return [
+            IndexedProject(*row)
+            for row in self.query(
+                "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, "
+                "sp.selection FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
+                "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.status = 'ok' "
+                "ORDER BY p.name"
+            )
+        ]
+
+    def index_files(
+        self, projects: Sequence[str], *, lazy: bool
+    ) -> list[tuple[str, str | None, dict[str, Any]]]:
+        """``(project, upstream url, file)`` for the selected files of ``projects``, by project
+        and filename; ``file`` maps :data:`INDEX_FILE_COLUMNS` to values. Without ``lazy``
+        only the files in the blob store, and a core-metadata digest only when that file is
+        stored too."""
+        cols = ", ".join(
+            "k.key"
+            if c == "key"
+            else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE m.key = k.key || '.metadata') "
+            "THEN d.core_metadata_sha256 END AS core_metadata_sha256"
+            if c == "core_metadata_sha256" and not lazy
+            else f"d.{c}"
+            for c in INDEX_FILE_COLUMNS
+        )
+        stored = "" if lazy else "AND EXISTS (SELECT 1 FROM blobs b WHERE b.key = k.key) "
+        rows = self.query(
+            f"SELECT k.project, k.url, {cols} FROM selected_blob_keys k JOIN distributions d "
+            "ON d.project = k.project AND d.filename = k.filename "
+            f"WHERE k.project IN (SELECT unnest($1::VARCHAR[])) {stored}"
+            "ORDER BY k.project, d.filename",
+            [list(projects)],
+        )
+        return [(r[0], r[1], dict(zip(INDEX_FILE_COLUMNS, r[2:], strict=True))) for r in rows]
+
+    def release_infos(self, projects: Sequence[str]) -> list[tuple[str, str, str | None]]:
+        """``(project, version, info JSON)`` of every stored release of ``projects``."""
+        return [
+            (project, version, info)
+            for project, version, info in self.query(
+                "SELECT project, version, info FROM releases "
+                "WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+                [list(projects)],
+            )
+        ]
+
+    def written_pages(self) -> list[str]:
+        """The projects whose index pages are written, by name."""
+        return [r[0] for r in self.query("SELECT project FROM simple_pages ORDER BY 1")]
+
+    def record_pages(
+        self, gone: Sequence[str], written: Sequence[tuple[str, int]], selection: str
+    ) -> None:
+        """In one transaction: forget the pages of ``gone``; record those of ``written``
+        (``(project, serial)``), written with ``selection``."""
+        with self.transaction() as con:
+            if gone:
+                con.execute(
+                    "DELETE FROM simple_pages WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+                    [list(gone)],
+                )
+            if written:
+                con.executemany(
+                    "INSERT OR REPLACE INTO simple_pages VALUES (?, ?, ?)",
+                    [(name, serial, selection) for name, serial in written],
+                )
+
+    def selected_file_count(self) -> int:
+        return int(self.query("SELECT count(*) FROM selected_files")[0][0])
+
+
+class IndexedProject(NamedTuple):
+    """A project the index lists (:meth:`MetadataStore.index_projects`)."""
+
+    name: str
+    display_name: str
+    serial: int
+    latest_version: str | None
+    info: str | None
+    page_serial: int | None
+    page_selection: str | None
+
+
+#: the columns of a file as the index pages list it (:meth:`MetadataStore.index_files`)
+INDEX_FILE_COLUMNS = (
+    "filename",
+    "key",
+    "sha256",
+    "size",
+    "upload_time",
+    "yanked",
+    "yanked_reason",
+    "file_requires_python",
+    "core_metadata_sha256",
+    "release_version",
+    "packagetype",
+    "python_version",
+    "md5",
+    "blake2b_256",
+)

@@ -7,6 +7,7 @@
 - :mod:`.pool`: the bounded worker pool and write batcher shared by metadata and files;
 - :mod:`.windows`: serial-window partition keys;
 - :mod:`.files`: file mirroring, verify and repair;
+- :mod:`.index`: the index writer (simple pages and JSON API as static files);
 - :mod:`.library`: the façade for other mirroring tools (no disk, no DuckDB).
 
 Importing this package loads nothing else: each module pulls in only what it uses, so a

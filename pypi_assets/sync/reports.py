@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..store.index import IndexReport
     from .files import FilesReport
+    from .index import IndexReport
 
 __all__ = [
     "ClosureReport",

@@ -19,9 +19,9 @@ from ..pypi.fetch import Depth
 from ..store import MetadataStore, publish_snapshot
 from ..store.blobs import BlobStore, register_database
 from ..store.derived import refresh_derived
-from ..store.index import IndexOptions, IndexOwnedElsewhere, claim_index, missing_pages, write_index
 from ..store.snapshot import snapshot_serial
 from .files import FilesReport, mirror_files
+from .index import IndexOptions, IndexOwnedElsewhere, claim_index, missing_pages, write_index
 from .listing import apply_changelog, list_upstream, select_projects
 from .metadata import close_dependencies, refresh_metadata
 from .reports import Progress, SyncReport, WindowReport, no_progress

@@ -128,8 +128,4 @@ def recompute_selected_files(
         store.replace_selected_files(_kept_files(store, rff, selected), scope)
     if full:
         store.set_meta(selection_config_hash=chash)
-    return (
-        len(scope)
-        if scope is not None
-        else int(store.query("SELECT count(*) FROM selected_files")[0][0])
-    )
+    return len(scope) if scope is not None else store.selected_file_count()

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ...store.index import write_index
 from ...sync.files import Stored, mirror_files
+from ...sync.index import write_index
 from ...sync.run import claim_web_index, index_options, track_blob_store
 from ...sync.settings import SettingsError
 from ...sync.windows import bounds

@@ -1,5 +1,6 @@
-"""A PEP 503 / PEP 691 simple index and a JSON API, rendered from DuckDB and written as
-static files, so a plain web server (or ``pypi-assets serve``) can serve a pip-installable
+"""The index writer: the simple pages (:mod:`pypi_assets.pypi.simple`) and the JSON API
+(:mod:`pypi_assets.pypi.warehouse`) of the selected projects, rendered from DuckDB and written
+as static files, so a plain web server (or ``pypi-assets serve``) can serve a pip-installable
 mirror that other mirrors can mirror in turn.
 
 Layout under the web root (bandersnatch's, so its nginx configs carry over)::
@@ -15,7 +16,6 @@ or whose selection changed since their pages were written are rendered again.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -23,29 +23,28 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Collection, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
 
 from ..pypi.names import check_project_name
+from ..pypi.simple import IndexOptions, render_project, render_root
 from ..pypi.warehouse import render_json_api
-from .duckdb_store import MetadataStore
+from ..store.duckdb_store import IndexedProject, MetadataStore
 
 __all__ = [
     "INDEX_OWNER",
+    "IndexOptions",
     "IndexOwnedElsewhere",
     "IndexReport",
     "claim_index",
     "index_owner",
     "missing_pages",
-    "render_project",
     "write_index",
 ]
 
@@ -57,30 +56,8 @@ log = logging.getLogger(__name__)
 _STARTED = time.time()
 _TMP = re.compile(r"^\.tmp-[0-9a-f]{16}$")
 DEFAULT_MAX_DELETE_SHARE = 0.05
-
-API_VERSION = "1.1"
-JSON_CT = "application/vnd.pypi.simple.v1+json"
-HTML_CT = "application/vnd.pypi.simple.v1+html"
-
-_FILE_COLUMNS = (
-    "filename, key, sha256, size, upload_time, yanked, yanked_reason, file_requires_python, "
-    "core_metadata_sha256, release_version, packagetype, python_version, md5, blake2b_256"
-)
-
-
-@dataclass(frozen=True)
-class IndexOptions:
-    """bandersnatch's ``[mirror]`` options for the index: ``root_uri`` (absolute file URLs in
-    the JSON), ``simple-format`` (ALL, HTML or JSON), ``digest_name`` (the URL fragment's
-    hash) and ``core-metadata`` (advertise PEP 658 files)."""
-
-    root_uri: str = ""
-    formats: str = "ALL"
-    digest: str = "sha256"
-    core_metadata: bool = True
-
-    def key(self) -> str:
-        return f"{self.root_uri}|{self.formats}|{self.digest}|{self.core_metadata}"
+_BATCH = 1000  # projects per query when writing pages
+_DEFAULT_OPTIONS = IndexOptions()
 
 
 @dataclass
@@ -93,12 +70,6 @@ class IndexReport:
     kept: list[str] = field(default_factory=list)
     #: stale temporary files of an interrupted writer, removed
     cleaned: int = 0
-
-
-def _iso(t: datetime | None) -> str | None:
-    if t is None:
-        return None
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -152,108 +123,21 @@ def _write_pages(web: Path, name: str, pages: dict[str, bytes]) -> int:
     return cleaned
 
 
-def _version_key(v: str) -> tuple[int, Any]:
-    try:
-        return (1, Version(v))
-    except InvalidVersion:
-        return (0, v)
-
-
-def render_project(
-    name: str,
-    display: str,
-    serial: int,
-    files: list[dict[str, Any]],
-    versions: Iterable[str],
-    options: IndexOptions = IndexOptions(),
-) -> dict[str, bytes]:
-    """The project's simple pages (HTML and JSON) as ``{relative path: bytes}``."""
-    root_uri = options.root_uri
-    ordered = sorted(set(versions), key=_version_key)
-    jfiles = []
-    anchors = []
-    for f in files:
-        algo = "md5" if options.digest == "md5" and f.get("md5") else "sha256"
-        url = f"../../{f['key']}#{algo}={f[algo]}"
-        core = f["core_metadata_sha256"] if options.core_metadata else None
-        meta: Any = {"sha256": core} if core else False
-        yanked: Any = (f["yanked_reason"] or True) if f["yanked"] else False
-        jfiles.append(
-            {
-                "filename": f["filename"],
-                "url": f"{root_uri}/{f['key']}" if root_uri else url,
-                "hashes": {"sha256": f["sha256"]},
-                "requires-python": f["file_requires_python"],
-                "size": f["size"],
-                "upload-time": _iso(f["upload_time"]),
-                "yanked": yanked,
-                "core-metadata": meta,
-                "data-dist-info-metadata": meta,
-            }
-        )
-        attrs = [f'href="{html.escape(url)}"']
-        if f["file_requires_python"]:
-            attrs.append(f'data-requires-python="{html.escape(f["file_requires_python"])}"')
-        if core:
-            attrs.append(f'data-dist-info-metadata="sha256={core}"')
-            attrs.append(f'data-core-metadata="sha256={core}"')
-        if f["yanked"]:
-            attrs.append(f'data-yanked="{html.escape(f["yanked_reason"] or "")}"')
-        anchors.append(f"    <a {' '.join(attrs)}>{html.escape(f['filename'])}</a><br />")
-    page = {
-        "meta": {"api-version": API_VERSION, "_last-serial": serial},
-        "name": name,
-        "versions": ordered,
-        "files": jfiles,
-    }
-    body = "\n".join(
-        [
-            "<!DOCTYPE html>",
-            "<html>",
-            "  <head>",
-            f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
-            f"    <title>Links for {html.escape(display)}</title>",
-            "  </head>",
-            "  <body>",
-            f"    <h1>Links for {html.escape(display)}</h1>",
-            *anchors,
-            "  </body>",
-            "</html>",
-            f"<!--SERIAL {serial}-->",
-            "",
-        ]
-    ).encode()
-    data = json.dumps(page, sort_keys=True).encode()
-    base = f"simple/{name}"
-    out: dict[str, bytes] = {}
-    if options.formats in ("ALL", "HTML"):
-        out[f"{base}/index.html"] = out[f"{base}/index.v1_html"] = body
-    if options.formats in ("ALL", "JSON"):
-        out[f"{base}/index.v1_json"] = data
-    return out
-
-
-_BATCH = 1000  # projects per query when writing pages
-
-
 def _project_pages(
-    name: str,
-    display: str,
-    serial: int,
-    latest: str | None,
-    info: str | None,
+    project: IndexedProject,
     files: list[dict[str, Any]],
     rels: dict[str, Any],
     options: IndexOptions,
 ) -> dict[str, bytes]:
+    name, serial, info = project.name, project.serial, project.info
     versions = {f["release_version"] for f in files}
-    pages = render_project(name, display, serial, files, versions, options)
+    pages = render_project(name, project.display_name, serial, files, versions, options)
     pages.update(
         render_json_api(
             name,
             serial,
             json.loads(info) if info else None,
-            latest,
+            project.latest_version,
             rels,
             files,
             root_uri=options.root_uri,
@@ -280,7 +164,7 @@ def _fetchable(url: str | None) -> bool:
 def write_index(
     store: MetadataStore,
     web: Path,
-    options: IndexOptions = IndexOptions(),
+    options: IndexOptions = _DEFAULT_OPTIONS,
     *,
     everything: bool = False,
     lazy: bool = False,
@@ -305,75 +189,88 @@ def write_index(
     options = IndexOptions(root_uri, options.formats, options.digest, options.core_metadata)
     mode = "lazy" if lazy else "stored"
     selection = _selection_hash(store) + "|" + options.key() + "|" + mode
+    report.cleaned += _begin(store, web)
+    rows = store.index_projects()
+    todo = [
+        r for r in rows if everything or r.page_serial != r.serial or r.page_selection != selection
+    ]
+    report.unchanged = len(rows) - len(todo)
+    _write_projects(store, web, todo, options, lazy, report)
+    # pages of projects that left the selection or vanished upstream
+    gone = _gone(store, {r.name for r in rows}, removed, max_delete_share, report)
+    _delete_pages(web, gone, report)
+    store.record_pages(gone, [(r.name, r.serial) for r in todo], selection)
+    report.serial = _finish_root(
+        store, web, rows, options.formats, bool(todo or gone or everything)
+    )
+    return report
+
+
+def _begin(store: MetadataStore, web: Path) -> int:
+    """Mark a write as started, after removing what an interrupted one left behind. Returns
+    the count of stale temporary files removed."""
+    cleaned = 0
     if store.get_meta("index_write_started"):
         # the last write was cut off: its temporary files can be in any project's directory
-        report.cleaned += _clean_tmp(web / "simple", recursive=True)
-        report.cleaned += _clean_tmp(web / "pypi", recursive=True)
+        cleaned += _clean_tmp(web / "simple", recursive=True)
+        cleaned += _clean_tmp(web / "pypi", recursive=True)
     store.set_meta(index_write_started=str(int(time.time())))
-    report.cleaned += _clean_tmp(web / "simple")
-    rows = store.query(
-        "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, sp.selection "
-        "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
-        "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.status = 'ok' ORDER BY p.name"
-    )
-    listed = {r[0] for r in rows}
-    todo = [r for r in rows if everything or r[5] != r[2] or r[6] != selection]
-    report.unchanged = len(rows) - len(todo)
+    return cleaned + _clean_tmp(web / "simple")
+
+
+def _write_projects(
+    store: MetadataStore,
+    web: Path,
+    todo: Sequence[IndexedProject],
+    options: IndexOptions,
+    lazy: bool,
+    report: IndexReport,
+) -> None:
+    """Render and write the pages of ``todo``, a batch of projects per query."""
     # File creation costs milliseconds on some filesystems: projects are written in parallel.
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="index")
-    writes = []
-    cols = [c.strip() for c in _FILE_COLUMNS.split(",")]
-    select = ", ".join(
-        "k.key"
-        if c == "key"
-        else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE m.key = k.key || '.metadata') "
-        "THEN d.core_metadata_sha256 END AS core_metadata_sha256"
-        if c == "core_metadata_sha256" and not lazy
-        else f"d.{c}"
-        for c in cols
-    )
-    stored = "" if lazy else "AND EXISTS (SELECT 1 FROM blobs b WHERE b.key = k.key) "
+    writes: list[Future[int]] = []
     for start in range(0, len(todo), _BATCH):
-        batch = todo[start : start + _BATCH]
-        names = [r[0] for r in batch]
-        # one query per batch of projects, not per project: the selection is a join
-        files_of: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-        for r in store.query(
-            f"SELECT k.project, k.url, {select} FROM selected_blob_keys k JOIN distributions d "
-            "ON d.project = k.project AND d.filename = k.filename "
-            f"WHERE k.project IN (SELECT unnest($1::VARCHAR[])) {stored}"
-            "ORDER BY k.project, d.filename",
-            [names],
-        ):
-            if lazy and not _fetchable(r[1]):
-                continue
-            files_of[r[0]].append(dict(zip(cols, r[2:], strict=True)))
-        rels_of: dict[str, dict[str, Any]] = {n: {} for n in names}
-        for project, version, rinfo in store.query(
-            "SELECT project, version, info FROM releases "
-            "WHERE project IN (SELECT unnest($1::VARCHAR[]))",
-            [names],
-        ):
-            rels_of[project][version] = json.loads(rinfo) if rinfo else None
-        for name, display, serial, latest, info, *_ in batch:
-            check_project_name(display)
-            if canonicalize_name(name) != name:
-                raise ValueError(f"stored project name {name!r} is not normalised")
-            files, rels = files_of[name], rels_of[name]
-            writes.append(
-                pool.submit(
-                    _write_pages,
-                    web,
-                    name,
-                    _project_pages(name, display, serial, latest, info, files, rels, options),
-                )
-            )
+        for name, pages in _render_batch(store, todo[start : start + _BATCH], options, lazy):
+            writes.append(pool.submit(_write_pages, web, name, pages))
             report.written.append(name)
     with pool:
         for w in writes:
             report.cleaned += w.result()  # re-raise any write error before recording them
-    # pages of projects that left the selection or vanished upstream
-    written = [r[0] for r in store.query("SELECT project FROM simple_pages")]
+
+
+def _render_batch(
+    store: MetadataStore, batch: Sequence[IndexedProject], options: IndexOptions, lazy: bool
+) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """``(name, pages)`` of each project of ``batch``, in order."""
+    names = [r.name for r in batch]
+    # one query per batch of projects, not per project: the selection is a join
+    files_of: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for project, url, f in store.index_files(names, lazy=lazy):
+        if lazy and not _fetchable(url):
+            continue
+        files_of[project].append(f)
+    rels_of: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for project, version, rinfo in store.release_infos(names):
+        rels_of[project][version] = json.loads(rinfo) if rinfo else None
+    for r in batch:
+        check_project_name(r.display_name)
+        if canonicalize_name(r.name) != r.name:
+            raise ValueError(f"stored project name {r.name!r} is not normalised")
+        yield r.name, _project_pages(r, files_of[r.name], rels_of[r.name], options)
+
+
+def _gone(
+    store: MetadataStore,
+    listed: set[str],
+    removed: Collection[str],
+    max_delete_share: float,
+    report: IndexReport,
+) -> list[str]:
+    """The written projects whose pages are to be removed: those no longer listed, unless
+    they are more than ``max_delete_share`` of them (then kept, in ``report.kept``), plus
+    the confirmed ``removed`` ones."""
+    written = store.written_pages()
     gone = [name for name in written if name not in listed]
     vetted = set(removed)
     confirmed = [name for name in gone if name in vetted]
@@ -388,72 +285,38 @@ def write_index(
             100 * max_delete_share,
         )
         report.kept, gone = gone, []
-    gone += confirmed
+    return gone + confirmed
+
+
+def _delete_pages(web: Path, gone: Iterable[str], report: IndexReport) -> None:
     for name in gone:
         for sub in ("simple", "pypi"):
             target = web / sub / name
             if target.is_dir() and target.resolve().parent == (web / sub).resolve():
                 shutil.rmtree(target)
         report.deleted.append(name)
-    with store.transaction() as con:
-        if gone:
-            con.execute(
-                "DELETE FROM simple_pages WHERE project IN (SELECT unnest($1::VARCHAR[]))", [gone]
-            )
-        if todo:
-            con.executemany(
-                "INSERT OR REPLACE INTO simple_pages VALUES (?, ?, ?)",
-                [(r[0], r[2], selection) for r in todo],
-            )
-    serial = store.listing_serial()
-    report.serial = serial
+
+
+def _finish_root(
+    store: MetadataStore, web: Path, rows: list[IndexedProject], formats: str, changed: bool
+) -> int:
+    """Rewrite the root when a project ``changed`` or it is due, mark the write complete,
+    and return the global serial the root carries."""
+    serial = int(store.get_meta("upstream_serial") or 0)
     # The root carries the global serial: rewrite it when that moved, even with no project
     # changed (after a stale listing, say), so it never keeps announcing an older one.
     root_serial = store.get_meta("index_root_serial")
-    if (
-        todo
-        or gone
-        or everything
-        or root_serial != str(serial)
-        or bool(missing_pages(web, (), options.formats))
-    ):
-        _write_root(web, [(r[0], r[1], r[2]) for r in rows], serial, options.formats)
+    if changed or root_serial != str(serial) or bool(missing_pages(web, (), formats)):
+        _write_root(web, [(r.name, r.display_name, r.serial) for r in rows], serial, formats)
     store.set_meta(index_write_started="", index_root_serial=str(serial))
-    return report
+    return serial
 
 
 def _write_root(
     web: Path, projects: list[tuple[str, str, int]], serial: int, formats: str = "ALL"
 ) -> None:
-    data = {
-        "meta": {"api-version": API_VERSION, "_last-serial": serial},
-        "projects": [{"name": display, "_last-serial": s} for _n, display, s in projects],
-    }
-    links = [
-        f'    <a href="{quote(name)}/">{html.escape(display)}</a><br />'
-        for name, display, _s in projects
-    ]
-    body = "\n".join(
-        [
-            "<!DOCTYPE html>",
-            "<html>",
-            "  <head>",
-            f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
-            "    <title>Simple index</title>",
-            "  </head>",
-            "  <body>",
-            *links,
-            "  </body>",
-            "</html>",
-            f"<!--SERIAL {serial}-->",
-            "",
-        ]
-    ).encode()
-    if formats in ("ALL", "JSON"):
-        _write(web / "simple" / "index.v1_json", json.dumps(data).encode())
-    # the root is always in HTML too: it is what a browser or a plain web server shows
-    _write(web / "simple" / "index.v1_html", body)
-    _write(web / "simple" / "index.html", body)
+    for rel, data in render_root(projects, serial, formats).items():
+        _write(web / rel, data)
 
 
 # ---------------------------------------------------------------------- ownership
