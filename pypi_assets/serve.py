@@ -43,7 +43,7 @@ from packaging.utils import canonicalize_name
 
 from .pypi import ClientConfig, PyPIClient, UnsafeValue
 from .pypi.names import is_valid_project_name
-from .store.blobs import BlobStore, S3BlobStore, check_key
+from .store.blobs import BlobStore, S3BlobStore, check_key, file_key_of, is_metadata_key
 from .store.index import HTML_CT, JSON_CT
 from .store.snapshot import current_snapshot
 from .sync.files import fetch_blob
@@ -620,9 +620,7 @@ class MirrorServer:
         if size is None:
             return _error(404, "Not Found")
         extra = {
-            "Content-Type": "text/plain"
-            if key.endswith(".metadata")
-            else "application/octet-stream",
+            "Content-Type": "text/plain" if is_metadata_key(key) else "application/octet-stream",
             "Cache-Control": _IMMUTABLE,
             "Accept-Ranges": "bytes",
         }
@@ -654,8 +652,8 @@ class MirrorServer:
                 self._snap = (snap, duckdb.connect(str(snap), read_only=True))
             cur = self._snap[1].cursor()
         try:
-            meta = key.endswith(".metadata")
-            base = key.removesuffix(".metadata")
+            meta = is_metadata_key(key)
+            base = file_key_of(key)
             row = cur.execute(
                 "SELECT project, filename, url, sha256, size, core_metadata_sha256 "
                 "FROM selected_blob_keys WHERE key = ?",

@@ -36,6 +36,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..pypi.names import check_project_name
 from ..pypi.records import warehouse_file
+from .blobs import metadata_key_sql
 from .duckdb_store import MetadataStore
 
 __all__ = [
@@ -381,7 +382,8 @@ def write_index(
     select = ", ".join(
         "k.key"
         if c == "key"
-        else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE m.key = k.key || '.metadata') "
+        else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE "
+        f"m.key = {metadata_key_sql('k.key')} AND m.sha256 = d.core_metadata_sha256) "
         "THEN d.core_metadata_sha256 END AS core_metadata_sha256"
         if c == "core_metadata_sha256" and not lazy
         else f"d.{c}"
