@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from pypi_assets.fake import FakeUpstream
+from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.filters import MirrorConfig, loads
 from pypi_assets.sync.pipeline import SyncReport, run_sync
 from pypi_assets.sync.settings import Settings
@@ -88,3 +88,16 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def big_description(idx: FakeIndex, size: int) -> tuple[str, int]:
+    """The release, its description and its METADATA file's size."""
+    idx.add_project("big-description")
+    rel = idx.add_release("big-description", "1.0", wheels=1, core_metadata=True)
+    unit = "Lorem ipsum dolor sit amet, caf\u00e9 na\u00efve \u00fcber. "
+    text = (unit * (size // len(unit.encode()) + 1))[: size // 2]
+    rel.info["description"] = text
+    for f in rel.files:
+        if f.filename.endswith(".whl"):
+            f.metadata = f.metadata.split(b"\n\n", 1)[0] + b"\n\n" + text.encode()
+    return text, max(len(f.metadata) for f in rel.files)
