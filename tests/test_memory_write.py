@@ -7,17 +7,11 @@ the write step costs. The bound is twice the largest body the fetch read. No tim
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from pypi_assets.fake import FakeIndex, FakeUpstream
-
-from .helpers import big_description
+from .helpers import run_big_description_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,22 +62,7 @@ def _can_reset_peak() -> bool:
     "about 14x the body",
 )
 def test_writing_a_big_description_stays_within_twice_the_body(tmp_path: Path) -> None:
-    idx = FakeIndex.generate(2)
-    _text, largest = big_description(idx, 5 * 1024 * 1024)
-    small = sorted(n for n in idx.projects if n != "big-description")[0]
-    with FakeUpstream(idx) as up:
-        for path in ("/pypi/big-description/json", "/pypi/big-description/1.0/json"):
-            with urllib.request.urlopen(up.url + path) as r:  # loopback only
-                largest = max(largest, len(r.read()))
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, up.url, small, str(tmp_path / "m.duckdb")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
-        )
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got, _text, largest = run_big_description_child(CHILD, str(tmp_path / "m.duckdb"), timeout=300)
     assert got["stored"] >= 1
     grew = got["peak"] - got["base"]
     # a clear margin over 2x: allocator slack must not decide the outcome
