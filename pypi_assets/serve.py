@@ -43,7 +43,7 @@ from packaging.utils import canonicalize_name
 from .pypi import ClientConfig, PyPIClient, UnsafeValue
 from .pypi.names import is_valid_project_name
 from .pypi.simple import HTML_CT, JSON_CT, negotiate, serial_comment
-from .store.blobs import BlobStore, S3BlobStore, check_key
+from .store.blobs import BlobStore, S3BlobStore, check_key, file_key_of, is_metadata_key
 from .store.readers import SelectedBlob, SnapshotReader
 from .sync.files import fetch_blob
 
@@ -591,9 +591,7 @@ class MirrorServer:
         if size is None:
             return _error(404, "Not Found")
         extra = {
-            "Content-Type": "text/plain"
-            if key.endswith(".metadata")
-            else "application/octet-stream",
+            "Content-Type": "text/plain" if is_metadata_key(key) else "application/octet-stream",
             "Cache-Control": _IMMUTABLE,
             "Accept-Ranges": "bytes",
         }
@@ -619,8 +617,8 @@ class MirrorServer:
             if self._reader is None:
                 self._reader = SnapshotReader(self.db)
             reader = self._reader
-        meta = key.endswith(".metadata")
-        row: SelectedBlob | None = reader.selected_blob(key.removesuffix(".metadata"))
+        meta = is_metadata_key(key)
+        row: SelectedBlob | None = reader.selected_blob(file_key_of(key))
         if row is None:
             return None
         project, filename, url, sha, size, meta_sha = row

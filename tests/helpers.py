@@ -12,7 +12,7 @@ from typing import Any
 
 import duckdb
 
-from pypi_assets.fake import FakeUpstream
+from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.filters import MirrorConfig, loads
 from pypi_assets.sync.reports import SyncReport
 from pypi_assets.sync.run import run_sync
@@ -89,3 +89,44 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def big_description(idx: FakeIndex, size: int) -> tuple[str, int]:
+    """The release, its description and its METADATA file's size."""
+    idx.add_project("big-description")
+    rel = idx.add_release("big-description", "1.0", wheels=1, core_metadata=True)
+    unit = "Lorem ipsum dolor sit amet, caf\u00e9 na\u00efve \u00fcber. "
+    text = (unit * (size // len(unit.encode()) + 1))[: size // 2]
+    rel.info["description"] = text
+    for f in rel.files:
+        if f.filename.endswith(".whl"):
+            f.metadata = f.metadata.split(b"\n\n", 1)[0] + b"\n\n" + text.encode()
+    return text, max(len(f.metadata) for f in rel.files)
+
+
+def run_big_description_child(
+    child: str, *args: str, timeout: float = 120
+) -> tuple[dict[str, Any], str, int]:
+    """Serve a fake upstream with a 5 MB description (:func:`big_description`) and a small
+    project, and run ``child`` (Python source) in a fresh interpreter with the upstream's
+    URL, the small project's name and ``args``. Returns the child's last line of output
+    (JSON), the description and the largest body a fetch of the project reads."""
+    import json
+    import urllib.request
+
+    idx = FakeIndex.generate(2)
+    text, largest = big_description(idx, 5 * 1024 * 1024)
+    small = sorted(n for n in idx.projects if n != "big-description")[0]
+    with FakeUpstream(idx) as up:
+        for path in ("/pypi/big-description/json", "/pypi/big-description/1.0/json"):
+            with urllib.request.urlopen(up.url + path) as r:  # loopback only
+                largest = max(largest, len(r.read()))
+        out = subprocess.run(
+            [sys.executable, "-c", child, up.url, small, *args],
+            cwd=Path(__file__).resolve().parents[1],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=timeout,
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1]), text, largest

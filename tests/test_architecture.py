@@ -196,10 +196,10 @@ def test_every_module_belongs_to_a_layer() -> None:
             "store/ imports",
         ),
         ("pypi_assets.store", "from ..defs import defs", "store/ imports"),
-        ("pypi_assets.sync.pipeline", "from .. import cli", "application layer"),
+        ("pypi_assets.sync.run", "from .. import cli", "application layer"),
         ("pypi_assets.sync.files", "from ..fake import FakeUpstream", "application layer"),
         (
-            "pypi_assets.sync.pipeline",
+            "pypi_assets.sync.run",
             "from ..defs.resources import StoreResource",
             "imports defs/",
         ),
@@ -223,7 +223,7 @@ def test_the_checker_reports_a_wrong_import(module: str, source: str, rule: str)
         ("pypi_assets.pypi.client", "from .._version import __version__\nimport httpx"),
         ("pypi_assets.store.blobs", "from ..pypi.names import x\nimport duckdb"),
         (
-            "pypi_assets.sync.pipeline",
+            "pypi_assets.sync.run",
             "from ..store import DuckDBStore\nfrom ..filters import loads",
         ),
         ("pypi_assets.defs.mirror.assets", "import dagster as dg\nfrom ..resources import R"),

@@ -8,16 +8,14 @@ connection are not counted). The peak of traced memory is deterministic: no timi
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pypi_assets.fake import FakeIndex, FakeUpstream
+from pypi_assets.fake import FakeUpstream
+
+from .helpers import run_big_description_child
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,36 +40,8 @@ asyncio.run(main())
 """
 
 
-def _big_description(idx: FakeIndex, size: int) -> tuple[str, int]:
-    """The release, its description and its METADATA file's size."""
-    idx.add_project("big-description")
-    rel = idx.add_release("big-description", "1.0", wheels=1, core_metadata=True)
-    unit = "Lorem ipsum dolor sit amet, caf\u00e9 na\u00efve \u00fcber. "
-    text = (unit * (size // len(unit.encode()) + 1))[: size // 2]
-    rel.info["description"] = text
-    for f in rel.files:
-        if f.filename.endswith(".whl"):
-            f.metadata = f.metadata.split(b"\n\n", 1)[0] + b"\n\n" + text.encode()
-    return text, max(len(f.metadata) for f in rel.files)
-
-
 def test_big_description_peaks_at_twice_the_largest_body() -> None:
-    idx = FakeIndex.generate(2)
-    text, largest = _big_description(idx, 5 * 1024 * 1024)
-    small = sorted(n for n in idx.projects if n != "big-description")[0]
-    with FakeUpstream(idx) as up:
-        for path in ("/pypi/big-description/json", "/pypi/big-description/1.0/json"):
-            with urllib.request.urlopen(up.url + path) as r:  # loopback only
-                largest = max(largest, len(r.read()))
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, up.url, small],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got, text, largest = run_big_description_child(CHILD)
     assert got["len"] == len(text)
     assert got["sources"] == ["core-metadata", "version-json"]
     assert got["copies"] == 1  # the result holds one copy of the description

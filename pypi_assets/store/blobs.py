@@ -28,7 +28,13 @@ __all__ = [
     "LocalBlobStore",
     "S3BlobStore",
     "blob_key",
+    "blob_key_sql",
     "check_key",
+    "file_key_of",
+    "is_metadata_key",
+    "key_digest",
+    "metadata_key",
+    "metadata_key_sql",
     "open_blob_store",
     "other_databases",
     "register_database",
@@ -39,12 +45,55 @@ _KEY = re.compile(r"^packages/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{60})/([^/\\]
 CHUNK = 1 << 20
 
 
+def _key_of(digest: str, filename: str) -> str:
+    """The one layout of a key: ``packages/aa/bb/<rest of the digest>/<filename>``."""
+    return f"packages/{digest[:2]}/{digest[2:4]}/{digest[4:]}/{filename}"
+
+
 def blob_key(filename: str, blake2b_256: str | None, sha256: str) -> str:
     """PyPI's path for a file: the blake2b-256 digest when known (as PyPI), else sha256."""
     digest = blake2b_256 if blake2b_256 and _HEX.match(blake2b_256) else sha256
     if not _HEX.match(digest):
         raise UnsafeValue(f"malformed digest {digest!r}")
-    return f"packages/{digest[:2]}/{digest[2:4]}/{digest[4:]}/{check_filename(filename)}"
+    return _key_of(digest, check_filename(filename))
+
+
+def blob_key_sql(digest: str, filename: str) -> str:
+    """:func:`blob_key` as a SQL expression over a digest and a filename column (the
+    ``selected_blob_keys`` view), so the database derives keys by the same formula."""
+    d = digest
+    return (
+        f"'packages/' || substr({d}, 1, 2) || '/' || substr({d}, 3, 2) || '/' "
+        f"|| substr({d}, 5) || '/' || {filename}"
+    )
+
+
+METADATA_SUFFIX = ".metadata"
+
+
+def metadata_key(file_key: str) -> str:
+    """The key of a file's PEP 658 ``.metadata``: beside the file, as PEP 658 serves it."""
+    return file_key + METADATA_SUFFIX
+
+
+def metadata_key_sql(file_key: str) -> str:
+    """:func:`metadata_key` as a SQL expression over a key column."""
+    return f"({file_key} || '{METADATA_SUFFIX}')"
+
+
+def is_metadata_key(key: str) -> bool:
+    return key.endswith(METADATA_SUFFIX)
+
+
+def file_key_of(key: str) -> str:
+    """The key of the file a key belongs to: itself, or the file a ``.metadata`` describes."""
+    return key.removesuffix(METADATA_SUFFIX)
+
+
+def key_digest(key: str) -> str:
+    """The hex digest a key is built from (the inverse of the layout of :func:`blob_key`)."""
+    parts = key.split("/")
+    return parts[1] + parts[2] + parts[3]
 
 
 def check_key(key: str) -> str:

@@ -22,34 +22,33 @@ def _scalar(store: MetadataStore, sql: str) -> int:
     return int(store.query(sql)[0][0])
 
 
-def run_checks(
-    store: MetadataStore, expected_selection: set[tuple[str, str]] | None
-) -> list[CheckOutcome]:
-    out: list[CheckOutcome] = []
+def _check_duplicates(store: MetadataStore) -> CheckOutcome:
     dups = store.query(
         "SELECT filename, count(*) FROM distributions GROUP BY filename HAVING count(*) > 1 ORDER BY 2 DESC LIMIT 20"
     )
-    out.append(
-        CheckOutcome(
-            "no_duplicate_filenames",
-            not dups,
-            "every filename appears once",
-            {"duplicates": len(dups), "sample": [r[0] for r in dups]},
-        )
+    return CheckOutcome(
+        "no_duplicate_filenames",
+        not dups,
+        "every filename appears once",
+        {"duplicates": len(dups), "sample": [r[0] for r in dups]},
     )
+
+
+def _check_hashes(store: MetadataStore) -> CheckOutcome:
     bad_hash = store.query(
         "SELECT filename FROM distributions WHERE NOT regexp_full_match(sha256, '[0-9a-f]{64}') "
         "OR (md5 IS NOT NULL AND NOT regexp_full_match(md5, '[0-9a-f]{32}')) "
         "OR (blake2b_256 IS NOT NULL AND NOT regexp_full_match(blake2b_256, '[0-9a-f]{64}')) LIMIT 20"
     )
-    out.append(
-        CheckOutcome(
-            "hashes_well_formed",
-            not bad_hash,
-            "sha256/md5/blake2b_256 are lowercase hex of the right length",
-            {"bad": len(bad_hash), "sample": [r[0] for r in bad_hash]},
-        )
+    return CheckOutcome(
+        "hashes_well_formed",
+        not bad_hash,
+        "sha256/md5/blake2b_256 are lowercase hex of the right length",
+        {"bad": len(bad_hash), "sample": [r[0] for r in bad_hash]},
     )
+
+
+def _check_serials(store: MetadataStore) -> CheckOutcome:
     upstream = store.known_serial()
     ahead = store.query(
         "SELECT p.name, p.serial, u.serial FROM projects p JOIN upstream_projects u ON u.name = p.name "
@@ -57,29 +56,30 @@ def run_checks(
     )
     top = _scalar(store, "SELECT coalesce(max(serial), 0) FROM projects")
     ok = not ahead and (upstream == 0 or top <= upstream)
-    out.append(
-        CheckOutcome(
-            "stored_serial_not_ahead_of_upstream",
-            ok,
-            "no stored project serial is newer than upstream lists it",
-            {"ahead": len(ahead), "max_stored_serial": top, "upstream_serial": upstream},
-        )
+    return CheckOutcome(
+        "stored_serial_not_ahead_of_upstream",
+        ok,
+        "no stored project serial is newer than upstream lists it",
+        {"ahead": len(ahead), "max_stored_serial": top, "upstream_serial": upstream},
     )
-    if expected_selection is not None:
-        actual = {(r[0], r[1]) for r in store.query("SELECT project, filename FROM selected_files")}
-        missing, extra = expected_selection - actual, actual - expected_selection
-        out.append(
-            CheckOutcome(
-                "selection_matches_filters",
-                not missing and not extra,
-                "selected_distributions equals the current filters' output",
-                {
-                    "missing": len(missing),
-                    "extra": len(extra),
-                    "sample": sorted(f for _p, f in (missing | extra))[:20],
-                },
-            )
-        )
+
+
+def _check_selection(store: MetadataStore, expected: set[tuple[str, str]]) -> CheckOutcome:
+    actual = {(r[0], r[1]) for r in store.query("SELECT project, filename FROM selected_files")}
+    missing, extra = expected - actual, actual - expected
+    return CheckOutcome(
+        "selection_matches_filters",
+        not missing and not extra,
+        "selected_distributions equals the current filters' output",
+        {
+            "missing": len(missing),
+            "extra": len(extra),
+            "sample": sorted(f for _p, f in (missing | extra))[:20],
+        },
+    )
+
+
+def _check_dependencies(store: MetadataStore) -> CheckOutcome:
     external = _scalar(
         store,
         "SELECT count(DISTINCT dep_project) FROM dependencies d WHERE dep_project IS NOT NULL AND NOT EXISTS "
@@ -91,26 +91,35 @@ def run_checks(
         store,
         "SELECT count(DISTINCT dep_project) FROM dependencies d WHERE EXISTS (SELECT 1 FROM projects p WHERE p.name = d.dep_project)",
     )
-    out.append(
-        CheckOutcome(
-            "dependencies_resolve",
-            True,
-            "dependencies reference mirrored or upstream-listed projects; the rest are flagged external",
-            {"mirrored_targets": mirrored, "external_targets": external, "unparseable": unparsed},
-        )
+    return CheckOutcome(
+        "dependencies_resolve",
+        True,
+        "dependencies reference mirrored or upstream-listed projects; the rest are flagged external",
+        {"mirrored_targets": mirrored, "external_targets": external, "unparseable": unparsed},
     )
+
+
+def _check_releases(store: MetadataStore) -> CheckOutcome:
     lacking = store.query(
         "SELECT s.name FROM selected_projects s JOIN upstream_projects u ON u.name = s.name "
         "LEFT JOIN projects p ON p.name = s.name "
         "WHERE p.name IS NULL OR (p.status = 'ok' AND NOT EXISTS (SELECT 1 FROM releases r WHERE r.project = s.name)) "
         "ORDER BY 1 LIMIT 20"
     )
-    out.append(
-        CheckOutcome(
-            "selected_projects_have_releases",
-            not lacking,
-            "every selected, listed, non-removed project is stored with its releases",
-            {"lacking": len(lacking), "sample": [r[0] for r in lacking]},
-        )
+    return CheckOutcome(
+        "selected_projects_have_releases",
+        not lacking,
+        "every selected, listed, non-removed project is stored with its releases",
+        {"lacking": len(lacking), "sample": [r[0] for r in lacking]},
     )
+
+
+def run_checks(
+    store: MetadataStore, expected_selection: set[tuple[str, str]] | None
+) -> list[CheckOutcome]:
+    """Every check, in a fixed order (the selection check only with an expected selection)."""
+    out = [_check_duplicates(store), _check_hashes(store), _check_serials(store)]
+    if expected_selection is not None:
+        out.append(_check_selection(store, expected_selection))
+    out.extend([_check_dependencies(store), _check_releases(store)])
     return out

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from .duckdb_store import MetadataStore, _insert
+from .duckdb_store import MetadataStore, _insert, migrate
+from .schema import Table, declare
 
 __all__ = ["DERIVED", "refresh_derived"]
 
@@ -55,9 +56,20 @@ VIEWS: dict[str, str] = {
 #: Every derived relation, for docs and checks.
 DERIVED = (*VIEWS, "wheel_tags")
 
-WHEEL_TAGS_DDL = """CREATE TABLE IF NOT EXISTS wheel_tags (
-    project VARCHAR, filename VARCHAR, interpreter VARCHAR, abi VARCHAR, platform VARCHAR, build VARCHAR
-)"""
+WHEEL_TAGS: Table = declare(
+    "wheel_tags",
+    """
+    project VARCHAR
+    filename VARCHAR
+    interpreter VARCHAR
+    abi VARCHAR
+    platform VARCHAR
+    build VARCHAR
+    """,
+)
+
+
+WHEEL_TAGS_DDL = WHEEL_TAGS.ddl()
 
 
 def _tags(filename: str) -> list[tuple[str, str, str, str | None]]:
@@ -74,7 +86,7 @@ def refresh_derived(store: MetadataStore) -> dict[str, int]:
     with store.transaction() as con:
         for sql in VIEWS.values():
             con.execute(sql)
-        con.execute(WHEEL_TAGS_DDL)
+        migrate(con, (WHEEL_TAGS,))
         con.execute(
             "DELETE FROM wheel_tags w WHERE NOT EXISTS (SELECT 1 FROM distributions d WHERE d.filename = w.filename)"
         )
@@ -82,11 +94,13 @@ def refresh_derived(store: MetadataStore) -> dict[str, int]:
             "SELECT project, filename FROM distributions d WHERE packagetype = 'bdist_wheel' "
             "AND NOT EXISTS (SELECT 1 FROM wheel_tags w WHERE w.filename = d.filename)"
         ).fetchall()
-        rows = [(p, f, *tag) for p, f in todo for tag in _tags(f)]
         _insert(
             con,
-            "wheel_tags",
-            ("project", "filename", "interpreter", "abi", "platform", "build"),
-            rows,
+            WHEEL_TAGS,
+            (
+                dict(zip(WHEEL_TAGS.names, (p, f, *tag), strict=True))
+                for p, f in todo
+                for tag in _tags(f)
+            ),
         )
     return {name: int(store.query(f"SELECT count(*) FROM {name}")[0][0]) for name in DERIVED}

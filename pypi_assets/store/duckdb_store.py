@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,25 +28,72 @@ from ..pypi.records import (
     UpstreamListing,
 )
 from ..pypi.requirements import parse_dependency
-from .schema import DDL, DEPENDENCY_COLUMNS, MIGRATIONS, RELEASE_COLUMNS, SCHEMA_VERSION
+from .blobs import metadata_key_sql
+from .schema import (
+    BLOBS,
+    CLOSURE_PROJECTS,
+    DEPENDENCIES,
+    DISTRIBUTIONS,
+    PROJECTS,
+    RELEASES,
+    SCHEMA_VERSION,
+    SELECTED_FILES,
+    TABLES,
+    UPSTREAM_PROJECTS,
+    VIEWS,
+    Table,
+)
 
 __all__ = ["ListingShrank", "MetadataStore", "ProjectState", "WriteResult", "is_storage_error"]
 
 ProjectState = tuple[int, str]  # (serial, status)
 
+Row = Mapping[str, Any]
 
-def _insert(
-    con: duckdb.DuckDBPyConnection, table: str, cols: Sequence[str], rows: list[tuple[Any, ...]]
+
+def _insert_columns(
+    con: duckdb.DuckDBPyConnection, table: Table, columns: Mapping[str, Sequence[Any]]
 ) -> None:
     """Bulk insert: one statement with a list parameter per column (fast in DuckDB)."""
-    if not rows:
-        return
-    columns = list(zip(*rows, strict=True))
-    select = ", ".join(f"unnest(${i + 1}) AS {c}" for i, c in enumerate(cols))
-    con.execute(
-        f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM (SELECT {select})",
-        [list(c) for c in columns],
-    )
+    if set(columns) != set(table.names):
+        raise ValueError(f"{table.name}: columns {sorted(columns)} are not {list(table.names)}")
+    con.execute(table.insert_sql(), [list(columns[c]) for c in table.names])
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: Table, rows: Iterable[Row]) -> None:
+    """Bulk insert of named rows, each with exactly the table's declared columns."""
+    columns: dict[str, list[Any]] = {c: [] for c in table.names}
+    for row in rows:
+        if row.keys() != columns.keys():
+            raise ValueError(f"{table.name}: a row has columns {sorted(row)}")
+        for c, v in row.items():
+            columns[c].append(v)
+    if columns[table.names[0]]:
+        _insert_columns(con, table, columns)
+
+
+def _table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """The columns each table of the database has now."""
+    out: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_catalog = current_database()"
+    ).fetchall():
+        out.setdefault(table, set()).add(column)
+    return out
+
+
+def migrate(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = TABLES) -> list[str]:
+    """Create the declared tables that are missing, and add to each existing table the
+    declared columns it lacks (with their declared types; rows keep their data). Returns
+    the ``ALTER TABLE`` statements run."""
+    for table in tables:
+        con.execute(table.ddl())
+    present = _table_columns(con)
+    added = [s for t in tables for s in t.add_columns(present.get(t.name, set()))]
+    for stmt in added:
+        con.execute(stmt)
+    return added
 
 
 def is_storage_error(exc: BaseException) -> bool:
@@ -69,6 +116,121 @@ def _among(projects: Sequence[str] | None) -> tuple[str, list[Any]]:
     if projects is None:
         return "", []
     return "AND project IN (SELECT unnest($1::VARCHAR[]))", [list(projects)]
+
+
+def _newer(
+    con: duckdb.DuckDBPyConnection, projects: Sequence[Project], result: WriteResult
+) -> dict[str, Project]:
+    """The newest incoming state of each project that is newer than the stored one (a
+    ``missing`` or ``removed`` project is replaced whatever its serial); the others are
+    reported in ``result.skipped_older``."""
+    stored = dict(
+        con.execute(
+            "SELECT name, serial FROM projects WHERE name IN (SELECT unnest($1)) AND status = 'ok'",
+            [[p.name for p in projects]],
+        ).fetchall()
+    )
+    fresh: dict[str, Project] = {}
+    for p in projects:
+        old = stored.get(p.name)
+        if old is not None and old >= p.serial:
+            result.skipped_older.append(p.name)
+            continue
+        prev = fresh.get(p.name)
+        if prev is None or prev.serial < p.serial:
+            fresh[p.name] = p
+    return fresh
+
+
+def _info_json(info: dict[str, Any] | None) -> str | None:
+    return json.dumps(info, sort_keys=True) if info is not None else None
+
+
+def project_row(p: Project, now: datetime) -> Row:
+    """The ``projects`` row of a project as stored now."""
+    return {
+        "name": p.name,
+        "display_name": p.display_name,
+        "serial": p.serial,
+        "upstream_serial": p.serial,
+        "status": "ok",
+        "latest_version": p.latest_version,
+        "removed_serial": None,
+        "updated_at": now,
+        "info": _info_json(p.info),
+        "etag": p.etag,
+    }
+
+
+def release_rows(p: Project) -> Iterator[Row]:
+    """The ``releases`` rows of a project."""
+    wheels = Counter(d.release_version for d in p.distributions if d.packagetype == "bdist_wheel")
+    for r in p.releases:
+        info = r.info or {}
+        yield {
+            "project": p.name,
+            "version": r.version,
+            "upload_time": r.upload_time,
+            "yanked": r.yanked,
+            "yanked_reason": r.yanked_reason,
+            "file_count": r.file_count,
+            "wheel_count": wheels.get(r.version, 0),
+            "summary": info.get("summary") or None,
+            "requires_python": info.get("requires_python") or None,
+            "info": _info_json(r.info),
+        }
+
+
+def distribution_row(d: Distribution) -> Row:
+    """The ``distributions`` row of a file: its record's fields, by name."""
+    return {c: getattr(d, c) for c in DISTRIBUTIONS.names}
+
+
+def dependency_rows(project: str, d: Distribution) -> Iterator[Row]:
+    """The ``dependencies`` rows of a file: its Requires-Dist entries, parsed."""
+    for text in d.requires_dist or []:
+        dep = parse_dependency(text)
+        yield {
+            "project": project,
+            "release_version": d.release_version,
+            "filename": d.filename,
+            "requirement": dep.requirement,
+            "dep_name": dep.dep_name,
+            "dep_project": dep.dep_project,
+            "specifier": dep.specifier,
+            "extras": dep.extras,
+            "marker": dep.marker,
+            "optional": dep.optional,
+            "extra": dep.extra,
+            "parse_error": dep.parse_error,
+        }
+
+
+def _insert_projects(
+    con: duckdb.DuckDBPyConnection, projects: Sequence[Project], now: datetime
+) -> None:
+    """Insert the rows of every table for ``projects`` (whose old rows are deleted)."""
+    _insert(con, PROJECTS, (project_row(p, now) for p in projects))
+    _insert(con, RELEASES, (row for p in projects for row in release_rows(p)))
+    _insert(con, DISTRIBUTIONS, (distribution_row(d) for p in projects for d in p.distributions))
+    _insert(
+        con,
+        DEPENDENCIES,
+        (row for p in projects for d in p.distributions for row in dependency_rows(p.name, d)),
+    )
+
+
+#: Each selected file's ``.metadata`` claim: its key (``mkey``), whether a blob is recorded
+#: under it (``recorded``) with this claim's digest (``stored_claim``), and whether another
+#: selected file claims the same key with another digest (``contested``).
+_METADATA_CLAIMS = (
+    "SELECT k.*, b.key IS NOT NULL AS recorded, "
+    "coalesce(b.sha256 = k.core_metadata_sha256, FALSE) AS stored_claim, "
+    "EXISTS (SELECT 1 FROM selected_blob_keys o WHERE o.key = k.key "
+    "AND o.core_metadata_sha256 <> k.core_metadata_sha256) AS contested "
+    f"FROM (SELECT *, {metadata_key_sql('key')} AS mkey FROM selected_blob_keys "
+    "WHERE core_metadata_sha256 IS NOT NULL) k LEFT JOIN blobs b ON b.key = k.mkey"
+)
 
 
 class ListingShrank(ValueError):
@@ -153,9 +315,8 @@ class MetadataStore:
 
     def _migrate(self) -> None:
         with self.transaction() as con:
-            for stmt in DDL:
-                con.execute(stmt)
-            for stmt in MIGRATIONS:
+            migrate(con)
+            for stmt in VIEWS:
                 con.execute(stmt)
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
@@ -226,10 +387,14 @@ class MetadataStore:
             step = 200_000  # bounded batches keep peak memory flat for ~900k names
             for i in range(0, len(listing.names), step):
                 display = listing.names[i : i + step]
-                con.execute(
-                    "INSERT INTO upstream_projects SELECT * FROM "
-                    "(SELECT unnest($1) AS name, unnest($2) AS display_name, unnest($3) AS serial)",
-                    [[canonical(n) for n in display], display, listing.serials[i : i + step]],
+                _insert_columns(
+                    con,
+                    UPSTREAM_PROJECTS,
+                    {
+                        "name": [canonical(n) for n in display],
+                        "display_name": display,
+                        "serial": listing.serials[i : i + step],
+                    },
                 )
             stored, dropped = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS "
@@ -365,7 +530,7 @@ class MetadataStore:
                     "DELETE FROM selected_files WHERE project IN (SELECT unnest($1::VARCHAR[]))",
                     [list(projects)],
                 )
-            _insert(con, "selected_files", ("project", "filename"), rows)
+            _insert(con, SELECTED_FILES, ({"project": p, "filename": f} for p, f in rows))
 
     def select_all_files_of_selected_projects(self, projects: Sequence[str] | None = None) -> None:
         """The selection when no release- or file-level filter is enabled (pure SQL)."""
@@ -396,9 +561,8 @@ class MetadataStore:
             con.execute("DELETE FROM closure_projects")
             _insert(
                 con,
-                "closure_projects",
-                ("name", "requirements", "extras", "required_by"),
-                list(rows),
+                CLOSURE_PROJECTS,
+                (dict(zip(CLOSURE_PROJECTS.names, r, strict=True)) for r in rows),
             )
             con.execute("INSERT OR IGNORE INTO selected_projects SELECT name FROM closure_projects")
 
@@ -441,7 +605,12 @@ class MetadataStore:
     ) -> list[tuple[str, str, str, str, str, int | None]]:
         """Selected files (and their PEP 658 ``.metadata``) not recorded as stored:
         ``(project, filename, key, url, sha256, size)``, ``size`` None for ``.metadata``.
-        ``serials`` limits them to projects whose stored serial lies in that window."""
+        ``serials`` limits them to projects whose stored serial lies in that window.
+
+        A ``.metadata`` key that selected files claim with different digests (one file's
+        bytes have one metadata: one claim is false) is left out, so that no project's
+        claim replaces another's; the claims are named in a warning
+        (:meth:`metadata_conflicts`)."""
         where = "AND project_serial BETWEEN $1 AND $2" if serials else ""
         params = list(serials) if serials else []
         sql = (
@@ -450,12 +619,34 @@ class MetadataStore:
         )
         if metadata:
             sql += (
-                " UNION ALL SELECT project, filename || '.metadata', key || '.metadata', "
-                "url || '.metadata', core_metadata_sha256, NULL FROM selected_blob_keys k "
-                "WHERE core_metadata_sha256 IS NOT NULL AND NOT EXISTS "
-                f"(SELECT 1 FROM blobs b WHERE b.key = k.key || '.metadata') {where}"
+                " UNION ALL SELECT project, filename || '.metadata', mkey, url || '.metadata', "
+                f"core_metadata_sha256, NULL FROM ({_METADATA_CLAIMS}) k WHERE NOT recorded "
+                f"AND NOT contested {where}"
             )
+            self._warn_conflicts()
         return [tuple(r) for r in self.query(sql + " ORDER BY 1, 2", params)]
+
+    def metadata_conflicts(self) -> dict[str, list[str]]:
+        """``.metadata`` keys that selected files claim with different digests: key ->
+        ``project: filename=sha256`` of each claim that is not the stored one."""
+        out: dict[str, list[str]] = {}
+        for key, project, filename, sha in self.query(
+            f"SELECT mkey, project, filename, core_metadata_sha256 FROM ({_METADATA_CLAIMS}) "
+            "WHERE contested AND NOT stored_claim ORDER BY 1, 2, 3"
+        ):
+            out.setdefault(key, []).append(f"{project}: {filename}.metadata={sha}")
+        return out
+
+    def _warn_conflicts(self) -> None:
+        import logging
+
+        for key, claims in self.metadata_conflicts().items():
+            logging.getLogger("pypi_assets.store").warning(
+                "%s: selected files claim different .metadata files for one file; not "
+                "fetched for %s",
+                key,
+                ", ".join(claims),
+            )
 
     def record_blobs(self, rows: Sequence[tuple[str, str, str, str, int]]) -> None:
         """``(key, project, filename, sha256, size)`` of blobs now in the store. The index
@@ -475,9 +666,11 @@ class MetadataStore:
             )
             _insert(
                 con,
-                "blobs",
-                ("key", "project", "filename", "sha256", "size", "stored_at"),
-                [(*r, now) for r in dict((r[0], r) for r in rows).values()],
+                BLOBS,
+                (
+                    dict(zip(BLOBS.names, (*r, now), strict=True))
+                    for r in dict((r[0], r) for r in rows).values()
+                ),
             )
 
     def forget_all_blobs(self) -> None:
@@ -502,20 +695,21 @@ class MetadataStore:
         self, *, metadata: bool = True
     ) -> dict[str, tuple[str, str, str, int | None, str]]:
         """Every key the selection needs: ``key -> (project, filename, sha256, size, url)``
-        (with the ``.metadata`` files unless ``metadata`` is false)."""
+        (with the ``.metadata`` files unless ``metadata`` is false). A ``.metadata`` key that
+        files claim with different digests is referenced with the claim stored (recorded)
+        under it, if any: ``verify`` never takes another claim's bytes for the right ones."""
         out: dict[str, tuple[str, str, str, int | None, str]] = {}
-        for project, filename, key, sha, size, url, meta_sha in self.query(
-            "SELECT project, filename, key, sha256, size, url, core_metadata_sha256 FROM selected_blob_keys"
+        for project, filename, key, sha, size, url in self.query(
+            "SELECT project, filename, key, sha256, size, url FROM selected_blob_keys"
         ):
             out[key] = (project, filename, sha, size, url)
-            if meta_sha and metadata:
-                out[key + ".metadata"] = (
-                    project,
-                    filename + ".metadata",
-                    meta_sha,
-                    None,
-                    url + ".metadata",
-                )
+        if not metadata:
+            return out
+        for project, filename, mkey, meta_sha, url in self.query(
+            "SELECT project, filename, mkey, core_metadata_sha256, url "
+            f"FROM ({_METADATA_CLAIMS}) WHERE NOT contested OR stored_claim"
+        ):
+            out[mkey] = (project, filename + ".metadata", meta_sha, None, url + ".metadata")
         return out
 
     def selected_projects_among(self, names: Sequence[str]) -> set[str]:
@@ -583,112 +777,14 @@ class MetadataStore:
             return result
         now = datetime.now(UTC)
         with self.transaction() as con:
-            names = [p.name for p in projects]
-            stored = dict(
-                con.execute(
-                    "SELECT name, serial FROM projects WHERE name IN (SELECT unnest($1)) "
-                    "AND status = 'ok'",  # a missing or removed project is replaced whatever its serial
-                    [names],
-                ).fetchall()
-            )
-            fresh: dict[str, Project] = {}
-            for p in projects:
-                old = stored.get(p.name)
-                if old is not None and old >= p.serial:
-                    result.skipped_older.append(p.name)
-                    continue
-                prev = fresh.get(p.name)
-                if prev is None or prev.serial < p.serial:
-                    fresh[p.name] = p
-            if not fresh:
-                return result
-            keep = list(fresh)
-            for table, key in (
-                ("distributions", "project"),
-                ("releases", "project"),
-                ("dependencies", "project"),
-            ):
-                con.execute(f"DELETE FROM {table} WHERE {key} IN (SELECT unnest($1))", [keep])
-            con.execute("DELETE FROM projects WHERE name IN (SELECT unnest($1))", [keep])
-            proj_rows = []
-            rel_rows = []
-            dist_rows = []
-            dep_rows = []
-            for p in fresh.values():
-                proj_rows.append(
-                    (
-                        p.name,
-                        p.display_name,
-                        p.serial,
-                        p.serial,
-                        "ok",
-                        p.latest_version,
-                        None,
-                        now,
-                        json.dumps(p.info, sort_keys=True) if p.info is not None else None,
-                        p.etag,
-                    )
-                )
-                wheels = Counter(
-                    d.release_version for d in p.distributions if d.packagetype == "bdist_wheel"
-                )
-                for r in p.releases:
-                    info = r.info or {}
-                    rel_rows.append(
-                        (
-                            p.name,
-                            r.version,
-                            r.upload_time,
-                            r.yanked,
-                            r.yanked_reason,
-                            r.file_count,
-                            wheels.get(r.version, 0),
-                            info.get("summary") or None,
-                            info.get("requires_python") or None,
-                            json.dumps(r.info, sort_keys=True) if r.info is not None else None,
-                        )
-                    )
-                for d in p.distributions:
-                    dist_rows.append(tuple(getattr(d, c) for c in DISTRIBUTION_COLUMNS))
-                    for text in d.requires_dist or []:
-                        dep = parse_dependency(text)
-                        dep_rows.append(
-                            (
-                                p.name,
-                                d.release_version,
-                                d.filename,
-                                dep.requirement,
-                                dep.dep_name,
-                                dep.dep_project,
-                                dep.specifier,
-                                dep.extras,
-                                dep.marker,
-                                dep.optional,
-                                dep.extra,
-                                dep.parse_error,
-                            )
-                        )
-            _insert(
-                con,
-                "projects",
-                (
-                    "name",
-                    "display_name",
-                    "serial",
-                    "upstream_serial",
-                    "status",
-                    "latest_version",
-                    "removed_serial",
-                    "updated_at",
-                    "info",
-                    "etag",
-                ),
-                proj_rows,
-            )
-            _insert(con, "releases", RELEASE_COLUMNS, rel_rows)
-            _insert(con, "distributions", DISTRIBUTION_COLUMNS, dist_rows)
-            _insert(con, "dependencies", DEPENDENCY_COLUMNS, dep_rows)
-            result.written.extend(keep)
+            fresh = _newer(con, projects, result)
+            if fresh:
+                keep = list(fresh)
+                for table in ("distributions", "releases", "dependencies"):
+                    con.execute(f"DELETE FROM {table} WHERE project IN (SELECT unnest($1))", [keep])
+                con.execute("DELETE FROM projects WHERE name IN (SELECT unnest($1))", [keep])
+                _insert_projects(con, list(fresh.values()), now)
+                result.written.extend(keep)
         return result
 
     def advance_serial(self, name: str, serial: int) -> None:
@@ -804,7 +900,8 @@ class MetadataStore:
         cols = ", ".join(
             "k.key"
             if c == "key"
-            else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE m.key = k.key || '.metadata') "
+            else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE "
+            f"m.key = {metadata_key_sql('k.key')} AND m.sha256 = d.core_metadata_sha256) "
             "THEN d.core_metadata_sha256 END AS core_metadata_sha256"
             if c == "core_metadata_sha256" and not lazy
             else f"d.{c}"

@@ -1,8 +1,16 @@
-"""DuckDB schema: the contract analysts and other tools script against (docs/schema.md)."""
+"""DuckDB schema: the contract analysts and other tools script against (docs/schema.md).
+
+Each table is declared once, as a list of named, typed columns. The ``CREATE TABLE``
+statements, the forward migrations (a column a database lacks is added with its declared
+type) and the ``INSERT`` statements are all generated from these declarations.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..pypi.records import DISTRIBUTION_COLUMNS, LIST_FIELDS
+from .blobs import blob_key_sql
 
 SCHEMA_VERSION = 1
 
@@ -20,81 +28,169 @@ def column_type(col: str) -> str:
     return _TYPES.get(col, "VARCHAR")
 
 
-DISTRIBUTIONS_DDL = (
-    "CREATE TABLE IF NOT EXISTS distributions (\n    "
-    + ",\n    ".join(f"{c} {column_type(c)}" for c in DISTRIBUTION_COLUMNS)
-    + "\n)"
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table's declaration: its columns in order, and its primary key (if any)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def ddl(self) -> str:
+        lines = []
+        for i, c in enumerate(self.columns):
+            pk = " PRIMARY KEY" if c.name == self.key else ""
+            sep = "," if i < len(self.columns) - 1 else ""
+            note = f"  -- {c.comment}" if c.comment else ""
+            lines.append(f"{c.name} {c.type}{pk}{sep}{note}")
+        return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    " + "\n    ".join(lines) + "\n)"
+
+    def add_columns(self, present: set[str]) -> list[str]:
+        """``ALTER TABLE`` statements adding the declared columns missing from ``present``."""
+        return [
+            f"ALTER TABLE {self.name} ADD COLUMN IF NOT EXISTS {c.name} {c.type}"
+            for c in self.columns
+            if c.name not in present
+        ]
+
+    def insert_sql(self) -> str:
+        """One bulk ``INSERT``: a list parameter per column, unnested side by side."""
+        select = ", ".join(f"unnest(${i + 1}) AS {c}" for i, c in enumerate(self.names))
+        return f"INSERT INTO {self.name} ({', '.join(self.names)}) SELECT * FROM (SELECT {select})"
+
+
+def declare(name: str, cols: str, key: str | None = None) -> Table:
+    """A declaration from ``name TYPE [-- comment]`` lines."""
+    columns = []
+    for line in cols.strip().splitlines():
+        spec, _, comment = line.partition("--")
+        col, typ = spec.strip().split(None, 1)
+        columns.append(Column(col, typ.strip(), comment.strip()))
+    return Table(name, tuple(columns), key)
+
+
+META = declare("meta", "key VARCHAR\nvalue VARCHAR", key="key")
+UPSTREAM_PROJECTS = declare(
+    "upstream_projects",
+    """
+    name VARCHAR           -- normalised
+    display_name VARCHAR   -- as upstream lists it
+    serial BIGINT          -- the project's _last-serial
+    """,
+)
+PROJECTS = declare(
+    "projects",
+    """
+    name VARCHAR              -- normalised (PEP 503)
+    display_name VARCHAR
+    serial BIGINT             -- serial of the stored state
+    upstream_serial BIGINT    -- serial last seen in the upstream listing
+    status VARCHAR            -- ok | missing | removed
+    latest_version VARCHAR    -- upstream's 'latest' (info.version)
+    removed_serial BIGINT     -- global serial at which it vanished upstream
+    updated_at TIMESTAMPTZ
+    info VARCHAR              -- the project JSON's info object, verbatim
+    etag VARCHAR              -- the project JSON's ETag (If-None-Match)
+    """,
+    key="name",
+)
+RELEASES = declare(
+    "releases",
+    """
+    project VARCHAR
+    version VARCHAR
+    upload_time TIMESTAMPTZ
+    yanked BOOLEAN
+    yanked_reason VARCHAR
+    file_count INTEGER
+    wheel_count INTEGER       -- how many of its files are wheels
+    summary VARCHAR
+    requires_python VARCHAR
+    info VARCHAR              -- the version JSON's info object, verbatim
+    """,
+)
+DISTRIBUTIONS = Table(
+    "distributions", tuple(Column(c, column_type(c)) for c in DISTRIBUTION_COLUMNS)
+)
+DEPENDENCIES = declare(
+    "dependencies",
+    """
+    project VARCHAR
+    release_version VARCHAR
+    filename VARCHAR
+    requirement VARCHAR
+    dep_name VARCHAR
+    dep_project VARCHAR
+    specifier VARCHAR
+    extras VARCHAR[]
+    marker VARCHAR
+    optional BOOLEAN
+    extra VARCHAR
+    parse_error VARCHAR
+    """,
+)
+SELECTED_PROJECTS = declare("selected_projects", "name VARCHAR", key="name")
+SELECTED_FILES = declare("selected_files", "project VARCHAR\nfilename VARCHAR")
+BLOBS = declare(
+    "blobs",
+    """
+    key VARCHAR        -- packages/aa/bb/<digest>/<filename>[.metadata]
+    project VARCHAR
+    filename VARCHAR   -- the file (or its .metadata) stored under key
+    sha256 VARCHAR     -- verified while downloading
+    size BIGINT
+    stored_at TIMESTAMPTZ
+    """,
+    key="key",
+)
+SIMPLE_PAGES = declare(
+    "simple_pages",
+    """
+    project VARCHAR    -- a project whose index pages are written
+    serial BIGINT      -- the project serial they were written at
+    selection VARCHAR  -- hash of the selected files and blobs they list
+    """,
+    key="project",
+)
+CLOSURE_PROJECTS = declare(
+    "closure_projects",
+    """
+    name VARCHAR              -- selected only as a dependency of the allowlist
+    requirements VARCHAR[]    -- the requirements that pulled it in
+    extras VARCHAR[]          -- extras requested of it
+    required_by VARCHAR[]     -- the selected projects that need it
+    """,
+    key="name",
 )
 
-DDL: tuple[str, ...] = (
-    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-    """CREATE TABLE IF NOT EXISTS upstream_projects (
-        name VARCHAR,          -- normalised
-        display_name VARCHAR,  -- as upstream lists it
-        serial BIGINT          -- the project's _last-serial
-    )""",
-    """CREATE TABLE IF NOT EXISTS projects (
-        name VARCHAR PRIMARY KEY,  -- normalised (PEP 503)
-        display_name VARCHAR,
-        serial BIGINT,             -- serial of the stored state
-        upstream_serial BIGINT,    -- serial last seen in the upstream listing
-        status VARCHAR,            -- ok | missing | removed
-        latest_version VARCHAR,    -- upstream's 'latest' (info.version)
-        removed_serial BIGINT,     -- global serial at which it vanished upstream
-        updated_at TIMESTAMPTZ,
-        info VARCHAR               -- the project JSON's info object, verbatim
-    )""",
-    """CREATE TABLE IF NOT EXISTS releases (
-        project VARCHAR,
-        version VARCHAR,
-        upload_time TIMESTAMPTZ,
-        yanked BOOLEAN,
-        yanked_reason VARCHAR,
-        file_count INTEGER,
-        wheel_count INTEGER,      -- how many of its files are wheels
-        summary VARCHAR,
-        requires_python VARCHAR,
-        info VARCHAR              -- the version JSON's info object, verbatim
-    )""",
-    DISTRIBUTIONS_DDL,
-    """CREATE TABLE IF NOT EXISTS dependencies (
-        project VARCHAR,
-        release_version VARCHAR,
-        filename VARCHAR,
-        requirement VARCHAR,
-        dep_name VARCHAR,
-        dep_project VARCHAR,
-        specifier VARCHAR,
-        extras VARCHAR[],
-        marker VARCHAR,
-        optional BOOLEAN,
-        extra VARCHAR,
-        parse_error VARCHAR
-    )""",
-    "CREATE TABLE IF NOT EXISTS selected_projects (name VARCHAR PRIMARY KEY)",
-    "CREATE TABLE IF NOT EXISTS selected_files (project VARCHAR, filename VARCHAR)",
-    """CREATE TABLE IF NOT EXISTS blobs (
-        key VARCHAR PRIMARY KEY,   -- packages/aa/bb/<digest>/<filename>[.metadata]
-        project VARCHAR,
-        filename VARCHAR,          -- the file (or its .metadata) stored under key
-        sha256 VARCHAR,            -- verified while downloading
-        size BIGINT,
-        stored_at TIMESTAMPTZ
-    )""",
-    """CREATE TABLE IF NOT EXISTS simple_pages (
-        project VARCHAR PRIMARY KEY,  -- a project whose index pages are written
-        serial BIGINT,                -- the project serial they were written at
-        selection VARCHAR             -- hash of the selected files and blobs they list
-    )""",
-    """CREATE TABLE IF NOT EXISTS closure_projects (
-        name VARCHAR PRIMARY KEY,   -- selected only as a dependency of the allowlist
-        requirements VARCHAR[],     -- the requirements that pulled it in
-        extras VARCHAR[],           -- extras requested of it
-        required_by VARCHAR[]       -- the selected projects that need it
-    )""",
-    """CREATE OR REPLACE VIEW selected_blob_keys AS
-        SELECT project, filename, 'packages/' || substr(h, 1, 2) || '/' || substr(h, 3, 2) || '/'
-               || substr(h, 5) || '/' || filename AS key, sha256, size, url,
+TABLES: tuple[Table, ...] = (
+    META,
+    UPSTREAM_PROJECTS,
+    PROJECTS,
+    RELEASES,
+    DISTRIBUTIONS,
+    DEPENDENCIES,
+    SELECTED_PROJECTS,
+    SELECTED_FILES,
+    BLOBS,
+    SIMPLE_PAGES,
+    CLOSURE_PROJECTS,
+)
+
+VIEWS: tuple[str, ...] = (
+    f"""CREATE OR REPLACE VIEW selected_blob_keys AS
+        SELECT project, filename, {blob_key_sql("h", "filename")} AS key, sha256, size, url,
                core_metadata_sha256, project_serial
         FROM (SELECT d.*, coalesce(d.blake2b_256, d.sha256) AS h FROM distributions d
               JOIN projects p ON p.name = d.project AND p.status = 'ok'
@@ -105,36 +201,5 @@ DDL: tuple[str, ...] = (
         SEMI JOIN selected_files s ON s.project = d.project AND s.filename = d.filename""",
 )
 
-#: Forward migrations for databases created by earlier versions (idempotent).
-MIGRATIONS: tuple[str, ...] = (
-    "ALTER TABLE releases ADD COLUMN IF NOT EXISTS wheel_count INTEGER",
-    "ALTER TABLE projects ADD COLUMN IF NOT EXISTS info VARCHAR",
-    "ALTER TABLE projects ADD COLUMN IF NOT EXISTS etag VARCHAR",
-)
-
-RELEASE_COLUMNS = (
-    "project",
-    "version",
-    "upload_time",
-    "yanked",
-    "yanked_reason",
-    "file_count",
-    "wheel_count",
-    "summary",
-    "requires_python",
-    "info",
-)
-DEPENDENCY_COLUMNS = (
-    "project",
-    "release_version",
-    "filename",
-    "requirement",
-    "dep_name",
-    "dep_project",
-    "specifier",
-    "extras",
-    "marker",
-    "optional",
-    "extra",
-    "parse_error",
-)
+#: Every table's ``CREATE TABLE IF NOT EXISTS``, then the views.
+DDL: tuple[str, ...] = (*(t.ddl() for t in TABLES), *VIEWS)

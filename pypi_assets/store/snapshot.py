@@ -49,51 +49,59 @@ def publish_snapshot(
     name = f"serial-{serial:012d}-{stamp}"
     tmp = sdir / f".{name}.duckdb.tmp"
     final = sdir / f"{name}.duckdb"
-    dbname = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-    pdir = sdir / f"{name}.parquet"
     ptmp = sdir / f".{name}.parquet.tmp"
     con.execute(f"ATTACH {_sql_str(tmp)} AS __snapshot")
     try:
-        con.execute(f'COPY FROM DATABASE "{dbname}" TO __snapshot')
-        # A snapshot never changes: its views become tables, so analysts pay for them once.
-        views = [
-            r[0]
-            for r in con.execute(
-                "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal",
-                [dbname],
-            ).fetchall()
-        ]
-        for view in views:
-            con.execute(f'DROP VIEW __snapshot.main."{view}"')
-            con.execute(
-                f'CREATE TABLE __snapshot.main."{view}" AS SELECT * FROM "{dbname}".main."{view}"'
-            )
-        con.execute(
-            "DROP TABLE IF EXISTS __snapshot.main.upstream_projects"
-        )  # pipeline bookkeeping
+        _copy_database(con)
         if parquet:
-            ptmp.mkdir()
-            tables = [
-                r[0]
-                for r in con.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE database_name = '__snapshot' AND table_name <> 'meta'"
-                ).fetchall()
-            ]
-            for table in sorted(tables):
-                con.execute(
-                    f'COPY (SELECT * FROM __snapshot.main."{table}") TO {_sql_str(ptmp / (table + ".parquet"))} '
-                    "(FORMAT parquet)"
-                )
+            _write_parquet(con, ptmp)
     finally:
         con.execute("DETACH __snapshot")
     os.replace(tmp, final)
     if parquet:
-        os.replace(ptmp, pdir)
+        os.replace(ptmp, sdir / f"{name}.parquet")
     pointer_tmp = sdir / ".CURRENT.tmp"
     pointer_tmp.write_text(name + "\n")
     os.replace(pointer_tmp, sdir / "CURRENT")
     _prune(sdir, name, keep)
     return final
+
+
+def _copy_database(con: duckdb.DuckDBPyConnection) -> None:
+    """Copy the working database into the attached ``__snapshot``: its views become tables
+    (a snapshot never changes, so analysts pay for them once), without the pipeline's
+    bookkeeping (``upstream_projects``)."""
+    dbname = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+    con.execute(f'COPY FROM DATABASE "{dbname}" TO __snapshot')
+    views = [
+        r[0]
+        for r in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal",
+            [dbname],
+        ).fetchall()
+    ]
+    for view in views:
+        con.execute(f'DROP VIEW __snapshot.main."{view}"')
+        con.execute(
+            f'CREATE TABLE __snapshot.main."{view}" AS SELECT * FROM "{dbname}".main."{view}"'
+        )
+    con.execute("DROP TABLE IF EXISTS __snapshot.main.upstream_projects")
+
+
+def _write_parquet(con: duckdb.DuckDBPyConnection, ptmp: Path) -> None:
+    """One Parquet file per table of the snapshot (``meta`` aside) in ``ptmp``."""
+    ptmp.mkdir()
+    tables = [
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = '__snapshot' AND table_name <> 'meta'"
+        ).fetchall()
+    ]
+    for table in sorted(tables):
+        con.execute(
+            f'COPY (SELECT * FROM __snapshot.main."{table}") TO {_sql_str(ptmp / (table + ".parquet"))} '
+            "(FORMAT parquet)"
+        )
 
 
 def _clean_leftovers(sdir: Path) -> None:

@@ -27,7 +27,7 @@ import httpx
 from ..pypi import NotFound, PyPIClient, UnsafeValue, UpstreamError
 from ..pypi.download import IntegrityError, download
 from ..pypi.names import check_sha256
-from ..store.blobs import BlobStore, check_key
+from ..store.blobs import BlobStore, check_key, is_metadata_key, key_digest
 from .pool import Batch, run_pool
 from .reports import Progress, no_progress
 
@@ -90,28 +90,22 @@ def _stored_state(blobs: BlobStore, key: str, sha256: str, size: int | None) -> 
     return ("intact" if digest == sha256 else "corrupt"), have
 
 
-def _key_digest(key: str) -> str:
-    """The hex digest a key is built from (``packages/aa/bb/<rest>/<filename>``)."""
-    parts = key.split("/")
-    return parts[1] + parts[2] + parts[3]
-
-
 def _key_blake2b(key: str, sha256: str) -> str | None:
     """The blake2b-256 digest a file's bytes must have to live under ``key``: the key's own
     digest, unless the key was built from the sha256 (no blake2b advertised). ``None`` for
     ``.metadata`` files, whose key names the file they describe."""
-    if key.endswith(".metadata"):
+    if is_metadata_key(key):
         return None
-    digest = _key_digest(key)
+    digest = key_digest(key)
     return None if digest == sha256 else digest
 
 
 def _matches_key(blobs: BlobStore, key: str) -> bool:
     """Whether the stored blob's bytes hash to the digest its key is built from (blake2b-256
     or sha256): such a blob is the key's rightful content, whatever a listing claims."""
-    if key.endswith(".metadata"):
+    if is_metadata_key(key):
         return False
-    want = _key_digest(key)
+    want = key_digest(key)
     sha, blake = hashlib.sha256(), hashlib.blake2b(digest_size=32)
     try:
         for chunk in blobs.read(key):
