@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pypi_assets.sync.run import run_sync, sync_files
 
 from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.fake.data import FakeFile
@@ -21,6 +20,7 @@ from pypi_assets.pypi import ClientConfig, PyPIClient
 from pypi_assets.store import MetadataStore
 from pypi_assets.store.blobs import LocalBlobStore, metadata_key
 from pypi_assets.sync.files import verify_blobs
+from pypi_assets.sync.run import run_sync, sync_files
 from pypi_assets.sync.settings import Settings
 
 from .helpers import FAST, make_config

@@ -7,9 +7,11 @@ files are built the first time anything asks for them, from a seed derived from 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import itertools
+import json
 import random
 import tarfile
 import threading
@@ -22,7 +24,16 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["METADATA_VERSIONS", "FakeFile", "FakeIndex", "FakeProject", "FakeRelease"]
+__all__ = [
+    "METADATA_VERSIONS",
+    "STATUSES",
+    "FakeFile",
+    "FakeIndex",
+    "FakeProject",
+    "FakeRelease",
+    "osv_record",
+    "provenance_bundle",
+]
 
 METADATA_VERSIONS = ("1.0", "1.1", "1.2", "2.1", "2.2", "2.3", "2.4")
 _WORDS = [
@@ -57,6 +68,8 @@ _WORDS = [
     "cedar",
     "dune",
 ]
+#: PEP 792 project statuses.
+STATUSES = ("active", "archived", "quarantined", "deprecated")
 _EPOCH = 1_600_000_000  # 2020-09-13, the fake index's first upload
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
@@ -89,6 +102,8 @@ class FakeFile:
     blake2b_256: str = ""
     #: JSON fields served in place of the true ones (hostile-upstream tests)
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: PEP 740 provenance: ``None`` derives it from the filename (about three files in four)
+    provenance: bool | None = None
 
     def __post_init__(self) -> None:
         self.sha256 = hashlib.sha256(self.content).hexdigest()
@@ -103,6 +118,12 @@ class FakeFile:
     @property
     def metadata_sha256(self) -> str:
         return hashlib.sha256(self.metadata).hexdigest()
+
+    @property
+    def has_provenance(self) -> bool:
+        if self.provenance is not None:
+            return self.provenance
+        return hashlib.sha256(self.filename.encode()).digest()[0] % 4 != 0
 
 
 @dataclass
@@ -125,6 +146,20 @@ class FakeProject:
     serial: int
     index: int
     _releases: dict[str, FakeRelease] | None = field(default=None, repr=False)
+    status: str = "active"  # PEP 792
+    status_reason: str | None = None
+    organization: str | None = None
+    #: (role, user) pairs; ``None`` until first asked: one deterministic Owner
+    roles: list[tuple[str, str]] | None = None
+
+    @property
+    def quarantined(self) -> bool:
+        return self.status == "quarantined"
+
+    def role_list(self) -> list[tuple[str, str]]:
+        if self.roles is None:
+            self.roles = [("Owner", f"{_WORDS[self.index % len(_WORDS)]}-maintainer")]
+        return self.roles
 
 
 class _Core:
@@ -323,6 +358,73 @@ def build_release(
     return FakeRelease(version=version, files=files, info=info)
 
 
+def osv_record(
+    id: str,
+    *,
+    fixed_in: Iterable[str] = (),
+    aliases: Iterable[str] = (),
+    summary: str | None = None,
+    details: str = "",
+    source: str = "osv",
+    withdrawn: str | None = None,
+) -> dict[str, Any]:
+    """A vulnerability as Warehouse's JSON API shows it (an OSV record, abridged)."""
+    return {
+        "id": id,
+        "aliases": list(aliases),
+        "summary": summary,
+        "details": details or f"{id}: a fake vulnerability.",
+        "fixed_in": list(fixed_in),
+        "link": f"https://osv.dev/vulnerability/{id}",
+        "source": source,
+        "withdrawn": withdrawn,
+    }
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def provenance_bundle(project: str, f: FakeFile) -> dict[str, Any]:
+    """A PEP 740 provenance object for ``f`` (deterministic fake contents): one GitHub
+    Trusted Publisher bundle with one attestation whose in-toto statement names the file."""
+    norm = canonicalize_name(project)
+    statement = json.dumps(
+        {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": f.filename, "digest": {"sha256": f.sha256}}],
+            "predicateType": "https://docs.pypi.org/attestations/publish/v1",
+            "predicate": None,
+        },
+        sort_keys=True,
+    ).encode()
+    digest = hashlib.sha256(statement).digest()
+    attestation = {
+        "version": 1,
+        "verification_material": {
+            "certificate": _b64(b"fake certificate for " + f.filename.encode()),
+            "transparency_entries": [
+                {
+                    "logIndex": str(int.from_bytes(digest[:4], "big")),
+                    "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+                    "integratedTime": str(int(f.upload_time)),
+                }
+            ],
+        },
+        "envelope": {"statement": _b64(statement), "signature": _b64(digest)},
+    }
+    publisher = {
+        "kind": "GitHub",
+        "repository": f"example-org/{norm}",
+        "workflow": "release.yml",
+        "environment": "pypi",
+    }
+    return {
+        "version": 1,
+        "attestation_bundles": [{"publisher": publisher, "attestations": [attestation]}],
+    }
+
+
 class FakeIndex:
     """A mutable fake of Warehouse's data, safe to share between server threads."""
 
@@ -333,6 +435,8 @@ class FakeIndex:
         self._changelog: list[tuple[str, str | None, int, str, int]] = []
         self._generated_upto = 0  # serials <= this come from generation (synthesised changelog)
         self._by_path: dict[str, tuple[str, FakeFile]] = {}
+        #: per-release vulnerabilities, keyed by (normalised name, version); not journaled
+        self._vulns: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ generation
     @classmethod
@@ -602,3 +706,91 @@ class FakeIndex:
             p = self.projects.pop(norm)
             self.serial += 1
             self._changelog.append((p.name, None, int(time.time()), "remove project", self.serial))
+
+    # ------------------------------------------------------------------ 2026 Warehouse
+    def unyank(self, name: str, version: str) -> None:
+        with self.lock:
+            norm = canonicalize_name(name)
+            for f in self.releases(norm)[version].files:
+                f.yanked, f.yanked_reason = False, None
+            self._bump(self.projects[norm].name, version, "unyank release")
+
+    def delete_file(self, name: str, filename: str) -> None:
+        with self.lock:
+            norm = canonicalize_name(name)
+            for rel in self.releases(norm).values():
+                for f in rel.files:
+                    if f.filename == filename:
+                        rel.files.remove(f)
+                        self._bump(self.projects[norm].name, rel.version, f"remove file {filename}")
+                        return
+            raise KeyError(filename)
+
+    def set_status(self, name: str, status: str, reason: str | None = None) -> bool:
+        """PEP 792 status. Quarantine and clearing it are journaled (``True``: the serial
+        moved); archive, unarchive and deprecate are not, as on Warehouse."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown project status {status!r}")
+        with self.lock:
+            p = self.projects[canonicalize_name(name)]
+            was = p.quarantined
+            p.status, p.status_reason = status, reason
+            if p.quarantined and not was:
+                self._bump(p.name, None, "project quarantined")
+            elif was and not p.quarantined:
+                self._bump(p.name, None, "project quarantine cleared")
+            else:
+                return False
+            return True
+
+    def vulnerabilities(self, norm: str, version: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(v) for v in self._vulns.get((norm, version), [])]
+
+    def set_vulnerabilities(self, name: str, version: str, records: list[dict[str, Any]]) -> None:
+        """Replace a release's vulnerabilities (records as :func:`osv_record` makes them, or
+        just ``{"id": ...}``): not journaled, so the serial does not move."""
+        with self.lock:
+            norm = canonicalize_name(name)
+            if version not in self.releases(norm):
+                raise KeyError(version)
+            full = [{**osv_record(str(r["id"])), **r} for r in records]
+            self._vulns[(norm, version)] = full
+
+    def ownership(self, norm: str) -> dict[str, Any]:
+        with self.lock:
+            p = self.projects[norm]
+            roles = [{"role": r, "user": u} for r, u in p.role_list()]
+            return {"organization": p.organization, "roles": roles}
+
+    def set_organization(self, name: str, organization: str | None) -> None:
+        """The owning organization (not journaled)."""
+        with self.lock:
+            self.projects[canonicalize_name(name)].organization = organization
+
+    def set_role(self, name: str, user: str, role: str | None) -> None:
+        """Add, change (``role``) or remove (``None``) a user's role: journaled as Warehouse
+        does (``add Owner u``, ``change Owner u to Maintainer``, ``remove Maintainer u``)."""
+        with self.lock:
+            p = self.projects[canonicalize_name(name)]
+            roles = p.role_list()
+            old = next((r for r, u in roles if u == user), None)
+            if old == role:
+                return
+            p.roles = [(r, u) for r, u in roles if u != user]
+            if role is not None:
+                p.roles.append((role, user))
+            if old is None:
+                action = f"add {role} {user}"
+            elif role is None:
+                action = f"remove {old} {user}"
+            else:
+                action = f"change {old} {user} to {role}"
+            self._bump(p.name, None, action)
+
+    def find_file(self, norm: str, version: str, filename: str) -> FakeFile | None:
+        with self.lock:
+            if norm not in self.projects:
+                return None
+            rel = self.releases(norm).get(version)
+            return next((f for f in rel.files if f.filename == filename), None) if rel else None

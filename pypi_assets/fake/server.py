@@ -1,6 +1,10 @@
-"""A fake Warehouse on loopback: simple index (HTML and JSON by ``Accept``), JSON API, files,
-PEP 658 ``.metadata`` files and XML-RPC, with ``X-PyPI-Last-Serial`` on every response, PEP 503
-redirects, per-route request counters, injected latency and injectable faults."""
+"""A fake Warehouse on loopback: simple index (HTML and JSON by ``Accept``, Index API 1.4),
+JSON API, files, PEP 658 ``.metadata`` files, PEP 740 provenance and XML-RPC, with
+``X-PyPI-Last-Serial`` on every response, PEP 503 and display-name redirects, PEP 792 project
+status, per-route request counters, injected latency and injectable faults.
+
+:class:`~pypi_assets.fake.modes.Switches` make it behave as pypi.org does today (a cached root
+that lags, rate-limited XML-RPC) or fall short as proxies do (``profile="proxy"``)."""
 
 from __future__ import annotations
 
@@ -15,25 +19,30 @@ import threading
 import time
 import xmlrpc.client
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from packaging.utils import canonicalize_name
 
 from ..pypi.warehouse import warehouse_file
-from .data import FakeFile, FakeIndex, FakeProject, FakeRelease
+from .data import FakeFile, FakeIndex, FakeProject, FakeRelease, provenance_bundle
+from .modes import PROFILES, RateLimit, RootSnapshot, Switches
 
 __all__ = ["FakeUpstream", "Fault"]
 
 JSON_CT = "application/vnd.pypi.simple.v1+json"
 HTML_CT = "application/vnd.pypi.simple.v1+html"
+INTEGRITY_CT = "application/vnd.pypi.integrity.v1+json"
 API_VERSION = "1.4"
 CHANGELOG_CAP = 50_000
 #: Content types answered with an ETag (and 304 to a matching If-None-Match).
-_CONDITIONAL = re.compile(r"application/(json|vnd\.pypi\.simple\.v1\+(json|html))|text/html")
+_CONDITIONAL = re.compile(
+    r"application/(json|vnd\.pypi\.(simple\.v1\+(json|html)|integrity\.v1\+json))|text/html"
+)
 
 
 def _origin(address: object) -> str:
@@ -87,18 +96,83 @@ class _State:
     per_project: Counter[tuple[str, str]] = field(default_factory=Counter)
     ranges: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header) of files
     lock: threading.Lock = field(default_factory=threading.Lock)
-    root_cache: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    root_cache: dict[tuple[Any, ...], bytes] = field(default_factory=dict)
+    switches: Switches = field(default_factory=Switches)
+    root_snapshot: RootSnapshot | None = None
+    xmlrpc_window: RateLimit | None = None
+
+    # Lock order: the index's, then the state's.
+    def configure(self, **changes: Any) -> None:
+        """Set :class:`Switches`. Turning ``cached_root`` on freezes the root now."""
+        with self.index.lock, self.lock:
+            was_cached = self.switches.cached_root
+            self.switches.update(changes)
+            if "xmlrpc_limit" in changes:
+                limit = self.switches.xmlrpc_limit
+                self.xmlrpc_window = RateLimit(*limit) if limit else None
+            if self.switches.cached_root and not was_cached:
+                self.root_snapshot = self._snapshot(time.monotonic())
+            elif not self.switches.cached_root:
+                self.root_snapshot = None
+
+    def emulate_proxy(self) -> None:
+        """The route to pypi.org on our machines (REFERENCE.md), on loopback."""
+        self.configure(**PROFILES["proxy"])
+
+    def purge_root(self) -> None:
+        """Purge the CDN's copy of the root: the next request sees the live listing."""
+        with self.lock:
+            self.root_snapshot = None
+
+    def live_projects(self) -> list[tuple[str, int]]:
+        """The root's listing now: every project but the quarantined ones."""
+        with self.index.lock:
+            return [(p.name, p.serial) for p in self.index.projects.values() if not p.quarantined]
+
+    def _snapshot(self, now: float) -> RootSnapshot:
+        with self.index.lock:
+            return RootSnapshot(self.index.serial, self.live_projects(), now)
+
+    def root_listing(self) -> RootSnapshot:
+        """The root as served: live (``projects`` is ``None``: read it with
+        :meth:`live_projects`), or the cached copy (taken anew once purged or old)."""
+        now = time.monotonic()
+        with self.index.lock, self.lock:
+            if not self.switches.cached_root:
+                return RootSnapshot(self.index.serial, None, now)
+            snap, age = self.root_snapshot, self.switches.root_max_age
+            if snap is None or (age is not None and now - snap.taken >= age):
+                snap = self.root_snapshot = self._snapshot(now)
+            return snap
+
+    def xmlrpc_wait(self) -> int | None:
+        """``None`` when an XML-RPC call is within the limit; else seconds until it resets."""
+        with self.lock:
+            window = self.xmlrpc_window
+            return None if window is None else window.take(time.monotonic())
 
 
 class FakeUpstream:
     """Serve a :class:`FakeIndex` on 127.0.0.1. ``with FakeUpstream(index) as up: up.url``."""
 
     def __init__(
-        self, index: FakeIndex, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0
+        self,
+        index: FakeIndex,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        profile: str | None = None,
+        **switches: Any,
     ) -> None:
+        """``profile``: a preset of :data:`~pypi_assets.fake.modes.PROFILES` (``"proxy"``);
+        ``switches``: :class:`~pypi_assets.fake.modes.Switches` fields, applied after it."""
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the fake upstream only listens on loopback")
+        if profile is not None and profile not in PROFILES:
+            raise ValueError(f"unknown fake upstream profile {profile!r}")
         self.state = _State(index=index, latency=latency)
+        self.state.configure(**{**PROFILES[profile or "warehouse"], **switches})
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
@@ -127,7 +201,26 @@ class FakeUpstream:
             self.state.per_project.clear()
 
     def total_requests(self) -> int:
-        return sum(self.state.counts.values())
+        """Requests answered; the ``redirect`` and ``xmlrpc-limited`` tallies, which count
+        some of the same requests again, are left out."""
+        return sum(
+            n
+            for key, n in self.state.counts.items()
+            if not key.startswith("redirect") and key != "xmlrpc-limited"
+        )
+
+    @property
+    def switches(self) -> Switches:
+        return self.state.switches
+
+    def configure(self, **changes: Any) -> None:
+        self.state.configure(**changes)
+
+    def emulate_proxy(self) -> None:
+        self.state.emulate_proxy()
+
+    def purge_root(self) -> None:
+        self.state.purge_root()
 
     def add_fault(self, fault: Fault) -> None:
         with self.state.lock:
@@ -157,6 +250,41 @@ class FakeUpstream:
         self.server.serve_forever()
 
 
+def _reset_stats(state: _State, args: dict[str, Any]) -> None:
+    with state.lock:
+        state.counts.clear()
+        state.per_project.clear()
+
+
+def _control_status(state: _State, a: dict[str, Any]) -> None:
+    state.index.set_status(a["project"], a["status"], a.get("reason"))
+
+
+def _control_vulns(state: _State, a: dict[str, Any]) -> None:
+    state.index.set_vulnerabilities(a["project"], a["version"], list(a["vulnerabilities"]))
+
+
+#: ``POST /_fake/<action>`` with a JSON body of arguments, for out-of-process users.
+_CONTROL: dict[str, Callable[[_State, dict[str, Any]], object]] = {
+    "project": lambda st, a: st.index.add_project(a["project"]),
+    "release": lambda st, a: st.index.add_release(
+        a["project"], a["version"], wheels=int(a.get("wheels", 1))
+    ),
+    "yank": lambda st, a: st.index.yank(a["project"], a["version"], a.get("reason")),
+    "unyank": lambda st, a: st.index.unyank(a["project"], a["version"]),
+    "delete-release": lambda st, a: st.index.delete_release(a["project"], a["version"]),
+    "delete-file": lambda st, a: st.index.delete_file(a["project"], a["filename"]),
+    "delete-project": lambda st, a: st.index.delete_project(a["project"]),
+    "status": _control_status,
+    "vulnerabilities": _control_vulns,
+    "role": lambda st, a: st.index.set_role(a["project"], a["user"], a.get("role")),
+    "organization": lambda st, a: st.index.set_organization(a["project"], a.get("organization")),
+    "configure": lambda st, a: st.configure(**a),
+    "emulate-proxy": lambda st, a: st.emulate_proxy(),
+    "purge-root": lambda st, a: st.purge_root(),
+    "reset-stats": _reset_stats,
+}
+
 _ROUTES = (
     ("simple-root", re.compile(r"^/simple/?$")),
     ("simple-project", re.compile(r"^/simple/(?P<name>[^/]+)/?$")),
@@ -167,6 +295,12 @@ _ROUTES = (
         re.compile(r"^/(?P<path>packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/[^/]+)\.metadata$"),
     ),
     ("file", re.compile(r"^/(?P<path>packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/[^/]+)$")),
+    (
+        "integrity",
+        re.compile(
+            r"^/integrity/(?P<name>[^/]+)/(?P<version>[^/]+)/(?P<filename>[^/]+)/provenance$"
+        ),
+    ),
     ("stats", re.compile(r"^/_fake/stats$")),
 )
 
@@ -226,9 +360,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self.state.counts["not-modified"] += 1
         self.send_response(status)
         self.send_header("Content-Type", ctype)
-        self.send_header(
-            "X-PyPI-Last-Serial", str(serial if serial is not None else self.state.index.serial)
-        )
+        if self.state.switches.serial_headers:
+            self.send_header(
+                "X-PyPI-Last-Serial", str(serial if serial is not None else self.state.index.serial)
+            )
         self.send_header("Vary", "Accept")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -308,7 +443,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _not_found(self) -> None:
         self._send(404, b'{"message": "Not Found"}', "application/json")
 
-    def _redirect(self, location: str) -> None:
+    def _redirect(self, location: str, route: str) -> None:
+        """A 301, counted as ``redirect`` and ``redirect:<route>`` (besides its route)."""
+        with self.state.lock:
+            self.state.counts["redirect"] += 1
+            self.state.counts[f"redirect:{route}"] += 1
         self._send(301, b"", "text/plain", headers={"Location": location})
 
     def _accept_json(self) -> bool:
@@ -391,7 +530,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self._early_fault(fault):
             return
         if route == "xmlrpc":
-            self._xmlrpc(fault)
+            self._xmlrpc_gate(fault)
         elif route == "simple-root":
             self._simple_root(fault)
         elif match is None:
@@ -407,11 +546,13 @@ class _Handler(BaseHTTPRequestHandler):
         if route == "version-json":
             name, version = unquote(match.group("name")), unquote(match.group("version"))
             return self._version_json(name, version, fault)
+        if route == "integrity":
+            return self._provenance(match, fault)
         f = self.state.index.file_by_path(match.group("path"))
         if f is None:
             self._not_found()
         elif route == "core-metadata":
-            if not f.core_metadata:
+            if not f.core_metadata or self.state.switches.pep658 == "absent":
                 self._not_found()
             else:
                 self._send(200, f.metadata, "application/octet-stream", fault=fault)
@@ -423,24 +564,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0") or 0)
         try:
             args = json.loads(self.rfile.read(min(length, 1 << 20)) or b"{}")
-            idx = self.state.index
-            if action == "project":
-                idx.add_project(args["project"])
-            elif action == "release":
-                idx.add_release(args["project"], args["version"], wheels=int(args.get("wheels", 1)))
-            elif action == "yank":
-                idx.yank(args["project"], args["version"], args.get("reason"))
-            elif action == "delete-release":
-                idx.delete_release(args["project"], args["version"])
-            elif action == "delete-project":
-                idx.delete_project(args["project"])
-            elif action == "reset-stats":
-                with self.state.lock:
-                    self.state.counts.clear()
-                    self.state.per_project.clear()
-            else:
+            act = _CONTROL.get(action)
+            if act is None:
                 self._send(404, b'{"message": "unknown control action"}', "application/json")
                 return
+            act(self.state, args)
         except (KeyError, ValueError, TypeError) as exc:
             self._send(400, json.dumps({"message": str(exc)}).encode(), "application/json")
             return
@@ -450,42 +578,49 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ simple index
     def _simple_root(self, fault: Fault | None) -> None:
-        idx = self.state.index
-        as_json = self._accept_json()
-        with idx.lock:
-            serial = idx.serial
-            key = (serial, "json" if as_json else "html")
-            body = self.state.root_cache.get(key)
+        sw = self.state.switches
+        as_json = self._accept_json() and not sw.html_only_root
+        snap = self.state.root_listing()
+        key = (snap.serial, snap.taken if snap.projects is not None else None)
+        with self.state.index.lock:
+            full_key = (*key, as_json, sw.serial_headers)
+            body = self.state.root_cache.get(full_key)
             if body is None:
-                if as_json:
-                    parts = [
-                        json.dumps({"name": p.name, "_last-serial": p.serial})
-                        for p in idx.projects.values()
-                    ]
-                    meta = json.dumps({"api-version": API_VERSION, "_last-serial": serial})
-                    body = (
-                        '{"meta": ' + meta + ', "projects": [' + ", ".join(parts) + "]}"
-                    ).encode()
-                else:
-                    links = "".join(
-                        f'    <a href="/simple/{canonicalize_name(p.name)}/">{html.escape(p.name)}</a>\n'
-                        for p in idx.projects.values()
-                    )
-                    body = (
-                        '<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" '
-                        f'content="{API_VERSION}">\n    <title>Simple index</title>\n  </head>\n  <body>\n'
-                        f"{links}  </body>\n</html>\n<!--SERIAL {serial}-->\n"
-                    ).encode()
+                body = self._root_body(snap, as_json, sw.serial_headers)
                 self.state.root_cache.clear()
-                self.state.root_cache[key] = body
-        self._send(200, body, JSON_CT if as_json else HTML_CT, serial=serial, fault=fault)
+                self.state.root_cache[full_key] = body
+        self._send(200, body, JSON_CT if as_json else HTML_CT, serial=snap.serial, fault=fault)
+
+    def _root_body(self, snap: RootSnapshot, as_json: bool, serials: bool) -> bytes:
+        """The root listing (live when ``snap.projects`` is ``None``), in either form."""
+        projects = snap.projects if snap.projects is not None else self.state.live_projects()
+        if as_json:
+            parts = [
+                json.dumps({"name": n, "_last-serial": s} if serials else {"name": n})
+                for n, s in projects
+            ]
+            meta: dict[str, Any] = {"api-version": API_VERSION}
+            if serials:
+                meta["_last-serial"] = snap.serial
+            return (
+                '{"meta": ' + json.dumps(meta) + ', "projects": [' + ", ".join(parts) + "]}"
+            ).encode()
+        links = "".join(
+            f'    <a href="/simple/{canonicalize_name(n)}/">{html.escape(n)}</a>\n'
+            for n, _ in projects
+        )
+        return (
+            '<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" '
+            f'content="{API_VERSION}">\n    <title>Simple index</title>\n  </head>\n  <body>\n'
+            f"{links}  </body>\n</html>\n" + (f"<!--SERIAL {snap.serial}-->\n" if serials else "")
+        ).encode()
 
     def _project_or_answer(self, name: str, canonical_path: str) -> tuple[str, FakeProject] | None:
         """The project for a request, or ``None`` once a PEP 503 redirect (to
         ``canonical_path``, with ``{norm}`` filled in) or a 404 has been sent."""
         norm = canonicalize_name(name)
         if name != norm:
-            self._redirect(canonical_path.format(norm=norm))
+            self._redirect(canonical_path.format(norm=norm), "simple-project")
             return None
         p = self.state.index.get(norm)
         if p is None:
@@ -501,18 +636,32 @@ class _Handler(BaseHTTPRequestHandler):
         norm, p = found
         with idx.lock:
             rels = idx.releases(norm)
-            files = [f for r in rels.values() for f in r.files]
+            hidden = p.quarantined  # quarantined: the page lists nothing
+            files = [] if hidden else [f for r in rels.values() for f in r.files]
+            versions = [] if hidden else list(rels)
+            status: dict[str, Any] = {"status": p.status}
+            if p.status_reason:
+                status["reason"] = p.status_reason
             serial = p.serial
-            versions = list(rels)
         if self._accept_json():
+            meta: dict[str, Any] = {"api-version": API_VERSION}
+            if self.state.switches.serial_headers:
+                meta["_last-serial"] = serial
             data = {
-                "meta": {"api-version": API_VERSION, "_last-serial": serial},
+                "meta": meta,
                 "name": norm,
+                "project-status": status,
                 "versions": versions,
-                "files": [self._simple_file(f) for f in files],
+                "files": [self._simple_file(norm, f) for f in files],
             }
             self._json(data, serial, fault, JSON_CT)
             return
+        body = self._simple_html(norm, files, status, serial)
+        self._send(200, body, HTML_CT, serial=serial, fault=fault)
+
+    def _simple_html(
+        self, norm: str, files: list[FakeFile], status: dict[str, Any], serial: int
+    ) -> bytes:
         links = []
         for f in files:
             attrs = [f'href="{self.base}/{f.path}#sha256={f.sha256}"']
@@ -520,20 +669,40 @@ class _Handler(BaseHTTPRequestHandler):
                 attrs.append(f'data-requires-python="{html.escape(f.requires_python)}"')
             if f.yanked:
                 attrs.append(f'data-yanked="{html.escape(f.yanked_reason or "")}"')
-            if f.core_metadata:
+            if self._advertise_metadata(f):
                 attrs.append(f'data-core-metadata="sha256={f.metadata_sha256}"')
                 attrs.append(f'data-dist-info-metadata="sha256={f.metadata_sha256}"')
+            provenance = self._provenance_url(norm, f)
+            if provenance:
+                attrs.append(f'data-provenance="{html.escape(provenance)}"')
             links.append(f"    <a {' '.join(attrs)}>{html.escape(f.filename)}</a><br />\n")
-        body = (
-            f'<!DOCTYPE html>\n<html>\n  <head>\n    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        metas = [
+            ("pypi:repository-version", API_VERSION),
+            ("pypi:project-status", status["status"]),
+        ]
+        if "reason" in status:
+            metas.append(("pypi:project-status-reason", status["reason"]))
+        head = "".join(f'    <meta name="{k}" content="{html.escape(str(v))}">\n' for k, v in metas)
+        serial_comment = f"<!--SERIAL {serial}-->\n" if self.state.switches.serial_headers else ""
+        return (
+            f"<!DOCTYPE html>\n<html>\n  <head>\n{head}"
             f"    <title>Links for {html.escape(norm)}</title>\n  </head>\n  <body>\n    <h1>Links for {html.escape(norm)}</h1>\n"
             + "".join(links)
-            + f"  </body>\n</html>\n<!--SERIAL {serial}-->\n"
+            + f"  </body>\n</html>\n{serial_comment}"
         ).encode()
-        self._send(200, body, HTML_CT, serial=serial, fault=fault)
 
-    def _simple_file(self, f: FakeFile) -> dict[str, Any]:
-        cm: Any = {"sha256": f.metadata_sha256} if f.core_metadata else False
+    def _advertise_metadata(self, f: FakeFile) -> bool:
+        return f.core_metadata and self.state.switches.pep658 == "advertised"
+
+    def _provenance_url(self, norm: str, f: FakeFile) -> str | None:
+        """PEP 740: where the file's provenance is, or ``None`` for a file without one."""
+        if not f.has_provenance:
+            return None
+        version, filename = quote(f.version, safe=""), quote(f.filename, safe="")
+        return f"{self.base}/integrity/{norm}/{version}/{filename}/provenance"
+
+    def _simple_file(self, norm: str, f: FakeFile) -> dict[str, Any]:
+        cm: Any = {"sha256": f.metadata_sha256} if self._advertise_metadata(f) else False
         _, iso = _iso(f.upload_time)
         return {
             "filename": f.overrides.get("filename", f.filename),
@@ -545,8 +714,22 @@ class _Handler(BaseHTTPRequestHandler):
             "yanked": (f.yanked_reason or True) if f.yanked else False,
             "core-metadata": cm,
             "data-dist-info-metadata": cm,
-            "provenance": None,
+            "provenance": self._provenance_url(norm, f),
         }
+
+    def _provenance(self, match: re.Match[str], fault: Fault | None) -> None:
+        """``/integrity/<project>/<version>/<filename>/provenance`` (PEP 740)."""
+        idx = self.state.index
+        norm = canonicalize_name(unquote(match.group("name")))
+        version, filename = unquote(match.group("version")), unquote(match.group("filename"))
+        with idx.lock:
+            p = idx.get(norm)
+            f = idx.find_file(norm, version, filename)
+            if p is None or p.quarantined or f is None or not f.has_provenance:
+                self._not_found()
+                return
+            data, serial = provenance_bundle(p.name, f), p.serial
+        self._json(data, serial, fault, INTEGRITY_CT)
 
     # ------------------------------------------------------------------ JSON API
     def _file_json(self, f: FakeFile) -> dict[str, Any]:
@@ -596,9 +779,26 @@ class _Handler(BaseHTTPRequestHandler):
             info.setdefault(k, None)
         return info
 
+    def _json_api_project(self, name: str, tail: str, route: str) -> tuple[str, FakeProject] | None:
+        """Warehouse's ``json_project``/``json_release`` lookup: 404 for an unknown or
+        quarantined project; a 301 to the display name for any other spelling of it (with
+        ``json_redirects`` off: to the normalised name, for non-normalised names only)."""
+        norm = canonicalize_name(name)
+        p = self.state.index.get(norm)
+        if p is None or p.quarantined:
+            self._not_found()
+            return None
+        if self.state.switches.json_redirects and name != p.name:
+            self._redirect(f"/pypi/{quote(p.name, safe='')}/{tail}", route)
+            return None
+        if not self.state.switches.json_redirects and name != norm:
+            self._redirect(f"/pypi/{norm}/{tail}", route)
+            return None
+        return norm, p
+
     def _project_json(self, name: str, fault: Fault | None) -> None:
         idx = self.state.index
-        found = self._project_or_answer(name, "/pypi/{norm}/json")
+        found = self._json_api_project(name, "json", "project-json")
         if found is None:
             return
         norm, p = found
@@ -606,20 +806,25 @@ class _Handler(BaseHTTPRequestHandler):
             rels = idx.releases(norm)
             latest = idx.latest(norm)
             serial = p.serial
-            data = {
+            data: dict[str, Any] = {
                 "info": self._info(norm, latest) if latest else {"name": p.name, "version": None},
                 "last_serial": serial,
-                "releases": {v: [self._file_json(f) for f in r.files] for v, r in rels.items()},
-                "urls": [self._file_json(f) for f in latest.files] if latest else [],
-                "vulnerabilities": [],
             }
+            if self.state.switches.releases_key:
+                data["releases"] = {
+                    v: [self._file_json(f) for f in r.files] for v, r in rels.items()
+                }
+            data["urls"] = [self._file_json(f) for f in latest.files] if latest else []
+            data["vulnerabilities"] = idx.vulnerabilities(norm, latest.version) if latest else []
+            data["ownership"] = idx.ownership(norm)
         self._json(data, serial, fault)
 
     def _version_json(self, name: str, version: str, fault: Fault | None) -> None:
         idx = self.state.index
-        found = self._project_or_answer(
-            name, "/pypi/{norm}/" + version.replace("{", "{{").replace("}", "}}") + "/json"
-        )
+        if self.state.switches.version_json_404:
+            self._not_found()
+            return
+        found = self._json_api_project(name, version + "/json", "version-json")
         if found is None:
             return
         norm, p = found
@@ -632,27 +837,55 @@ class _Handler(BaseHTTPRequestHandler):
                 "info": self._info(norm, rel),
                 "last_serial": p.serial,
                 "urls": [self._file_json(f) for f in rel.files],
-                "vulnerabilities": [],
+                "vulnerabilities": idx.vulnerabilities(norm, version),
+                "ownership": idx.ownership(norm),
             }
         self._json(data, p.serial, fault)
 
     # ------------------------------------------------------------------ XML-RPC
-    def _xmlrpc(self, fault: Fault | None) -> None:
+    def _xmlrpc_gate(self, fault: Fault | None) -> None:
+        """XML-RPC as switched: absent (405), over its rate limit (429, or a fault inside a
+        200, with Warehouse's "Limit may reset in N seconds"), or answered."""
         length = int(self.headers.get("Content-Length", "0") or 0)
         raw = self.rfile.read(min(length, 1 << 20))
+        sw = self.state.switches
+        if not sw.xmlrpc:
+            self._send(405, b"Method Not Allowed", "text/plain", headers={"Allow": "GET, HEAD"})
+            return
+        wait = self.state.xmlrpc_wait()
+        if wait is None:
+            self._xmlrpc(raw, fault)
+            return
+        with self.state.lock:
+            self.state.counts["xmlrpc-limited"] += 1
+        message = (
+            "The action could not be performed because there were too many requests. "
+            f"Limit may reset in {wait} seconds."
+        )
+        if sw.xmlrpc_limit_fault:
+            fault_body = xmlrpc.client.Fault(-32500, f"HTTPTooManyRequests: {message}")
+            self._send(
+                200, xmlrpc.client.dumps(fault_body, methodresponse=True).encode(), "text/xml"
+            )
+        else:
+            self._send(429, message.encode(), "text/plain")
+
+    def _xmlrpc(self, raw: bytes, fault: Fault | None) -> None:
         idx = self.state.index
         try:
             params, method = xmlrpc.client.loads(raw)
             with idx.lock:
                 if method == "list_packages_with_serial":
-                    result: Any = {p.name: p.serial for p in idx.projects.values()}
+                    result: Any = {
+                        p.name: p.serial for p in idx.projects.values() if not p.quarantined
+                    }
                 elif method == "changelog_last_serial":
                     result = idx.serial
                 elif method == "changelog_since_serial":
                     since = params[0]
                     if not isinstance(since, int | float | str | bytes):
                         raise TypeError(f"serial must be a number, not {type(since).__name__}")
-                    result = idx.changelog_since(int(since), CHANGELOG_CAP)
+                    result = idx.changelog_since(int(since), self.state.switches.changelog_cap)
                 else:
                     raise xmlrpc.client.Fault(
                         -32601, f"method {method!r} is deprecated or disabled"
