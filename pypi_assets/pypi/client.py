@@ -27,23 +27,29 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from .._version import __version__
-from .limits import (
+from .errors import (
     DeadlineExceeded,
     InvalidResponse,
     LimitExceeded,
+    NotFound,
+    SimpleParseError,
+    StaleResponse,
+    UnsafeValue,
     UpstreamError,
+    XmlRpcError,
+)
+from .limits import (
     as_serial,
     check_json_tree,
     check_serial,
     loads_json,
 )
 from .metadata import decode_draining
-from .names import UnsafeValue, canonical, check_project_name, check_url, host_key
+from .names import canonical, check_project_name, check_url, host_key
 from .records import UpstreamListing
 from .simple import (
     ACCEPT,
     JSON_CT,
-    SimpleParseError,
     SimpleProjectPage,
     loads_root_json,
     parse_project_page_html,
@@ -51,7 +57,7 @@ from .simple import (
     parse_root_html,
     parse_root_json,
 )
-from .xmlrpc import XmlRpcError, dumps_call, loads_response
+from .xmlrpc import dumps_call, loads_response
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -73,14 +79,6 @@ _ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]{0,200}"')
 _RETRY_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 T = TypeVar("T")
-
-
-class NotFound(UpstreamError):
-    pass
-
-
-class StaleResponse(UpstreamError):
-    """Upstream kept serving a page older than the serial we expect (a lagging CDN)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,15 +15,12 @@ from typing import BinaryIO
 
 import httpx
 
-from .client import PyPIClient, RequestStats, UpstreamError
+from .client import PyPIClient, RequestStats
+from .errors import IntegrityError, UpstreamError
 
 __all__ = ["IntegrityError", "download"]
 
 CHUNK = 1 << 16
-
-
-class IntegrityError(UpstreamError):
-    """The upstream sent bytes that are not the advertised file. Never retried."""
 
 
 async def download(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .client import NotFound, PyPIClient, quote_version
+from .errors import NotModified, ProjectError
 from .limits import INT64_MAX, InvalidResponse, LimitExceeded, check_serial, loads_json
 from .metadata import (
     MetadataError,
@@ -37,20 +38,6 @@ from .records import Distribution, Project, Release, StoredProject
 __all__ = ["Depth", "NotModified", "ProjectError", "fetch_project", "parse_time"]
 
 Depth = Literal["full", "project"]
-
-
-class NotModified(Exception):
-    """The stored project is current: upstream answered a conditional request with 304.
-    ``serial`` is the serial that answer carries, if any (a serial can move without the
-    project JSON changing, as a role change does)."""
-
-    def __init__(self, message: str, serial: int | None) -> None:
-        super().__init__(message)
-        self.serial = serial
-
-
-class ProjectError(RuntimeError):
-    """A project that cannot be mirrored as upstream serves it; the message names it."""
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
+from .errors import SimpleParseError
 from .limits import INT64_MAX, InvalidResponse, as_serial, loads_json
 
 __all__ = [
@@ -27,10 +28,6 @@ ACCEPT = f"{JSON_CT}, {HTML_CT};q=0.2, text/html;q=0.01"
 _SERIAL_RE = re.compile(r"<!--\s*SERIAL\s+(\d+)\s*-->")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_NAME = 1000  # a listed name longer than this is garbage (PEP 508 names are far shorter)
-
-
-class SimpleParseError(ValueError):
-    pass
 
 
 def _major(meta: Any) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from ..pypi.errors import Refused
 from ..pypi.records import (
     DISTRIBUTION_COLUMNS,
     Distribution,
@@ -71,7 +72,7 @@ def _among(projects: Sequence[str] | None) -> tuple[str, list[Any]]:
     return "AND project IN (SELECT unnest($1::VARCHAR[]))", [list(projects)]
 
 
-class ListingShrank(ValueError):
+class ListingShrank(Refused, ValueError):
     """A new upstream listing would drop more of the stored projects than allowed."""
 
     def __init__(

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ..pypi.errors import Refused
 from ..pypi.names import check_project_name
 from ..pypi.records import warehouse_file
 from .duckdb_store import MetadataStore
@@ -516,7 +517,7 @@ def _write_root(
 INDEX_OWNER = ".pypi-assets/index-owner"
 
 
-class IndexOwnedElsewhere(ValueError):
+class IndexOwnedElsewhere(Refused, ValueError):
     """The index directory is written by another database."""
 
 

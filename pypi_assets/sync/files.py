@@ -24,8 +24,9 @@ from pathlib import Path
 
 import httpx
 
-from ..pypi import NotFound, PyPIClient, UnsafeValue, UpstreamError
+from ..pypi import InvalidData, PyPIClient, UnsafeValue, UpstreamError
 from ..pypi.download import IntegrityError, download
+from ..pypi.errors import Refused
 from ..pypi.names import check_sha256
 from ..store.blobs import BlobStore, check_key
 
@@ -280,14 +281,7 @@ async def mirror_files(
                 else:
                     report.present += 1
                 status = "ok"
-            except (
-                NotFound,
-                IntegrityError,
-                UnsafeValue,
-                UpstreamError,
-                httpx.HTTPError,
-                OSError,
-            ) as exc:
+            except (UpstreamError, InvalidData, httpx.HTTPError, OSError) as exc:
                 report.failed[name] = str(exc)
                 log.warning("%s failed: %s", name, exc)
                 status = "failed"
@@ -414,7 +408,7 @@ async def repair(
 DEFAULT_MAX_DELETE_SHARE = 0.05
 
 
-class TooManyDeletions(Exception):
+class TooManyDeletions(Refused):
     """A bulk deletion above the allowed share was refused; nothing was deleted."""
 
 

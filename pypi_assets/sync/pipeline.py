@@ -31,15 +31,14 @@ from ..filters import (
 from ..filters.closure import Closure
 from ..pypi import (
     ClientConfig,
+    InvalidData,
     NotFound,
     PyPIClient,
-    UnsafeValue,
     UpstreamError,
     canonical,
     fetch_project,
 )
-from ..pypi.fetch import Depth, NotModified, ProjectError
-from ..pypi.metadata import MetadataError
+from ..pypi.fetch import Depth, NotModified
 from ..pypi.names import is_valid_project_name
 from ..pypi.records import Project, UpstreamListing
 from ..store import MetadataStore, publish_snapshot
@@ -557,13 +556,7 @@ async def refresh_metadata(
                 await asyncio.to_thread(store.mark_missing, name, display, serial)
                 report.missing.append(name)
                 status = "missing"
-            except (
-                UpstreamError,
-                UnsafeValue,
-                ProjectError,
-                MetadataError,
-                httpx.HTTPError,
-            ) as exc:
+            except (UpstreamError, InvalidData, httpx.HTTPError) as exc:
                 report.failed[name] = str(exc)
                 log.warning("project %s failed: %s", name, exc)
                 status = "failed"

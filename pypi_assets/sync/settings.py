@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..filters.config import MirrorConfig, load, loads
+from ..pypi.errors import ConfigurationError
 from ..pypi.names import upstream_url_problem
 from ..store.blobs import BlobStore, open_blob_store
 
@@ -32,7 +33,7 @@ MAX_CONCURRENCY = 10
 DEFAULT_LOCK_TIMEOUT = 900.0
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """A flag or environment variable that cannot be used; the message names it."""
 
 
