@@ -29,8 +29,8 @@ import duckdb
 import httpx
 
 from ._version import __version__
-from .filters import ConfigError, MirrorConfig
-from .pypi import ClientConfig, UpstreamError
+from .filters import MirrorConfig
+from .pypi import ClientConfig, ConfigurationError, UpstreamError
 from .pypi.fetch import Depth
 from .store.duckdb_store import is_storage_error
 from .sync.listing import UpstreamFault
@@ -839,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------- failures
-class UsageError(Exception):
+class UsageError(ConfigurationError):
     """A bad command line: reported as one line (exit 2), not argparse's usage block."""
 
 
@@ -891,9 +891,7 @@ FAILURES: tuple[
     (Terminated, lambda e: True, EXIT_TERMINATED, lambda e: "terminated"),
     (KeyboardInterrupt, lambda e: True, EXIT_INTERRUPTED, lambda e: "interrupted"),
     (duckdb.InterruptException, lambda e: True, EXIT_INTERRUPTED, lambda e: "interrupted"),
-    (UsageError, lambda e: True, EXIT_CONFIG, str),
-    (ConfigError, lambda e: True, EXIT_CONFIG, str),
-    (SettingsError, lambda e: True, EXIT_CONFIG, str),
+    (ConfigurationError, lambda e: True, EXIT_CONFIG, str),
     (UpstreamFault, lambda e: True, EXIT_UNREACHABLE, lambda e: f"upstream fault: {e}"),
     (UpstreamError, lambda e: True, EXIT_UNREACHABLE, lambda e: f"upstream unreachable: {e}"),
     (httpx.HTTPError, lambda e: True, EXIT_UNREACHABLE, _http_message),

@@ -25,6 +25,7 @@ from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
+from ..pypi.errors import ConfigurationError
 from ..pypi.names import upstream_url_problem
 from .registry import ALL, PLUGINS
 
@@ -135,7 +136,7 @@ _BOOL = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """A config value that cannot be used; the message names the file, section and key."""
 
     def __init__(self, source: str, section: str, key: str, problem: str) -> None:

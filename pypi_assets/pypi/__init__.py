@@ -1,10 +1,28 @@
 """The upstream protocol layer: PEP 691/503 simple index, JSON API, PEP 658 core metadata and
 XML-RPC. No Dagster, no DuckDB, no filesystem access."""
 
-from .client import ClientConfig, NotFound, PyPIClient, RequestStats, StaleResponse, UpstreamError
-from .fetch import ProjectError, fetch_project
-from .limits import DeadlineExceeded, InvalidResponse, LimitExceeded
-from .names import UnsafeValue, canonical
+from .client import ClientConfig, PyPIClient, RequestStats
+from .errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    IntegrityError,
+    InvalidData,
+    InvalidResponse,
+    LimitExceeded,
+    MetadataError,
+    NotFound,
+    NotModified,
+    ProjectError,
+    PyPIAssetsError,
+    Refused,
+    SimpleParseError,
+    StaleResponse,
+    UnsafeValue,
+    UpstreamError,
+    XmlRpcError,
+)
+from .fetch import fetch_project
+from .names import canonical
 from .records import (
     DISTRIBUTION_COLUMNS,
     SEED_FIELDS,
@@ -20,22 +38,31 @@ __all__ = [
     "DISTRIBUTION_COLUMNS",
     "SEED_FIELDS",
     "ClientConfig",
+    "ConfigurationError",
     "DeadlineExceeded",
     "Distribution",
+    "IntegrityError",
+    "InvalidData",
     "InvalidResponse",
     "LimitExceeded",
+    "MetadataError",
     "NotFound",
+    "NotModified",
     "Project",
     "ProjectError",
     "ProjectListing",
+    "PyPIAssetsError",
     "PyPIClient",
+    "Refused",
     "Release",
     "RequestStats",
+    "SimpleParseError",
     "StaleResponse",
     "StoredProject",
     "UnsafeValue",
     "UpstreamError",
     "UpstreamListing",
+    "XmlRpcError",
     "canonical",
     "fetch_project",
 ]

@@ -7,8 +7,10 @@ everything it needs, and :class:`ClientConfig` is a plain value.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -16,32 +18,38 @@ import ssl
 import time
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from .._version import __version__
-from .limits import (
+from .errors import (
     DeadlineExceeded,
     InvalidResponse,
     LimitExceeded,
+    NotFound,
+    SimpleParseError,
+    StaleResponse,
+    UnsafeValue,
     UpstreamError,
+    XmlRpcError,
+)
+from .limits import (
     as_serial,
     check_json_tree,
     check_serial,
     loads_json,
 )
 from .metadata import decode_draining
-from .names import UnsafeValue, canonical, check_project_name, check_url, host_key
+from .names import canonical, check_project_name, check_url, host_key
 from .records import UpstreamListing
 from .simple import (
     ACCEPT,
     JSON_CT,
-    SimpleParseError,
     SimpleProjectPage,
     loads_root_json,
     parse_project_page_html,
@@ -49,7 +57,7 @@ from .simple import (
     parse_root_html,
     parse_root_json,
 )
-from .xmlrpc import XmlRpcError, dumps_call, loads_response
+from .xmlrpc import dumps_call, loads_response
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -70,14 +78,7 @@ MAX_WORKERS = 10
 _ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]{0,200}"')
 _RETRY_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-class NotFound(UpstreamError):
-    pass
-
-
-class StaleResponse(UpstreamError):
-    """Upstream kept serving a page older than the serial we expect (a lagging CDN)."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +268,16 @@ class _BodyGate:
             self._lock.release()
 
 
+@dataclass(frozen=True, slots=True)
+class _Again:
+    """An attempt's outcome that calls for another: why, and the wait (``None``: backoff).
+    ``stale``: the answer is older than expected; it waits ``delay`` and does not count."""
+
+    reason: str
+    delay: float | None = None
+    stale: bool = False
+
+
 @dataclass(slots=True)
 class Fetched:
     status: int
@@ -327,6 +338,40 @@ class Fetched:
         return self._parsed
 
 
+def _fresh(
+    got: Fetched, url: str, expected_serial: int | None, stale: Iterator[float]
+) -> Fetched | _Again:
+    """``got``, unless its serial is below ``expected_serial``: then another attempt after the
+    next of the ``stale`` delays, and :class:`StaleResponse` once they are spent."""
+    if expected_serial is None:
+        return got
+    serial = got.serial
+    if serial is not None and serial >= expected_serial:
+        return got
+    delay = next(stale, None)
+    if delay is None:
+        raise StaleResponse(f"{url}: stale page, serial {serial} < expected {expected_serial}")
+    return _Again("stale page", delay, stale=True)
+
+
+def _listing_from_root_json(got: Fetched, root: str) -> UpstreamListing:
+    """The PEP 691 JSON ``/simple/``; its bytes, text and parsed form never coexist."""
+    body, got.body = got.body, b""
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise SimpleParseError(f"invalid JSON ({exc})") from None
+    del body
+    data = loads_root_json(text, root)
+    del text
+    meta_serial, names, serials = parse_root_json(data)
+    del data
+    serial = got.headers_serial if got.headers_serial is not None else meta_serial
+    if serial is None:
+        serial = max(serials, default=0)
+    return UpstreamListing(serial, names, serials, "simple-json")
+
+
 class PyPIClient:
     """Use as ``async with PyPIClient(cfg) as client: ...``."""
 
@@ -379,13 +424,16 @@ class PyPIClient:
         await self._http.aclose()
 
     # ------------------------------------------------------------------ transport core
-    def _check(self, url: object) -> str:
+    def check_url(self, url: object) -> str:
+        """``url`` resolved against the upstream, if it may be requested (an allowed http(s)
+        origin, no credentials); else :class:`UnsafeValue`."""
         return check_url(url, self.config.base + "/", self.config.allowed_hosts)
+
 
     def _redirect(self, resp: httpx.Response) -> str | None:
         """Where a redirect leads, if it may be followed (only to allowed origins)."""
         if resp.status_code in _REDIRECTS and "location" in resp.headers:
-            return self._check(str(resp.url.join(resp.headers["location"])))
+            return self.check_url(str(resp.url.join(resp.headers["location"])))
         return None
 
     def release_body(self) -> None:
@@ -412,43 +460,50 @@ class PyPIClient:
         """
         cap = self.config.max_body
         large = self.config.large_body if gated and method != "HEAD" else cap + 1
+        async with self._open(method, url, headers, content) as (url, resp):
+            expected = resp.headers.get("content-length", "")
+            if expected.isdigit() and expected.isascii() and int(expected) > cap:
+                raise LimitExceeded(f"{url}: body larger than max_body_size ({cap} bytes)")
+            if expected.isdigit() and expected.isascii() and int(expected) > large:
+                await self._gate.enter()
+            inflate = _inflater(url, resp.headers.get("content-encoding", ""))
+            body = bytearray()
+            chunks: AsyncIterator[bytes]
+            if resp.is_stream_consumed:  # a transport that answered with bytes, read
+                chunks, inflate = _one_chunk(resp.content), None  # (and decoded) already
+            else:
+                chunks = resp.aiter_raw()
+            async for raw in chunks:
+                if method == "HEAD":
+                    continue
+                if len(body) > large:
+                    await self._gate.enter()
+                if inflate is None:
+                    if len(body) + len(raw) > cap:
+                        raise LimitExceeded(f"{url}: body larger than max_body_size ({cap} bytes)")
+                    body += raw
+                else:
+                    _inflate_into(body, inflate, raw, cap, url)
+            if inflate is not None and method != "HEAD":
+                _inflate_into(body, inflate, None, cap, url)
+            self.stats.bytes += len(body)
+            return Fetched(resp.status_code, resp.headers, body, str(resp.url))
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | None
+    ) -> AsyncIterator[tuple[str, httpx.Response]]:
+        """The answer to one request, its body not yet read, and the URL it came from:
+        redirects are followed (at most 5) only to allowed origins, a 303 as a GET."""
         for _hop in range(6):
             async with self._http.stream(method, url, headers=headers, content=content) as resp:
                 target = self._redirect(resp)
-                if target is not None:
-                    url = target
-                    if resp.status_code == 303:
-                        method, content = "GET", None
-                    continue
-                expected = resp.headers.get("content-length", "")
-                if expected.isdigit() and expected.isascii() and int(expected) > cap:
-                    raise LimitExceeded(f"{url}: body larger than max_body_size ({cap} bytes)")
-                if expected.isdigit() and expected.isascii() and int(expected) > large:
-                    await self._gate.enter()
-                inflate = _inflater(url, resp.headers.get("content-encoding", ""))
-                body = bytearray()
-                chunks: AsyncIterator[bytes]
-                if resp.is_stream_consumed:  # a transport that answered with bytes, read
-                    chunks, inflate = _one_chunk(resp.content), None  # (and decoded) already
-                else:
-                    chunks = resp.aiter_raw()
-                async for raw in chunks:
-                    if method == "HEAD":
-                        continue
-                    if len(body) > large:
-                        await self._gate.enter()
-                    if inflate is None:
-                        if len(body) + len(raw) > cap:
-                            raise LimitExceeded(
-                                f"{url}: body larger than max_body_size ({cap} bytes)"
-                            )
-                        body += raw
-                    else:
-                        _inflate_into(body, inflate, raw, cap, url)
-                if inflate is not None and method != "HEAD":
-                    _inflate_into(body, inflate, None, cap, url)
-                self.stats.bytes += len(body)
-                return Fetched(resp.status_code, resp.headers, body, str(resp.url))
+                if target is None:
+                    yield url, resp
+                    return
+            url = target
+            if resp.status_code == 303:
+                method, content = "GET", None
         raise UpstreamError(f"{url}: too many redirects")
 
     def time_left(self, limit: float, url: str = "") -> float:
@@ -475,73 +530,120 @@ class PyPIClient:
         ok: frozenset[int] = frozenset({200}),
         gated: bool = False,
     ) -> Fetched:
-        """A request with retries: timeouts, transport errors, truncated bodies and 5xx back
-        off exponentially, 429 honours ``Retry-After``, and a response whose
-        ``X-PyPI-Last-Serial`` is below ``expected_serial`` is retried and then reported stale.
+        """A request, its body read into memory, under the client's policy (:meth:`_retrying`);
+        a response whose ``X-PyPI-Last-Serial`` is below ``expected_serial`` is asked for
+        again after each of ``stale_delays`` and then reported stale (:class:`StaleResponse`).
 
         The whole of it, retries and waits included, has ``total_timeout`` to complete (from
         its first attempt's start); past that it raises :class:`DeadlineExceeded`.
         ``gated``: see :meth:`_once`; the caller must call :meth:`release_body` afterwards
         (in a ``finally``), whatever the outcome.
         """
-        cfg = self.config
-        url = self._check(url)
+        url = self.check_url(url)
         headers = {"Accept-Encoding": "gzip, deflate", **(headers or {})}
-        attempt = 0
-        stale_attempt = 0
-        last: str = ""
+        stale = iter(self.config.stale_delays)
+
+        async def attempt() -> Fetched | _Again:
+            got = await self._once(method, url, headers, content, gated)
+            if got.status not in ok:
+                return self._judge(url, got.status, got.headers)
+            return _fresh(got, url, expected_serial, stale)
+
+        return await self._retrying(kind, url, attempt, whole=True)
+
+    async def stream_to(
+        self,
+        kind: str,
+        url: str,
+        receive: Callable[[httpx.Response, str], Awaitable[bool]],
+        *,
+        headers: Callable[[], dict[str, str]] = dict,
+        ok: frozenset[int] = frozenset({200}),
+    ) -> None:
+        """GET ``url`` under the client's policy (:meth:`_retrying`), the body streamed to
+        ``receive`` rather than held: for each answer whose status is in ``ok``,
+        ``receive(response, url)`` (``url``: where it came from, after redirects) reads the
+        body as sent (``response.aiter_raw()``; ``Accept-Encoding: identity`` is asked for)
+        and returns whether it is complete. A short body is asked for again ("truncated
+        body"), as are timeouts, transport errors, 429 and 5xx; ``headers()`` gives each
+        attempt's headers, so that a retry can resume where the last one stopped
+        (``Range``). Since each attempt may resume, each has ``total_timeout`` of its own.
+        What ``receive`` raises, other than a timeout or a transport error, ends the call.
+        """
+        url = self.check_url(url)
+
+        async def attempt() -> _Again | None:
+            sent = {"Accept-Encoding": "identity", **headers()}
+            async with self._open("GET", url, sent, None) as (final, resp):
+                if resp.status_code not in ok:
+                    return self._judge(final, resp.status_code, resp.headers)
+                return None if await receive(resp, final) else _Again("truncated body")
+
+        await self._retrying(kind, url, attempt, whole=False)
+
+    def _judge(self, url: str, status: int, headers: httpx.Headers) -> _Again:
+        """An answer whose status was not asked for: raise, or say why to try again."""
+        if status == 404 or status == 410:
+            raise NotFound(f"{url}: {status} Not Found")
+        if status == 429:
+            delay = _retry_after(headers.get("Retry-After"), self.config.max_retry_after)
+            return _Again("429 Too Many Requests", delay)
+        if status in _RETRY_STATUS:
+            return _Again(f"HTTP {status}")
+        raise UpstreamError(f"{url}: unexpected HTTP {status}")
+
+    async def _retrying(
+        self,
+        kind: str,
+        url: str,
+        attempt: Callable[[], Awaitable[T | _Again]],
+        *,
+        whole: bool,
+    ) -> T:
+        """The client's one retry policy: ``attempt()`` runs under the concurrency cap and a
+        deadline until it returns something other than :class:`_Again`. Timeouts, transport
+        errors (truncated bodies included) and an :class:`_Again` back off exponentially with
+        jitter (429: its ``Retry-After``), at most ``retries`` times; a stale answer waits
+        its own delay and does not count. ``whole``: ``total_timeout`` bounds the attempts
+        and waits together (from the first attempt's start), else each attempt alone. The
+        run's bound (:meth:`time_left`) bounds all. Each attempt made counts under ``kind``.
+        """
+        cfg = self.config
+        tries = 0
         deadline: float | None = None
         while True:
-            delay: float | None = None
-            started = time.perf_counter()
             try:
                 async with self._sem:
                     started = time.perf_counter()
-                    if deadline is None:
+                    if whole and deadline is None:
                         deadline = time.monotonic() + cfg.total_timeout
-                    budget = self.time_left(deadline - time.monotonic(), url)
-                    if budget <= 0:
-                        raise TimeoutError
-                    async with asyncio.timeout(budget):
-                        got = await self._once(method, url, headers, content, gated)
-            except (httpx.TimeoutException, TimeoutError) as exc:
-                last = f"timeout ({type(exc).__name__})"
-                cutoff = min(deadline or float("inf"), self._run_deadline)
-                if time.monotonic() >= cutoff - 0.001:
-                    self._account(kind, started)
-                    self._deadline_passed(url, attempt, last)
-            except httpx.TransportError as exc:  # includes truncated bodies
-                last = f"transport error ({type(exc).__name__}: {exc})"
-            else:
-                status = got.status
-                if status in ok:
-                    serial = got.serial
-                    if expected_serial is not None and (serial is None or serial < expected_serial):
-                        if stale_attempt < len(cfg.stale_delays):
-                            await self._sleep(cfg.stale_delays[stale_attempt], deadline, url)
-                            stale_attempt += 1
-                            self.stats.retries += 1
-                            self._account(kind, started)
-                            continue
+                    limit = cfg.total_timeout if deadline is None else deadline - time.monotonic()
+                    budget = self.time_left(limit, url)
+                    try:
+                        if budget <= 0:
+                            raise TimeoutError
+                        async with asyncio.timeout(budget):
+                            got = await attempt()
+                    finally:
                         self._account(kind, started)
-                        raise StaleResponse(
-                            f"{url}: stale page, serial {serial} < expected {expected_serial}"
-                        )
-                    self._account(kind, started)
+            except (httpx.TimeoutException, TimeoutError) as exc:
+                again = _Again(f"timeout ({type(exc).__name__})")
+                cutoff = min(deadline if deadline is not None else math.inf, self._run_deadline)
+                if time.monotonic() >= cutoff - 0.001:
+                    self._deadline_passed(url, tries, again.reason)
+            except httpx.TransportError as exc:  # includes truncated bodies
+                again = _Again(f"transport error ({type(exc).__name__}: {exc})")
+            else:
+                if not isinstance(got, _Again):
                     return got
-                if status == 404 or status == 410:
-                    self._account(kind, started)
-                    raise NotFound(f"{url}: {status} Not Found")
-                if status == 429:
-                    last = "429 Too Many Requests"
-                    delay = _retry_after(got.headers.get("Retry-After"), cfg.max_retry_after)
-                elif status in _RETRY_STATUS:
-                    last = f"HTTP {status}"
-                else:
-                    self._account(kind, started)
-                    raise UpstreamError(f"{url}: unexpected HTTP {status}")
-            self._account(kind, started)
-            attempt = await self._retry_or_give_up(url, attempt, last, delay, deadline)
+                again = got
+            if again.stale:
+                await self._sleep(again.delay or 0.0, deadline, url)
+                self.stats.retries += 1
+            else:
+                tries = await self._retry_or_give_up(
+                    url, tries, again.reason, again.delay, deadline
+                )
 
     def _deadline_passed(self, url: str, attempt: int, last: str) -> None:
         run = self.config.run_timeout
@@ -653,20 +755,7 @@ class PyPIClient:
             got = await self.request("simple-root", root, headers={"Accept": ACCEPT})
             ctype = got.headers.get("content-type", "").split(";")[0].strip()
             if ctype == JSON_CT:
-                body, got.body = got.body, b""
-                try:
-                    text = body.decode(json.detect_encoding(body), "surrogatepass")
-                except (UnicodeDecodeError, LookupError) as exc:
-                    raise SimpleParseError(f"invalid JSON ({exc})") from None
-                del body  # the bytes, the text and the parsed listing never coexist
-                data = loads_root_json(text, root)
-                del text
-                meta_serial, names, serials = parse_root_json(data)
-                del data
-                serial = got.headers_serial if got.headers_serial is not None else meta_serial
-                if serial is None:
-                    serial = max(serials, default=0)
-                return UpstreamListing(serial, names, serials, "simple-json")
+                return _listing_from_root_json(got, root)
             if "html" in ctype:
                 html_root = got.body.decode("utf-8", "replace")
                 got.body = b""
@@ -677,17 +766,7 @@ class PyPIClient:
         except UpstreamError as exc:
             root_fault = str(exc)
         try:
-            mapping = await self.xmlrpc("list_packages_with_serial")
-            if not isinstance(mapping, dict):
-                raise InvalidResponse("list_packages_with_serial did not return a mapping")
-            names = []
-            serials = []
-            for k, v in mapping.items():
-                if not isinstance(k, str) or len(k) > 1000:
-                    raise InvalidResponse(f"list_packages_with_serial: bad name {k!r:.100}")
-                names.append(k)
-                serials.append(check_serial(v, f"list_packages_with_serial: {k[:100]}"))
-            del mapping
+            names, serials = await self._xmlrpc_listing()
         except UpstreamError as exc:
             if html_root is None:
                 raise UpstreamError(f"no usable project list: {root_fault}; {exc}") from None
@@ -697,6 +776,20 @@ class PyPIClient:
                 raise UpstreamError(f"no usable project list: {html_exc}; {exc}") from None
             return UpstreamListing(serial_or_none or 0, listed, [0] * len(listed), "simple-html")
         return UpstreamListing(max(serials, default=0), names, serials, "xmlrpc")
+
+    async def _xmlrpc_listing(self) -> tuple[list[str], list[int]]:
+        """XML-RPC ``list_packages_with_serial``: names and serials, each checked."""
+        mapping = await self.xmlrpc("list_packages_with_serial")
+        if not isinstance(mapping, dict):
+            raise InvalidResponse("list_packages_with_serial did not return a mapping")
+        names = []
+        serials = []
+        for k, v in mapping.items():
+            if not isinstance(k, str) or len(k) > 1000:
+                raise InvalidResponse(f"list_packages_with_serial: bad name {k!r:.100}")
+            names.append(k)
+            serials.append(check_serial(v, f"list_packages_with_serial: {k[:100]}"))
+        return names, serials
 
     # ------------------------------------------------------------------ per project
     async def project_json(

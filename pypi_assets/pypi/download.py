@@ -3,28 +3,24 @@
 The caller supplies an open binary file (``sink``); nothing here touches paths. Bytes are
 hashed as they arrive, so memory stays flat whatever the file size. A body longer than the
 advertised size is refused as soon as it overflows, a short one is resumed with a ``Range``
-request, and a finished file whose sha256 differs is refused. Redirects are followed only to
-the upstream's hosts and its file hosts.
+request, and a finished file whose sha256 differs is refused. The transport (retries,
+redirects only to the upstream's hosts and its file hosts, deadlines, accounting) is the
+client's :meth:`PyPIClient.stream_to`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
 from typing import BinaryIO
 
 import httpx
 
-from .client import _RETRY_STATUS, NotFound, PyPIClient, UpstreamError, _retry_after
+from .client import PyPIClient, RequestStats
+from .errors import IntegrityError, UpstreamError
 
 __all__ = ["IntegrityError", "download"]
 
 CHUNK = 1 << 16
-
-
-class IntegrityError(UpstreamError):
-    """The upstream sent bytes that are not the advertised file. Never retried."""
 
 
 async def download(
@@ -41,41 +37,13 @@ async def download(
     already holds. Returns the byte count. ``size=None`` skips the size check (the ``.metadata``
     files' sizes are not advertised). ``blake2b_256``, when given, is checked too: a blob key
     built from that digest must hold bytes that hash to it, whatever sha256 a listing claims."""
-    cfg = client.config
-    url = client._check(url)
-    st = _State(blake2b_256 is not None)
-    sink.seek(0)
-    while block := sink.read(1 << 20):
-        st.update(block)
-    st.have = sink.tell()
-    if size is not None and st.have > size:
-        st.restart(sink)
-    attempt = 0
-    complete = size is not None and 0 < size == st.have  # a finished earlier attempt
-    while not complete:
-        sink.seek(st.have)
-        sink.truncate()  # drop anything an interrupted attempt wrote past the hashed bytes
-        delay: float | None = None
-        started = time.perf_counter()
-        try:
-            async with client._sem:
-                started = time.perf_counter()
-                async with asyncio.timeout(client.time_left(cfg.total_timeout, url)):
-                    status, complete = await _attempt(client, url, sink, st, size)
-            client._account(kind, started)
-            if complete:
-                break
-            last = f"HTTP {status}" if status in _RETRY_STATUS else "truncated body"
-        except (httpx.TimeoutException, TimeoutError) as exc:
-            client._account(kind, started)
-            last = f"timeout ({type(exc).__name__})"
-        except httpx.TransportError as exc:
-            client._account(kind, started)
-            last = f"transport error ({type(exc).__name__})"
-        except _RetryAfter as exc:
-            client._account(kind, started)
-            last, delay = "429 Too Many Requests", exc.delay
-        attempt = await client._retry_or_give_up(url, attempt, last, delay)
+    url = client.check_url(url)
+    st = _Transfer(sink, size, client.stats, client.config.max_body, blake2b_256 is not None)
+    st.load()
+    if not (size is not None and 0 < size == st.have):  # else: a finished earlier attempt
+        await client.stream_to(
+            kind, url, st.receive, headers=st.range, ok=frozenset({200, 206, 416})
+        )
     sink.flush()
     if st.hasher.hexdigest() != sha256:
         raise IntegrityError(f"{url}: sha256 {st.hasher.hexdigest()} does not match {sha256}")
@@ -86,79 +54,68 @@ async def download(
     return st.have
 
 
-class _State:
-    """Bytes held and their running hash, shared with the attempt that may be cut off."""
+class _Transfer:
+    """The bytes ``sink`` holds and their running hash, kept by each attempt of one download
+    (an attempt that is cut off leaves them for the next, which resumes after them)."""
 
-    def __init__(self, blake: bool = False) -> None:
+    def __init__(
+        self, sink: BinaryIO, size: int | None, stats: RequestStats, max_body: int, blake: bool
+    ) -> None:
+        self.sink, self.size, self.stats, self.max_body = sink, size, stats, max_body
         self.with_blake = blake
         self.hasher = hashlib.sha256()
         self.blake = hashlib.blake2b(digest_size=32)
         self.have = 0
+
+    def load(self) -> None:
+        """Hash what ``sink`` already holds; more than ``size`` is dropped."""
+        self.sink.seek(0)
+        while block := self.sink.read(1 << 20):
+            self.update(block)
+        self.have = self.sink.tell()
+        if self.size is not None and self.have > self.size:
+            self.restart()
 
     def update(self, chunk: bytes) -> None:
         self.hasher.update(chunk)
         if self.with_blake:
             self.blake.update(chunk)
 
-    def restart(self, sink: BinaryIO) -> None:
-        sink.seek(0)
-        sink.truncate()
+    def restart(self) -> None:
+        self.sink.seek(0)
+        self.sink.truncate()
         self.hasher, self.have = hashlib.sha256(), 0
         self.blake = hashlib.blake2b(digest_size=32)
 
+    def range(self) -> dict[str, str]:
+        """The next attempt's headers: resume after the bytes held."""
+        return {"Range": f"bytes={self.have}-"} if self.have else {}
 
-class _RetryAfter(Exception):
-    def __init__(self, delay: float | None) -> None:
-        self.delay = delay
-
-
-async def _attempt(
-    client: PyPIClient,
-    url: str,
-    sink: BinaryIO,
-    st: _State,
-    size: int | None,
-) -> tuple[int, bool]:
-    """One GET (with redirects), updating ``st`` as bytes arrive. Returns ``(status,
-    complete)``; raises for answers that must not be retried."""
-    for _hop in range(6):
-        headers = {"Accept-Encoding": "identity"}
-        if st.have:
-            headers["Range"] = f"bytes={st.have}-"
-        async with client._http.stream("GET", url, headers=headers) as resp:
-            status = resp.status_code
-            target = client._redirect(resp)
-            if target is not None:
-                url = target
-                continue
-            if status in (404, 410):
-                raise NotFound(f"{url}: {status} Not Found")
-            if status == 429:
-                raise _RetryAfter(
-                    _retry_after(resp.headers.get("Retry-After"), client.config.max_retry_after)
-                )
-            if status in _RETRY_STATUS:
-                return status, False
-            if status == 416 and size is not None and st.have == size:
-                return status, True  # we already hold every byte
-            if status not in (200, 206):
-                raise UpstreamError(f"{url}: unexpected HTTP {status}")
-            if status == 200 and st.have:
-                st.restart(sink)  # the server ignored the Range: start again
-            length = resp.headers.get("content-length")
-            if size is not None and length and length.isdigit() and st.have + int(length) > size:
-                raise IntegrityError(
-                    f"{url}: body of {st.have + int(length)} bytes is larger than the "
-                    f"advertised {size}"
-                )
-            async for chunk in resp.aiter_raw(CHUNK):
-                if size is not None and st.have + len(chunk) > size:
-                    raise IntegrityError(f"{url}: body is larger than the advertised {size} bytes")
-                if size is None and st.have + len(chunk) > client.config.max_body:
-                    raise IntegrityError(f"{url}: body larger than {client.config.max_body} bytes")
-                sink.write(chunk)
-                st.update(chunk)
-                st.have += len(chunk)
-                client.stats.bytes += len(chunk)
-            return status, size is None or st.have == size
-    raise UpstreamError(f"{url}: too many redirects")
+    async def receive(self, resp: httpx.Response, url: str) -> bool:
+        """One answer's body onto ``sink`` (see :meth:`PyPIClient.stream_to`): whether the
+        file is complete; raises for a body that is not the advertised file."""
+        size = self.size
+        self.sink.seek(self.have)
+        self.sink.truncate()  # drop anything an interrupted attempt wrote past the hashed bytes
+        if resp.status_code == 416:
+            if size is not None and self.have == size:
+                return True  # we already hold every byte
+            raise UpstreamError(f"{url}: unexpected HTTP 416")
+        if resp.status_code == 200 and self.have:
+            self.restart()  # the server ignored the Range: start again
+        length = resp.headers.get("content-length")
+        if size is not None and length and length.isdigit() and self.have + int(length) > size:
+            raise IntegrityError(
+                f"{url}: body of {self.have + int(length)} bytes is larger than the "
+                f"advertised {size}"
+            )
+        async for chunk in resp.aiter_raw(CHUNK):
+            if size is not None and self.have + len(chunk) > size:
+                raise IntegrityError(f"{url}: body is larger than the advertised {size} bytes")
+            if size is None and self.have + len(chunk) > self.max_body:
+                raise IntegrityError(f"{url}: body larger than {self.max_body} bytes")
+            self.sink.write(chunk)
+            self.update(chunk)
+            self.have += len(chunk)
+            self.stats.bytes += len(chunk)
+        return size is None or self.have == size

@@ -25,6 +25,7 @@ import zlib
 from typing import Any, Literal
 
 from .client import ClientConfig, NotFound, PyPIClient
+from .errors import NotModified, ProjectError
 from .metadata import MetadataError, decode_core_metadata, fields_from_core_metadata
 from .names import check_project_name
 from .records import Distribution, MetadataSource, Project, Release, StoredProject
@@ -32,7 +33,6 @@ from .warehouse import (
     JsonLimits,
     ParsedFile,
     ParsedProject,
-    ProjectError,
     fill_file,
     latest_version,
     parse_project,
@@ -47,16 +47,6 @@ from .warehouse import (
 __all__ = ["Depth", "NotModified", "ProjectError", "fetch_project", "parse_time"]
 
 Depth = Literal["full", "project"]
-
-
-class NotModified(Exception):
-    """The stored project is current: upstream answered a conditional request with 304.
-    ``serial`` is the serial that answer carries, if any (a serial can move without the
-    project JSON changing, as a role change does)."""
-
-    def __init__(self, message: str, serial: int | None) -> None:
-        super().__init__(message)
-        self.serial = serial
 
 
 def _share_descriptions(

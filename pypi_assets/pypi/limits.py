@@ -15,6 +15,8 @@ import math
 import re
 from typing import Any
 
+from .errors import DeadlineExceeded, InvalidResponse, LimitExceeded, UpstreamError
+
 __all__ = [
     "INT64_MAX",
     "MAX_JSON_DEPTH",
@@ -32,22 +34,6 @@ INT64_MIN = -(2**63)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: Warehouse's deepest documents (project JSON ``releases[v][i].digests``) nest 4 deep.
 MAX_JSON_DEPTH = 32
-
-
-class UpstreamError(RuntimeError):
-    """A request that failed after its retries; the message names the URL and the cause."""
-
-
-class InvalidResponse(UpstreamError):
-    """An answer that cannot be mirrored as sent (bad JSON, a value out of range, ...)."""
-
-
-class LimitExceeded(UpstreamError):
-    """An answer over a configured cap (body size, versions, files per release)."""
-
-
-class DeadlineExceeded(UpstreamError):
-    """A request, or the run, took longer than its deadline (``global-timeout``)."""
 
 
 def _reject_constant(name: str) -> Any:

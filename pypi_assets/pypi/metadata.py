@@ -9,6 +9,8 @@ from typing import Any, cast
 
 from packaging.metadata import parse_email
 
+from .errors import MetadataError
+
 __all__ = [
     "MetadataError",
     "decode_core_metadata",
@@ -16,10 +18,6 @@ __all__ = [
     "fields_from_core_metadata",
     "fields_from_version_info",
 ]
-
-
-class MetadataError(ValueError):
-    pass
 
 
 _STR_FIELDS = (

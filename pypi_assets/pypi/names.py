@@ -11,6 +11,8 @@ from urllib.parse import urljoin, urlsplit
 
 from packaging.utils import NormalizedName, canonicalize_name
 
+from .errors import UnsafeValue
+
 __all__ = [
     "UnsafeValue",
     "canonical",
@@ -30,10 +32,6 @@ _FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_NAME = 200
 _MAX_FILENAME = 255
-
-
-class UnsafeValue(ValueError):
-    """An upstream value that is malformed or hostile; the message names the value."""
 
 
 def is_valid_project_name(name: str) -> bool:

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from packaging.version import InvalidVersion, Version
 
+from .errors import SimpleParseError
 from .limits import INT64_MAX, InvalidResponse, as_serial, loads_json
 
 __all__ = [
@@ -49,10 +50,6 @@ API_VERSION = "1.1"
 _SERIAL_RE = re.compile(r"<!--\s*SERIAL\s+(\d+)\s*-->")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_NAME = 1000  # a listed name longer than this is garbage (PEP 508 names are far shorter)
-
-
-class SimpleParseError(ValueError):
-    pass
 
 
 def _major(meta: Any) -> None:

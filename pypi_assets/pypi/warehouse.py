@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .client import quote_version
+from .errors import ProjectError
 from .limits import INT64_MAX, InvalidResponse, LimitExceeded, check_serial, loads_json
 from .metadata import MetadataError, fields_from_version_info
 from .names import (
@@ -52,10 +53,6 @@ __all__ = [
     "version_info",
     "warehouse_file",
 ]
-
-
-class ProjectError(RuntimeError):
-    """A project that cannot be mirrored as upstream serves it; the message names it."""
 
 
 # ------------------------------------------------------------------------------------ parse

@@ -11,13 +11,11 @@ from typing import Any
 from defusedxml.common import DefusedXmlException
 from defusedxml.xmlrpc import DefusedExpatParser
 
+from .errors import XmlRpcError
+
 __all__ = ["XmlRpcError", "dumps_call", "loads_response"]
 
 MAX_XMLRPC_BYTES = 256 * 1024 * 1024
-
-
-class XmlRpcError(RuntimeError):
-    pass
 
 
 def dumps_call(method: str, *params: Any) -> bytes:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
+from ..pypi.errors import Refused
 from ..pypi.records import (
     DISTRIBUTION_COLUMNS,
     Distribution,
@@ -233,7 +234,7 @@ _METADATA_CLAIMS = (
 )
 
 
-class ListingShrank(ValueError):
+class ListingShrank(Refused, ValueError):
     """A new upstream listing would drop more of the stored projects than allowed."""
 
     def __init__(

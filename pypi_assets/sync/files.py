@@ -24,8 +24,9 @@ from pathlib import Path
 
 import httpx
 
-from ..pypi import NotFound, PyPIClient, UnsafeValue, UpstreamError
+from ..pypi import InvalidData, PyPIClient, UnsafeValue, UpstreamError
 from ..pypi.download import IntegrityError, download
+from ..pypi.errors import Refused
 from ..pypi.names import check_sha256
 from ..store.blobs import BlobStore, check_key, is_metadata_key, key_digest
 from .pool import Batch, run_pool
@@ -220,7 +221,7 @@ async def fetch_blob(
 
 
 #: What fails one file alone: the upstream's answers, the bytes, and the store's I/O.
-_FILE_ERRORS = (NotFound, IntegrityError, UnsafeValue, UpstreamError, httpx.HTTPError, OSError)
+_FILE_ERRORS = (UpstreamError, InvalidData, httpx.HTTPError, OSError)
 
 
 async def mirror_files(
@@ -378,7 +379,7 @@ async def repair(
 DEFAULT_MAX_DELETE_SHARE = 0.05
 
 
-class TooManyDeletions(Exception):
+class TooManyDeletions(Refused):
     """A bulk deletion above the allowed share was refused; nothing was deleted."""
 
 

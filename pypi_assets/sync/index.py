@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
+from ..pypi.errors import Refused
 from ..pypi.names import check_project_name
 from ..pypi.simple import IndexOptions, render_project, render_root
 from ..pypi.warehouse import render_json_api
@@ -324,7 +325,7 @@ def _write_root(
 INDEX_OWNER = ".pypi-assets/index-owner"
 
 
-class IndexOwnedElsewhere(ValueError):
+class IndexOwnedElsewhere(Refused, ValueError):
     """The index directory is written by another database."""
 
 

@@ -10,9 +10,8 @@ import duckdb
 import httpx
 
 from ..filters import MirrorConfig
-from ..pypi import NotFound, PyPIClient, UnsafeValue, UpstreamError, fetch_project
-from ..pypi.fetch import Depth, NotModified, ProjectError
-from ..pypi.metadata import MetadataError
+from ..pypi import InvalidData, NotFound, PyPIClient, UpstreamError, fetch_project
+from ..pypi.fetch import Depth, NotModified
 from ..pypi.records import Project
 from ..store import MetadataStore
 from ..store.duckdb_store import is_storage_error
@@ -80,7 +79,7 @@ def _write(store: MetadataStore, chunk: list[Project], report: RefreshReport) ->
 
 #: What a project's refresh may raise that fails that project alone: the protocol layer's
 #: errors, and whatever escaped its checks (a malformed value deep in a document).
-_PROJECT_ERRORS = (UpstreamError, UnsafeValue, ProjectError, MetadataError, httpx.HTTPError)
+_PROJECT_ERRORS = (UpstreamError, InvalidData, httpx.HTTPError)
 _ESCAPED = (ValueError, TypeError, KeyError, RecursionError, OverflowError)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..filters.config import MirrorConfig, load, loads
 from ..pypi import ClientConfig
+from ..pypi.errors import ConfigurationError
 from ..pypi.names import upstream_url_problem
 from ..store.blobs import BlobStore, open_blob_store
 
@@ -38,7 +39,7 @@ MAX_CONCURRENCY = 10
 DEFAULT_LOCK_TIMEOUT = 900.0
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """A flag or environment variable that cannot be used; the message names it."""
 
 
