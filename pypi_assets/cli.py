@@ -35,6 +35,7 @@ from .pypi.fetch import Depth
 from .store.duckdb_store import is_storage_error
 from .sync.pipeline import Progress, SyncReport, UpstreamFault, client_config, run_sync
 from .sync.settings import Settings, SettingsError
+from .sync.verify import MirrorVerifyReport, VerifyOptions, verify_mirror
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
@@ -526,104 +527,55 @@ def _share(text: str) -> float:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .pypi import PyPIClient
-    from .store import MetadataStore
-    from .store.blobs import other_databases
-    from .sync.files import TooManyDeletions, delete_unreferenced, repair, verify_blobs
-
     settings = _mirror_settings(args)
     config = settings.load_config()
     blobs = settings.blob_store(config)
     if blobs is None:
         print("error: no blob store: pass --blobs DIR|s3://…", file=sys.stderr)
         return EXIT_CONFIG
-    with MetadataStore(settings.db) as store, _Display(args.json) as display:
-        referenced = store.referenced_blobs(metadata=config.core_metadata)
-        report = verify_blobs(blobs, referenced, check_hashes=not args.sizes_only, progress=display)
-        if args.repair and (report.missing or report.corrupt):
+    options = VerifyOptions(
+        repair=args.repair,
+        delete_unreferenced=args.delete_unreferenced,
+        max_delete_share=args.max_delete_share,
+        force=args.force,
+        sizes_only=args.sizes_only,
+    )
+    with _Display(args.json) as display:
+        try:
+            report = verify_mirror(settings, config, blobs, options, progress=display)
+        except UpstreamError as exc:
+            print(f"error: upstream unreachable: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    _print_verify(report, args.json)
+    if report.delete_refused is not None:
+        print(f"error: {report.delete_refused}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAILED
 
-            async def run() -> None:
-                async with PyPIClient(client_config(settings, config)) as client:
-                    await repair(
-                        client, blobs, report, referenced, store.record_blobs, progress=display
-                    )
 
-            try:
-                asyncio.run(run())
-            except UpstreamError as exc:
-                print(f"error: upstream unreachable: {exc}", file=sys.stderr)
-                return EXIT_UNREACHABLE
-        refused: str | None = None
-        sharing = other_databases(blobs, settings.db) if args.delete_unreferenced else []
-        if sharing and not args.force:
-            refused = (
-                f"error: {blobs.description} is shared with the database {sharing[0]}; its "
-                "blobs look unreferenced from here; nothing deleted (pass --force to delete them)"
-            )
-        elif args.delete_unreferenced:
-            try:
-                delete_unreferenced(
-                    blobs, report, max_share=args.max_delete_share, force=args.force
-                )
-            except TooManyDeletions as exc:
-                refused = (
-                    f"error: {exc}; nothing deleted. Check the selection, then pass "
-                    "--max-delete-share or --force to delete them"
-                )
-            store.forget_blobs(report.deleted)
-        bad = (set(report.missing) | set(report.corrupt)) - set(report.repaired)
-        store.forget_blobs(sorted(bad))  # so the next sync or window run fetches them again
-        pages_missing = _verify_pages(settings, config, store, args.repair)
+def _print_verify(report: MirrorVerifyReport, as_json: bool) -> None:
     summary = report.summary()
-    summary["missing_pages"] = len(pages_missing)
-    if refused:
-        summary["delete_refused"] = refused.removeprefix("error: ")
-    if args.json:
+    if as_json:
         print(json.dumps(summary, indent=2))
-    else:
-        for k in (
-            "referenced",
-            "stored",
-            "missing",
-            "corrupt",
-            "unreferenced",
-            "repaired",
-            "deleted",
-            "missing_pages",
-        ):
-            print(f"{k:<13} {summary[k]}")
-        for name in pages_missing[:20]:
-            print(f"MISSING-PAGE {name}", file=sys.stderr)
-        print(f"seconds       {summary['seconds']}")
-        for kind in ("missing", "corrupt"):
-            for key in getattr(report, kind)[:20]:
-                print(f"{kind.upper()} {key}", file=sys.stderr)
-        for name, err in sorted(report.failed.items()):
-            print(f"FAILED {name}: {err}", file=sys.stderr)
-    if refused:
-        print(refused, file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK if report.ok and not pages_missing else EXIT_FAILED
-
-
-def _verify_pages(settings: Any, config: Any, store: Any, repair: bool) -> list[str]:
-    """The index pages (and root) this database has written that are gone from disk; with
-    ``repair``, the whole index is written again. Returns what is still missing."""
-    from .store.index import index_owner, missing_pages, write_index
-    from .sync.pipeline import index_options
-
-    web = settings.web_root(config)
-    if web is None or index_owner(web) != str(settings.db.resolve()):
-        return []  # no index, or not this database's (``--web`` names another one)
-    written = [r[0] for r in store.query("SELECT project FROM simple_pages ORDER BY 1")]
-    if not written and not store.get_meta("index_root_serial"):
-        return []  # no index written yet
-    gone = missing_pages(web, written, config.simple_format)
-    if not gone or not repair:
-        return gone
-    state = json.loads(store.get_meta("synced_state") or "{}")
-    write_index(store, web, index_options(config), everything=True, lazy=bool(state.get("lazy")))
-    return missing_pages(web, written, config.simple_format)
+        return
+    for k in (
+        "referenced",
+        "stored",
+        "missing",
+        "corrupt",
+        "unreferenced",
+        "repaired",
+        "deleted",
+        "missing_pages",
+    ):
+        print(f"{k:<13} {summary[k]}")
+    for name in report.missing_pages[:20]:
+        print(f"MISSING-PAGE {name}", file=sys.stderr)
+    print(f"seconds       {summary['seconds']}")
+    for kind in ("missing", "corrupt"):
+        for key in getattr(report.blobs, kind)[:20]:
+            print(f"{kind.upper()} {key}", file=sys.stderr)
+    for name, err in sorted(report.blobs.failed.items()):
+        print(f"FAILED {name}: {err}", file=sys.stderr)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
