@@ -1,10 +1,7 @@
 """``pypi-assets``: the command line for cron users and scripts.
 
-Exit codes: 0 success; 1 some projects failed (they are named); 2 bad configuration or usage;
-3 the upstream (or the Dagster webserver) unreachable or faulty; 4 local storage failure (the
-database or blob store cannot be opened or written, a full disk, another process holding the
-database's lock); 130 interrupted; 143 terminated (SIGTERM). A failure prints one line (with ``--json``: one JSON object
-on stdout), never a traceback.
+Exit codes: :data:`EXIT_MEANINGS`, listed by ``--help`` for the codes :data:`FAILURES` gives.
+A failure prints one line (with ``--json``: one JSON object on stdout), never a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ import logging
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,17 +39,17 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
-EXIT_CODES = """\
-exit codes:
-  0    success
-  1    some projects or files failed (each is named)
-  2    bad usage or configuration (nothing is synced)
-  3    the upstream is unreachable or faulty
-  4    local storage failure: the database or blob store cannot be opened or written,
-       the disk is full, or another process holds the database's lock
-  130  interrupted (Ctrl-C)
-  143  terminated (SIGTERM); like an interrupt, the next run converges
-"""
+#: What each exit code means; ``--help`` lists those :data:`FAILURES` can give, with 0 and 1.
+EXIT_MEANINGS: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "some projects or files failed (each is named)",
+    EXIT_CONFIG: "bad usage or configuration (nothing is synced)",
+    EXIT_UNREACHABLE: "the upstream (or the Dagster webserver) is unreachable or faulty",
+    EXIT_STORAGE: "local storage failure: the database or blob store cannot be opened or "
+    "written, the disk is full, or another process holds the database's lock",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_TERMINATED: "terminated (SIGTERM); like an interrupt, the next run converges",
+}
 
 
 class Terminated(Exception):
@@ -396,18 +394,6 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
         ]
     n = args.projects if names is None else min(args.projects or len(names), len(names))
     index = FakeIndex.generate(n, names=names)
-    if args.large_files:
-        import random
-
-        rng = random.Random(7)
-        for norm in list(index.projects)[: args.large_files]:
-            sdist = next(
-                f
-                for r in index.releases(norm).values()
-                for f in r.files
-                if f.packagetype == "sdist"
-            )
-            index.set_content(norm, sdist.filename, rng.randbytes(args.large_size))
     up = FakeUpstream(index, port=args.port, latency=args.latency_ms / 1000.0)
     print(
         f"fake upstream with {len(index.projects)} projects (serial {index.serial}) on {up.url}",
@@ -420,11 +406,11 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
 
 def _mirror_settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
-        upstream=getattr(args, "upstream", None),
+        upstream=args.upstream,
         config_path=args.config,
         db=args.db,
         blobs=args.blobs,
-        web=getattr(args, "web", None),
+        web=args.web,
     )
 
 
@@ -619,52 +605,140 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return EXIT_OK if failed == 0 else EXIT_FAILED
 
 
+# ---------------------------------------------------------------------------- the parser
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """The epilog as written, and each option's default after its help unless the help
+    already names it (or there is none to name: a flag, or a value looked up elsewhere)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def exit_codes_epilog() -> str:
+    """The exit codes ``--help`` lists: success, some failed, and every code of
+    :data:`FAILURES`, each with its meaning from :data:`EXIT_MEANINGS`."""
+    codes = {EXIT_OK, EXIT_FAILED} | {code for _kind, _test, code, _message in FAILURES}
+    lines = ["exit codes:"]
+    for code in sorted(codes):
+        lines += textwrap.wrap(
+            EXIT_MEANINGS[code],
+            width=79,
+            initial_indent=f"  {code:<4} ",
+            subsequent_indent=" " * 7,
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _command(
+    sub: Any, name: str, help: str, parents: Sequence[argparse.ArgumentParser] = (), **kw: Any
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, parents=list(parents), formatter_class=_Formatter, **kw
+    )
+    return p
+
+
+def _flags() -> argparse.ArgumentParser:
+    """A parent parser (``parents=``) to hold flags shared by several subcommands."""
+    return _Parser(add_help=False)
+
+
+def _mirror_flags() -> argparse.ArgumentParser:
+    """Where the mirror is: shared by sync, serve and verify."""
+    m = _flags()
+    m.add_argument(
+        "--config",
+        help="bandersnatch config (env PYPI_ASSETS_CONFIG; default: the embedded allowlist)",
+    )
+    m.add_argument(
+        "--upstream",
+        help="upstream URL, for serve --lazy and verify --repair too "
+        "(env PYPI_ASSETS_UPSTREAM; default: the config's master)",
+    )
+    m.add_argument(
+        "--db",
+        help="working DuckDB path; serve --lazy reads its published snapshot "
+        "(env PYPI_ASSETS_DB; default: data/pypi.duckdb)",
+    )
+    m.add_argument(
+        "--blobs",
+        help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS; default: the "
+        "config's directory/web with release-files = true, else none: metadata only)",
+    )
+    m.add_argument(
+        "--web",
+        help="where the simple index is written (env PYPI_ASSETS_WEB; default: the blob DIR, "
+        "or web/ beside the database for s3)",
+    )
+    return m
+
+
+def _json_flag() -> argparse.ArgumentParser:
+    j = _flags()
+    j.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return j
+
+
+def _quiet_flag() -> argparse.ArgumentParser:
+    q = _flags()
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    return q
+
+
+def _demo_flags() -> argparse.ArgumentParser:
+    d = _flags()
+    d.add_argument("--projects", type=int, default=40, help="how many demo projects to generate")
+    return d
+
+
 def build_parser() -> argparse.ArgumentParser:
+    epilog = exit_codes_epilog()
     p = _Parser(
         prog="pypi-assets",
         description=__doc__.splitlines()[0] if __doc__ else None,
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
+        formatter_class=_Formatter,
     )
     p.add_argument("--version", action="version", version=f"pypi-assets {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
+    mirror, as_json, quiet, demo = _mirror_flags(), _json_flag(), _quiet_flag(), _demo_flags()
+    _add_sync(sub, [mirror, as_json, quiet], epilog)
+    _add_demo(sub, [demo, as_json, quiet])
+    _add_backfill(sub)
+    _add_serve(sub, [mirror])
+    _add_verify(sub, [mirror, as_json])
+    _add_fake_upstream(sub)
+    return p
 
-    s = sub.add_parser(
+
+def _add_sync(sub: Any, parents: Sequence[argparse.ArgumentParser], epilog: str) -> None:
+    s = _command(
+        sub,
         "sync",
-        help="sync metadata to the upstream's current serial",
+        "sync metadata to the upstream's current serial",
+        parents,
         description="Sync metadata (and, with --blobs, files) to the upstream's current serial.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
     )
     s.add_argument(
-        "--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG; default: embedded allowlist)"
-    )
-    s.add_argument(
-        "--upstream", help="upstream URL (env PYPI_ASSETS_UPSTREAM; default: config master)"
-    )
-    s.add_argument(
-        "--db", help="working DuckDB path (env PYPI_ASSETS_DB; default data/pypi.duckdb)"
-    )
-    s.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
-    s.add_argument(
-        "--web", help="where the simple index is written (env PYPI_ASSETS_WEB; default: blob DIR)"
-    )
-    s.add_argument(
-        "--concurrency", type=int, help="parallel requests, 1-10 (default: config workers)"
+        "--concurrency", type=int, help="parallel requests, 1-10 (default: the config's workers)"
     )
     s.add_argument(
         "--lock-timeout",
         type=float,
         metavar="SECONDS",
         help="wait this long for another process's lock on the database, then exit 4 "
-        "(env PYPI_ASSETS_LOCK_TIMEOUT; default 900)",
+        "(env PYPI_ASSETS_LOCK_TIMEOUT; default: 900)",
     )
     s.add_argument(
         "--depth",
         choices=("full", "project"),
         default="full",
-        help="full: per-version JSON and per-wheel core metadata (default); "
+        help="full: per-version JSON and per-wheel core metadata; "
         "project: one request per project, files and hashes only",
     )
     s.add_argument(
@@ -672,29 +746,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --blobs: write the index but leave downloads to `serve --lazy`",
     )
-    s.add_argument("--json", action="store_true", help="print the summary as JSON")
-    s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_sync)
 
-    d = sub.add_parser(
-        "demo", help="sync clearly labelled demo data from the shipped fake upstream"
-    )
-    d.add_argument("--db", default="data/demo.duckdb")
-    d.add_argument("--projects", type=int, default=40)
-    d.add_argument("--json", action="store_true")
-    d.add_argument("-q", "--quiet", action="store_true")
-    d.set_defaults(func=cmd_demo)
 
-    q = sub.add_parser("quickstart", help="the default allowlist, or demo data when offline")
-    q.add_argument("--db", default=None)
-    q.add_argument("--projects", type=int, default=40)
-    q.add_argument("--json", action="store_true")
-    q.add_argument("-q", "--quiet", action="store_true")
+def _add_demo(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    d = _command(
+        sub, "demo", "sync clearly labelled demo data from the shipped fake upstream", parents
+    )
+    d.add_argument("--db", default="data/demo.duckdb", help="the demo database")
+    d.set_defaults(func=cmd_demo)
+    q = _command(sub, "quickstart", "the default allowlist, or demo data when offline", parents)
+    q.add_argument(
+        "--db",
+        default=None,
+        help="working DuckDB path (env PYPI_ASSETS_DB; default: data/pypi.duckdb; "
+        "offline: demo.duckdb beside it)",
+    )
     q.set_defaults(func=cmd_quickstart)
 
-    b = sub.add_parser(
-        "backfill", help="first full sync as a Dagster backfill of every serial window"
-    )
+
+def _add_backfill(sub: Any) -> None:
+    b = _command(sub, "backfill", "first full sync as a Dagster backfill of every serial window")
     b.add_argument(
         "--webserver",
         default="http://127.0.0.1:3000",
@@ -710,49 +782,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.set_defaults(func=cmd_backfill)
 
-    sv = sub.add_parser("serve", help="serve the mirror (simple index, JSON API, files) over HTTP")
-    sv.add_argument("--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG)")
-    sv.add_argument("--db", help="working DuckDB path; --lazy reads its published snapshot")
-    sv.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
-    sv.add_argument("--web", help="where the simple index lives (default: the blob DIR)")
-    sv.add_argument("--upstream", help="upstream for --lazy (default: config master)")
-    sv.add_argument("--host", default="127.0.0.1")
+
+def _add_serve(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    sv = _command(
+        sub, "serve", "serve the mirror (simple index, JSON API, files) over HTTP", parents
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=_port, default=8080, help="0-65535, 0: any free port")
     sv.add_argument(
         "--keepalive-timeout",
         type=_seconds(positive=True),
         default=5.0,
         metavar="SECONDS",
-        help="close idle keep-alive connections after this long (default 5)",
+        help="close idle keep-alive connections after this long",
     )
     sv.add_argument(
         "--header-timeout",
         type=_seconds(positive=True),
         default=10.0,
         metavar="SECONDS",
-        help="close a connection whose request headers are not complete after this long "
-        "(default 10)",
+        help="close a connection whose request headers are not complete after this long",
     )
     sv.add_argument(
         "--shutdown-timeout",
         type=_seconds(positive=False),
         default=30.0,
         metavar="SECONDS",
-        help="on SIGTERM/SIGINT, wait this long for responses in flight (default 30)",
+        help="on SIGTERM/SIGINT, wait this long for responses in flight",
     )
     sv.add_argument(
         "--lazy", action="store_true", help="fetch a selected file from upstream on first request"
     )
     sv.set_defaults(func=cmd_serve)
 
-    v = sub.add_parser(
-        "verify", help="compare the blob store with DuckDB: missing, corrupt, unreferenced"
+
+def _add_verify(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    v = _command(
+        sub,
+        "verify",
+        "compare the blob store and the index with DuckDB: missing, corrupt, unreferenced",
+        parents,
     )
-    v.add_argument("--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG)")
-    v.add_argument("--db", help="working DuckDB path (env PYPI_ASSETS_DB)")
-    v.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
-    v.add_argument("--upstream", help="upstream for --repair (default: config master)")
-    v.add_argument("--repair", action="store_true", help="fetch missing and corrupt files again")
+    v.add_argument(
+        "--repair",
+        action="store_true",
+        help="fetch missing and corrupt files again, and write missing index pages again",
+    )
     v.add_argument(
         "--delete-unreferenced",
         action="store_true",
@@ -764,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         metavar="SHARE",
         help="with --delete-unreferenced: refuse (exit 1, nothing deleted) to delete more than "
-        "this share of the stored blobs, as 0.05 or 5%% (default 5%%)",
+        "this share of the stored blobs, as 0.05 or 5%% (default: 5%%)",
     )
     v.add_argument(
         "--force",
@@ -774,22 +849,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--sizes-only", action="store_true", help="compare sizes, not sha256 (no blob is read)"
     )
-    v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
 
-    f = sub.add_parser("fake-upstream", help="serve the fake Warehouse on 127.0.0.1")
-    f.add_argument("--port", type=int, default=8765)
-    f.add_argument("--projects", type=int, default=100)
+
+def _add_fake_upstream(sub: Any) -> None:
+    f = _command(sub, "fake-upstream", "serve the fake Warehouse on 127.0.0.1")
+    f.add_argument("--port", type=int, default=8765, help="port to listen on")
+    f.add_argument("--projects", type=int, default=100, help="how many projects to generate")
     f.add_argument(
-        "--names-file", help="TSV whose first column lists project names (header skipped)"
+        "--names-file",
+        help="TSV whose first column lists project names (header skipped; default: generated "
+        "names)",
     )
-    f.add_argument("--latency-ms", type=float, default=0.0)
-    f.add_argument(
-        "--large-files", type=int, default=0, help="give the first N projects' sdist large content"
-    )
-    f.add_argument("--large-size", type=int, default=8 << 20, help="bytes of each large file")
+    f.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every response")
     f.set_defaults(func=cmd_fake_upstream)
-    return p
 
 
 # ---------------------------------------------------------------------------- failures
