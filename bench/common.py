@@ -29,21 +29,24 @@ def free_port() -> int:
 
 
 class FakeProcess:
-    """``pypi-assets fake-upstream`` in a separate process, so it never competes for our GIL."""
+    """``pypi-assets fake-upstream`` (with ``large_files``: ``bench.fake_upstream``) in a
+    separate process, so it never competes for our GIL."""
 
     def __init__(
         self,
         projects: int = 0,
         latency_ms: float = 0.0,
         names_file: Path | None = None,
-        extra: list[str] | None = None,
+        large_files: int = 0,
+        large_size: int = 8 << 20,
     ) -> None:
         self.port = free_port()
+        # large sdists are a benchmark fixture: bench.fake_upstream, not the command
+        command = ["bench.fake_upstream"] if large_files else ["pypi_assets.cli", "fake-upstream"]
         args = [
             sys.executable,
             "-m",
-            "pypi_assets.cli",
-            "fake-upstream",
+            *command,
             "--port",
             str(self.port),
             "--latency-ms",
@@ -52,9 +55,12 @@ class FakeProcess:
             str(projects),
         ]
         if names_file is not None:
+            if large_files:
+                raise ValueError("names_file and large_files do not combine")
             args += ["--names-file", str(names_file)]
-        args += extra or []
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        if large_files:
+            args += ["--large-files", str(large_files), "--large-size", str(large_size)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline().strip()
         if "fake upstream" not in self.banner:

@@ -43,8 +43,10 @@ def throughput(projects: int, large: int, large_size: int, workers: int) -> dict
     exe = ensure_bandersnatch()
     if exe is None:
         raise SystemExit("bandersnatch 8.2 needs a Python >= 3.12 (set BANDERSNATCH_PYTHON)")
-    extra = ["--large-files", str(large), "--large-size", str(large_size)]
-    with FakeProcess(projects=projects, extra=extra) as fake, tempfile.TemporaryDirectory() as tmp:
+    with (
+        FakeProcess(projects=projects, large_files=large, large_size=large_size) as fake,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         t = Path(tmp)
         (t / "ours.conf").write_text(mirror_conf(t / "unused", fake.url, workers))
         (t / "bs.conf").write_text(
@@ -101,8 +103,10 @@ def throughput(projects: int, large: int, large_size: int, workers: int) -> dict
 
 def big_file_memory(size: int) -> dict[str, Any]:
     """Peak RSS of a sync whose one large file is ``size`` bytes."""
-    extra = ["--large-files", "1", "--large-size", str(size)]
-    with FakeProcess(projects=1, extra=extra) as fake, tempfile.TemporaryDirectory() as tmp:
+    with (
+        FakeProcess(projects=1, large_files=1, large_size=size) as fake,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         t = Path(tmp)
         (t / "c.conf").write_text(mirror_conf(t / "unused", fake.url))
         run = run_timed(

@@ -1,10 +1,7 @@
 """``pypi-assets``: the command line for cron users and scripts.
 
-Exit codes: 0 success; 1 some projects failed (they are named); 2 bad configuration or usage;
-3 the upstream (or the Dagster webserver) unreachable or faulty; 4 local storage failure (the
-database or blob store cannot be opened or written, a full disk, another process holding the
-database's lock); 130 interrupted; 143 terminated (SIGTERM). A failure prints one line (with ``--json``: one JSON object
-on stdout), never a traceback.
+Exit codes: :data:`EXIT_MEANINGS`, listed by ``--help`` for the codes :data:`FAILURES` gives.
+A failure prints one line (with ``--json``: one JSON object on stdout), never a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +15,7 @@ import logging
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,22 +35,23 @@ from .sync.listing import UpstreamFault
 from .sync.reports import Progress, SyncReport
 from .sync.run import run_sync
 from .sync.settings import Settings, SettingsError, client_config
+from .sync.verify import MirrorVerifyReport, VerifyOptions, verify_mirror
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports it
 
-EXIT_CODES = """\
-exit codes:
-  0    success
-  1    some projects or files failed (each is named)
-  2    bad usage or configuration (nothing is synced)
-  3    the upstream is unreachable or faulty
-  4    local storage failure: the database or blob store cannot be opened or written,
-       the disk is full, or another process holds the database's lock
-  130  interrupted (Ctrl-C)
-  143  terminated (SIGTERM); like an interrupt, the next run converges
-"""
+#: What each exit code means; ``--help`` lists those :data:`FAILURES` can give, with 0 and 1.
+EXIT_MEANINGS: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "some projects or files failed (each is named)",
+    EXIT_CONFIG: "bad usage or configuration (nothing is synced)",
+    EXIT_UNREACHABLE: "the upstream (or the Dagster webserver) is unreachable or faulty",
+    EXIT_STORAGE: "local storage failure: the database or blob store cannot be opened or "
+    "written, the disk is full, or another process holds the database's lock",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_TERMINATED: "terminated (SIGTERM); like an interrupt, the next run converges",
+}
 
 
 class Terminated(Exception):
@@ -393,18 +392,6 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
         ]
     n = args.projects if names is None else min(args.projects or len(names), len(names))
     index = FakeIndex.generate(n, names=names)
-    if args.large_files:
-        import random
-
-        rng = random.Random(7)
-        for norm in list(index.projects)[: args.large_files]:
-            sdist = next(
-                f
-                for r in index.releases(norm).values()
-                for f in r.files
-                if f.packagetype == "sdist"
-            )
-            index.set_content(norm, sdist.filename, rng.randbytes(args.large_size))
     up = FakeUpstream(index, port=args.port, latency=args.latency_ms / 1000.0)
     print(
         f"fake upstream with {len(index.projects)} projects (serial {index.serial}) on {up.url}",
@@ -417,11 +404,11 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
 
 def _mirror_settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(
-        upstream=getattr(args, "upstream", None),
+        upstream=args.upstream,
         config_path=args.config,
         db=args.db,
         blobs=args.blobs,
-        web=getattr(args, "web", None),
+        web=args.web,
     )
 
 
@@ -524,104 +511,55 @@ def _share(text: str) -> float:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .pypi import PyPIClient
-    from .store import MetadataStore
-    from .store.blobs import other_databases
-    from .sync.files import TooManyDeletions, delete_unreferenced, repair, verify_blobs
-
     settings = _mirror_settings(args)
     config = settings.load_config()
     blobs = settings.blob_store(config)
     if blobs is None:
         print("error: no blob store: pass --blobs DIR|s3://…", file=sys.stderr)
         return EXIT_CONFIG
-    with MetadataStore(settings.db) as store, _Display(args.json) as display:
-        referenced = store.referenced_blobs(metadata=config.core_metadata)
-        report = verify_blobs(blobs, referenced, check_hashes=not args.sizes_only, progress=display)
-        if args.repair and (report.missing or report.corrupt):
+    options = VerifyOptions(
+        repair=args.repair,
+        delete_unreferenced=args.delete_unreferenced,
+        max_delete_share=args.max_delete_share,
+        force=args.force,
+        sizes_only=args.sizes_only,
+    )
+    with _Display(args.json) as display:
+        try:
+            report = verify_mirror(settings, config, blobs, options, progress=display)
+        except UpstreamError as exc:
+            print(f"error: upstream unreachable: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    _print_verify(report, args.json)
+    if report.delete_refused is not None:
+        print(f"error: {report.delete_refused}", file=sys.stderr)
+    return EXIT_OK if report.ok else EXIT_FAILED
 
-            async def run() -> None:
-                async with PyPIClient(client_config(settings, config)) as client:
-                    await repair(
-                        client, blobs, report, referenced, store.record_blobs, progress=display
-                    )
 
-            try:
-                asyncio.run(run())
-            except UpstreamError as exc:
-                print(f"error: upstream unreachable: {exc}", file=sys.stderr)
-                return EXIT_UNREACHABLE
-        refused: str | None = None
-        sharing = other_databases(blobs, settings.db) if args.delete_unreferenced else []
-        if sharing and not args.force:
-            refused = (
-                f"error: {blobs.description} is shared with the database {sharing[0]}; its "
-                "blobs look unreferenced from here; nothing deleted (pass --force to delete them)"
-            )
-        elif args.delete_unreferenced:
-            try:
-                delete_unreferenced(
-                    blobs, report, max_share=args.max_delete_share, force=args.force
-                )
-            except TooManyDeletions as exc:
-                refused = (
-                    f"error: {exc}; nothing deleted. Check the selection, then pass "
-                    "--max-delete-share or --force to delete them"
-                )
-            store.forget_blobs(report.deleted)
-        bad = (set(report.missing) | set(report.corrupt)) - set(report.repaired)
-        store.forget_blobs(sorted(bad))  # so the next sync or window run fetches them again
-        pages_missing = _verify_pages(settings, config, store, args.repair)
+def _print_verify(report: MirrorVerifyReport, as_json: bool) -> None:
     summary = report.summary()
-    summary["missing_pages"] = len(pages_missing)
-    if refused:
-        summary["delete_refused"] = refused.removeprefix("error: ")
-    if args.json:
+    if as_json:
         print(json.dumps(summary, indent=2))
-    else:
-        for k in (
-            "referenced",
-            "stored",
-            "missing",
-            "corrupt",
-            "unreferenced",
-            "repaired",
-            "deleted",
-            "missing_pages",
-        ):
-            print(f"{k:<13} {summary[k]}")
-        for name in pages_missing[:20]:
-            print(f"MISSING-PAGE {name}", file=sys.stderr)
-        print(f"seconds       {summary['seconds']}")
-        for kind in ("missing", "corrupt"):
-            for key in getattr(report, kind)[:20]:
-                print(f"{kind.upper()} {key}", file=sys.stderr)
-        for name, err in sorted(report.failed.items()):
-            print(f"FAILED {name}: {err}", file=sys.stderr)
-    if refused:
-        print(refused, file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK if report.ok and not pages_missing else EXIT_FAILED
-
-
-def _verify_pages(settings: Any, config: Any, store: Any, repair: bool) -> list[str]:
-    """The index pages (and root) this database has written that are gone from disk; with
-    ``repair``, the whole index is written again. Returns what is still missing."""
-    from .sync.index import index_owner, missing_pages, write_index
-    from .sync.run import index_options
-
-    web = settings.web_root(config)
-    if web is None or index_owner(web) != str(settings.db.resolve()):
-        return []  # no index, or not this database's (``--web`` names another one)
-    written = store.written_pages()
-    if not written and not store.get_meta("index_root_serial"):
-        return []  # no index written yet
-    gone = missing_pages(web, written, config.simple_format)
-    if not gone or not repair:
-        return gone
-    state = json.loads(store.get_meta("synced_state") or "{}")
-    write_index(store, web, index_options(config), everything=True, lazy=bool(state.get("lazy")))
-    return missing_pages(web, written, config.simple_format)
+        return
+    for k in (
+        "referenced",
+        "stored",
+        "missing",
+        "corrupt",
+        "unreferenced",
+        "repaired",
+        "deleted",
+        "missing_pages",
+    ):
+        print(f"{k:<13} {summary[k]}")
+    for name in report.missing_pages[:20]:
+        print(f"MISSING-PAGE {name}", file=sys.stderr)
+    print(f"seconds       {summary['seconds']}")
+    for kind in ("missing", "corrupt"):
+        for key in getattr(report.blobs, kind)[:20]:
+            print(f"{kind.upper()} {key}", file=sys.stderr)
+    for name, err in sorted(report.blobs.failed.items()):
+        print(f"FAILED {name}: {err}", file=sys.stderr)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -665,52 +603,140 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return EXIT_OK if failed == 0 else EXIT_FAILED
 
 
+# ---------------------------------------------------------------------------- the parser
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """The epilog as written, and each option's default after its help unless the help
+    already names it (or there is none to name: a flag, or a value looked up elsewhere)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def exit_codes_epilog() -> str:
+    """The exit codes ``--help`` lists: success, some failed, and every code of
+    :data:`FAILURES`, each with its meaning from :data:`EXIT_MEANINGS`."""
+    codes = {EXIT_OK, EXIT_FAILED} | {code for _kind, _test, code, _message in FAILURES}
+    lines = ["exit codes:"]
+    for code in sorted(codes):
+        lines += textwrap.wrap(
+            EXIT_MEANINGS[code],
+            width=79,
+            initial_indent=f"  {code:<4} ",
+            subsequent_indent=" " * 7,
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _command(
+    sub: Any, name: str, help: str, parents: Sequence[argparse.ArgumentParser] = (), **kw: Any
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, parents=list(parents), formatter_class=_Formatter, **kw
+    )
+    return p
+
+
+def _flags() -> argparse.ArgumentParser:
+    """A parent parser (``parents=``) to hold flags shared by several subcommands."""
+    return _Parser(add_help=False)
+
+
+def _mirror_flags() -> argparse.ArgumentParser:
+    """Where the mirror is: shared by sync, serve and verify."""
+    m = _flags()
+    m.add_argument(
+        "--config",
+        help="bandersnatch config (env PYPI_ASSETS_CONFIG; default: the embedded allowlist)",
+    )
+    m.add_argument(
+        "--upstream",
+        help="upstream URL, for serve --lazy and verify --repair too "
+        "(env PYPI_ASSETS_UPSTREAM; default: the config's master)",
+    )
+    m.add_argument(
+        "--db",
+        help="working DuckDB path; serve --lazy reads its published snapshot "
+        "(env PYPI_ASSETS_DB; default: data/pypi.duckdb)",
+    )
+    m.add_argument(
+        "--blobs",
+        help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS; default: the "
+        "config's directory/web with release-files = true, else none: metadata only)",
+    )
+    m.add_argument(
+        "--web",
+        help="where the simple index is written (env PYPI_ASSETS_WEB; default: the blob DIR, "
+        "or web/ beside the database for s3)",
+    )
+    return m
+
+
+def _json_flag() -> argparse.ArgumentParser:
+    j = _flags()
+    j.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return j
+
+
+def _quiet_flag() -> argparse.ArgumentParser:
+    q = _flags()
+    q.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    return q
+
+
+def _demo_flags() -> argparse.ArgumentParser:
+    d = _flags()
+    d.add_argument("--projects", type=int, default=40, help="how many demo projects to generate")
+    return d
+
+
 def build_parser() -> argparse.ArgumentParser:
+    epilog = exit_codes_epilog()
     p = _Parser(
         prog="pypi-assets",
         description=__doc__.splitlines()[0] if __doc__ else None,
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
+        formatter_class=_Formatter,
     )
     p.add_argument("--version", action="version", version=f"pypi-assets {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
+    mirror, as_json, quiet, demo = _mirror_flags(), _json_flag(), _quiet_flag(), _demo_flags()
+    _add_sync(sub, [mirror, as_json, quiet], epilog)
+    _add_demo(sub, [demo, as_json, quiet])
+    _add_backfill(sub)
+    _add_serve(sub, [mirror])
+    _add_verify(sub, [mirror, as_json])
+    _add_fake_upstream(sub)
+    return p
 
-    s = sub.add_parser(
+
+def _add_sync(sub: Any, parents: Sequence[argparse.ArgumentParser], epilog: str) -> None:
+    s = _command(
+        sub,
         "sync",
-        help="sync metadata to the upstream's current serial",
+        "sync metadata to the upstream's current serial",
+        parents,
         description="Sync metadata (and, with --blobs, files) to the upstream's current serial.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=epilog,
     )
     s.add_argument(
-        "--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG; default: embedded allowlist)"
-    )
-    s.add_argument(
-        "--upstream", help="upstream URL (env PYPI_ASSETS_UPSTREAM; default: config master)"
-    )
-    s.add_argument(
-        "--db", help="working DuckDB path (env PYPI_ASSETS_DB; default data/pypi.duckdb)"
-    )
-    s.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
-    s.add_argument(
-        "--web", help="where the simple index is written (env PYPI_ASSETS_WEB; default: blob DIR)"
-    )
-    s.add_argument(
-        "--concurrency", type=int, help="parallel requests, 1-10 (default: config workers)"
+        "--concurrency", type=int, help="parallel requests, 1-10 (default: the config's workers)"
     )
     s.add_argument(
         "--lock-timeout",
         type=float,
         metavar="SECONDS",
         help="wait this long for another process's lock on the database, then exit 4 "
-        "(env PYPI_ASSETS_LOCK_TIMEOUT; default 900)",
+        "(env PYPI_ASSETS_LOCK_TIMEOUT; default: 900)",
     )
     s.add_argument(
         "--depth",
         choices=("full", "project"),
         default="full",
-        help="full: per-version JSON and per-wheel core metadata (default); "
+        help="full: per-version JSON and per-wheel core metadata; "
         "project: one request per project, files and hashes only",
     )
     s.add_argument(
@@ -718,29 +744,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --blobs: write the index but leave downloads to `serve --lazy`",
     )
-    s.add_argument("--json", action="store_true", help="print the summary as JSON")
-    s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_sync)
 
-    d = sub.add_parser(
-        "demo", help="sync clearly labelled demo data from the shipped fake upstream"
-    )
-    d.add_argument("--db", default="data/demo.duckdb")
-    d.add_argument("--projects", type=int, default=40)
-    d.add_argument("--json", action="store_true")
-    d.add_argument("-q", "--quiet", action="store_true")
-    d.set_defaults(func=cmd_demo)
 
-    q = sub.add_parser("quickstart", help="the default allowlist, or demo data when offline")
-    q.add_argument("--db", default=None)
-    q.add_argument("--projects", type=int, default=40)
-    q.add_argument("--json", action="store_true")
-    q.add_argument("-q", "--quiet", action="store_true")
+def _add_demo(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    d = _command(
+        sub, "demo", "sync clearly labelled demo data from the shipped fake upstream", parents
+    )
+    d.add_argument("--db", default="data/demo.duckdb", help="the demo database")
+    d.set_defaults(func=cmd_demo)
+    q = _command(sub, "quickstart", "the default allowlist, or demo data when offline", parents)
+    q.add_argument(
+        "--db",
+        default=None,
+        help="working DuckDB path (env PYPI_ASSETS_DB; default: data/pypi.duckdb; "
+        "offline: demo.duckdb beside it)",
+    )
     q.set_defaults(func=cmd_quickstart)
 
-    b = sub.add_parser(
-        "backfill", help="first full sync as a Dagster backfill of every serial window"
-    )
+
+def _add_backfill(sub: Any) -> None:
+    b = _command(sub, "backfill", "first full sync as a Dagster backfill of every serial window")
     b.add_argument(
         "--webserver",
         default="http://127.0.0.1:3000",
@@ -756,49 +780,52 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.set_defaults(func=cmd_backfill)
 
-    sv = sub.add_parser("serve", help="serve the mirror (simple index, JSON API, files) over HTTP")
-    sv.add_argument("--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG)")
-    sv.add_argument("--db", help="working DuckDB path; --lazy reads its published snapshot")
-    sv.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
-    sv.add_argument("--web", help="where the simple index lives (default: the blob DIR)")
-    sv.add_argument("--upstream", help="upstream for --lazy (default: config master)")
-    sv.add_argument("--host", default="127.0.0.1")
+
+def _add_serve(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    sv = _command(
+        sub, "serve", "serve the mirror (simple index, JSON API, files) over HTTP", parents
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sv.add_argument("--port", type=_port, default=8080, help="0-65535, 0: any free port")
     sv.add_argument(
         "--keepalive-timeout",
         type=_seconds(positive=True),
         default=5.0,
         metavar="SECONDS",
-        help="close idle keep-alive connections after this long (default 5)",
+        help="close idle keep-alive connections after this long",
     )
     sv.add_argument(
         "--header-timeout",
         type=_seconds(positive=True),
         default=10.0,
         metavar="SECONDS",
-        help="close a connection whose request headers are not complete after this long "
-        "(default 10)",
+        help="close a connection whose request headers are not complete after this long",
     )
     sv.add_argument(
         "--shutdown-timeout",
         type=_seconds(positive=False),
         default=30.0,
         metavar="SECONDS",
-        help="on SIGTERM/SIGINT, wait this long for responses in flight (default 30)",
+        help="on SIGTERM/SIGINT, wait this long for responses in flight",
     )
     sv.add_argument(
         "--lazy", action="store_true", help="fetch a selected file from upstream on first request"
     )
     sv.set_defaults(func=cmd_serve)
 
-    v = sub.add_parser(
-        "verify", help="compare the blob store with DuckDB: missing, corrupt, unreferenced"
+
+def _add_verify(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    v = _command(
+        sub,
+        "verify",
+        "compare the blob store and the index with DuckDB: missing, corrupt, unreferenced",
+        parents,
     )
-    v.add_argument("--config", help="bandersnatch config (env PYPI_ASSETS_CONFIG)")
-    v.add_argument("--db", help="working DuckDB path (env PYPI_ASSETS_DB)")
-    v.add_argument("--blobs", help="blob store DIR or s3://bucket/prefix (env PYPI_ASSETS_BLOBS)")
-    v.add_argument("--upstream", help="upstream for --repair (default: config master)")
-    v.add_argument("--repair", action="store_true", help="fetch missing and corrupt files again")
+    v.add_argument(
+        "--repair",
+        action="store_true",
+        help="fetch missing and corrupt files again, and write missing index pages again",
+    )
     v.add_argument(
         "--delete-unreferenced",
         action="store_true",
@@ -810,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         metavar="SHARE",
         help="with --delete-unreferenced: refuse (exit 1, nothing deleted) to delete more than "
-        "this share of the stored blobs, as 0.05 or 5%% (default 5%%)",
+        "this share of the stored blobs, as 0.05 or 5%% (default: 5%%)",
     )
     v.add_argument(
         "--force",
@@ -820,22 +847,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--sizes-only", action="store_true", help="compare sizes, not sha256 (no blob is read)"
     )
-    v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
 
-    f = sub.add_parser("fake-upstream", help="serve the fake Warehouse on 127.0.0.1")
-    f.add_argument("--port", type=int, default=8765)
-    f.add_argument("--projects", type=int, default=100)
+
+def _add_fake_upstream(sub: Any) -> None:
+    f = _command(sub, "fake-upstream", "serve the fake Warehouse on 127.0.0.1")
+    f.add_argument("--port", type=int, default=8765, help="port to listen on")
+    f.add_argument("--projects", type=int, default=100, help="how many projects to generate")
     f.add_argument(
-        "--names-file", help="TSV whose first column lists project names (header skipped)"
+        "--names-file",
+        help="TSV whose first column lists project names (header skipped; default: generated "
+        "names)",
     )
-    f.add_argument("--latency-ms", type=float, default=0.0)
-    f.add_argument(
-        "--large-files", type=int, default=0, help="give the first N projects' sdist large content"
-    )
-    f.add_argument("--large-size", type=int, default=8 << 20, help="bytes of each large file")
+    f.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every response")
     f.set_defaults(func=cmd_fake_upstream)
-    return p
 
 
 # ---------------------------------------------------------------------------- failures

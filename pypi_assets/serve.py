@@ -262,7 +262,7 @@ class _Uvicorn(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def _protocol_class(header_timeout: float) -> type[asyncio.Protocol]:
+def _protocol_class(header_timeout: float) -> type[asyncio.Protocol]:  # noqa: C901 (a class factory: mccabe adds up its methods)
     """uvicorn's HTTP protocol, with two timers uvicorn lacks:
 
     - the idle timer armed from the moment a connection is accepted too (uvicorn arms it

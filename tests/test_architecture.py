@@ -408,3 +408,41 @@ def test_the_checker_accepts_helpers_and_helper_modules() -> None:
     known = {f"tests.{m}" for m in suite_modules()}
     source = "from .helpers import sync\nfrom .fault_harness import x\nfrom . import helpers"
     assert offences_in("test_example", source, known) == []
+
+
+# ---------------------------------------------------------------------- function length
+#: No function is longer than this many lines (issue: cut the long functions along their
+#: seams). Argparse construction is exempt: it is one flat list of declarations.
+MAX_FUNCTION_LINES = 60
+ARGPARSE_BUILDERS = ("build_parser",)
+
+
+def long_functions(source: str, where: str) -> list[str]:
+    """``where:line name (n lines)`` for every function in ``source`` over the limit."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if node.name in ARGPARSE_BUILDERS:
+            continue
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        length = (node.end_lineno or node.lineno) - first + 1
+        if length > MAX_FUNCTION_LINES:
+            out.append(f"{where}:{node.lineno} {node.name} ({length} lines)")
+    return out
+
+
+def test_no_function_is_longer_than_the_limit() -> None:
+    found = [
+        line
+        for name, (path, _pkg) in modules().items()
+        for line in long_functions(path.read_text(encoding="utf-8"), name)
+    ]
+    assert found == []
+
+
+def test_the_length_check_reports_a_long_function() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    found = long_functions(f"async def too_long():\n{body}", "pypi_assets.example")
+    assert found == [f"pypi_assets.example:1 too_long ({MAX_FUNCTION_LINES + 1} lines)"]
+    assert long_functions(f"def short():\n{body[: -len('    x59 = 59') - 1]}", "m") == []

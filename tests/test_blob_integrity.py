@@ -554,3 +554,32 @@ def test_deleted_index_pages_are_noticed_and_restored(
     capsys.readouterr()
     assert main(["sync", *common, "--json"]) == 0
     assert (blobs / "simple" / "index.v1_json").exists()
+
+
+def test_index_pages_never_written_are_noticed_and_written(
+    up: FakeUpstream, tmp_path: Path, no_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A selected project whose pages were never written (no page on disk, none recorded in
+    the database: an index write cut off before it reached it) is reported by ``verify``,
+    and ``--repair`` writes it."""
+    blobs, conf = tmp_path / "blobs", _conf(tmp_path, up)
+    db = tmp_path / "m.duckdb"
+    common = ["--config", str(conf), "--db", str(db), "--blobs", str(blobs)]
+    assert main(["sync", *common, "-q"]) == 0
+    p = sorted(up.index.projects)[-1]
+    page = (blobs / "simple" / p / "index.html").read_bytes()
+    import shutil
+
+    shutil.rmtree(blobs / "simple" / p)
+    con = duckdb.connect(str(db))
+    con.execute("DELETE FROM simple_pages WHERE project = ?", [p])
+    con.close()
+    capsys.readouterr()
+    assert main(["verify", *common]) == 1
+    out, err = capsys.readouterr()
+    assert re.search(r"^missing_pages\s+1$", out, re.M), out
+    assert f"MISSING-PAGE {p}" in err.splitlines(), err
+    assert main(["verify", *common, "--repair", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["missing_pages"] == 0
+    assert (blobs / "simple" / p / "index.html").read_bytes() == page
+    assert main(["verify", *common, "--json"]) == 0

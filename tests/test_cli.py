@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -216,3 +218,31 @@ def test_failure_mapping_names_expected_failures_and_leaves_bugs_alone() -> None
             raise TypeError("a bug in an except block") from None
     except TypeError as bug:
         assert classify(bug) is None
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    from pypi_assets.cli import build_parser
+
+    top = build_parser()
+    sub = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    return {"pypi-assets": top, **sub.choices}
+
+
+def test_help_lists_every_exit_code_from_the_failure_mapping() -> None:
+    """``sync --help`` lists its exit codes from cli.FAILURES (one source): every code a
+    failure can give, with 0 and 1, each once and with its meaning."""
+    from pypi_assets.cli import EXIT_MEANINGS, FAILURES
+
+    text = _commands()["sync"].format_help()
+    listed = [int(m) for m in re.findall(r"^  (\d+) ", text.split("exit codes:")[1], re.M)]
+    assert listed == sorted({0, 1, *(row[2] for row in FAILURES)})
+    assert 143 in listed and 130 in listed
+    for code in listed:
+        assert " ".join(EXIT_MEANINGS[code].split()[:3]) in text
+
+
+def test_every_option_has_help() -> None:
+    for name, parser in _commands().items():
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, (name, action.option_strings)

@@ -341,23 +341,13 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
         fault: Fault | None = None,
     ) -> None:
-        if fault is not None and fault.kind == "stale" and serial is not None:
-            serial -= fault.lag
-        if fault is not None and fault.kind == "body":
-            status, body, ctype = 200, fault.body, fault.ctype or ctype
-        if fault is not None and fault.kind == "gzip":
-            body = (
-                fault.body if fault.encoded else gzip.compress(fault.body or body, compresslevel=9)
+        if fault is not None:
+            serial, status, body, ctype, headers = _content_fault(
+                fault, serial, status, body, ctype, headers
             )
-            headers = {**(headers or {}), "Content-Encoding": "gzip"}
         etag = None
         if status == 200 and self.command in ("GET", "HEAD") and _CONDITIONAL.match(ctype):
-            # Warehouse (through its CDN) answers pages with an ETag and honours If-None-Match.
-            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            if self.headers.get("If-None-Match", "").strip() == etag:
-                status = 304
-                with self.state.lock:
-                    self.state.counts["not-modified"] += 1
+            etag, status = self._conditional(body)
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         if self.state.switches.serial_headers:
@@ -386,6 +376,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def _conditional(self, body: bytes) -> tuple[str, int]:
+        """Warehouse (through its CDN) answers pages with an ETag and honours If-None-Match:
+        the ETag, and 304 when the client has it, else 200."""
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if self.headers.get("If-None-Match", "").strip() != etag:
+            return etag, 200
+        with self.state.lock:
+            self.state.counts["not-modified"] += 1
+        return etag, 304
 
     def _trickle(self, body: bytes, fault: Fault) -> None:
         """No Content-Length, one byte every ``fault.seconds``: the client must give up."""
@@ -896,3 +896,23 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # malformed request
             body = xmlrpc.client.dumps(xmlrpc.client.Fault(-32700, str(exc)), methodresponse=True)
         self._send(200, body.encode(), "text/xml", serial=idx.serial, fault=fault)
+
+
+def _content_fault(
+    fault: Fault,
+    serial: int | None,
+    status: int,
+    body: bytes,
+    ctype: str,
+    headers: dict[str, str] | None,
+) -> tuple[int | None, int, bytes, str, dict[str, str] | None]:
+    """The answer as the faults that alter its content make it: a lagging serial, a
+    replaced body, a gzip body."""
+    if fault.kind == "stale" and serial is not None:
+        serial -= fault.lag
+    if fault.kind == "body":
+        status, body, ctype = 200, fault.body, fault.ctype or ctype
+    if fault.kind == "gzip":
+        body = fault.body if fault.encoded else gzip.compress(fault.body or body, compresslevel=9)
+        headers = {**(headers or {}), "Content-Encoding": "gzip"}
+    return serial, status, body, ctype, headers

@@ -15,7 +15,7 @@ import difflib
 import math
 import re
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,7 +393,6 @@ def _validated(
             "no [mirror] section: this is not a bandersnatch config "
             "(without it every default applies, the whole of pypi.org among them)",
         )
-    mirror = sections.get("mirror", {})
     unmapped = sorted(k for k in mine.get("mirror", ()) if k in UNMAPPED_MIRROR_KEYS)
     if unmapped:
         warnings.append(
@@ -407,77 +406,12 @@ def _validated(
             "pypi-assets enables every plugin it names (docs/filters.md)"
         )
     _check_plugins(enabled, source)
+    _check_values(sections, source)  # eagerly, so that a bad config syncs nothing
+    warnings += _unknown_tag_warnings(sections)
 
     def err(section: str, key: str, problem: str) -> ConfigError:
         return ConfigError(source, section, key, problem)
 
-    for key in (
-        "json",
-        "release-files",
-        "core-metadata",
-        "stop-on-error",
-        "allow-non-https",
-        "cleanup",
-        "hash-index",
-    ):
-        if key in mirror and mirror[key].strip().lower() not in _BOOL:
-            raise err("mirror", key, "not a boolean (true/false, yes/no, on/off, 1/0)")
-    try:
-        workers = int(mirror.get("workers", "3"))
-    except ValueError:
-        raise err("mirror", "workers", "not an integer") from None
-    if not 1 <= workers <= 10:
-        raise err("mirror", "workers", f"must be between 1 and 10, got {workers}")
-    for key in ("timeout", "global-timeout"):
-        if key in mirror:
-            try:
-                seconds = float(mirror[key])
-            except ValueError:
-                seconds = float("nan")
-            if not (math.isfinite(seconds) and seconds > 0):
-                raise err("mirror", key, "not a positive (finite) number of seconds")
-    master = mirror.get("master", "https://pypi.org")
-    problem = upstream_url_problem(master)
-    if problem is not None:
-        raise err("mirror", "master", problem)
-    parts = urlsplit(master)
-    allow_http = mirror.get("allow-non-https", "false").strip().lower() in (
-        "1",
-        "yes",
-        "true",
-        "on",
-    )
-    if parts.scheme != "https" and not allow_http:
-        raise err("mirror", "master", "not https; set allow-non-https = true to permit it")
-    fmt = mirror.get("simple-format", "ALL").strip().upper()
-    if fmt not in ("ALL", "HTML", "JSON"):
-        raise err(
-            "mirror",
-            "simple-format",
-            "must be ALL, HTML or JSON",
-        )
-    backend = mirror.get("storage-backend", "filesystem").strip()
-    if backend not in ("filesystem", "s3"):
-        raise err("mirror", "storage-backend", "must be filesystem or s3")
-    # Requirement lines and regexes are checked eagerly so a bad config syncs nothing.
-    for section in ("allowlist", "blocklist"):
-        for n, line in enumerate(lines(sections.get(section, {}).get("packages")), 1):
-            text = strip_inline_comment(line)
-            if not text:
-                continue
-            try:
-                Requirement(text)
-            except InvalidRequirement:
-                raise err(section, "packages", f"entry {n}: not a PEP 508 requirement") from None
-    for section, keys in (("filter_regex", ("packages", "releases")),):
-        for key in keys:
-            for n, line in enumerate(lines(sections.get(section, {}).get(key)), 1):
-                try:
-                    re.compile(line)
-                except re.error as exc:
-                    raise err(section, key, f"entry {n}: bad regex ({exc.msg})") from None
-    _validate_plugin_sections(sections, err, warnings)
-    _validate_pypi_assets(sections, err)
     if files is None:
         files = _read_requirement_files(sections, err)
     for path, text in files:
@@ -485,6 +419,235 @@ def _validated(
     return MirrorConfig(
         sections=sections, source=source, warnings=tuple(warnings), requirement_files=files
     )
+
+
+# ------------------------------------------------------------------ value validators
+Sections = dict[str, dict[str, str]]
+#: A value's validator: the problem (the message's end), or ``None`` when the value is fine.
+#: ``sections`` is there for the checks that read a neighbouring key.
+Validator = Callable[[str, Sections], "str | None"]
+
+
+def _boolean(problem: str) -> Validator:
+    def check(value: str, sections: Sections) -> str | None:
+        return None if value.strip().lower() in _BOOL else problem
+
+    return check
+
+
+def _one_of(choices: tuple[str, ...], problem: str, *, upper: bool = False) -> Validator:
+    def check(value: str, sections: Sections) -> str | None:
+        text = value.strip().upper() if upper else value.strip()
+        return None if text in choices else problem
+
+    return check
+
+
+def _workers(value: str, sections: Sections) -> str | None:
+    try:
+        workers = int(value)
+    except ValueError:
+        return "not an integer"
+    return None if 1 <= workers <= 10 else f"must be between 1 and 10, got {workers}"
+
+
+def _timeout(value: str, sections: Sections) -> str | None:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if math.isfinite(seconds) and seconds > 0:
+        return None
+    return "not a positive (finite) number of seconds"
+
+
+def _master(value: str, sections: Sections) -> str | None:
+    problem = upstream_url_problem(value)
+    if problem is not None:
+        return problem
+    allow = sections.get("mirror", {}).get("allow-non-https", "false").strip().lower()
+    if urlsplit(value).scheme != "https" and allow not in ("1", "yes", "true", "on"):
+        return "not https; set allow-non-https = true to permit it"
+    return None
+
+
+def _entries(check_line: Callable[[str], str | None]) -> Validator:
+    """A multi-line value whose every line must pass ``check_line``; the first bad one is
+    named by its number."""
+
+    def check(value: str, sections: Sections) -> str | None:
+        for n, line in enumerate(lines(value), 1):
+            problem = check_line(line)
+            if problem is not None:
+                return f"entry {n}: {problem}"
+        return None
+
+    return check
+
+
+def _requirement_line(line: str) -> str | None:
+    text = strip_inline_comment(line)
+    if not text:
+        return None
+    try:
+        Requirement(text)
+    except InvalidRequirement:
+        return "not a PEP 508 requirement"
+    return None
+
+
+def _regex_line(line: str) -> str | None:
+    try:
+        re.compile(line)
+    except re.error as exc:
+        return f"bad regex ({exc.msg})"
+    return None
+
+
+def _version_line(line: str) -> str | None:
+    try:
+        Version(line)
+    except InvalidVersion:
+        return "not a version"
+    return None
+
+
+def _environment_line(line: str) -> str | None:
+    try:
+        _environment(line)
+    except ValueError:
+        return "not key=value pairs of PEP 508 marker variables"
+    return None
+
+
+def _size(value: str, sections: Sections) -> str | None:
+    try:
+        parse_size(value)
+    except ValueError:
+        return "not a size (such as 10M or 1.5 GB)"
+    return None
+
+
+def _count(value: str, sections: Sections) -> str | None:
+    try:
+        count = int(value)
+    except ValueError:
+        return "not an integer"
+    return "must not be negative" if count < 0 else None
+
+
+def _min_not_above_max(value: str, sections: Sections) -> str | None:
+    """``min_versions`` (both bounds already checked) against ``max_versions`` (0: none)."""
+    most = int(sections.get("versions_count_project_metadata", {}).get("max_versions", "0"))
+    return "greater than max_versions" if 0 < most < int(value) else None
+
+
+def _limit(key: str) -> Validator:
+    def check(value: str, sections: Sections) -> str | None:
+        try:
+            _parse_limit(key, value)
+        except ValueError:
+            return "not a positive integer (or size)"
+        return None
+
+    return check
+
+
+def _run_timeout(value: str, sections: Sections) -> str | None:
+    if not value.strip():
+        return None  # empty: no timeout
+    try:
+        _parse_seconds(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _removed_share(value: str, sections: Sections) -> str | None:
+    try:
+        _parse_share("max_removed_share", value)
+    except ValueError:
+        return "must be a share between 0 and 1 (or 0% and 100%)"
+    return None
+
+
+#: ``"*"`` stands for every key of the section that no other row names.
+ANY_KEY = "*"
+_MIRROR_BOOL = _boolean("not a boolean (true/false, yes/no, on/off, 1/0)")
+_REGEXES = _entries(_regex_line)
+
+#: Every checked value: ``(section, key, validator)``, run in this order for the keys that are
+#: set, the first problem raised as a :class:`ConfigError` naming the section and key.
+VALIDATORS: tuple[tuple[str, str, Validator], ...] = (
+    *(
+        ("mirror", key, _MIRROR_BOOL)
+        for key in (
+            "json",
+            "release-files",
+            "core-metadata",
+            "stop-on-error",
+            "allow-non-https",
+            "cleanup",
+            "hash-index",
+        )
+    ),
+    ("mirror", "workers", _workers),
+    ("mirror", "timeout", _timeout),
+    ("mirror", "global-timeout", _timeout),
+    ("mirror", "master", _master),
+    (
+        "mirror",
+        "simple-format",
+        _one_of(("ALL", "HTML", "JSON"), "must be ALL, HTML or JSON", upper=True),
+    ),
+    ("mirror", "storage-backend", _one_of(("filesystem", "s3"), "must be filesystem or s3")),
+    ("allowlist", "packages", _entries(_requirement_line)),
+    ("blocklist", "packages", _entries(_requirement_line)),
+    ("filter_regex", "packages", _REGEXES),
+    ("filter_regex", "releases", _REGEXES),
+    ("size_project_metadata", "max_package_size", _size),
+    ("versions_count_project_metadata", "min_versions", _count),
+    ("versions_count_project_metadata", "max_versions", _count),
+    ("versions_count_project_metadata", "min_versions", _min_not_above_max),
+    *(
+        row
+        for section in ("regex_project_metadata", "regex_release_file_metadata")
+        for row in ((section, "search", _boolean("not a boolean")), (section, ANY_KEY, _REGEXES))
+    ),
+    ("version_range_release_file_metadata", ANY_KEY, _entries(_version_line)),
+    ("pypi_assets", "dependency_closure", _boolean("not a boolean")),
+    ("pypi_assets", "closure_environments", _entries(_environment_line)),
+    ("pypi_assets", "closure_extras", _one_of(("requested", "all"), "must be requested or all")),
+    *(("pypi_assets", key, _limit(key)) for key in LIMIT_DEFAULTS),
+    ("pypi_assets", "run_timeout", _run_timeout),
+    ("pypi_assets", "max_removed_share", _removed_share),
+)
+_NAMED = {(section, key) for section, key, _check in VALIDATORS if key != ANY_KEY}
+
+
+def _check_values(sections: Sections, source: str) -> None:
+    """Run :data:`VALIDATORS` over the values that are set; raise the first problem."""
+    for section, key, check in VALIDATORS:
+        values = sections.get(section, {})
+        if key == ANY_KEY:
+            keys = [k for k in values if (section, k) not in _NAMED]
+        else:
+            keys = [key] if key in values else []
+        for k in keys:
+            problem = check(values[k], sections)
+            if problem is not None:
+                raise ConfigError(source, section, k, problem)
+
+
+def _unknown_tag_warnings(sections: Sections) -> list[str]:
+    """``[regex_*_metadata]`` keys with tags other than :data:`REGEX_TAGS` (ignored)."""
+    out = []
+    for section in REGEX_METADATA_SECTIONS:
+        for key, tags, _path in metadata_keys(sections.get(section, {})):
+            unknown = set(tags) - REGEX_TAGS
+            if unknown:
+                out.append(f"[{section}] {key}: unknown tags ignored: {sorted(unknown)}")
+    return out
 
 
 def _shown(name: str) -> str:
@@ -592,51 +755,6 @@ def metadata_keys(section: dict[str, str]) -> list[tuple[str, tuple[str, ...], s
     return out
 
 
-def _validate_plugin_sections(
-    sections: dict[str, dict[str, str]], err: Any, warnings: list[str]
-) -> None:
-    size = sections.get("size_project_metadata", {}).get("max_package_size")
-    if size is not None:
-        try:
-            parse_size(size)
-        except ValueError:
-            raise err(
-                "size_project_metadata", "max_package_size", "not a size (such as 10M or 1.5 GB)"
-            ) from None
-    counts = sections.get("versions_count_project_metadata", {})
-    bounds = {}
-    for key in ("min_versions", "max_versions"):
-        try:
-            bounds[key] = int(counts.get(key, "0"))
-        except ValueError:
-            raise err("versions_count_project_metadata", key, "not an integer") from None
-        if bounds[key] < 0:
-            raise err("versions_count_project_metadata", key, "must not be negative")
-    if 0 < bounds["max_versions"] < bounds["min_versions"]:
-        raise err("versions_count_project_metadata", "min_versions", "greater than max_versions")
-    for section in REGEX_METADATA_SECTIONS:
-        values = sections.get(section, {})
-        if "search" in values and values["search"].strip().lower() not in _BOOL:
-            raise err(section, "search", "not a boolean")
-        for key, tags, _path in metadata_keys(values):
-            unknown = set(tags) - REGEX_TAGS
-            if unknown:
-                warnings.append(f"[{section}] {key}: unknown tags ignored: {sorted(unknown)}")
-            for n, line in enumerate(lines(values[key]), 1):
-                try:
-                    re.compile(line)
-                except re.error as exc:
-                    raise err(section, key, f"entry {n}: bad regex ({exc.msg})") from None
-    for key, value in sections.get("version_range_release_file_metadata", {}).items():
-        for n, line in enumerate(lines(value), 1):
-            try:
-                Version(line)
-            except InvalidVersion:
-                raise err(
-                    "version_range_release_file_metadata", key, f"entry {n}: not a version"
-                ) from None
-
-
 # ------------------------------------------------------------------ [pypi_assets]
 _ENV_KEYS = frozenset(default_environment())
 
@@ -671,44 +789,6 @@ def _environment(line: str) -> dict[str, str]:
     }
     env.update(given)
     return env
-
-
-def _validate_pypi_assets(sections: dict[str, dict[str, str]], err: Any) -> None:
-    own = sections.get("pypi_assets", {})
-    if "dependency_closure" in own and own["dependency_closure"].strip().lower() not in _BOOL:
-        raise err("pypi_assets", "dependency_closure", "not a boolean")
-    for n, line in enumerate(lines(own.get("closure_environments")), 1):
-        try:
-            _environment(line)
-        except ValueError:
-            raise err(
-                "pypi_assets",
-                "closure_environments",
-                f"entry {n}: not key=value pairs of PEP 508 marker variables",
-            ) from None
-    extras = own.get("closure_extras", "requested").strip()
-    if extras not in ("requested", "all"):
-        raise err("pypi_assets", "closure_extras", "must be requested or all")
-    for key in LIMIT_DEFAULTS:
-        if key in own:
-            try:
-                _parse_limit(key, own[key])
-            except ValueError:
-                raise err("pypi_assets", key, "not a positive integer (or size)") from None
-    if own.get("run_timeout", "").strip():
-        try:
-            _parse_seconds(own["run_timeout"])
-        except ValueError as exc:
-            raise err("pypi_assets", "run_timeout", str(exc)) from None
-    if "max_removed_share" in own:
-        try:
-            _parse_share("max_removed_share", own["max_removed_share"])
-        except ValueError:
-            raise err(
-                "pypi_assets",
-                "max_removed_share",
-                "must be a share between 0 and 1 (or 0% and 100%)",
-            ) from None
 
 
 # ------------------------------------------------------------------ requirements files

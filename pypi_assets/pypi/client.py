@@ -429,7 +429,6 @@ class PyPIClient:
         origin, no credentials); else :class:`UnsafeValue`."""
         return check_url(url, self.config.base + "/", self.config.allowed_hosts)
 
-
     def _redirect(self, resp: httpx.Response) -> str | None:
         """Where a redirect leads, if it may be followed (only to allowed origins)."""
         if resp.status_code in _REDIRECTS and "location" in resp.headers:

@@ -8,7 +8,7 @@
     │   ├── StaleResponse             older than the serial expected (a lagging CDN)
     │   ├── DeadlineExceeded          a request, or the run, took longer than allowed
     │   ├── LimitExceeded             an answer over a configured cap
-    │   ├── UpstreamFault             (sync.pipeline) an answer a mirror must not act on
+    │   ├── UpstreamFault             (sync.listing) an answer a mirror must not act on
     │   └── InvalidResponse           the upstream sent something invalid
     │       └── IntegrityError        bytes that are not the advertised file
     ├── InvalidData (ValueError)      a value a parser refuses, no request in sight
@@ -23,7 +23,7 @@
     │   └── UsageError                (cli) the command line
     ├── Refused                       a safety check refused a change: nothing was changed
     │   ├── ListingShrank             (store.duckdb_store) a listing drops too many projects
-    │   ├── IndexOwnedElsewhere       (store.index) another database writes the index
+    │   ├── IndexOwnedElsewhere       (sync.index) another database writes the index
     │   └── TooManyDeletions          (sync.files) a deletion over the allowed share
     └── NotModified                   (pypi.fetch) a signal, not a failure: upstream sent 304
 

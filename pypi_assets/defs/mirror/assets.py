@@ -10,6 +10,7 @@ import dagster as dg
 from ...store import MetadataStore
 from ...store.derived import refresh_derived
 from ...sync.listing import list_upstream, select_projects
+from ...sync.reports import WindowReport
 from ...sync.run import lacking_metadata, publish, refresh_window
 from ...sync.selection import recompute_selected_files
 from ..partitions import serial_windows
@@ -151,6 +152,29 @@ def caught_up(
     ]
 
 
+def _window_metadata(
+    window: WindowReport, serial: int, sources: dict[str, int], counts: dict[str, int]
+) -> dict[str, Any]:
+    """The materialisation metadata of one window run."""
+    report, stats = window.refresh, window.requests
+    return {
+        **row_count(counts["distributions"]),
+        "window": window.key,
+        "serial_reached": serial,
+        "refreshed": len(report.refreshed),
+        "candidates": report.selected,
+        "missing": len(report.missing),
+        "failed": len(report.failed),
+        "failed_projects": dg.MetadataValue.json(sorted(report.failed)[:100]),
+        "relisted": window.relisted,
+        "metadata_sources": dg.MetadataValue.json(sources),
+        "requests": stats["total_requests"],
+        "requests_by_kind": dg.MetadataValue.json(stats["requests"]),
+        "request_seconds": dg.MetadataValue.json(stats["request_seconds"]),
+        **{f"rows_{k}": v for k, v in counts.items()},
+    }
+
+
 @dg.asset(
     group_name=GROUP,
     pool=POOL,
@@ -191,24 +215,8 @@ def release_metadata(
         counts = store.counts(views=False)
     for name, err in sorted(report.failed.items()):
         context.log.error(f"{name}: {err}")
-    stats = window.requests
-    metadata: dict[str, Any] = {
-        **row_count(counts["distributions"]),
-        "window": key,
-        "serial_reached": serial,
-        "refreshed": len(report.refreshed),
-        "candidates": report.selected,
-        "missing": len(report.missing),
-        "failed": len(report.failed),
-        "failed_projects": dg.MetadataValue.json(sorted(report.failed)[:100]),
-        "relisted": window.relisted,
-        "metadata_sources": dg.MetadataValue.json(sources),
-        "requests": stats["total_requests"],
-        "requests_by_kind": dg.MetadataValue.json(stats["requests"]),
-        "request_seconds": dg.MetadataValue.json(stats["request_seconds"]),
-        "seconds": round(time.perf_counter() - started, 3),
-        **{f"rows_{k}": v for k, v in counts.items()},
-    }
+    metadata = _window_metadata(window, serial, sources, counts)
+    metadata["seconds"] = round(time.perf_counter() - started, 3)
     if report.failed:
         raise dg.Failure(
             description=f"{len(report.failed)} project(s) failed: {', '.join(sorted(report.failed)[:20])}",
