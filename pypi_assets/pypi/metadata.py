@@ -10,6 +10,7 @@ from typing import Any, cast
 from packaging.metadata import parse_email
 
 from .errors import MetadataError
+from .records import CORE_METADATA_FIELDS, LIST_FIELDS
 
 __all__ = [
     "MetadataError",
@@ -20,33 +21,13 @@ __all__ = [
 ]
 
 
-_STR_FIELDS = (
-    "metadata_version",
-    "summary",
-    "description",
-    "home_page",
-    "download_url",
-    "author",
-    "author_email",
-    "maintainer",
-    "maintainer_email",
-    "license",
-    "requires_python",
-    "description_content_type",
-    "license_expression",
-)
+#: packaging's ``RawMetadata`` keys that differ from the column names (plurals)
+_RAW_KEYS = {"platform": "platforms", "supported_platform": "supported_platforms"}
+#: Single-valued core metadata columns (Keywords aside: a list in ``RawMetadata``).
+_STR_FIELDS = tuple(c for c in CORE_METADATA_FIELDS if c not in LIST_FIELDS and c != "keywords")
+#: List columns, column -> ``RawMetadata`` key (Project-URL aside: assembled separately).
 _LIST_FIELDS = {
-    # column -> RawMetadata key
-    "platform": "platforms",
-    "supported_platform": "supported_platforms",
-    "requires_dist": "requires_dist",
-    "provides_dist": "provides_dist",
-    "obsoletes_dist": "obsoletes_dist",
-    "requires_external": "requires_external",
-    "classifiers": "classifiers",
-    "license_files": "license_files",
-    "provides_extra": "provides_extra",
-    "dynamic": "dynamic",
+    c: _RAW_KEYS.get(c, c) for c in CORE_METADATA_FIELDS if c in LIST_FIELDS and c != "project_url"
 }
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 

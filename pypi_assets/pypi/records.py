@@ -41,21 +41,15 @@ SEED_FIELDS: tuple[str, ...] = (
     "classifiers",
 )
 
-#: Fields that hold lists (DuckDB ``VARCHAR[]``).
-LIST_FIELDS: frozenset[str] = frozenset(
-    {
-        "project_url",
-        "platform",
-        "supported_platform",
-        "requires_dist",
-        "provides_dist",
-        "obsoletes_dist",
-        "requires_external",
-        "classifiers",
-        "license_files",
-        "provides_extra",
-        "dynamic",
-    }
+#: The fields that come from a file's core metadata (or, failing that, its version's JSON
+#: ``info``): the seed's from Metadata-Version on, then those of newer metadata versions.
+CORE_METADATA_FIELDS: tuple[str, ...] = (
+    *SEED_FIELDS[SEED_FIELDS.index("metadata_version") :],
+    "description_content_type",
+    "license_expression",
+    "license_files",
+    "provides_extra",
+    "dynamic",
 )
 
 
@@ -143,6 +137,12 @@ class Distribution:
 
 
 DISTRIBUTION_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Distribution))
+
+
+#: Fields that hold lists (DuckDB ``VARCHAR[]``), read from the record's annotations.
+LIST_FIELDS: frozenset[str] = frozenset(
+    f.name for f in dataclasses.fields(Distribution) if str(f.type).startswith("list[")
+)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,8 @@
 - :mod:`.reports`: the one progress type and the reports;
 - :mod:`.pool`: the bounded worker pool and write batcher shared by metadata and files;
 - :mod:`.windows`: serial-window partition keys;
-- :mod:`.files`: file mirroring, verify and repair;
+- :mod:`.files`: file mirroring, blob verify and repair;
+- :mod:`.verify`: the verify → repair → forget sequence behind `pypi-assets verify`;
 - :mod:`.index`: the index writer (simple pages and JSON API as static files);
 - :mod:`.library`: the façade for other mirroring tools (no disk, no DuckDB).
 
