@@ -716,6 +716,8 @@ class _Handler(BaseHTTPRequestHandler):
             "core-metadata": cm,
             "data-dist-info-metadata": cm,
             "provenance": self._provenance_url(norm, f),
+            # hostile-upstream tests: PEP 691 fields as a faulty upstream would send them
+            **{k: v for k, v in f.overrides.items() if k in _PAGE_OVERRIDES},
         }
 
     def _provenance(self, match: re.Match[str], fault: Fault | None) -> None:
@@ -897,6 +899,11 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # malformed request
             body = xmlrpc.client.dumps(xmlrpc.client.Fault(-32700, str(exc)), methodresponse=True)
         self._send(200, body.encode(), "text/xml", serial=idx.serial, fault=fault)
+
+
+#: :attr:`FakeFile.overrides` keys that the PEP 691 page serves too (besides the
+#: filename and URL, which it always takes from them).
+_PAGE_OVERRIDES = frozenset({"upload-time", "size", "hashes", "requires-python"})
 
 
 def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
