@@ -11,6 +11,7 @@ from . import (
     files,
     filters,
     incremental,
+    metadata_sources,
     serve_load,
     sync_throughput,
 )
@@ -24,6 +25,7 @@ BENCHES = {
     "serve": serve_load.main,
     "faults": faults.main,
     "caps": caps.main,
+    "metadata_sources": metadata_sources.main,
 }
 
 

@@ -117,6 +117,7 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
             "max_versions_per_project",
             "max_files_per_release",
             "max_body_size",
+            "max_pkg_info_scan",
             "max_removed_share",
             "run_timeout",
         }
@@ -319,6 +320,13 @@ class MirrorConfig:
         return self._limit("max_body_size")
 
     @property
+    def max_pkg_info_scan(self) -> int:
+        """Compressed bytes of an sdist read from upstream while looking for its PKG-INFO
+        (binary units, as ``16M``); past them the file's metadata falls back to its version
+        JSON."""
+        return self._limit("max_pkg_info_scan")
+
+    @property
     def run_timeout(self) -> float | None:
         """Seconds a whole run may take (``[pypi_assets] run_timeout``), unset: no bound.
         ``[mirror] global-timeout`` is each request's overall deadline, as in bandersnatch."""
@@ -332,17 +340,20 @@ class MirrorConfig:
         return _parse_share("max_removed_share", self.get("pypi_assets", "max_removed_share"))
 
 
-#: ``[pypi_assets]`` limits (integers; ``max_body_size`` takes binary units, as ``10M``).
+#: ``[pypi_assets]`` limits (integers; ``max_body_size`` and ``max_pkg_info_scan`` take binary
+#: units, as ``10M``).
 LIMIT_DEFAULTS: dict[str, int] = {
     "max_versions_per_project": 20_000,
     "max_files_per_release": 2_000,
     "max_body_size": 256 * 1024**2,
+    "max_pkg_info_scan": 16 * 1024**2,
 }
 DEFAULT_MAX_REMOVED_SHARE = 0.05
 
 
 def _parse_limit(key: str, raw: str) -> int:
-    value = parse_size(raw) if key == "max_body_size" else int(raw.strip())
+    sized = key in ("max_body_size", "max_pkg_info_scan")
+    value = parse_size(raw) if sized else int(raw.strip())
     if value <= 0:
         raise ValueError(f"must be positive, got {raw.strip()!r}")
     return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -57,6 +58,7 @@ from .simple import (
     parse_root_html,
     parse_root_json,
 )
+from .sources import OwnMetadataState
 from .xmlrpc import dumps_call, loads_response
 
 __all__ = [
@@ -107,6 +109,8 @@ class ClientConfig:
     max_versions: int = 20_000  # releases of one project
     max_files_per_release: int = 2_000
     changelog_page: int = 50_000  # Warehouse caps changelog_since_serial replies at this
+    #: compressed bytes of an sdist streamed while looking for its PKG-INFO
+    max_pkg_info_scan: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_WORKERS:
@@ -851,3 +855,45 @@ class PyPIClient:
         if sha256 is not None and hashlib.sha256(got.body).hexdigest() != sha256:
             raise UpstreamError(f"{file_url}.metadata: sha256 does not match the simple index")
         return got.body
+
+    # ------------------------------------------------------------------ own metadata
+    @functools.cached_property
+    def own_metadata(self) -> OwnMetadataState:
+        """What this run learnt about the upstream's metadata sources (the unadvertised
+        ``.metadata`` probe's answer) and what each source cost."""
+        return OwnMetadataState()
+
+    async def get_range(self, kind: str, url: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of ``url``: one ``Range`` request under the
+        client's policy (:meth:`stream_to`: retries, limits, deadlines; counted under
+        ``kind``). An answer that is not ``206`` for exactly those bytes (an upstream that
+        ignores ``Range`` answers the whole file, 200) is refused before its body is read:
+        :class:`UpstreamError`."""
+        if not 0 <= start < end:
+            raise ValueError(f"bad range {start}-{end}")
+        want = end - start
+        got = bytearray()
+
+        async def receive(resp: httpx.Response, final: str) -> bool:
+            sent = resp.headers.get("content-range", "")
+            if resp.status_code != 206 or not sent.startswith(f"bytes {start}-{end - 1}/"):
+                raise UpstreamError(
+                    f"{final}: range {start}-{end - 1} not honoured "
+                    f"(HTTP {resp.status_code}, Content-Range {sent[:60]!r})"
+                )
+            got.clear()
+            async for chunk in resp.aiter_raw():
+                got.extend(chunk)
+                if len(got) > want:
+                    raise UpstreamError(f"{final}: range answer longer than asked")
+            self.stats.bytes += len(got)
+            return len(got) == want
+
+        await self.stream_to(
+            kind,
+            url,
+            receive,
+            headers=lambda: {"Range": f"bytes={start}-{end - 1}"},
+            ok=frozenset({200, 206}),
+        )
+        return bytes(got)

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-MetadataSource = Literal["core-metadata", "version-json", "none"]
+#: Where a file's metadata columns came from: its PEP 658 ``.metadata`` file (advertised or
+#: not), its wheel's METADATA read with range requests, its sdist's PKG-INFO, its version's
+#: JSON ``info`` (its release's first upload), or nowhere.
+MetadataSource = Literal["core-metadata", "range", "pkg-info", "version-json", "none"]
 
 #: The 24 per-file fields that bandersnatch issue #548 asks for, in its order.
 SEED_FIELDS: tuple[str, ...] = (
