@@ -27,7 +27,8 @@ from typing import Any, Literal
 from .client import ClientConfig, NotFound, PyPIClient
 from .errors import NotModified, ProjectError
 from .metadata import MetadataError, decode_core_metadata, fields_from_core_metadata
-from .names import check_project_name
+from .names import canonical, check_project_name
+from .provenance import page_provenance
 from .records import Distribution, MetadataSource, Project, Release, StoredProject
 from .warehouse import (
     JsonLimits,
@@ -214,6 +215,8 @@ class Bodies:
     no_info: set[str] = dataclasses.field(default_factory=set)
     #: filename -> the fields of its METADATA file (parsed; unparseable ones are left out)
     metadata: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: filename -> its PEP 740 provenance URL (or None), for every file of the simple page
+    provenance: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
 
 def json_limits(config: ClientConfig) -> JsonLimits:
@@ -257,9 +260,11 @@ async def _project_json(
     )
 
 
-async def _advertised(client: PyPIClient, name: str) -> dict[str, str | None]:
-    """filename -> advertised sha256 of each file the simple page gives PEP 658 metadata."""
+async def _advertised(client: PyPIClient, name: str, bodies: Bodies) -> dict[str, str | None]:
+    """filename -> advertised sha256 of each file the simple page gives PEP 658 metadata
+    (and each file's PEP 740 provenance URL into ``bodies``)."""
     page = await client.simple_page(name)
+    bodies.provenance = page_provenance(page, f"{client.config.base}/simple/{canonical(name)}/")
     return {sf.filename: sf.core_metadata_sha256 for sf in page.files if sf.core_metadata}
 
 
@@ -304,7 +309,7 @@ async def _fetch_bodies(client: PyPIClient, name: str, plan: Plan, parked: _Desc
     ``.metadata`` files at once. The first failure is raised as itself."""
     bodies = Bodies()
     if plan.simple_page:
-        bodies.core_meta = await _advertised(client, name)
+        bodies.core_meta = await _advertised(client, name, bodies)
     try:
         async with asyncio.TaskGroup() as tg:
             for v in plan.version_jsons:
@@ -381,6 +386,7 @@ def assemble_project(parsed: ParsedProject, plan: Plan, bodies: Bodies) -> Proje
                 d = dataclasses.replace(old)
             else:
                 d = _new_distribution(parsed, f, rinfo, bodies)
+            d.provenance_url = bodies.provenance.get(f.filename, d.provenance_url)
             dists.append(fill_file(d, f, parsed.name, parsed.serial))
     _share_descriptions(info, releases, dists)
     return Project(
