@@ -101,7 +101,7 @@ def test_sync_stores_verified_blobs_and_index(up: FakeUpstream, tmp_path: Path) 
     assert not list((web / ".partial").iterdir())  # nothing half-written left behind
 
     root = json.loads((web / "simple" / "index.v1_json").read_text())
-    assert root["meta"] == {"api-version": "1.1", "_last-serial": up.index.serial}
+    assert root["meta"] == {"api-version": "1.4", "_last-serial": up.index.serial}
     assert {p["name"] for p in root["projects"]} == {p.name for p in up.index.projects.values()}
     assert all(
         isinstance(p["_last-serial"], int) and p["_last-serial"] > 0 for p in root["projects"]

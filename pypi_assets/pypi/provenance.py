@@ -42,7 +42,16 @@ def provenance_value(raw: Any, base: str) -> str | None:
         return None
     if any(c <= " " or c == "\x7f" for c in raw):
         return None
-    return urljoin(base, raw)
+    # joining would resolve a relative URL's dot segments away: keep those as sent, for
+    # check_provenance_url to refuse
+    return raw if _traverses(raw) else urljoin(base, raw)
+
+
+def _traverses(url: str) -> bool:
+    """Whether ``url``'s path has ``.`` or ``..`` segments (plain or percent-encoded) or an
+    encoded ``/``."""
+    segments = urlsplit(url).path.split("/")
+    return any(unquote(s) in (".", "..") or "/" in unquote(s) for s in segments)
 
 
 def page_provenance(page: SimpleProjectPage, page_url: str) -> dict[str, str | None]:
@@ -57,8 +66,7 @@ def check_provenance_url(url: object, base: str, allowed_hosts: frozenset[str]) 
     Raises :class:`UnsafeValue`."""
     full = check_url(url, base, allowed_hosts)
     parts = urlsplit(str(url))
-    segments = parts.path.split("/")
-    if any(unquote(s) in (".", "..") or "/" in unquote(s) for s in segments):
+    if _traverses(str(url)):
         raise UnsafeValue(f"provenance URL with a path traversal {str(url)[:200]!r}")
     if parts.query or parts.fragment:
         raise UnsafeValue(f"provenance URL with a query or fragment {str(url)[:200]!r}")

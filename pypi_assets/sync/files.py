@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -448,8 +449,12 @@ async def _provenance_body(client: PyPIClient, url: str) -> bytes:
 
 
 def _put_bytes(blobs: BlobStore, key: str, data: bytes) -> None:
-    part = blobs.staging() / f"{hashlib.sha256(key.encode()).hexdigest()}.provenance.part"
-    part.write_bytes(data)
+    """Store a small checked object under ``key`` through a temporary file of its own (two
+    writers of one key each rename theirs into place)."""
+    fd, name = tempfile.mkstemp(dir=blobs.staging(), suffix=".provenance.part")
+    part = Path(name)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
     try:
         blobs.put_file(key, part)
     finally:
