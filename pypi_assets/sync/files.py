@@ -36,7 +36,14 @@ from ..pypi.provenance import (
     check_provenance_url,
     parse_provenance,
 )
-from ..store.blobs import BlobStore, check_key, is_metadata_key, key_digest, provenance_key
+from ..store.blobs import (
+    BlobStore,
+    check_key,
+    is_metadata_key,
+    is_provenance_key,
+    key_digest,
+    provenance_key,
+)
 from .pool import Batch, run_pool
 from .reports import Progress, no_progress, one_line
 
@@ -106,8 +113,8 @@ def _stored_state(blobs: BlobStore, key: str, sha256: str, size: int | None) -> 
 def _key_blake2b(key: str, sha256: str) -> str | None:
     """The blake2b-256 digest a file's bytes must have to live under ``key``: the key's own
     digest, unless the key was built from the sha256 (no blake2b advertised). ``None`` for
-    ``.metadata`` files, whose key names the file they describe."""
-    if is_metadata_key(key):
+    ``.metadata`` files, whose key names the file they describe, and provenance objects."""
+    if is_metadata_key(key) or is_provenance_key(key):
         return None
     digest = key_digest(key)
     return None if digest == sha256 else digest
@@ -116,7 +123,7 @@ def _key_blake2b(key: str, sha256: str) -> str | None:
 def _matches_key(blobs: BlobStore, key: str) -> bool:
     """Whether the stored blob's bytes hash to the digest its key is built from (blake2b-256
     or sha256): such a blob is the key's rightful content, whatever a listing claims."""
-    if is_metadata_key(key):
+    if is_metadata_key(key) or is_provenance_key(key):
         return False
     want = key_digest(key)
     sha, blake = hashlib.sha256(), hashlib.blake2b(digest_size=32)
