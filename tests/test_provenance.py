@@ -120,8 +120,11 @@ def test_provenance_urls_are_checked_before_any_request() -> None:
     ):
         with pytest.raises(UnsafeValue):
             check_provenance_url(bad, BASE, HOSTS)
-    # a relative traversal is kept as sent (joining would hide it), then refused
-    kept = provenance_value("../../../etc/passwd", BASE + "simple/a/")
+    # a relative URL resolves against the page, as another mirror's pages have them
+    rel = provenance_value("../../integrity/a/1.0/a-1.0.tar.gz/provenance", BASE + "simple/a/")
+    assert rel == good and check_provenance_url(rel, BASE, HOSTS) == good
+    # an absolute URL keeps its dot segments (urljoin leaves them), and is refused
+    kept = provenance_value(BASE + "integrity/../../etc/passwd", BASE + "simple/a/")
     with pytest.raises(UnsafeValue):
         check_provenance_url(kept, BASE, HOSTS)
     assert provenance_value(None, BASE) is None and provenance_value(3, BASE) is None

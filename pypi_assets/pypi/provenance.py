@@ -42,9 +42,10 @@ def provenance_value(raw: Any, base: str) -> str | None:
         return None
     if any(c <= " " or c == "\x7f" for c in raw):
         return None
-    # joining would resolve a relative URL's dot segments away: keep those as sent, for
+    # a relative URL resolves as a page's file URLs do (``../../integrity/...`` from another
+    # mirror's page); an absolute one is kept as sent, its dot segments for
     # check_provenance_url to refuse
-    return raw if _traverses(raw) else urljoin(base, raw)
+    return urljoin(base, raw)
 
 
 def _traverses(url: str) -> bool:

@@ -163,7 +163,7 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None: ...
 
     def iter_blobs(self) -> Iterator[tuple[str, int]]:
-        """Every ``(key, size)`` under ``packages/`` and ``integrity/``."""
+        """Every ``(key, size)`` under ``packages/``."""
 
     def staging(self) -> Path:
         """A local directory for partial downloads (same filesystem as the store if local)."""
@@ -219,18 +219,17 @@ class LocalBlobStore:
                 break
 
     def iter_blobs(self) -> Iterator[tuple[str, int]]:
-        for top in ("packages", PROVENANCE_PREFIX.rstrip("/")):
-            base = self.root / top
-            if not base.is_dir():
-                continue
-            for dirpath, _dirs, files in os.walk(base):
-                rel = Path(dirpath).relative_to(self.root).as_posix()
-                for name in files:
-                    try:
-                        st = os.stat(os.path.join(dirpath, name))
-                    except FileNotFoundError:
-                        continue
-                    yield f"{rel}/{name}", st.st_size
+        base = self.root / "packages"
+        if not base.is_dir():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in files:
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                yield f"{rel}/{name}", st.st_size
 
     def staging(self) -> Path:
         d = self.root / ".partial"
@@ -311,10 +310,9 @@ class S3BlobStore:
     def iter_blobs(self) -> Iterator[tuple[str, int]]:
         import obstore
 
-        for prefix in ("packages/", PROVENANCE_PREFIX):
-            for batch in obstore.list(self.store, prefix=prefix, chunk_size=1000):
-                for meta in batch:
-                    yield str(meta["path"]), int(meta["size"])
+        for batch in obstore.list(self.store, prefix="packages/", chunk_size=1000):
+            for meta in batch:
+                yield str(meta["path"]), int(meta["size"])
 
     def staging(self) -> Path:
         if self._staging is None:

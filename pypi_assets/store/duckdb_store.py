@@ -722,21 +722,7 @@ class MetadataStore:
             f"FROM ({_METADATA_CLAIMS}) WHERE NOT contested OR stored_claim"
         ):
             out[mkey] = (project, filename + ".metadata", meta_sha, None, url + ".metadata")
-        out.update(self._referenced_provenance())
         return out
-
-    def _referenced_provenance(self) -> dict[str, tuple[str, str, str, int | None, str]]:
-        """The stored provenance objects of selected files, judged by what was recorded
-        when they were stored (upstream advertises no digest for them)."""
-        key = provenance_key_sql("d.project", "d.release_version", "d.filename")
-        return {
-            r[0]: (r[1], r[2], r[3], r[4], r[5])
-            for r in self.query(
-                "SELECT b.key, d.project, d.filename, b.sha256, b.size, d.provenance_url "
-                f"FROM selected_distributions d JOIN blobs b ON b.key = {key} "
-                "WHERE d.provenance_url IS NOT NULL"
-            )
-        }
 
     def selected_projects_among(self, names: Sequence[str]) -> set[str]:
         return {
