@@ -69,8 +69,13 @@ def _tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
             "SELECT project, version, upload_time, yanked, yanked_reason, file_count, summary, "
             "requires_python, info FROM releases ORDER BY project, version"
         ).fetchall(),
+        # URLs differ by design: the files' and the provenance objects' (each mirror's own)
         "distributions": con.execute(
-            "SELECT * EXCLUDE (url) FROM distributions ORDER BY project, filename"
+            "SELECT * EXCLUDE (url, provenance_url), provenance_url IS NULL FROM distributions "
+            "ORDER BY project, filename"
+        ).fetchall(),
+        "publishers": con.execute(
+            "SELECT * FROM publishers ORDER BY project, filename, bundle"
         ).fetchall(),
         "dependencies": con.execute(
             "SELECT * FROM dependencies ORDER BY project, filename, requirement"
