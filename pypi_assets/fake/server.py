@@ -699,6 +699,8 @@ class _Handler(BaseHTTPRequestHandler):
         """PEP 740: where the file's provenance is, or ``None`` for a file without one."""
         if not f.has_provenance:
             return None
+        if f.provenance_url is not None:
+            return f.provenance_url
         version, filename = quote(f.version, safe=""), quote(f.filename, safe="")
         return f"{self.base}/integrity/{norm}/{version}/{filename}/provenance"
 
@@ -731,7 +733,10 @@ class _Handler(BaseHTTPRequestHandler):
             if p is None or p.quarantined or f is None or not f.has_provenance:
                 self._not_found()
                 return
-            data, serial = provenance_bundle(p.name, f), p.serial
+            data, serial, body = provenance_bundle(p.name, f), p.serial, f.provenance_body
+        if body is not None:
+            self._send(200, body, INTEGRITY_CT, serial=serial, fault=fault)
+            return
         self._json(data, serial, fault, INTEGRITY_CT)
 
     # ------------------------------------------------------------------ JSON API

@@ -39,6 +39,7 @@ from .metadata import (
 from .names import canonical, check_project_name
 from .own_metadata import StoredFile, file_metadata
 from .page_files import files_from_page
+from .provenance import page_provenance
 from .records import Distribution, MetadataSource, Project, Release, StoredProject
 from .warehouse import (
     JsonLimits,
@@ -288,6 +289,7 @@ async def _page_files(
     page_url = f"{client.config.base}/simple/{canonical(name)}/"
     json_files = parsed.files if parsed.has_releases else None
     try:
+        parsed.provenance = page_provenance(page, page_url)
         parsed.files = files_from_page(
             json_limits(client.config), parsed.asked, page_url, page, json_files
         )
@@ -476,6 +478,7 @@ def assemble_project(parsed: ParsedProject, plan: Plan, bodies: Bodies) -> Proje
                 d = dataclasses.replace(old)
             else:
                 d = _new_distribution(parsed, f, rinfo, bodies)
+            d.provenance_url = parsed.provenance.get(f.filename, d.provenance_url)
             dists.append(fill_file(d, f, parsed.name, parsed.serial))
     _share_descriptions(info, releases, dists)
     return Project(

@@ -134,6 +134,8 @@ class Distribution:
     metadata_source: MetadataSource = "version-json"
     core_metadata_sha256: str | None = None
     project_serial: int = 0
+    #: PEP 740: the file's provenance URL as its simple page states it (``None``: none)
+    provenance_url: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

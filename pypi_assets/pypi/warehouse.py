@@ -249,6 +249,8 @@ class ParsedProject:
     files: dict[str, list[ParsedFile]]  # version -> files
     #: whether the project JSON still had its deprecated ``releases`` key
     has_releases: bool = True
+    #: filename -> its PEP 740 provenance URL (or None), from the simple page
+    provenance: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
 
 def project_info(name: str, data: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ..store import MetadataStore, publish_snapshot
 from ..store.blobs import BlobStore, register_database
 from ..store.derived import refresh_derived
 from ..store.snapshot import snapshot_serial
-from .files import FilesReport, mirror_files
+from .files import FilesReport, mirror_files, mirror_provenance
 from .index import IndexOptions, IndexOwnedElsewhere, claim_index, missing_pages, write_index
 from .listing import apply_changelog, list_upstream, select_projects
 from .metadata import close_dependencies, refresh_metadata
@@ -87,10 +87,16 @@ async def sync_files(
     progress: Progress = no_progress,
     core_metadata: bool = True,
 ) -> FilesReport:
-    """Download the selected files (and PEP 658 ``.metadata``) that are not stored yet."""
+    """Download the selected files (and PEP 658 ``.metadata``) that are not stored yet, then
+    their PEP 740 provenance objects (with the publishers they name)."""
     rows = await asyncio.to_thread(store.missing_blobs, serials, metadata=core_metadata)
     progress("files", 0, len(rows), f"{len(rows)} files to fetch into {blobs.description}")
-    return await mirror_files(client, blobs, rows, store.record_blobs, progress=progress)
+    report = await mirror_files(client, blobs, rows, store.record_blobs, progress=progress)
+    provenance = await asyncio.to_thread(store.missing_provenance)
+    await mirror_provenance(
+        client, blobs, provenance, store.record_provenance, report, progress=progress
+    )
+    return report
 
 
 def publish(store: MetadataStore, serial: int) -> Path:
