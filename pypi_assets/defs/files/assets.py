@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ...sync.files import Stored, mirror_files
+from ...pypi import PyPIClient
+from ...sync.files import FilesReport, PublisherRow, Stored, mirror_files, mirror_provenance
 from ...sync.index import write_index
 from ...sync.run import claim_web_index, index_options, track_blob_store
 from ...sync.settings import SettingsError
@@ -61,10 +62,21 @@ def release_files(
         with mirror.store() as store:
             store.record_blobs(batch)
 
+    def record_provenance(batch: list[Stored], publishers: list[PublisherRow]) -> None:
+        with mirror.store() as store:
+            store.record_provenance(batch, publishers)
+
+    async def files_then_provenance(client: PyPIClient) -> FilesReport:
+        report = await mirror_files(client, blobs, rows, record, progress=progress)
+        with mirror.store() as store:  # as a CLI sync: the objects not stored yet
+            provenance = store.missing_provenance()
+        await mirror_provenance(
+            client, blobs, provenance, record_provenance, report, progress=progress
+        )
+        return report
+
     progress = log_progress(context)
-    report = mirror.fetch(
-        lambda client: mirror_files(client, blobs, rows, record, progress=progress), config
-    ).value
+    report = mirror.fetch(files_then_provenance, config).value
     failed = sorted(report.failed)
     for name in failed:
         context.log.error(f"{name}: {report.failed[name]}")
@@ -74,6 +86,7 @@ def release_files(
         "downloaded": report.downloaded,
         "present": report.present,
         "bytes": report.bytes,
+        "provenance": report.provenance,
         "failed": len(failed),
         "failed_files": dg.MetadataValue.json(failed[:100]),
         "seconds": round(report.seconds, 3),
