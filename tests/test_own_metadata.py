@@ -238,3 +238,35 @@ def test_file_version_from_its_name(filename: str, versions: list[str], expected
 def test_blob_keys_fall_back_to_sha256_without_blake2b() -> None:
     sha = "ab" * 32
     assert blob_key("x-1.0.tar.gz", None, sha) == f"packages/ab/ab/{sha[4:]}/x-1.0.tar.gz"
+
+
+def test_a_sync_reads_sdists_already_in_the_blob_store_from_there(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """A second database syncing into a blob directory that already holds the files (a
+    rebuilt database, a mirror of a mirror) reads each sdist's PKG-INFO from the stored copy:
+    no sdist is requested upstream, and every sdist's metadata is its own PKG-INFO."""
+    from pypi_assets.sync.run import run_sync
+    from pypi_assets.sync.settings import Settings
+
+    from .helpers import FAST, make_config
+
+    fake.configure(pep658="absent", version_json_404=True)
+    blobs = tmp_path / "web"
+
+    def run(db: Path) -> Any:  # each database writes its own index
+        web = tmp_path / f"web-{db.stem}"
+        settings = Settings(upstream=fake.url, db=db, blobs=str(blobs), web=web)
+        return asyncio.run(run_sync(settings, make_config(), client_overrides=FAST))
+
+    assert run(tmp_path / "a.duckdb").ok
+    fake.reset_counts()
+    fake.state.ranges.clear()
+    db = tmp_path / "b.duckdb"
+    assert run(db).ok
+    sdists = {f for f in _files(fake) if f.endswith((".tar.gz", ".zip"))}
+    # the only file requests are the wheels' range reads: no sdist is streamed
+    assert fake.counts["file"] == len(fake.state.ranges)
+    assert not {path.rsplit("/", 1)[1] for path, _r in fake.state.ranges} & sdists
+    rows = table(db, "SELECT filename, metadata_source FROM distributions")
+    assert {f: s for f, s in rows if f in sdists} == dict.fromkeys(sdists, "pkg-info")

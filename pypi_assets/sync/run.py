@@ -23,7 +23,7 @@ from ..store.snapshot import snapshot_serial
 from .files import FilesReport, mirror_files, mirror_provenance
 from .index import IndexOptions, IndexOwnedElsewhere, claim_index, missing_pages, write_index
 from .listing import apply_changelog, list_upstream, select_projects
-from .metadata import close_dependencies, refresh_metadata
+from .metadata import close_dependencies, refresh_metadata, stored_reader
 from .reports import Progress, SyncReport, WindowReport, no_progress
 from .selection import recompute_selected_files
 from .settings import Settings, SettingsError, client_config, config_hash
@@ -244,11 +244,18 @@ async def _refresh(
     *,
     progress: Progress,
     depth: Depth,
+    blobs: BlobStore | None,
 ) -> None:
-    """Refresh what changed, close the dependencies, recompute the selected files."""
+    """Refresh what changed (reading files already in ``blobs`` from there), close the
+    dependencies, recompute the selected files."""
     t = time.perf_counter()
     refresh = await refresh_metadata(
-        client, store, stop_on_error=config.stop_on_error, progress=progress, depth=depth
+        client,
+        store,
+        stop_on_error=config.stop_on_error,
+        progress=progress,
+        depth=depth,
+        stored_file=stored_reader(blobs),
     )
     report.closure = await close_dependencies(
         client, store, config, refresh, progress=progress, depth=depth
@@ -347,7 +354,16 @@ async def run_sync(
                 report.seconds = time.perf_counter() - started
                 return report
             serial = await _list_and_select(client, store, config, report, progress)
-            await _refresh(client, store, config, report, serial, progress=progress, depth=depth)
+            await _refresh(
+                client,
+                store,
+                config,
+                report,
+                serial,
+                progress=progress,
+                depth=depth,
+                blobs=plan.blobs,
+            )
             await _files_and_index(client, store, config, plan, report, progress)
             report.requests = client.stats.as_dict()
         _publish_run(store, report, serial, plan.state, progress)
