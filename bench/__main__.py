@@ -10,6 +10,7 @@ from . import (
     faults,
     files,
     filters,
+    freshness,
     incremental,
     serve_load,
     sync_throughput,
@@ -24,6 +25,7 @@ BENCHES = {
     "serve": serve_load.main,
     "faults": faults.main,
     "caps": caps.main,
+    "freshness": freshness.main,
 }
 
 
