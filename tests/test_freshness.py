@@ -14,16 +14,28 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from pypi_assets.defs.mirror.assets import release_metadata, serial_windows
+from pypi_assets.defs.mirror.assets import (
+    filtered_projects,
+    release_metadata,
+    serial_windows,
+    upstream_projects,
+)
+from pypi_assets.defs.mirror.sensors import upstream_serial_sensor
+from pypi_assets.defs.resources import MirrorResource
 from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.pypi import ClientConfig, PyPIClient, RateLimited, UpstreamError
 from pypi_assets.store import MetadataStore
 from pypi_assets.sync.listing import CHANGES_CHANGELOG, CHANGES_CONDITIONAL, RECONCILED_AT
+from pypi_assets.sync.windows import keys_upto
 
 from .helpers import dump, make_config, run_cli, sync, table
-from .test_defs import WIDTH, _materialize_all_windows, _mirror, _tick
 
 NEW = "Fresh_Project"  # a display name that is not normalised, as real ones often are
+WIDTH = 50  # serial windows this wide (PYPI_ASSETS_WINDOW_WIDTH)
+CONF = (
+    "[mirror]\ndirectory = /tmp/x\nrelease-files = false\nmaster = http://127.0.0.1\n"
+    "allow-non-https = true\n"
+)
 
 
 def _changes_upstream(fake: FakeUpstream) -> str:
@@ -112,6 +124,36 @@ def test_reconciliation_reads_the_root_when_due_and_keeps_what_the_changelog_add
 
 
 # ------------------------------------------------------------------ sensor tick and its run
+def _mirror(fake: FakeUpstream, tmp_path: Path, db: Path) -> MirrorResource:
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF)
+    return MirrorResource(upstream=fake.url, config_path=str(conf), db=str(db))
+
+
+def _materialize_everything(
+    fake: FakeUpstream, mirror: MirrorResource, instance: dg.DagsterInstance
+) -> None:
+    """The listing's assets, then every serial window (a first full sync in Dagster)."""
+    dg.materialize(
+        [upstream_projects, filtered_projects], resources={"mirror": mirror}, instance=instance
+    )
+    keys = keys_upto(fake.index.serial, WIDTH)
+    instance.add_dynamic_partitions(str(serial_windows.name), keys)
+    for key in keys:
+        dg.materialize(
+            [release_metadata], partition_key=key, resources={"mirror": mirror}, instance=instance
+        )
+
+
+def _tick(
+    instance: dg.DagsterInstance, mirror: MirrorResource, cursor: str
+) -> dg.SensorResult | dg.SkipReason:
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"mirror": mirror})
+    result = upstream_serial_sensor(ctx)
+    assert isinstance(result, dg.SensorResult | dg.SkipReason)
+    return result
+
+
 def test_one_sensor_tick_and_its_run_mirror_changes_behind_a_frozen_root(
     fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -119,7 +161,7 @@ def test_one_sensor_tick_and_its_run_mirror_changes_behind_a_frozen_root(
     db = tmp_path / "d.duckdb"
     instance = dg.DagsterInstance.ephemeral()
     mirror = _mirror(fake, tmp_path, db)
-    _materialize_all_windows(fake, mirror, instance)
+    _materialize_everything(fake, mirror, instance)
     s0 = fake.index.serial
     fake.configure(cached_root=True)
     target = _changes_upstream(fake)
@@ -128,8 +170,9 @@ def test_one_sensor_tick_and_its_run_mirror_changes_behind_a_frozen_root(
     assert isinstance(tick, dg.SensorResult) and tick.run_requests
     assert fake.total_requests() == 1 and fake.counts["xmlrpc"] == 1  # one uncached call
     assert fake.counts["simple-root"] == 0
-    for request in tick.dynamic_partitions_requests:
-        instance.add_dynamic_partitions(serial_windows.name, list(request.partition_keys or []))
+    for request in tick.dynamic_partitions_requests or []:
+        assert isinstance(request, dg.AddDynamicPartitionsRequest)
+        instance.add_dynamic_partitions(str(serial_windows.name), list(request.partition_keys))
     fake.reset_counts()
     for run in tick.run_requests:
         result = dg.materialize(
@@ -175,10 +218,7 @@ def test_a_rate_limit_longer_than_the_run_may_wait_stops_with_exit_3_losing_noth
 ) -> None:
     db = tmp_path / "m.duckdb"
     conf = tmp_path / "b.conf"
-    conf.write_text(
-        "[mirror]\ndirectory = /tmp/x\nrelease-files = false\nmaster = http://127.0.0.1\n"
-        "allow-non-https = true\n"
-    )
+    conf.write_text(CONF)
     args = ["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)]
     assert run_cli(args, cli_env).returncode == 0
     before = dump(db)
@@ -267,10 +307,7 @@ def test_an_upstream_without_xmlrpc_is_rechecked_conditionally_and_says_so(
         assert fake.counts["not-modified"] == len(fake.index.projects) - 1
         assert fake.counts["xmlrpc"] == 1  # tried once (405), then remembered
         conf = tmp_path / "b.conf"
-        conf.write_text(
-            "[mirror]\ndirectory = /tmp/x\nrelease-files = false\nmaster = http://127.0.0.1\n"
-            "allow-non-https = true\n"
-        )
+        conf.write_text(CONF)
         p = run_cli(
             ["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)], cli_env
         )
