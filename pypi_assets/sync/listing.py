@@ -242,11 +242,12 @@ async def apply_changelog(
     when known (paging stops there; nothing is asked when the listing has reached it).
     Stored projects removed upstream are marked ``removed`` (unless not ``mark``: the
     caller does it). Returns the serial reached, or ``None`` when the upstream offers no
-    changelog (the caller then re-lists). Over the rate limit for longer than the run may wait, raises
-    :class:`RateLimited` before anything is changed."""
+    changelog or the stored listing has no serial to start from (the caller then re-lists).
+    Over the rate limit for longer than the run may wait, raises :class:`RateLimited`
+    before anything is changed."""
     since = store.known_serial()
-    if client.xmlrpc_missing is not None:
-        return None
+    if client.xmlrpc_missing is not None or since <= 0:
+        return None  # no changelog; or no serial to start from (not the whole journal)
     if until is not None and 0 < until <= since:
         return since
     try:
