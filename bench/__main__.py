@@ -10,6 +10,7 @@ from . import (
     faults,
     files,
     filters,
+    freshness,
     incremental,
     metadata_sources,
     serve_load,
@@ -26,6 +27,7 @@ BENCHES = {
     "faults": faults.main,
     "caps": caps.main,
     "metadata_sources": metadata_sources.main,
+    "freshness": freshness.main,
 }
 
 

@@ -120,6 +120,8 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
             "max_pkg_info_scan",
             "max_removed_share",
             "run_timeout",
+            "xmlrpc_calls_per_hour",
+            "reconcile_interval",
         }
     ),
 }
@@ -339,6 +341,19 @@ class MirrorConfig:
         an upstream fault: nothing is removed and the run exits 3."""
         return _parse_share("max_removed_share", self.get("pypi_assets", "max_removed_share"))
 
+    @property
+    def xmlrpc_calls_per_hour(self) -> int:
+        """XML-RPC calls a run makes per hour at most (PyPI allows 3,600 per client)."""
+        raw = self.get("pypi_assets", "xmlrpc_calls_per_hour")
+        return DEFAULT_XMLRPC_CALLS_PER_HOUR if raw is None else _parse_limit("", raw)
+
+    @property
+    def reconcile_interval(self) -> float:
+        """Seconds between two reconciliations with the full root listing (which catch what
+        the changelog cannot say); between them, changes come from the changelog alone."""
+        raw = self.get("pypi_assets", "reconcile_interval")
+        return DEFAULT_RECONCILE_INTERVAL if raw is None else parse_duration(raw)
+
 
 #: ``[pypi_assets]`` limits (integers; ``max_body_size`` and ``max_pkg_info_scan`` take binary
 #: units, as ``10M``).
@@ -349,6 +364,9 @@ LIMIT_DEFAULTS: dict[str, int] = {
     "max_pkg_info_scan": 16 * 1024**2,
 }
 DEFAULT_MAX_REMOVED_SHARE = 0.05
+DEFAULT_XMLRPC_CALLS_PER_HOUR = 600
+DEFAULT_RECONCILE_INTERVAL = 86_400.0  # daily
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def _parse_limit(key: str, raw: str) -> int:
@@ -363,6 +381,16 @@ def _parse_seconds(raw: str) -> float:
     value = float(raw.strip())
     if not value > 0 or value == float("inf"):
         raise ValueError(f"must be a positive number of seconds, got {raw.strip()!r}")
+    return value
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``24h`` or ``1d``; positive."""
+    text = raw.strip().lower()
+    unit = text[-1:] if text[-1:] in _DURATION_UNITS else ""
+    value = float(text[: len(text) - len(unit)]) * _DURATION_UNITS[unit]
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be a positive duration (as 3600, 60m, 24h or 1d), got {raw!r}")
     return value
 
 
@@ -582,6 +610,14 @@ def _removed_share(value: str, sections: Sections) -> str | None:
     return None
 
 
+def _duration(value: str, sections: Sections) -> str | None:
+    try:
+        parse_duration(value)
+    except ValueError:
+        return "must be a positive duration (as 3600, 60m, 24h or 1d)"
+    return None
+
+
 #: ``"*"`` stands for every key of the section that no other row names.
 ANY_KEY = "*"
 _MIRROR_BOOL = _boolean("not a boolean (true/false, yes/no, on/off, 1/0)")
@@ -632,6 +668,8 @@ VALIDATORS: tuple[tuple[str, str, Validator], ...] = (
     *(("pypi_assets", key, _limit(key)) for key in LIMIT_DEFAULTS),
     ("pypi_assets", "run_timeout", _run_timeout),
     ("pypi_assets", "max_removed_share", _removed_share),
+    ("pypi_assets", "xmlrpc_calls_per_hour", _limit("xmlrpc_calls_per_hour")),
+    ("pypi_assets", "reconcile_interval", _duration),
 )
 _NAMED = {(section, key) for section, key, _check in VALIDATORS if key != ANY_KEY}
 

@@ -71,7 +71,8 @@ class UpstreamListing:
     serial: int  # the global serial the listing was taken at
     names: list[str]  # display names as upstream lists them
     serials: list[int]  # each project's _last-serial (0 when upstream did not say)
-    source: Literal["simple-json", "xmlrpc", "simple-html"]
+    #: where it came from; "allowlist": no listing read, the allowlisted names as named
+    source: Literal["simple-json", "xmlrpc", "simple-html", "allowlist"]
 
     def __len__(self) -> int:
         return len(self.names)

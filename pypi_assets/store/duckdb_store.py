@@ -1003,6 +1003,17 @@ class MetadataStore:
             )
         self.record_blobs(stored)
 
+    def resolve_listing_serials(self) -> int:
+        """Listed projects whose serial is unknown (0, as an allowlist lists them) take the
+        serial of their stored state, when it is ``ok``: with the changelog followed, a later
+        change raises it again. Returns how many were resolved."""
+        with self.transaction() as con:
+            row = con.execute(
+                "UPDATE upstream_projects u SET serial = p.serial FROM projects p "
+                "WHERE p.name = u.name AND u.serial <= 0 AND p.status = 'ok' AND p.serial > 0"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
 
 class IndexedProject(NamedTuple):
     """A project the index lists (:meth:`MetadataStore.index_projects`)."""

@@ -307,7 +307,7 @@ def _finish_root(
 ) -> int:
     """Rewrite the root when a project ``changed`` or it is due, mark the write complete,
     and return the global serial the root carries."""
-    serial = int(store.get_meta("upstream_serial") or 0)
+    serial = store.known_serial()  # the listing, and the changelog after it
     # The root carries the global serial: rewrite it when that moved, even with no project
     # changed (after a stale listing, say), so it never keeps announcing an older one.
     root_serial = store.get_meta("index_root_serial")
