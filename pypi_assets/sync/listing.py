@@ -190,14 +190,18 @@ async def _allowlist_listing(
     to 0: each is re-checked with a conditional request (an unchanged one answers 304)."""
     if serial is None:
         serial = await client.last_serial()
-    first = store.get_meta("listing_source") != "allowlist"
-    if first or reconciliation_due(store, config):
+    source = store.get_meta("listing_source")
+    first = source != "allowlist"
+    # a listing with serials, followed through the changelog since (a selection narrowed to
+    # an allowlist): its serials stay right, and the changelog goes on from where it was
+    trusted = first and source in ("simple-json", "xmlrpc") and store.known_serial() > 0
+    if (first and not trusted) or reconciliation_due(store, config):
         store.remove_from_listing(names)
         _reconciled(store)
     listed = {n for n, _d, _s in store.upstream_listing()}
     store.upsert_listing([(n, n, 0) for n in names if n not in listed])
     meta = {"listing_source": "allowlist"}
-    if serial and (first or store.known_serial() <= 0):
+    if serial and ((first and not trusted) or store.known_serial() <= 0):
         meta.update(upstream_serial=str(serial), changelog_serial=str(serial))
     store.set_meta(**meta)
     return UpstreamListing(serial or 0, list(names), [0] * len(names), "allowlist")
