@@ -133,11 +133,12 @@ def run_big_description_child(
     return json.loads(out.stdout.strip().splitlines()[-1]), text, largest
 
 
-def json_api_path(norm: str, version: str | None = None) -> str:
+def json_api_path(norm: str, version: str | None = None, *, any_version: bool = False) -> str:
     """A fault path matching the JSON API of project ``norm`` under any spelling of its
-    name: a sync asks by display name (``Foo_Bar``), as Warehouse redirects any other."""
+    name: a sync asks by display name (``Foo_Bar``), as Warehouse redirects any other.
+    With ``version`` (or ``any_version``), that release's JSON."""
     letters = "".join(
         "[-_.]+" if c == "-" else f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c) for c in norm
     )
-    tail = f"/{re.escape(version)}" if version is not None else ""
+    tail = "/[^/]+" if any_version else f"/{re.escape(version)}" if version is not None else ""
     return rf"^/pypi/{letters}{tail}/json/?$"

@@ -3,6 +3,7 @@ synced demo data."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Iterator
@@ -12,8 +13,10 @@ import pytest
 
 import pypi_assets
 from pypi_assets.fake import FakeIndex, FakeUpstream
+from pypi_assets.sync.run import run_sync
+from pypi_assets.sync.settings import Settings
 
-from .helpers import sync
+from .helpers import FAST, make_config, sync
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -29,7 +32,9 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             next(iter(up.index.releases(sorted(up.index.projects)[3]))),
             "bad",
         )
-        assert sync(up, db).ok
+        # with a blob store, so the provenance objects (and their publishers) are mirrored
+        settings = Settings(upstream=up.url, db=db, blobs=str(db.parent / "web"))
+        assert asyncio.run(run_sync(settings, make_config(), client_overrides=FAST)).ok
     yield db
 
 

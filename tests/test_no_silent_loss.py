@@ -21,7 +21,7 @@ from pypi_assets.sync.listing import UpstreamFault
 from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
 
-from .helpers import FAST, make_config, sync
+from .helpers import FAST, json_api_path, make_config, sync
 
 #: Reads the root listing every run (a reconciliation is always due): with the XML-RPC
 #: changelog, a later run reads the listing only when a reconciliation is due.
@@ -147,7 +147,7 @@ def test_removed_project_listed_again_is_fetched_whatever_its_serial(
 def test_transient_404_is_retried_on_the_next_run(fake: FakeUpstream, tmp_path: Path) -> None:
     db = tmp_path / "m.duckdb"
     name = sorted(fake.index.projects)[5]
-    fake.add_fault(Fault(path=rf"^/pypi/{name}/json$", kind="status", status=404, times=1))
+    fake.add_fault(Fault(path=json_api_path(name), kind="status", status=404, times=1))
     report = sync(fake, db)
     assert report.refresh.missing == [name]
     assert fake.index.serial == report.upstream_serial
@@ -166,7 +166,7 @@ def test_transient_404_on_a_stored_project_keeps_its_rows(
     name = sorted(fake.index.projects)[5]
     files = _rows(db, f"SELECT count(*) FROM distributions WHERE project = '{name}'")
     fake.index.add_release(name, "99.0")
-    fake.add_fault(Fault(path=rf"^/pypi/{name}/json$", kind="status", status=404, times=1))
+    fake.add_fault(Fault(path=json_api_path(name), kind="status", status=404, times=1))
     report = sync(fake, db)
     assert report.refresh.missing == [name]
     assert _statuses(db)[name] == "ok"
@@ -349,7 +349,7 @@ def test_files_without_metadata_fail_the_run_and_are_counted(
     # Version JSON answers 404 for this project, as this machine's route does, and (since
     # issue 11 reads every file's own metadata from the file) so do its files.
     pkg = name.replace("-", "_")
-    fault = rf"^/pypi/{name}/[^/]+/json$|/{pkg}-[^/]*$"
+    fault = json_api_path(name, any_version=True) + rf"|/{pkg}-[^/]*$"
     fake.add_fault(Fault(path=fault, kind="status", status=404, times=1000))
     report = sync(fake, db)
     lacking = _rows(

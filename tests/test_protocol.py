@@ -258,3 +258,26 @@ def test_serials_written_as_strings_are_read() -> None:
     for bad in ("-1", "1e3", " 7", "99999999999999999999", True):
         with pytest.raises(SimpleParseError):
             parse_project_page_json({"meta": {"api-version": "1.1", "_last-serial": bad}})
+
+
+def test_a_json_page_file_url_loses_its_hash_fragment() -> None:
+    """A mirror's PEP 691 JSON may carry ``#sha256=…`` on file URLs (ours does, as the HTML
+    form): the URL the file and its ``.metadata`` are fetched from is the part before it."""
+    from pypi_assets.pypi.simple import parse_project_page_json
+
+    digest = "a" * 64
+    page = parse_project_page_json(
+        {
+            "meta": {"api-version": "1.4"},
+            "name": "p",
+            "files": [
+                {
+                    "filename": "p-1.0-py3-none-any.whl",
+                    "url": f"../../packages/p-1.0-py3-none-any.whl#sha256={digest}",
+                    "hashes": {"sha256": digest},
+                    "core-metadata": {"sha256": digest},
+                }
+            ],
+        }
+    )
+    assert page.files[0].url == "../../packages/p-1.0-py3-none-any.whl"

@@ -186,7 +186,7 @@ def test_served_provenance_equals_upstream(up: FakeUpstream, tmp_path: Path) -> 
     bundles: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with (
         MirrorServer(web=web, blobs=LocalBlobStore(web)) as srv,
-        httpx.Client(base_url=up.url) as upstream,
+        httpx.Client(base_url=up.url, follow_redirects=True) as upstream,
         httpx.Client(base_url=srv.url) as mirror,
     ):
         for norm in up.index.projects:

@@ -222,7 +222,9 @@ def parse_project_page_json(data: Any) -> SimpleProjectPage:
         files.append(
             SimpleFile(
                 filename=str(f.get("filename")),
-                url=str(f.get("url")),
+                # the file's URL: a hash fragment (``#sha256=…``, which our own served JSON
+                # and other mirrors carry) is not part of it, as in the HTML form
+                url=str(f.get("url")).partition("#")[0],
                 sha256=_sha256(hashes.get("sha256")) if isinstance(hashes, dict) else None,
                 requires_python=rp if isinstance(rp, str) else None,
                 yanked=bool(yanked),
