@@ -177,6 +177,12 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
         sources = ", ".join(f"{k} {v}" for k, v in sorted(report.metadata_sources.items()))
         print(f"metadata from    {sources}")
     print(f"failed           {len(r.failed)}")
+    if report.statuses is not None and report.statuses.polled:
+        st = report.statuses
+        print(
+            f"statuses polled  {st.polled} projects: {st.requests} requests, "
+            f"{st.not_modified} answered 304, {len(st.changed)} changed"
+        )
     print(
         f"requests         {report.requests.get('total_requests', 0)} {report.requests.get('requests', {})}"
     )
@@ -209,6 +215,7 @@ def _sync(
     client_overrides: dict[str, Any] | None = None,
     depth: Depth = "full",
     lazy: bool = False,
+    refresh_statuses: bool = False,
 ) -> int:
     with _sigterm_as_interrupt():
         return _sync_run(
@@ -219,6 +226,7 @@ def _sync(
             client_overrides=client_overrides,
             depth=depth,
             lazy=lazy,
+            refresh_statuses=refresh_statuses,
         )
 
 
@@ -231,6 +239,7 @@ def _sync_run(
     client_overrides: dict[str, Any] | None,
     depth: Depth,
     lazy: bool,
+    refresh_statuses: bool = False,
 ) -> int:
     config = settings.load_config()
     for w in config.warnings:
@@ -248,6 +257,7 @@ def _sync_run(
             client_overrides=client_overrides,
             depth=depth,
             lazy=lazy,
+            refresh_statuses=refresh_statuses,
         )
     except BaseException as exc:
         found = classify(exc)
@@ -284,6 +294,7 @@ def _sync_report(
     client_overrides: dict[str, Any] | None,
     depth: Depth,
     lazy: bool,
+    refresh_statuses: bool = False,
 ) -> int:
     if demo_label:
         print(demo_label, file=sys.stderr)
@@ -297,6 +308,7 @@ def _sync_report(
                 client_overrides=client_overrides,
                 depth=depth,
                 lazy=lazy,
+                refresh_statuses=refresh_statuses,
             )
         )
     _print_report(report, as_json)
@@ -317,7 +329,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         lock_timeout=args.lock_timeout,
     )
-    return _sync(settings, quiet=args.quiet, as_json=args.json, depth=args.depth, lazy=args.lazy)
+    return _sync(
+        settings,
+        quiet=args.quiet,
+        as_json=args.json,
+        depth=args.depth,
+        lazy=args.lazy,
+        refresh_statuses=args.refresh_statuses,
+    )
 
 
 DEMO_CONFIG = """\
@@ -743,6 +762,12 @@ def _add_sync(sub: Any, parents: Sequence[argparse.ArgumentParser], epilog: str)
         "--lazy",
         action="store_true",
         help="with --blobs: write the index but leave downloads to `serve --lazy`",
+    )
+    s.add_argument(
+        "--refresh-statuses",
+        action="store_true",
+        help="poll every selected project's PEP 792 status, ownership and vulnerabilities "
+        "now, whatever [pypi_assets] status_poll_interval says",
     )
     s.set_defaults(func=cmd_sync)
 

@@ -340,7 +340,7 @@ def projects_with_files(up: FakeUpstream) -> list[str]:
 def stored_status(db: Path) -> dict[str, tuple[str, int]]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        rows = con.execute("SELECT name, status, serial FROM projects").fetchall()
+        rows = con.execute("SELECT name, state, serial FROM projects").fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
     finally:
         con.close()

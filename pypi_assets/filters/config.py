@@ -119,6 +119,7 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
             "max_body_size",
             "max_removed_share",
             "run_timeout",
+            "status_poll_interval",
         }
     ),
 }
@@ -330,6 +331,28 @@ class MirrorConfig:
         """A listing that drops more than this share of the stored projects in one run is
         an upstream fault: nothing is removed and the run exits 3."""
         return _parse_share("max_removed_share", self.get("pypi_assets", "max_removed_share"))
+
+    @property
+    def status_poll_interval(self) -> float:
+        """Seconds between two polls of every selected project's PEP 792 status, ownership
+        and vulnerabilities, which no serial announces (``[pypi_assets]
+        status_poll_interval``, default a day; 0: only ``sync --refresh-statuses`` and
+        projects never polled)."""
+        raw = self.get("pypi_assets", "status_poll_interval")
+        if raw is None or not raw.strip():
+            return DEFAULT_STATUS_POLL_INTERVAL
+        return _parse_interval(raw)
+
+
+#: ``[pypi_assets] status_poll_interval``'s default: a day
+DEFAULT_STATUS_POLL_INTERVAL = 86_400.0
+
+
+def _parse_interval(raw: str) -> float:
+    value = float(raw.strip())
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"must be 0 or a positive number of seconds, got {raw.strip()!r}")
+    return value
 
 
 #: ``[pypi_assets]`` limits (integers; ``max_body_size`` takes binary units, as ``10M``).
@@ -563,6 +586,16 @@ def _run_timeout(value: str, sections: Sections) -> str | None:
     return None
 
 
+def _interval(value: str, sections: Sections) -> str | None:
+    if not value.strip():
+        return None  # empty: the default
+    try:
+        _parse_interval(value)
+    except ValueError:
+        return "must be 0 or a positive number of seconds"
+    return None
+
+
 def _removed_share(value: str, sections: Sections) -> str | None:
     try:
         _parse_share("max_removed_share", value)
@@ -621,6 +654,7 @@ VALIDATORS: tuple[tuple[str, str, Validator], ...] = (
     *(("pypi_assets", key, _limit(key)) for key in LIMIT_DEFAULTS),
     ("pypi_assets", "run_timeout", _run_timeout),
     ("pypi_assets", "max_removed_share", _removed_share),
+    ("pypi_assets", "status_poll_interval", _interval),
 )
 _NAMED = {(section, key) for section, key, _check in VALIDATORS if key != ANY_KEY}
 

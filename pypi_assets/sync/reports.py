@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .files import FilesReport
     from .index import IndexReport
+    from .status import StatusReport
 
 __all__ = [
     "ClosureReport",
@@ -73,6 +74,7 @@ class SyncReport:
     metadata_sources: dict[str, int] = field(default_factory=dict)  # selected files by source
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
+    statuses: StatusReport | None = None  # the status poll (sync/status.py)
 
     def _phase(self, name: str, since: float) -> float:
         now = time.perf_counter()
@@ -131,6 +133,7 @@ class SyncReport:
             "snapshot": self.snapshot,
             "metadata_sources": self.metadata_sources,
             **{f"rows_{k}": v for k, v in self.counts.items()},
+            **({"statuses": self.statuses.summary()} if self.statuses is not None else {}),
         }
 
 

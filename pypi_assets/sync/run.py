@@ -27,6 +27,7 @@ from .metadata import close_dependencies, refresh_metadata
 from .reports import Progress, SyncReport, WindowReport, no_progress
 from .selection import recompute_selected_files
 from .settings import Settings, SettingsError, client_config, config_hash
+from .status import merge, poll_after_refresh, poll_cutoff, poll_statuses
 from .windows import bounds
 
 __all__ = [
@@ -310,13 +311,18 @@ async def run_sync(
     client_overrides: dict[str, Any] | None = None,
     depth: Depth = "full",
     lazy: bool = False,
+    refresh_statuses: bool = False,
 ) -> SyncReport:
     """One full incremental sync to the upstream's current serial, then publish a snapshot.
     With a blob store, the selected files are downloaded (unless ``lazy``: then ``serve
     --lazy`` fetches each on its first request) and the simple index is written.
 
     A run is marked complete (``synced_serial``) only after its snapshot is published, so a
-    crash at any step leaves the next run to redo what is missing."""
+    crash at any step leaves the next run to redo what is missing.
+
+    The selected projects' PEP 792 status, ownership and vulnerabilities, which no serial
+    announces, are polled when due (``[pypi_assets] status_poll_interval``; all of them now
+    with ``refresh_statuses``); a change makes the run write their pages again."""
     started = time.perf_counter()
     plan = _RunPlan.of(settings, config, depth, lazy, client_overrides)
     if plan.web is not None:
@@ -326,15 +332,21 @@ async def run_sync(
             serial = await client.last_serial()
             report = SyncReport(upstream=plan.client.upstream, upstream_serial=serial or 0)
             track_blob_store(store, plan.blobs)
-            if serial is not None and _up_to_date(
-                store,
-                serial,
-                plan.state,
-                plan.blobs,
-                lazy,
-                config.core_metadata,
-                plan.web,
-                config.simple_format,
+            cutoff = poll_cutoff(config.status_poll_interval, everything=refresh_statuses)
+            report.statuses = await poll_statuses(client, store, cutoff, progress=progress)
+            if (
+                serial is not None
+                and not report.statuses.changed
+                and _up_to_date(
+                    store,
+                    serial,
+                    plan.state,
+                    plan.blobs,
+                    lazy,
+                    config.core_metadata,
+                    plan.web,
+                    config.simple_format,
+                )
             ):
                 report.requests = client.stats.as_dict()
                 _report_up_to_date(store, report, serial, progress)
@@ -342,6 +354,8 @@ async def run_sync(
                 return report
             serial = await _list_and_select(client, store, config, report, progress)
             await _refresh(client, store, config, report, serial, progress=progress, depth=depth)
+            new = await poll_after_refresh(client, store, report.refresh, progress=progress)
+            report.statuses = merge(report.statuses, new)
             await _files_and_index(client, store, config, plan, report, progress)
             report.requests = client.stats.as_dict()
         _publish_run(store, report, serial, plan.state, progress)

@@ -1,0 +1,227 @@
+"""What upstream says of a project beside its files, polled on a cadence (sync/status.py):
+PEP 792's status (``projects.status``, ``status_reason``, ``status_serial``,
+``status_checked_at``), the JSON API's ownership (``projects.organization``,
+``project_roles``) and per-release vulnerabilities (``vulnerabilities``), with the ETag of
+each page polled (``upstream_etags``) for the next poll's ``If-None-Match``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+
+from ..pypi.warehouse import Ownership, Vulnerability
+from .duckdb_store import MetadataStore, _insert
+from .schema import PROJECT_ROLES, VULNERABILITIES
+
+__all__ = [
+    "PollTarget",
+    "ProjectPoll",
+    "index_ownership",
+    "index_vulnerabilities",
+    "poll_etags",
+    "poll_targets",
+    "project_statuses",
+    "record_polls",
+    "reselect_quarantined",
+    "restore_quarantined",
+]
+
+
+@dataclass(frozen=True)
+class PollTarget:
+    """A selected, stored project to poll: its name and its stored releases."""
+
+    name: str
+    versions: list[str]
+
+
+@dataclass
+class ProjectPoll:
+    """One project's poll. ``status``: ``(status, reason, serial)`` read from a page that
+    changed, ``None`` when the page answered 304 (``confirmed``) or failed (not
+    ``confirmed``). ``ownership``: ``None`` when unchanged or not read.
+    ``vulnerabilities``: the releases whose JSON changed, with their records now. ``etags``:
+    path -> ETag of each page that answered 200."""
+
+    name: str
+    confirmed: bool = False
+    status: tuple[str | None, str | None, int | None] | None = None
+    ownership: Ownership | None = None
+    vulnerabilities: dict[str, list[Vulnerability]] = field(default_factory=dict)
+    etags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything upstream serves of it may have changed (its pages are stale)."""
+        return bool(self.status or self.ownership or self.vulnerabilities)
+
+
+def poll_targets(store: MetadataStore, checked_before: datetime | None) -> list[PollTarget]:
+    """The selected stored projects to poll: those never polled, quarantined (each run: its
+    clearing is journaled, and the run that refetches it must show it again) or last
+    confirmed before ``checked_before`` (``None``: all of them); each with its stored
+    releases."""
+    where = (
+        ""
+        if checked_before is None
+        else "AND (coalesce(p.status_checked_at < $1, TRUE) OR p.status = 'quarantined')"
+    )
+    rows = store.query(
+        "SELECT p.name, list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL) "
+        "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
+        "LEFT JOIN releases r ON r.project = p.name "
+        f"WHERE p.state = 'ok' {where} GROUP BY p.name ORDER BY p.name",
+        [] if checked_before is None else [checked_before],
+    )
+    return [PollTarget(name, list(versions or [])) for name, versions in rows]
+
+
+def poll_etags(store: MetadataStore, projects: Sequence[str]) -> dict[str, str]:
+    """path -> ETag of the pages of ``projects`` polled before."""
+    return dict(
+        store.query(
+            "SELECT path, etag FROM upstream_etags WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+            [list(projects)],
+        )
+    )
+
+
+def _record_one(con: duckdb.DuckDBPyConnection, p: ProjectPoll, now: datetime) -> None:
+    if p.confirmed:
+        con.execute("UPDATE projects SET status_checked_at = $2 WHERE name = $1", [p.name, now])
+    if p.status is not None:
+        con.execute(
+            "UPDATE projects SET status = $2, status_reason = $3, status_serial = $4 "
+            "WHERE name = $1",
+            [p.name, *p.status],
+        )
+    if p.ownership is not None:
+        org = p.ownership.organization
+        con.execute("UPDATE projects SET organization = $2 WHERE name = $1", [p.name, org])
+        con.execute("DELETE FROM project_roles WHERE project = $1", [p.name])
+        rows = [
+            {"project": p.name, "role": r, "user": u, "organization": org}
+            for r, u in p.ownership.roles
+        ]
+        _insert(con, PROJECT_ROLES, rows)
+    if p.vulnerabilities:
+        con.execute(
+            "DELETE FROM vulnerabilities WHERE project = $1 AND version IN (SELECT unnest($2::VARCHAR[]))",
+            [p.name, list(p.vulnerabilities)],
+        )
+        _insert(
+            con,
+            VULNERABILITIES,
+            (
+                {"project": p.name, "version": version, **_vuln_row(v)}
+                for version, records in p.vulnerabilities.items()
+                for v in records
+            ),
+        )
+    for path, etag in p.etags.items():
+        con.execute(
+            "INSERT OR REPLACE INTO upstream_etags VALUES ($1, $2, $3, $4)",
+            [path, p.name, etag, now],
+        )
+    if p.changed:  # its index pages are written again
+        con.execute("UPDATE simple_pages SET selection = '' WHERE project = $1", [p.name])
+
+
+def _vuln_row(v: Vulnerability) -> dict[str, Any]:
+    return {c: getattr(v, c) for c in VULNERABILITIES.names if c not in ("project", "version")}
+
+
+def record_polls(store: MetadataStore, polls: Sequence[ProjectPoll]) -> None:
+    """Store a batch of polls in one transaction; the index pages of the projects whose
+    status, ownership or vulnerabilities changed are marked stale."""
+    now = datetime.now(UTC)
+    with store.transaction() as con:
+        for p in polls:
+            _record_one(con, p, now)
+        con.execute(
+            "DELETE FROM vulnerabilities v WHERE NOT EXISTS "
+            "(SELECT 1 FROM releases r WHERE r.project = v.project AND r.version = v.version)"
+        )
+
+
+def index_vulnerabilities(
+    store: MetadataStore, projects: Sequence[str]
+) -> dict[str, dict[str, list[Vulnerability]]]:
+    """project -> version -> its vulnerabilities, in the order upstream gave them."""
+    cols = [c for c in VULNERABILITIES.names if c not in ("project", "version")]
+    out: dict[str, dict[str, list[Vulnerability]]] = {}
+    for row in store.query(
+        f"SELECT project, version, {', '.join(cols)} FROM vulnerabilities "
+        "WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+        [list(projects)],
+    ):
+        v = Vulnerability(**dict(zip(cols, row[2:], strict=True)))
+        out.setdefault(row[0], {}).setdefault(row[1], []).append(v)
+    return out
+
+
+def index_ownership(store: MetadataStore, projects: Sequence[str]) -> dict[str, Ownership]:
+    """The ownership of each polled project of ``projects`` (never polled: absent)."""
+    out = {
+        name: Ownership(org, [])
+        for name, org in store.query(
+            "SELECT name, organization FROM projects WHERE status_checked_at IS NOT NULL "
+            "AND name IN (SELECT unnest($1::VARCHAR[]))",
+            [list(projects)],
+        )
+    }
+    for project, role, user in store.query(
+        "SELECT project, role, user FROM project_roles "
+        "WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+        [list(projects)],
+    ):
+        if project in out:
+            out[project].roles.append((role, user))
+    return out
+
+
+def project_statuses(store: MetadataStore) -> dict[str, str | None]:
+    """The PEP 792 status of every selected stored project (``None``: never polled)."""
+    return dict(
+        store.query(
+            "SELECT name, status FROM projects p SEMI JOIN selected_projects s ON s.name = p.name"
+        )
+    )
+
+
+def restore_quarantined(store: MetadataStore, names: Sequence[str]) -> list[str]:
+    """Of ``names``, just marked removed (gone from upstream's listing), those upstream says
+    are quarantined: hidden from its listings, not gone. They are stored again (``state``
+    ``ok``, their rows were kept) and served as upstream serves them. Returns them."""
+    with store.transaction() as con:
+        back = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM projects WHERE state = 'removed' AND status = 'quarantined' "
+                "AND name IN (SELECT unnest($1::VARCHAR[]))",
+                [list(names)],
+            ).fetchall()
+        ]
+        con.execute(
+            "UPDATE projects SET state = 'ok', removed_serial = NULL "
+            "WHERE name IN (SELECT unnest($1::VARCHAR[]))",
+            [back],
+        )
+    return back
+
+
+def reselect_quarantined(store: MetadataStore) -> None:
+    """Quarantined projects are hidden from upstream's listing, so a selection made from the
+    listing leaves them out. Those the index served (their pages are written) stay
+    selected, so that they are served as upstream serves them, and polled until cleared."""
+    with store.transaction() as con:
+        con.execute(
+            "INSERT OR IGNORE INTO selected_projects SELECT p.name FROM projects p "
+            "SEMI JOIN simple_pages sp ON sp.project = p.name "
+            "WHERE p.state = 'ok' AND p.status = 'quarantined'"
+        )
