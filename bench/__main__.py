@@ -12,6 +12,7 @@ from . import (
     filters,
     incremental,
     serve_load,
+    status_poll,
     sync_throughput,
 )
 
@@ -24,6 +25,7 @@ BENCHES = {
     "serve": serve_load.main,
     "faults": faults.main,
     "caps": caps.main,
+    "status_poll": status_poll.main,
 }
 
 
