@@ -263,3 +263,20 @@ def _same_as_upstream(http: httpx.Client, db: Path, web: Path, name: str) -> Non
 
 def idx_versions(web: Path, name: str) -> list[str]:
     return sorted(p.name for p in (web / "pypi" / name).iterdir() if p.is_dir())
+
+
+def test_a_new_release_is_polled_on_the_run_that_stores_it(tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    with FakeUpstream(FakeIndex.generate(3)) as up:
+        _sync(up, web, make_config())
+        name = sorted(up.index.projects)[1]
+        up.index.add_release(name, "9.0")
+        up.index.set_vulnerabilities(name, "9.0", [{"id": "PYSEC-9"}])
+        report = _sync(up, web, make_config())
+        assert report.statuses is not None and report.statuses.requests == 1  # its JSON only
+        db = web.parent / "m.duckdb"
+        assert table(db, f"SELECT version, id FROM vulnerabilities WHERE project = '{name}'") == [
+            ("9.0", "PYSEC-9")
+        ]
+        served = json.loads((web / "pypi" / name / "json").read_bytes())
+        assert [v["id"] for v in served["vulnerabilities"]] == ["PYSEC-9"]

@@ -208,7 +208,8 @@ UPSTREAM_ETAGS = declare(
     """
     path VARCHAR              -- the upstream page polled (/simple/<p>/, /pypi/<p>/<v>/json)
     project VARCHAR
-    etag VARCHAR              -- sent back as If-None-Match on the next poll
+    version VARCHAR           -- the release of a /pypi/<p>/<v>/json (NULL: another page)
+    etag VARCHAR              -- sent back as If-None-Match on the next poll ('': none)
     checked_at TIMESTAMPTZ
     """,
     key="path",

@@ -34,10 +34,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PollTarget:
-    """A selected, stored project to poll: its name and its stored releases."""
+    """A selected, stored project to poll: its name, the releases whose JSON to read, and
+    whether its simple page (its status) is due too."""
 
     name: str
     versions: list[str]
+    page: bool = True
 
 
 @dataclass
@@ -46,14 +48,14 @@ class ProjectPoll:
     changed, ``None`` when the page answered 304 (``confirmed``) or failed (not
     ``confirmed``). ``ownership``: ``None`` when unchanged or not read.
     ``vulnerabilities``: the releases whose JSON changed, with their records now. ``etags``:
-    path -> ETag of each page that answered 200."""
+    path -> ``(version, ETag)`` of each page that answered 200 (or 404: ETag ``''``)."""
 
     name: str
     confirmed: bool = False
     status: tuple[str | None, str | None, int | None] | None = None
     ownership: Ownership | None = None
     vulnerabilities: dict[str, list[Vulnerability]] = field(default_factory=dict)
-    etags: dict[str, str] = field(default_factory=dict)
+    etags: dict[str, tuple[str | None, str]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -62,23 +64,30 @@ class ProjectPoll:
 
 
 def poll_targets(store: MetadataStore, checked_before: datetime | None) -> list[PollTarget]:
-    """The selected stored projects to poll: those never polled, quarantined (each run: its
-    clearing is journaled, and the run that refetches it must show it again) or last
-    confirmed before ``checked_before`` (``None``: all of them); each with its stored
-    releases."""
-    where = (
-        ""
+    """The selected stored projects to poll, each with the releases to read: every one of
+    those never polled, quarantined (each run: its clearing is journaled, and the run that
+    refetches it must show it again) or last confirmed before ``checked_before`` (``None``:
+    all projects); of the others, the releases never polled (new ones), without the page."""
+    due = (
+        "TRUE"
         if checked_before is None
-        else "AND (coalesce(p.status_checked_at < $1, TRUE) OR p.status = 'quarantined')"
+        else ("coalesce(p.status_checked_at < $1, TRUE) OR p.status = 'quarantined'")
     )
     rows = store.query(
-        "SELECT p.name, list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL) "
+        f"SELECT p.name, bool_or({due}), "
+        "list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL), "
+        "list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL AND e.path IS NULL) "
         "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
         "LEFT JOIN releases r ON r.project = p.name "
-        f"WHERE p.state = 'ok' {where} GROUP BY p.name ORDER BY p.name",
+        "LEFT JOIN upstream_etags e ON e.project = p.name AND e.version = r.version "
+        "WHERE p.state = 'ok' GROUP BY p.name ORDER BY p.name",
         [] if checked_before is None else [checked_before],
     )
-    return [PollTarget(name, list(versions or [])) for name, versions in rows]
+    return [
+        PollTarget(name, list(versions or [])) if is_due else PollTarget(name, unpolled, False)
+        for name, is_due, versions, unpolled in rows
+        if is_due or unpolled
+    ]
 
 
 def poll_etags(store: MetadataStore, projects: Sequence[str]) -> dict[str, str]:
@@ -123,10 +132,11 @@ def _record_one(con: duckdb.DuckDBPyConnection, p: ProjectPoll, now: datetime) -
                 for v in records
             ),
         )
-    for path, etag in p.etags.items():
+    for path, (version, etag) in p.etags.items():
         con.execute(
-            "INSERT OR REPLACE INTO upstream_etags VALUES ($1, $2, $3, $4)",
-            [path, p.name, etag, now],
+            "INSERT OR REPLACE INTO upstream_etags (path, project, version, etag, checked_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [path, p.name, version, etag, now],
         )
     if p.changed:  # its index pages are written again
         con.execute("UPDATE simple_pages SET selection = '' WHERE project = $1", [p.name])
@@ -143,10 +153,11 @@ def record_polls(store: MetadataStore, polls: Sequence[ProjectPoll]) -> None:
     with store.transaction() as con:
         for p in polls:
             _record_one(con, p, now)
-        con.execute(
-            "DELETE FROM vulnerabilities v WHERE NOT EXISTS "
-            "(SELECT 1 FROM releases r WHERE r.project = v.project AND r.version = v.version)"
-        )
+        for table in ("vulnerabilities", "upstream_etags"):  # of releases no longer stored
+            con.execute(
+                f"DELETE FROM {table} v WHERE v.version IS NOT NULL AND NOT EXISTS "
+                "(SELECT 1 FROM releases r WHERE r.project = v.project AND r.version = v.version)"
+            )
 
 
 def index_vulnerabilities(

@@ -146,8 +146,7 @@ async def _poll_page(
     poll.confirmed = True
     if got.status == 200:
         poll.status = _parse_page(got, poll.name)
-        if tag := _etag(got):
-            poll.etags[path] = tag
+        poll.etags[path] = (None, _etag(got) or "")
 
 
 def _read_json(poll: ProjectPoll, got: Fetched, path: str, version: str | None) -> None:
@@ -158,8 +157,11 @@ def _read_json(poll: ProjectPoll, got: Fetched, path: str, version: str | None) 
     owner = parse_ownership(data, what)
     if owner is not None:
         poll.ownership = owner
-    if tag := _etag(got):
-        poll.etags[path] = tag
+    poll.etags[path] = (version, _etag(got) or "")
+
+
+def _version_path(name: str, version: str) -> str:
+    return f"/pypi/{name}/{quote_version(version)}/json"
 
 
 async def _poll_releases(
@@ -174,10 +176,11 @@ async def _poll_releases(
     release's vulnerabilities."""
     base = client.config.base
     for version in versions:
-        path = f"/pypi/{poll.name}/{quote_version(version)}/json"
+        path = _version_path(poll.name, version)
         try:
             got = await _get(client, "vulnerability-poll", base + path, etags.get(path), count)
-        except NotFound:
+        except NotFound:  # asked: not asked again until the cadence
+            poll.etags.update({_version_path(poll.name, v): (v, "") for v in versions})
             await _poll_project_json(client, poll, etags, count)
             return
         if got.status == 200:
@@ -195,7 +198,10 @@ async def _poll_project_json(
         data = got.json()
         info = data.get("info") if isinstance(data, dict) else None
         latest = info.get("version") if isinstance(info, dict) else None
-        _read_json(poll, got, path, latest if isinstance(latest, str) else None)
+        version = latest if isinstance(latest, str) else None
+        if version is not None:
+            poll.etags.pop(_version_path(poll.name, version), None)
+        _read_json(poll, got, path, version)
 
 
 async def _poll_one(
@@ -204,7 +210,8 @@ async def _poll_one(
     """One project's poll, or why it failed."""
     poll = ProjectPoll(canonical(target.name))
     try:
-        await _poll_page(client, poll, etags, count)
+        if target.page:
+            await _poll_page(client, poll, etags, count)
         if poll.status is not None and poll.status[0] == "quarantined":
             return poll  # its JSON API answers 404: nothing more to read
         await _poll_releases(client, poll, target.versions, etags, count)
@@ -263,7 +270,7 @@ async def poll_after_refresh(
     projects answer 404 in the JSON API: that is their state, so they leave ``missing``."""
     report = StatusReport()
     if refresh.removed:
-        targets = [PollTarget(n, []) for n in refresh.removed]
+        targets = [PollTarget(n, []) for n in refresh.removed]  # their pages only
         report = await poll_statuses(client, store, None, targets=targets, progress=progress)
         back = set(restore_quarantined(store, refresh.removed))
         refresh.removed[:] = [n for n in refresh.removed if n not in back]
