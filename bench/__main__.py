@@ -10,7 +10,9 @@ from . import (
     faults,
     files,
     filters,
+    freshness,
     incremental,
+    metadata_sources,
     serve_load,
     status_poll,
     sync_throughput,
@@ -25,6 +27,8 @@ BENCHES = {
     "serve": serve_load.main,
     "faults": faults.main,
     "caps": caps.main,
+    "metadata_sources": metadata_sources.main,
+    "freshness": freshness.main,
     "status_poll": status_poll.main,
 }
 

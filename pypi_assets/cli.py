@@ -163,6 +163,8 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     print(f"upstream         {report.upstream} (serial {report.upstream_serial})")
     if report.up_to_date:
         print("status           already up to date; nothing fetched")
+    if report.changes:
+        print(f"changes          {report.changes}; listing read: {report.listing}")
     print(f"projects listed  {report.listed}")
     print(f"selected         {report.selected}")
     if report.upstream_serial <= 0 and not report.up_to_date:

@@ -42,8 +42,16 @@ from packaging.utils import canonicalize_name
 
 from .pypi import ClientConfig, PyPIClient, UnsafeValue
 from .pypi.names import is_valid_project_name
+from .pypi.provenance import INTEGRITY_CT
 from .pypi.simple import HTML_CT, JSON_CT, negotiate, serial_comment
-from .store.blobs import BlobStore, S3BlobStore, check_key, file_key_of, is_metadata_key
+from .store.blobs import (
+    BlobStore,
+    S3BlobStore,
+    check_key,
+    file_key_of,
+    is_metadata_key,
+    is_provenance_key,
+)
 from .store.readers import SelectedBlob, SnapshotReader
 from .sync.files import fetch_blob
 
@@ -52,6 +60,7 @@ __all__ = ["MirrorServer", "ServeError", "negotiate", "parse_range", "serve"]
 log = logging.getLogger(__name__)
 
 _PACKAGE = re.compile(r"^/(packages/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/[^/]+)$")
+_INTEGRITY = re.compile(r"^/(integrity/[^/]+/[^/]+/[^/]+/provenance)$")
 _SIMPLE_PROJECT = re.compile(r"^/simple/([^/]+)/?$")
 _JSON_API = re.compile(r"^/pypi/([^/]+)/(?:([^/]+)/)?json/?$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -489,7 +498,7 @@ class MirrorServer:
         if len(path) > _MAX_PATH:
             return _error(414, "URI Too Long")
         try:
-            m = _PACKAGE.match(path)
+            m = _PACKAGE.match(path) or _INTEGRITY.match(path)
             if m:
                 return await self._package(loop, m.group(1), headers)
             return await loop.run_in_executor(self._pool, self._route, path, query, headers)
@@ -581,7 +590,7 @@ class MirrorServer:
         check_key(key)
         blobs = self.blobs
         size = await loop.run_in_executor(self._pool, blobs.size, key)
-        if size is None and self.lazy:
+        if size is None and self.lazy and not is_provenance_key(key):
             try:
                 if await self._fetch(loop, key):
                     size = await loop.run_in_executor(self._pool, blobs.size, key)
@@ -591,7 +600,7 @@ class MirrorServer:
         if size is None:
             return _error(404, "Not Found")
         extra = {
-            "Content-Type": "text/plain" if is_metadata_key(key) else "application/octet-stream",
+            "Content-Type": _content_type(key),
             "Cache-Control": _IMMUTABLE,
             "Accept-Ranges": "bytes",
         }
@@ -645,6 +654,12 @@ class MirrorServer:
             log.info("fetched on demand: %s", key)
         self._locks.pop(key, None)
         return True
+
+
+def _content_type(key: str) -> str:
+    if is_provenance_key(key):
+        return INTEGRITY_CT
+    return "text/plain" if is_metadata_key(key) else "application/octet-stream"
 
 
 def _reason(exc: BaseException) -> str:

@@ -119,7 +119,9 @@ def install(point: str, nth: int) -> _Hooks:
         hooks.wrap(duckdb_store.MetadataStore, "write_projects", after=True)
     elif point == "metadata-txn":
         hooks.wrap(
-            duckdb_store, "_insert", when=lambda _con, table, *_a, **_k: table == "distributions"
+            duckdb_store,
+            "_insert",
+            when=lambda _con, table, *_a, **_k: getattr(table, "name", table) == "distributions",
         )
     elif point == "metadata-done":
         hooks.wrap(run, "sync_files")

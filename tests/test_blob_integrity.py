@@ -99,7 +99,11 @@ def _key(db: Path, norm: str, filename: str) -> str:
 def _recorded(db: Path) -> set[str]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return {r[0] for r in con.execute("SELECT key FROM blobs").fetchall()}
+        # the files (PEP 740 provenance objects, under integrity/, are not listed by iter_blobs)
+        return {
+            r[0]
+            for r in con.execute("SELECT key FROM blobs WHERE key LIKE 'packages/%'").fetchall()
+        }
     finally:
         con.close()
 

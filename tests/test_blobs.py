@@ -69,8 +69,13 @@ def _tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
             "SELECT project, version, upload_time, yanked, yanked_reason, file_count, summary, "
             "requires_python, info FROM releases ORDER BY project, version"
         ).fetchall(),
+        # URLs differ by design: the files' and the provenance objects' (each mirror's own)
         "distributions": con.execute(
-            "SELECT * EXCLUDE (url) FROM distributions ORDER BY project, filename"
+            "SELECT * EXCLUDE (url, provenance_url), provenance_url IS NULL FROM distributions "
+            "ORDER BY project, filename"
+        ).fetchall(),
+        "publishers": con.execute(
+            "SELECT * FROM publishers ORDER BY project, filename, bundle"
         ).fetchall(),
         "dependencies": con.execute(
             "SELECT * FROM dependencies ORDER BY project, filename, requirement"
@@ -101,7 +106,7 @@ def test_sync_stores_verified_blobs_and_index(up: FakeUpstream, tmp_path: Path) 
     assert not list((web / ".partial").iterdir())  # nothing half-written left behind
 
     root = json.loads((web / "simple" / "index.v1_json").read_text())
-    assert root["meta"] == {"api-version": "1.1", "_last-serial": up.index.serial}
+    assert root["meta"] == {"api-version": "1.4", "_last-serial": up.index.serial}
     assert {p["name"] for p in root["projects"]} == {p.name for p in up.index.projects.values()}
     assert all(
         isinstance(p["_last-serial"], int) and p["_last-serial"] > 0 for p in root["projects"]

@@ -365,7 +365,14 @@ def test_release_files_and_simple_index_assets(fake: FakeUpstream, tmp_path: Pat
     # the same database as a CLI sync with --blobs: every selected file is stored
     con = duckdb.connect(str(db), read_only=True)
     want = {r[0] for r in con.execute("SELECT key FROM selected_blob_keys").fetchall()}
+    # ... and every PEP 740 provenance object, with its publishers
+    (with_provenance,) = con.execute(
+        "SELECT count(*) FROM selected_distributions WHERE provenance_url IS NOT NULL"
+    ).fetchone()
+    (objects,) = con.execute("SELECT count(*) FROM blobs WHERE key LIKE 'integrity/%'").fetchone()
+    (publishers,) = con.execute("SELECT count(DISTINCT filename) FROM publishers").fetchone()
     con.close()
+    assert with_provenance > 0 and objects == with_provenance == publishers
     assert want <= {k for k, _s in LocalBlobStore(web).iter_blobs()}
     # as a CLI sync: the blob store lists the database (so another database's
     # `verify --delete-unreferenced` refuses), and the index folder names its writer ...

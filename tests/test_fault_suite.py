@@ -232,9 +232,7 @@ def test_projects_wrongly_marked_gone_are_fetched_again(
     )
     for table in ("distributions", "releases", "dependencies"):
         con.execute(f"DELETE FROM {table} WHERE project IN (SELECT unnest(?))", [missing])
-    con.execute(
-        "UPDATE projects SET state = 'missing' WHERE name IN (SELECT unnest(?))", [missing]
-    )
+    con.execute("UPDATE projects SET state = 'missing' WHERE name IN (SELECT unnest(?))", [missing])
     con.close()
     up.index.add_release(names[0], "9.0")  # a later upstream serial: not "up to date"
 

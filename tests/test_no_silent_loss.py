@@ -23,6 +23,10 @@ from pypi_assets.sync.settings import Settings
 
 from .helpers import FAST, make_config, sync
 
+#: Reads the root listing every run (a reconciliation is always due): with the XML-RPC
+#: changelog, a later run reads the listing only when a reconciliation is due.
+RELIST = make_config("[pypi_assets]\nreconcile_interval = 0.001\n")
+
 
 def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     con = duckdb.connect(str(db), read_only=True)
@@ -95,14 +99,14 @@ def test_listing_that_drops_many_projects_is_an_upstream_fault(
     fake.index.add_release(names[0], "99.0")
     fake.add_fault(Fault(path=r"^/simple/$", kind="body", body=_root_json(fake, half), times=1000))
     with pytest.raises(UpstreamFault, match=r"drops 12 stored projects that still answer"):
-        sync(fake, db)
+        sync(fake, db, RELIST)
     assert set(_statuses(db).values()) == {"ok"}
     # A mirror that really shrank: each dropped project answers 404, so the removal goes
     # through, whatever the share.
     fake.state.faults.clear()
     for name in names[len(names) // 2 :]:
         fake.index.delete_project(name)
-    report = sync(fake, db)
+    report = sync(fake, db, RELIST)
     assert sorted(report.refresh.removed) == names[len(names) // 2 :]
 
 
@@ -248,14 +252,24 @@ def test_up_to_date_covers_the_blob_settings(tmp_path: Path) -> None:
         report = _blob_sync(fake, db, second)
         assert not report.up_to_date
         assert len(_blob_files(second, metadata=False)) == n_files
-        # blobs that verify forgot
-        with MetadataStore(db) as store:
-            keys = [r[0] for r in store.query("SELECT key FROM blobs ORDER BY key LIMIT 3")]
-            store.forget_blobs(keys)
-        for k in keys:
-            (second / k).unlink()
-        report = _blob_sync(fake, db, second)
-        assert not report.up_to_date and report.files.downloaded == 3
+        # blobs that verify forgot: files, then provenance objects
+        for prefix in ("packages/", "integrity/"):
+            with MetadataStore(db) as store:
+                keys = [
+                    r[0]
+                    for r in store.query(
+                        "SELECT key FROM blobs WHERE starts_with(key, ?) ORDER BY key LIMIT 3",
+                        [prefix],
+                    )
+                ]
+                store.forget_blobs(keys)
+            assert len(keys) == 3
+            for k in keys:
+                (second / k).unlink()
+            report = _blob_sync(fake, db, second)
+            assert not report.up_to_date
+            fetched = report.files.downloaded if prefix == "packages/" else report.files.provenance
+            assert fetched == 3 and all((second / k).is_file() for k in keys)
         assert len(_blob_files(second, metadata=False)) == n_files
 
 
@@ -332,8 +346,11 @@ def test_files_without_metadata_fail_the_run_and_are_counted(
 ) -> None:
     db = tmp_path / "m.duckdb"
     name = sorted(fake.index.projects)[7]
-    # Version JSON answers 404 for this project, as this machine's route does.
-    fake.add_fault(Fault(path=rf"^/pypi/{name}/[^/]+/json$", kind="status", status=404, times=1000))
+    # Version JSON answers 404 for this project, as this machine's route does, and (since
+    # issue 11 reads every file's own metadata from the file) so do its files.
+    pkg = name.replace("-", "_")
+    fault = rf"^/pypi/{name}/[^/]+/json$|/{pkg}-[^/]*$"
+    fake.add_fault(Fault(path=fault, kind="status", status=404, times=1000))
     report = sync(fake, db)
     lacking = _rows(
         db,
@@ -379,8 +396,9 @@ def test_a_project_the_store_refuses_fails_alone(
 
 def test_index_root_follows_the_serial_after_a_stale_listing(tmp_path: Path) -> None:
     """A root listing served stale (as the CDN does) leaves the index root at its serial; the
-    next run, with the live serial and no project changed, must rewrite the root."""
-    with FakeUpstream(FakeIndex.generate(3)) as fake:
+    next run, with the live serial and no project changed, must rewrite the root. (With
+    XML-RPC the changelog catches the stale listing up at once: test_freshness.py.)"""
+    with FakeUpstream(FakeIndex.generate(3), xmlrpc=False) as fake:
         db, blobs = tmp_path / "m.duckdb", tmp_path / "blobs"
         fake.add_fault(Fault(path=r"^/simple/$", kind="stale", lag=1, times=1000))
         assert _blob_sync(fake, db, blobs).ok
@@ -405,11 +423,11 @@ def test_any_dropped_project_is_confirmed_before_it_is_removed(tmp_path: Path) -
             Fault(path=r"^/simple/$", kind="body", body=_root_json(fake, names[1:]), times=1000)
         )
         with pytest.raises(UpstreamFault, match="nothing removed"):
-            sync(fake, db)
+            sync(fake, db, RELIST)
         assert set(_statuses(db).values()) == {"ok"}
         fake.state.faults.clear()
         fake.index.delete_project(names[0])
-        report = sync(fake, db)
+        report = sync(fake, db, RELIST)
         assert report.ok and report.refresh.removed == [names[0]]
         assert not _rows(db, f"SELECT * FROM selected_files WHERE project = '{names[0]}'")
 

@@ -345,7 +345,12 @@ def test_naive_and_aware_upload_times_in_one_release_are_both_utc(
         (n, r) for n in names for r in fake.index.releases(n).values() if len(r.files) >= 2
     )
     rel.files[0].overrides.update(
-        {"upload_time_iso_8601": None, "upload_time": "2020-01-02T03:04:05"}
+        # the JSON API's and (issue 11: upload times come from it) the PEP 691 page's
+        {
+            "upload_time_iso_8601": None,
+            "upload_time": "2020-01-02T03:04:05",
+            "upload-time": "2020-01-02T03:04:05",
+        }
     )
     db = tmp_path / "m.duckdb"
     report = sync(fake, db)

@@ -1,6 +1,7 @@
 """The Simple API's rendering (pypi/simple.py), pinned byte for byte: the digests below are
 of the pages the index writer produced before rendering moved out of store/index.py, so a
-change to a written page is a deliberate one. Also the PEP 691 negotiation and the serial
+change to a written page is a deliberate one (issue 11: api-version 1.1 became 1.4, and each
+JSON file gained ``"provenance": null``; nothing else changed). Also the PEP 691 negotiation and the serial
 comment that ``serve`` reads back."""
 
 from __future__ import annotations
@@ -87,35 +88,35 @@ ROOT = [("a-b", "A.B <x>", 5), ("demo", "Demo", 77), ("ü-name", "ü Name", 9)]
 
 PINNED = {
     "project-default": {
-        "simple/demo/index.html": "ac82eee43ac05ea0588f2dfee7c2f1c47f48edf4d05e8ba38e9a9e60d09cdd92",
-        "simple/demo/index.v1_html": "ac82eee43ac05ea0588f2dfee7c2f1c47f48edf4d05e8ba38e9a9e60d09cdd92",
-        "simple/demo/index.v1_json": "46ec0ebece18d15c0242c42fb2f265496f335b5769490f576def532b85cf5449",
+        "simple/demo/index.html": "95ca87995a30efe5728d843605642b5ce6b1f98214d7d428f213dc3361f5a55e",
+        "simple/demo/index.v1_html": "95ca87995a30efe5728d843605642b5ce6b1f98214d7d428f213dc3361f5a55e",
+        "simple/demo/index.v1_json": "f3c61c87edf2b33813786204219f5f0294615c5cdf047cfda98db49e790b80c5",
     },
     "project-html": {
-        "simple/demo/index.html": "ac82eee43ac05ea0588f2dfee7c2f1c47f48edf4d05e8ba38e9a9e60d09cdd92",
-        "simple/demo/index.v1_html": "ac82eee43ac05ea0588f2dfee7c2f1c47f48edf4d05e8ba38e9a9e60d09cdd92",
+        "simple/demo/index.html": "95ca87995a30efe5728d843605642b5ce6b1f98214d7d428f213dc3361f5a55e",
+        "simple/demo/index.v1_html": "95ca87995a30efe5728d843605642b5ce6b1f98214d7d428f213dc3361f5a55e",
     },
     "project-json": {
-        "simple/demo/index.v1_json": "46ec0ebece18d15c0242c42fb2f265496f335b5769490f576def532b85cf5449",
+        "simple/demo/index.v1_json": "f3c61c87edf2b33813786204219f5f0294615c5cdf047cfda98db49e790b80c5",
     },
     "project-md5-rooturi-nocore": {
-        "simple/demo/index.html": "863e83ab7048e34d00d8f6d8ed2ab046d296fdb2422ab00099c717cf54750b8c",
-        "simple/demo/index.v1_html": "863e83ab7048e34d00d8f6d8ed2ab046d296fdb2422ab00099c717cf54750b8c",
-        "simple/demo/index.v1_json": "d5f7b5d15e0b54ced4190a2a5e62c7883f4b1ab50f33107d014d3f5ed3eed186",
+        "simple/demo/index.html": "0ed083ed6cdd97cdc85f01a69586579c799baa511c5de2a87faf4b1781375bd3",
+        "simple/demo/index.v1_html": "0ed083ed6cdd97cdc85f01a69586579c799baa511c5de2a87faf4b1781375bd3",
+        "simple/demo/index.v1_json": "c5f2ba4f36747058b5ead94a2858f03b177037b7ceae2ed26221b624d0397e45",
     },
     "root-ALL": {
-        "simple/index.html": "87d33e41c7a2d075238079513b64620673f1e5adb0e28964ccb1c6fba61683d5",
-        "simple/index.v1_html": "87d33e41c7a2d075238079513b64620673f1e5adb0e28964ccb1c6fba61683d5",
-        "simple/index.v1_json": "4ce054430414864db8c74fc1463955945c3129e8c9475f435e5b8621f463c280",
+        "simple/index.html": "b0d8fb5de9ec54ad4636caafc914d8effa48c44d6281585ed86f837d98ea1b7a",
+        "simple/index.v1_html": "b0d8fb5de9ec54ad4636caafc914d8effa48c44d6281585ed86f837d98ea1b7a",
+        "simple/index.v1_json": "5b848d991c9be2d384456e01105ef927797c482cd7bcb0960eb4dca5123acd8c",
     },
     "root-HTML": {
-        "simple/index.html": "87d33e41c7a2d075238079513b64620673f1e5adb0e28964ccb1c6fba61683d5",
-        "simple/index.v1_html": "87d33e41c7a2d075238079513b64620673f1e5adb0e28964ccb1c6fba61683d5",
+        "simple/index.html": "b0d8fb5de9ec54ad4636caafc914d8effa48c44d6281585ed86f837d98ea1b7a",
+        "simple/index.v1_html": "b0d8fb5de9ec54ad4636caafc914d8effa48c44d6281585ed86f837d98ea1b7a",
     },
     "root-JSON": {
-        "simple/index.html": "87d33e41c7a2d075238079513b64620673f1e5adb0e28964ccb1c6fba61683d5",
-        "simple/index.v1_html": "87d33e41c7a2d075238079513b64620673f1e5adb0e28964ccb1c6fba61683d5",
-        "simple/index.v1_json": "4ce054430414864db8c74fc1463955945c3129e8c9475f435e5b8621f463c280",
+        "simple/index.html": "b0d8fb5de9ec54ad4636caafc914d8effa48c44d6281585ed86f837d98ea1b7a",
+        "simple/index.v1_html": "b0d8fb5de9ec54ad4636caafc914d8effa48c44d6281585ed86f837d98ea1b7a",
+        "simple/index.v1_json": "5b848d991c9be2d384456e01105ef927797c482cd7bcb0960eb4dca5123acd8c",
     },
 }
 

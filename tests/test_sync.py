@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import io
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,12 +49,21 @@ def test_columns_equal_wheel_metadata_and_version_json_for_every_version(
             )
         )
         body = httpx.get(rec["url"]).content  # the real file, from the upstream
-        if rec["filename"].endswith(".whl") and rec["metadata_source"] == "core-metadata":
-            wheel_rows += 1
-            with zipfile.ZipFile(io.BytesIO(body)) as z:
-                meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA")))
-            # The .metadata file must be byte-identical to the wheel's own METADATA.
-            assert httpx.get(rec["url"] + ".metadata").content == meta
+        if rec["metadata_source"] in ("core-metadata", "range", "pkg-info"):
+            if rec["filename"].endswith(".whl"):
+                wheel_rows += 1
+                with zipfile.ZipFile(io.BytesIO(body)) as z:
+                    meta = z.read(
+                        next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+                    )
+                # The .metadata file must be byte-identical to the wheel's own METADATA.
+                if rec["metadata_source"] == "core-metadata":
+                    assert httpx.get(rec["url"] + ".metadata").content == meta
+            else:  # issue 11: an sdist carries its own PKG-INFO, not its release's JSON
+                sdist_rows += 1
+                with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as t:
+                    member = next(m for m in t.getmembers() if m.name.endswith("/PKG-INFO"))
+                    meta = t.extractfile(member).read()  # type: ignore[union-attr]
             h = _headers(meta)
             expect = {
                 "metadata_version": h["Metadata-Version"],
@@ -83,9 +93,8 @@ def test_columns_equal_wheel_metadata_and_version_json_for_every_version(
                 if col == "description" and value is None:
                     continue
                 assert rec[col] == value, (rec["filename"], col)
-            assert rec["packagetype"] == "bdist_wheel"
+            assert rec["packagetype"] in ("bdist_wheel", "sdist")
         else:
-            sdist_rows += 1
             vj = httpx.get(
                 f"{fake.url}/pypi/{rec['project']}/{rec['release_version']}/json"
             ).json()["info"]

@@ -104,6 +104,10 @@ class FakeFile:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: PEP 740 provenance: ``None`` derives it from the filename (about three files in four)
     provenance: bool | None = None
+    #: hostile-upstream tests: the provenance URL the pages state in place of the true one
+    provenance_url: str | None = None
+    #: hostile-upstream tests: the bytes served at the integrity route in place of the object
+    provenance_body: bytes | None = None
 
     def __post_init__(self) -> None:
         self.sha256 = hashlib.sha256(self.content).hexdigest()

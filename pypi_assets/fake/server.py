@@ -400,7 +400,8 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.seconds)
 
     def _file(self, content: bytes, fault: Fault | None) -> None:
-        """A file, with ``Range: bytes=N-`` answered 206 as files.pythonhosted.org does."""
+        """A file, with a single ``Range`` (``bytes=N-``, ``bytes=N-M``, ``bytes=-N``)
+        answered 206 as files.pythonhosted.org does."""
         if fault is not None and fault.kind == "corrupt":
             content = bytes([content[0] ^ 0xFF]) + content[1:]
         elif fault is not None and fault.kind == "oversize":
@@ -409,16 +410,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Range"):
             with self.state.lock:
                 self.state.ranges.append((self.path, self.headers["Range"]))
-            rng = re.fullmatch(r"bytes=(\d+)-", self.headers["Range"].strip())
-            if rng:
-                start = int(rng.group(1))
-                if start >= len(content):
-                    self._send(
-                        416, b"", "text/plain", headers={"Content-Range": f"bytes */{len(content)}"}
-                    )
-                    return
-                status, body = 206, content[start:]
-                headers = {"Content-Range": f"bytes {start}-{len(content) - 1}/{len(content)}"}
+            span = _byte_range(self.headers["Range"], len(content))
+            if span == "unsatisfiable":
+                self._send(
+                    416, b"", "text/plain", headers={"Content-Range": f"bytes */{len(content)}"}
+                )
+                return
+            if isinstance(span, tuple):
+                start, end = span
+                status, body = 206, content[start : end + 1]
+                headers = {"Content-Range": f"bytes {start}-{end}/{len(content)}"}
         if fault is not None and fault.kind == "truncate":
             # the connection drops halfway through an honestly announced body
             self.send_response(status)
@@ -698,6 +699,8 @@ class _Handler(BaseHTTPRequestHandler):
         """PEP 740: where the file's provenance is, or ``None`` for a file without one."""
         if not f.has_provenance:
             return None
+        if f.provenance_url is not None:
+            return f.provenance_url
         version, filename = quote(f.version, safe=""), quote(f.filename, safe="")
         return f"{self.base}/integrity/{norm}/{version}/{filename}/provenance"
 
@@ -715,6 +718,8 @@ class _Handler(BaseHTTPRequestHandler):
             "core-metadata": cm,
             "data-dist-info-metadata": cm,
             "provenance": self._provenance_url(norm, f),
+            # hostile-upstream tests: PEP 691 fields as a faulty upstream would send them
+            **{k: v for k, v in f.overrides.items() if k in _PAGE_OVERRIDES},
         }
 
     def _provenance(self, match: re.Match[str], fault: Fault | None) -> None:
@@ -728,7 +733,10 @@ class _Handler(BaseHTTPRequestHandler):
             if p is None or p.quarantined or f is None or not f.has_provenance:
                 self._not_found()
                 return
-            data, serial = provenance_bundle(p.name, f), p.serial
+            data, serial, body = provenance_bundle(p.name, f), p.serial, f.provenance_body
+        if body is not None:
+            self._send(200, body, INTEGRITY_CT, serial=serial, fault=fault)
+            return
         self._json(data, serial, fault, INTEGRITY_CT)
 
     # ------------------------------------------------------------------ JSON API
@@ -896,6 +904,27 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # malformed request
             body = xmlrpc.client.dumps(xmlrpc.client.Fault(-32700, str(exc)), methodresponse=True)
         self._send(200, body.encode(), "text/xml", serial=idx.serial, fault=fault)
+
+
+#: :attr:`FakeFile.overrides` keys that the PEP 691 page serves too (besides the
+#: filename and URL, which it always takes from them).
+_PAGE_OVERRIDES = frozenset({"upload-time", "size", "hashes", "requires-python"})
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """One ``Range`` as (first, last) byte, inclusive; ``"unsatisfiable"`` (416); ``None``
+    for a header that is not one byte range (the whole file is sent, as RFC 9110 allows)."""
+    m = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if m is None or not (m.group(1) or m.group(2)):
+        return None
+    if not m.group(1):  # a suffix: the last N bytes
+        n = int(m.group(2))
+        return (max(0, size - n), size - 1) if n and size else "unsatisfiable"
+    start = int(m.group(1))
+    end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, end
 
 
 def _content_fault(

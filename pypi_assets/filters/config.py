@@ -117,9 +117,12 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
             "max_versions_per_project",
             "max_files_per_release",
             "max_body_size",
+            "max_pkg_info_scan",
             "max_removed_share",
             "run_timeout",
             "status_poll_interval",
+            "xmlrpc_calls_per_hour",
+            "reconcile_interval",
         }
     ),
 }
@@ -320,6 +323,13 @@ class MirrorConfig:
         return self._limit("max_body_size")
 
     @property
+    def max_pkg_info_scan(self) -> int:
+        """Compressed bytes of an sdist read from upstream while looking for its PKG-INFO
+        (binary units, as ``16M``); past them the file's metadata falls back to its version
+        JSON."""
+        return self._limit("max_pkg_info_scan")
+
+    @property
     def run_timeout(self) -> float | None:
         """Seconds a whole run may take (``[pypi_assets] run_timeout``), unset: no bound.
         ``[mirror] global-timeout`` is each request's overall deadline, as in bandersnatch."""
@@ -333,39 +343,49 @@ class MirrorConfig:
         return _parse_share("max_removed_share", self.get("pypi_assets", "max_removed_share"))
 
     @property
+    def xmlrpc_calls_per_hour(self) -> int:
+        """XML-RPC calls a run makes per hour at most (PyPI allows 3,600 per client)."""
+        raw = self.get("pypi_assets", "xmlrpc_calls_per_hour")
+        return DEFAULT_XMLRPC_CALLS_PER_HOUR if raw is None else _parse_limit("", raw)
+
+    @property
+    def reconcile_interval(self) -> float:
+        """Seconds between two reconciliations with the full root listing (which catch what
+        the changelog cannot say); between them, changes come from the changelog alone."""
+        raw = self.get("pypi_assets", "reconcile_interval")
+        return DEFAULT_RECONCILE_INTERVAL if raw is None else parse_duration(raw)
+
+    @property
     def status_poll_interval(self) -> float:
         """Seconds between two polls of every selected project's PEP 792 status, ownership
         and vulnerabilities, which no serial announces (``[pypi_assets]
-        status_poll_interval``, default a day; 0: only ``sync --refresh-statuses`` and
-        projects never polled)."""
+        status_poll_interval``, as ``reconcile_interval``, default a day; 0: only ``sync
+        --refresh-statuses``, projects never polled and quarantined ones)."""
         raw = self.get("pypi_assets", "status_poll_interval")
         if raw is None or not raw.strip():
             return DEFAULT_STATUS_POLL_INTERVAL
         return _parse_interval(raw)
 
 
-#: ``[pypi_assets] status_poll_interval``'s default: a day
-DEFAULT_STATUS_POLL_INTERVAL = 86_400.0
-
-
-def _parse_interval(raw: str) -> float:
-    value = float(raw.strip())
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"must be 0 or a positive number of seconds, got {raw.strip()!r}")
-    return value
-
-
-#: ``[pypi_assets]`` limits (integers; ``max_body_size`` takes binary units, as ``10M``).
+#: ``[pypi_assets]`` limits (integers; ``max_body_size`` and ``max_pkg_info_scan`` take binary
+#: units, as ``10M``).
 LIMIT_DEFAULTS: dict[str, int] = {
     "max_versions_per_project": 20_000,
     "max_files_per_release": 2_000,
     "max_body_size": 256 * 1024**2,
+    "max_pkg_info_scan": 16 * 1024**2,
 }
 DEFAULT_MAX_REMOVED_SHARE = 0.05
+DEFAULT_XMLRPC_CALLS_PER_HOUR = 600
+DEFAULT_RECONCILE_INTERVAL = 86_400.0  # daily
+#: ``[pypi_assets] status_poll_interval``'s default: a day
+DEFAULT_STATUS_POLL_INTERVAL = 86_400.0
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def _parse_limit(key: str, raw: str) -> int:
-    value = parse_size(raw) if key == "max_body_size" else int(raw.strip())
+    sized = key in ("max_body_size", "max_pkg_info_scan")
+    value = parse_size(raw) if sized else int(raw.strip())
     if value <= 0:
         raise ValueError(f"must be positive, got {raw.strip()!r}")
     return value
@@ -376,6 +396,24 @@ def _parse_seconds(raw: str) -> float:
     if not value > 0 or value == float("inf"):
         raise ValueError(f"must be a positive number of seconds, got {raw.strip()!r}")
     return value
+
+
+def parse_duration(raw: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``24h`` or ``1d``; positive."""
+    text = raw.strip().lower()
+    unit = text[-1:] if text[-1:] in _DURATION_UNITS else ""
+    value = float(text[: len(text) - len(unit)]) * _DURATION_UNITS[unit]
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"must be a positive duration (as 3600, 60m, 24h or 1d), got {raw!r}")
+    return value
+
+
+def _parse_interval(raw: str) -> float:
+    """A duration as :func:`parse_duration` reads it, or 0 (none)."""
+    text = raw.strip().lower()
+    if text.rstrip("smhd") in ("0", "0.0"):
+        return 0.0
+    return parse_duration(raw)
 
 
 def _parse_share(key: str, raw: str | None) -> float:
@@ -592,7 +630,7 @@ def _interval(value: str, sections: Sections) -> str | None:
     try:
         _parse_interval(value)
     except ValueError:
-        return "must be 0 or a positive number of seconds"
+        return "must be 0 or a positive duration (as 3600, 60m, 24h or 1d)"
     return None
 
 
@@ -601,6 +639,14 @@ def _removed_share(value: str, sections: Sections) -> str | None:
         _parse_share("max_removed_share", value)
     except ValueError:
         return "must be a share between 0 and 1 (or 0% and 100%)"
+    return None
+
+
+def _duration(value: str, sections: Sections) -> str | None:
+    try:
+        parse_duration(value)
+    except ValueError:
+        return "must be a positive duration (as 3600, 60m, 24h or 1d)"
     return None
 
 
@@ -655,6 +701,8 @@ VALIDATORS: tuple[tuple[str, str, Validator], ...] = (
     ("pypi_assets", "run_timeout", _run_timeout),
     ("pypi_assets", "max_removed_share", _removed_share),
     ("pypi_assets", "status_poll_interval", _interval),
+    ("pypi_assets", "xmlrpc_calls_per_hour", _limit("xmlrpc_calls_per_hour")),
+    ("pypi_assets", "reconcile_interval", _duration),
 )
 _NAMED = {(section, key) for section, key, _check in VALIDATORS if key != ANY_KEY}
 

@@ -14,12 +14,14 @@ from .errors import (
     NotModified,
     ProjectError,
     PyPIAssetsError,
+    RateLimited,
     Refused,
     SimpleParseError,
     StaleResponse,
     UnsafeValue,
     UpstreamError,
     XmlRpcError,
+    XmlRpcUnavailable,
 )
 from .fetch import fetch_project
 from .names import canonical
@@ -53,6 +55,7 @@ __all__ = [
     "ProjectListing",
     "PyPIAssetsError",
     "PyPIClient",
+    "RateLimited",
     "Refused",
     "Release",
     "RequestStats",
@@ -63,6 +66,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamListing",
     "XmlRpcError",
+    "XmlRpcUnavailable",
     "canonical",
     "fetch_project",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ import re
 import ssl
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
@@ -32,11 +33,13 @@ from .errors import (
     InvalidResponse,
     LimitExceeded,
     NotFound,
+    RateLimited,
     SimpleParseError,
     StaleResponse,
     UnsafeValue,
     UpstreamError,
     XmlRpcError,
+    XmlRpcUnavailable,
 )
 from .limits import (
     as_serial,
@@ -57,7 +60,8 @@ from .simple import (
     parse_root_html,
     parse_root_json,
 )
-from .xmlrpc import dumps_call, loads_response
+from .sources import OwnMetadataState
+from .xmlrpc import DEFAULT_RATE_WAIT, dumps_call, loads_response, rate_limit_wait
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -78,6 +82,11 @@ MAX_WORKERS = 10
 _ETAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]{0,200}"')
 _RETRY_STATUS = frozenset({500, 502, 503, 504, 520, 521, 522, 523, 524})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: XML-RPC answers the client handles itself: a rate limit, and an upstream without XML-RPC.
+_NO_XMLRPC = frozenset({404, 405, 501})
+_XMLRPC_OK = frozenset({200, 429}) | _NO_XMLRPC
+#: Rate-limited answers in a row after which one XML-RPC call gives up.
+MAX_RATE_WAITS = 20
 T = TypeVar("T")
 
 
@@ -107,6 +116,13 @@ class ClientConfig:
     max_versions: int = 20_000  # releases of one project
     max_files_per_release: int = 2_000
     changelog_page: int = 50_000  # Warehouse caps changelog_since_serial replies at this
+    #: compressed bytes of an sdist streamed while looking for its PKG-INFO
+    max_pkg_info_scan: int = 16 * 1024 * 1024
+    #: XML-RPC calls this client makes per ``xmlrpc_window`` seconds, at most (PyPI allows
+    #: 3,600 an hour per client; ``[pypi_assets] xmlrpc_calls_per_hour``); ``None``: no
+    #: budget. A call over it waits (as for upstream's own limit) or raises RateLimited.
+    xmlrpc_budget: int | None = 600
+    xmlrpc_window: float = 3600.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= MAX_WORKERS:
@@ -117,9 +133,12 @@ class ClientConfig:
             "max_files_per_release",
             "total_timeout",
             "large_body",
+            "xmlrpc_window",
         ):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be positive")
+        if self.xmlrpc_budget is not None and self.xmlrpc_budget <= 0:
+            raise ValueError("xmlrpc_budget must be positive (or None)")
         parts = urlsplit(self.upstream)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream must be an http(s) URL, got {self.upstream!r}")
@@ -153,6 +172,10 @@ class RequestStats:
     #: Things upstream sent that were kept with a repair, by kind (``metadata-invalid-utf8``:
     #: core metadata files with bytes that are not UTF-8, kept with U+FFFD in their place).
     repaired: Counter[str] = field(default_factory=Counter)
+    #: Rate-limited answers (429, or an XML-RPC fault saying so) and waits for the call
+    #: budget, and the seconds waited for them.
+    rate_limited: int = 0
+    rate_wait_seconds: float = 0.0
 
     @property
     def total(self) -> int:
@@ -166,6 +189,8 @@ class RequestStats:
             "retries": self.retries,
             "bytes": self.bytes,
             "repaired": dict(self.repaired),
+            "rate_limited": self.rate_limited,
+            "rate_wait_seconds": round(self.rate_wait_seconds, 3),
         }
 
 
@@ -390,6 +415,10 @@ class PyPIClient:
         self._run_deadline = self._started + run if run is not None else float("inf")
         #: URLs refused or cut because the run's bound (``run_timeout``) had passed.
         self.deadline_hits: list[str] = []
+        #: Why the upstream has no XML-RPC, once it said so (later calls make no request).
+        self.xmlrpc_missing: str | None = None
+        self._xmlrpc_calls: deque[float] = deque()  # when the budget's calls were made
+        self._xmlrpc_lock = asyncio.Lock()
         cfg = self.config
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(
@@ -690,22 +719,94 @@ class PyPIClient:
 
     # ------------------------------------------------------------------ XML-RPC
     async def xmlrpc(self, method: str, *params: Any) -> Any:
-        got = await self.request(
-            f"xmlrpc:{method}",
-            f"{self.config.base}/pypi",
-            method="POST",
-            headers={"Content-Type": "text/xml"},
-            content=dumps_call(method, *params),
-        )
-        try:
-            return loads_response(got.body)
-        except XmlRpcError as exc:
-            raise UpstreamError(f"{method}: {exc}") from exc
+        """One XML-RPC call, within the call budget (``xmlrpc_budget`` per ``xmlrpc_window``),
+        honouring upstream's rate limit in both of Warehouse's forms (HTTP 429, and a fault
+        inside a 200; either says "Limit may reset in N seconds"): the call waits that long
+        and is made again, or raises :class:`RateLimited` when the wait does not fit
+        (:meth:`_rate_wait`). An upstream without XML-RPC (405, 404, 501) raises
+        :class:`XmlRpcUnavailable`, and later calls raise it without a request."""
+        if self.xmlrpc_missing is not None:
+            raise XmlRpcUnavailable(self.xmlrpc_missing)
+        for _ in range(MAX_RATE_WAITS):
+            await self._take_budget(method)
+            got = await self.request(
+                f"xmlrpc:{method}",
+                f"{self.config.base}/pypi",
+                method="POST",
+                headers={"Content-Type": "text/xml"},
+                content=dumps_call(method, *params),
+                ok=_XMLRPC_OK,
+            )
+            wait, value = self._xmlrpc_answer(method, got)
+            if wait is None:
+                return value
+            self.stats.rate_limited += 1
+            await self._rate_wait(wait, f"XML-RPC {method}")
+        raise RateLimited(f"XML-RPC {method}: still rate limited after {MAX_RATE_WAITS} waits")
 
-    async def changelog_since(self, serial: int, *, max_rounds: int = 10_000) -> list[list[Any]]:
-        """All changelog rows after ``serial``. Replies are capped (``changelog_page``), so a
-        full page means there may be more: ask again from the highest serial seen. A reply
-        with a malformed row or a serial out of range raises :class:`InvalidResponse`."""
+    def _xmlrpc_answer(self, method: str, got: Fetched) -> tuple[float | None, Any]:
+        """``(None, value)`` for an answer, ``(seconds, None)`` for a rate limit."""
+        if got.status in _NO_XMLRPC:
+            self.xmlrpc_missing = f"{got.url}: the upstream offers no XML-RPC (HTTP {got.status})"
+            raise XmlRpcUnavailable(self.xmlrpc_missing)
+        if got.status == 429:
+            text = bytes(got.body[:4000]).decode("utf-8", "replace")
+            header = _retry_after(got.headers.get("Retry-After"), math.inf)
+            wait = header if header is not None else rate_limit_wait(text)
+            return (DEFAULT_RATE_WAIT if wait is None else wait), None
+        try:
+            return None, loads_response(got.body)
+        except XmlRpcError as exc:
+            wait = rate_limit_wait(str(exc))
+            if wait is None:
+                raise UpstreamError(f"{method}: {exc}") from exc
+            return wait, None
+
+    async def _rate_wait(self, seconds: float, what: str) -> None:
+        """Wait ``seconds`` for a rate limit to reset, if the run may: at most
+        ``max_retry_after``, and ending before the run's bound (``run_timeout``). Else
+        :class:`RateLimited`, raised before the caller has changed anything."""
+        cfg = self.config
+        if seconds > cfg.max_retry_after:
+            bound = f"max_retry_after ({cfg.max_retry_after:g} s)"
+        elif time.monotonic() + seconds >= self._run_deadline:
+            bound = f"the run's run_timeout ({cfg.run_timeout:g} s)"
+        else:
+            self.stats.rate_wait_seconds += seconds
+            await asyncio.sleep(seconds)
+            return
+        raise RateLimited(
+            f"{what}: rate limited, the limit may reset in {seconds:g} s, longer than {bound} "
+            "allows waiting: stopped before changing anything; run again later"
+        )
+
+    async def _take_budget(self, what: str) -> None:
+        """Count one XML-RPC call against the budget, waiting (:meth:`_rate_wait`) while the
+        last ``xmlrpc_window`` seconds already hold ``xmlrpc_budget`` calls."""
+        budget, window = self.config.xmlrpc_budget, self.config.xmlrpc_window
+        if budget is None:
+            return
+        async with self._xmlrpc_lock:
+            calls = self._xmlrpc_calls
+            while True:
+                now = time.monotonic()
+                while calls and now - calls[0] >= window:
+                    calls.popleft()
+                if len(calls) < budget:
+                    calls.append(now)
+                    return
+                self.stats.rate_limited += 1
+                reason = f"XML-RPC {what} (call budget: {budget} calls per {window:g} s)"
+                await self._rate_wait(calls[0] + window - now, reason)
+
+    async def changelog_since(
+        self, serial: int, *, until: int | None = None, max_rounds: int = 10_000
+    ) -> list[list[Any]]:
+        """All changelog rows after ``serial``. Replies are capped (50,000 rows on PyPI), so
+        the call is repeated from the highest serial seen: until it reaches ``until`` (the
+        upstream's last serial, when known) or an empty reply; without ``until``, until a
+        reply shorter than ``changelog_page``. A reply with a malformed row or a serial out
+        of range raises :class:`InvalidResponse`."""
         rows: list[list[Any]] = []
         for _ in range(max_rounds):
             batch = await self.xmlrpc("changelog_since_serial", serial)
@@ -717,25 +818,33 @@ class PyPIClient:
                 check_serial(row[4], "changelog_since_serial")
             rows.extend(batch)
             top = max(int(r[4]) for r in batch)
-            if top <= serial or len(batch) < self.config.changelog_page:
+            if top <= serial:
                 break
             serial = top
+            if (until is not None and top >= until) or (
+                until is None and len(batch) < self.config.changelog_page
+            ):
+                break
         return rows
 
     # ------------------------------------------------------------------ project list
     async def last_serial(self) -> int | None:
-        """The upstream's global serial, cheaply: HEAD on /simple/, else XML-RPC
-        ``changelog_last_serial``. ``None`` when neither tells (a cache stripped the header
-        and XML-RPC is not offered); raises when the upstream cannot be reached at all, or
-        states a serial out of range."""
-        got = await self.request("simple-head", f"{self.config.base}/simple/", method="HEAD")
-        if got.serial is not None:
-            return got.serial
+        """The upstream's global serial from one uncached call: XML-RPC
+        ``changelog_last_serial`` (live on PyPI, where the ``/simple/`` root and its
+        ``X-PyPI-Last-Serial`` are cached by the CDN for up to a day). Only when XML-RPC is
+        absent (or fails), ``HEAD /simple/``. ``None`` when neither tells; raises when the
+        upstream cannot be reached at all, states a serial out of range, or rate-limits the
+        call for longer than the run may wait (:class:`RateLimited`)."""
         try:
             value = await self.xmlrpc("changelog_last_serial")
+        except RateLimited:
+            raise
         except UpstreamError:
-            return None
-        return check_serial(value, "changelog_last_serial") if isinstance(value, int) else None
+            value = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return check_serial(value, "changelog_last_serial")
+        got = await self.request("simple-head", f"{self.config.base}/simple/", method="HEAD")
+        return got.serial
 
     async def list_projects(self) -> UpstreamListing:
         """Every project with its serial.
@@ -851,3 +960,45 @@ class PyPIClient:
         if sha256 is not None and hashlib.sha256(got.body).hexdigest() != sha256:
             raise UpstreamError(f"{file_url}.metadata: sha256 does not match the simple index")
         return got.body
+
+    # ------------------------------------------------------------------ own metadata
+    @functools.cached_property
+    def own_metadata(self) -> OwnMetadataState:
+        """What this run learnt about the upstream's metadata sources (the unadvertised
+        ``.metadata`` probe's answer) and what each source cost."""
+        return OwnMetadataState()
+
+    async def get_range(self, kind: str, url: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of ``url``: one ``Range`` request under the
+        client's policy (:meth:`stream_to`: retries, limits, deadlines; counted under
+        ``kind``). An answer that is not ``206`` for exactly those bytes (an upstream that
+        ignores ``Range`` answers the whole file, 200) is refused before its body is read:
+        :class:`UpstreamError`."""
+        if not 0 <= start < end:
+            raise ValueError(f"bad range {start}-{end}")
+        want = end - start
+        got = bytearray()
+
+        async def receive(resp: httpx.Response, final: str) -> bool:
+            sent = resp.headers.get("content-range", "")
+            if resp.status_code != 206 or not sent.startswith(f"bytes {start}-{end - 1}/"):
+                raise UpstreamError(
+                    f"{final}: range {start}-{end - 1} not honoured "
+                    f"(HTTP {resp.status_code}, Content-Range {sent[:60]!r})"
+                )
+            got.clear()
+            async for chunk in resp.aiter_raw():
+                got.extend(chunk)
+                if len(got) > want:
+                    raise UpstreamError(f"{final}: range answer longer than asked")
+            self.stats.bytes += len(got)
+            return len(got) == want
+
+        await self.stream_to(
+            kind,
+            url,
+            receive,
+            headers=lambda: {"Range": f"bytes={start}-{end - 1}"},
+            ok=frozenset({200, 206}),
+        )
+        return bytes(got)

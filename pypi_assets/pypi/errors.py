@@ -8,6 +8,9 @@
     │   ├── StaleResponse             older than the serial expected (a lagging CDN)
     │   ├── DeadlineExceeded          a request, or the run, took longer than allowed
     │   ├── LimitExceeded             an answer over a configured cap
+    │   ├── RateLimited               over upstream's rate limit (or our call budget) for
+    │   │                             longer than the run may wait: stopped, nothing lost
+    │   ├── XmlRpcUnavailable         the upstream offers no XML-RPC (405, 404, 501)
     │   ├── UpstreamFault             (sync.listing) an answer a mirror must not act on
     │   └── InvalidResponse           the upstream sent something invalid
     │       └── IntegrityError        bytes that are not the advertised file
@@ -51,12 +54,14 @@ __all__ = [
     "NotModified",
     "ProjectError",
     "PyPIAssetsError",
+    "RateLimited",
     "Refused",
     "SimpleParseError",
     "StaleResponse",
     "UnsafeValue",
     "UpstreamError",
     "XmlRpcError",
+    "XmlRpcUnavailable",
 ]
 
 
@@ -83,6 +88,16 @@ class DeadlineExceeded(UpstreamError):
 
 class LimitExceeded(UpstreamError):
     """An answer over a configured cap (body size, versions, files per release)."""
+
+
+class RateLimited(UpstreamError):
+    """Upstream's rate limit (HTTP 429, or an XML-RPC fault saying "Limit may reset in N
+    seconds"), or the client's own call budget, asks for a wait longer than the run may
+    make. Raised before anything is changed, so the next run loses nothing."""
+
+
+class XmlRpcUnavailable(UpstreamError):
+    """The upstream offers no XML-RPC endpoint (a proxy, a static mirror): 405, 404 or 501."""
 
 
 class InvalidResponse(UpstreamError):

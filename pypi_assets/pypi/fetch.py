@@ -1,15 +1,19 @@
 """Fetch one project at full depth, re-using whatever the store already holds.
 
-Per project: the project JSON (one request); the version JSON for each version not yet stored;
-the simple page (only when there are new wheels, to learn which advertise PEP 658 metadata);
-and the ``.metadata`` file of each new wheel that has one.
+Per project: the project JSON (one request: the project's ``info``, serial and ETag); its
+PEP 691 page (the files, with their hashes, sizes, upload times, yanks and PEP 658
+``core-metadata``: :mod:`.page_files`; the JSON's deprecated ``releases`` key only adds md5
+and blake2b digests when it is there); the version JSON for each version not yet stored (the
+release's ``info``); and each new file's own metadata (:mod:`.own_metadata`: PEP 658, an
+unadvertised ``.metadata``, range reads of a wheel, an sdist's PKG-INFO).
 
 Four steps, of which only the third does I/O:
 
 - parse: the project JSON and version JSONs, in :mod:`.warehouse`;
 - plan: which requests are needed, from the parsed project JSON and what is stored
-  (:func:`plan_project`, then :func:`metadata_wanted` once the simple page is in);
+  (:func:`plan_project`);
 - fetch: those requests, against the :class:`PyPIClient` (:func:`_fetch_bodies`);
+  (the page comes before the plan: :func:`_page_files`);
 - assemble: the :class:`Project`, from the parsed parts and the fetched bodies
   (:func:`assemble_project`).
 """
@@ -18,16 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import dataclasses
 import hashlib
+import logging
 import zlib
 from typing import Any, Literal
 
 from .client import ClientConfig, NotFound, PyPIClient
-from .errors import NotModified, ProjectError
-from .metadata import MetadataError, decode_core_metadata, fields_from_core_metadata
-from .names import check_project_name
+from .errors import InvalidResponse, NotModified, ProjectError, UnsafeValue
+from .metadata import (
+    MetadataError,
+    decode_core_metadata,
+    fields_from_core_metadata,
+    fields_from_version_info,
+)
+from .names import canonical, check_project_name
+from .own_metadata import StoredFile, file_metadata
+from .page_files import files_from_page
+from .provenance import page_provenance
 from .records import Distribution, MetadataSource, Project, Release, StoredProject
 from .warehouse import (
     JsonLimits,
@@ -45,6 +57,8 @@ from .warehouse import (
 )
 
 __all__ = ["Depth", "NotModified", "ProjectError", "fetch_project", "parse_time"]
+
+log = logging.getLogger("pypi_assets")
 
 Depth = Literal["full", "project"]
 
@@ -147,8 +161,13 @@ class Plan:
     stored_infos: dict[str, dict[str, Any]]
     #: versions whose version JSON is asked for, in order
     version_jsons: list[str]
-    #: new wheels: the simple page says which have a PEP 658 ``.metadata`` file to ask for
+    #: new wheels: their own METADATA is read (:func:`.own_metadata.wheel_metadata`)
     new_wheels: list[ParsedFile]
+    #: new sdists (and other files): their own PKG-INFO is read where the format allows
+    new_others: list[ParsedFile] = dataclasses.field(default_factory=list)
+    #: the page advertises PEP 658 metadata for some file (so a wheel it does not
+    #: advertise has none: no unadvertised ``.metadata`` is tried)
+    pep658: bool = False
 
     @property
     def simple_page(self) -> bool:
@@ -186,13 +205,15 @@ def plan_project(parsed: ParsedProject, stored: StoredProject | None, depth: Dep
         if files and (stored_releases.get(v) is None or stored_releases[v].info is None)
     }
     new_wheels = [f for f in new_files if f.filename.endswith(".whl")]
+    new_others = [f for f in new_files if not f.filename.endswith(".whl")]
     if depth == "project":
         need_info = set()
-        new_wheels = []
+        new_wheels, new_others = [], []
     stored_infos = {
         v: r.info for v, r in stored_releases.items() if r.info is not None and v not in need_info
     }
-    return Plan(reused, stored_infos, sorted(need_info), new_wheels)
+    pep658 = any(f.core_metadata for fs in parsed.files.values() for f in fs)
+    return Plan(reused, stored_infos, sorted(need_info), new_wheels, new_others, pep658)
 
 
 def metadata_wanted(plan: Plan, core_meta: dict[str, str | None]) -> list[ParsedFile]:
@@ -214,6 +235,8 @@ class Bodies:
     no_info: set[str] = dataclasses.field(default_factory=set)
     #: filename -> the fields of its METADATA file (parsed; unparseable ones are left out)
     metadata: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: filename -> where its ``metadata`` came from (absent: ``core-metadata``)
+    sources: dict[str, MetadataSource] = dataclasses.field(default_factory=dict)
 
 
 def json_limits(config: ClientConfig) -> JsonLimits:
@@ -257,10 +280,21 @@ async def _project_json(
     )
 
 
-async def _advertised(client: PyPIClient, name: str) -> dict[str, str | None]:
-    """filename -> advertised sha256 of each file the simple page gives PEP 658 metadata."""
-    page = await client.simple_page(name)
-    return {sf.filename: sf.core_metadata_sha256 for sf in page.files if sf.core_metadata}
+async def _page_files(
+    client: PyPIClient, name: str, expected_serial: int | None, parsed: ParsedProject
+) -> None:
+    """The project's files from its PEP 691 page, into ``parsed.files`` (completed by the
+    project JSON's ``releases`` where it has them)."""
+    page = await client.simple_page(name, expected_serial)
+    page_url = f"{client.config.base}/simple/{canonical(name)}/"
+    json_files = parsed.files if parsed.has_releases else None
+    try:
+        parsed.provenance = page_provenance(page, page_url)
+        parsed.files = files_from_page(
+            json_limits(client.config), parsed.asked, page_url, page, json_files
+        )
+    except UnsafeValue as exc:
+        raise InvalidResponse(f"{name}: {exc}") from None
 
 
 async def _get_info(
@@ -280,40 +314,103 @@ async def _get_info(
         client.release_body()
 
 
-async def _get_meta(
-    client: PyPIClient, f: ParsedFile, parked: _Descriptions, bodies: Bodies
-) -> None:
+def _parse_meta(
+    client: PyPIClient, body: bytes | bytearray, parked: _Descriptions
+) -> dict[str, Any] | None:
+    """A METADATA / PKG-INFO file's fields; ``None`` when it cannot be parsed (the file then
+    falls back to its version JSON in the assembly)."""
     try:
-        body = await client.core_metadata(f.url, bodies.core_meta.get(f.filename), gated=True)
-        # Unparseable METADATA: the file falls back to its version JSON in the assembly.
-        with contextlib.suppress(MetadataError):
-            text, repaired = decode_core_metadata(body)
-            del body
-            fields = fields_from_core_metadata(text)
-            del text
-            fields["description"] = parked.park(fields.get("description"))
+        text, repaired = decode_core_metadata(body)
+        del body
+        fields = fields_from_core_metadata(text)
+    except MetadataError:
+        return None
+    del text
+    fields["description"] = parked.park(fields.get("description"))
+    if repaired:  # bytes that are not UTF-8, kept as U+FFFD (as Warehouse does)
+        client.stats.repaired["metadata-invalid-utf8"] += 1
+    return fields
+
+
+async def _get_meta(
+    client: PyPIClient,
+    f: ParsedFile,
+    plan: Plan,
+    parked: _Descriptions,
+    bodies: Bodies,
+    stored_file: StoredFile | None,
+) -> None:
+    """The file's own metadata (:func:`.own_metadata.file_metadata`), parsed."""
+    try:
+        found = await file_metadata(client, f, bodies.core_meta, plan.pep658, stored_file)
+        if found is None:
+            return
+        fields = _parse_meta(client, found.body, parked)
+        del found.body
+        if fields is not None:
             bodies.metadata[f.filename] = fields
-            if repaired:  # bytes that are not UTF-8, kept as U+FFFD (as Warehouse does)
-                client.stats.repaired["metadata-invalid-utf8"] += 1
+            bodies.sources[f.filename] = found.source
+        if found.core_metadata_sha256 is not None:
+            bodies.core_meta[f.filename] = found.core_metadata_sha256
     finally:
         client.release_body()
 
 
-async def _fetch_bodies(client: PyPIClient, name: str, plan: Plan, parked: _Descriptions) -> Bodies:
-    """The plan's requests: the simple page if needed, then the version JSONs and the
-    ``.metadata`` files at once. The first failure is raised as itself."""
+async def _fetch_bodies(
+    client: PyPIClient,
+    name: str,
+    plan: Plan,
+    parked: _Descriptions,
+    stored_file: StoredFile | None = None,
+) -> Bodies:
+    """The plan's requests: the version JSONs and every new file's own metadata, at once.
+    The first failure is raised as itself."""
     bodies = Bodies()
-    if plan.simple_page:
-        bodies.core_meta = await _advertised(client, name)
+    bodies.core_meta = {
+        f.filename: f.core_metadata_sha256 for f in plan.new_wheels if f.core_metadata
+    }
     try:
         async with asyncio.TaskGroup() as tg:
             for v in plan.version_jsons:
                 tg.create_task(_get_info(client, name, v, parked, bodies))
-            for f in metadata_wanted(plan, bodies.core_meta):
-                tg.create_task(_get_meta(client, f, parked, bodies))
+            for f in [*plan.new_wheels, *plan.new_others]:
+                tg.create_task(_get_meta(client, f, plan, parked, bodies, stored_file))
     except BaseExceptionGroup as group:
         raise group.exceptions[0] from None  # callers handle plain exceptions per project
     return bodies
+
+
+#: The fields an sdist's PKG-INFO and its version JSON are compared on.
+_COMPARED = (
+    "summary",
+    "author",
+    "author_email",
+    "license",
+    "requires_python",
+    "requires_dist",
+    "classifiers",
+    "keywords",
+    "home_page",
+)
+
+
+def _compare_sdists(client: PyPIClient, plan: Plan, bodies: Bodies) -> None:
+    """Count (and log) where an sdist's PKG-INFO and its version JSON differ."""
+    state = client.own_metadata
+    for f in plan.new_others:
+        info = bodies.infos.get(f.version)
+        fields = bodies.metadata.get(f.filename)
+        if info is None or fields is None or bodies.sources.get(f.filename) != "pkg-info":
+            continue
+        try:
+            expected = fields_from_version_info(info)
+        except MetadataError:
+            continue
+        state.compared += 1
+        differs = [k for k in _COMPARED if (fields.get(k) or None) != (expected.get(k) or None)]
+        state.differences.update(differs)
+        if differs:
+            log.info("%s: PKG-INFO differs from the version JSON on %s", f.filename, differs)
 
 
 def _restore(parked: _Descriptions, info: dict[str, Any], bodies: Bodies) -> None:
@@ -336,7 +433,7 @@ def _new_distribution(
     source: MetadataSource
     if f.filename in bodies.metadata:
         fields = bodies.metadata[f.filename]
-        source = "core-metadata"
+        source = bodies.sources.get(f.filename, "core-metadata")
     elif rinfo is not None:
         fields = version_fields(parsed.asked, f.version, rinfo)
         source = "version-json"
@@ -381,6 +478,7 @@ def assemble_project(parsed: ParsedProject, plan: Plan, bodies: Bodies) -> Proje
                 d = dataclasses.replace(old)
             else:
                 d = _new_distribution(parsed, f, rinfo, bodies)
+            d.provenance_url = parsed.provenance.get(f.filename, d.provenance_url)
             dists.append(fill_file(d, f, parsed.name, parsed.serial))
     _share_descriptions(info, releases, dists)
     return Project(
@@ -402,17 +500,23 @@ async def fetch_project(
     stored: StoredProject | None,
     *,
     depth: Depth = "full",
+    stored_file: StoredFile | None = None,
 ) -> Project:
     """Fetch ``name`` and return its complete new state; raises NotFound, UpstreamError,
     UnsafeValue or ProjectError. Nothing unchanged is fetched again.
 
-    ``depth="project"`` makes exactly one request (the project JSON): files, hashes, sizes and
-    yanks, with the metadata columns left NULL (``metadata_source = 'none'``).
+    ``depth="project"``: files, hashes, sizes and yanks, with the metadata columns left NULL
+    (``metadata_source = 'none'``), in one request (the project JSON) while it has its
+    ``releases`` key, else two (and the page). ``stored_file``: opens a stored copy of a
+    release file, so an sdist's PKG-INFO is read from the blob store, not upstream.
     """
     check_project_name(name)
     parked = _Descriptions()
     parsed = await _project_json(client, name, expected_serial, stored, depth, parked)
+    if depth == "full" or not parsed.has_releases:
+        await _page_files(client, name, expected_serial, parsed)
     plan = plan_project(parsed, stored, depth)
-    bodies = await _fetch_bodies(client, name, plan, parked)
+    bodies = await _fetch_bodies(client, name, plan, parked, stored_file)
     _restore(parked, parsed.info, bodies)
+    _compare_sdists(client, plan, bodies)
     return assemble_project(parsed, plan, bodies)

@@ -11,7 +11,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-MetadataSource = Literal["core-metadata", "version-json", "none"]
+#: Where a file's metadata columns came from: its PEP 658 ``.metadata`` file (advertised or
+#: not), its wheel's METADATA read with range requests, its sdist's PKG-INFO, its version's
+#: JSON ``info`` (its release's first upload), or nowhere.
+MetadataSource = Literal["core-metadata", "range", "pkg-info", "version-json", "none"]
 
 #: The 24 per-file fields that bandersnatch issue #548 asks for, in its order.
 SEED_FIELDS: tuple[str, ...] = (
@@ -68,7 +71,8 @@ class UpstreamListing:
     serial: int  # the global serial the listing was taken at
     names: list[str]  # display names as upstream lists them
     serials: list[int]  # each project's _last-serial (0 when upstream did not say)
-    source: Literal["simple-json", "xmlrpc", "simple-html"]
+    #: where it came from; "allowlist": no listing read, the allowlisted names as named
+    source: Literal["simple-json", "xmlrpc", "simple-html", "allowlist"]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -131,6 +135,8 @@ class Distribution:
     metadata_source: MetadataSource = "version-json"
     core_metadata_sha256: str | None = None
     project_serial: int = 0
+    #: PEP 740: the file's provenance URL as its simple page states it (``None``: none)
+    provenance_url: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -46,8 +46,9 @@ HTML_CT = "application/vnd.pypi.simple.v1+html"
 JSON_LATEST = "application/vnd.pypi.simple.latest+json"
 HTML_LATEST = "application/vnd.pypi.simple.latest+html"
 ACCEPT = f"{JSON_CT}, {HTML_CT};q=0.2, text/html;q=0.01"
-#: the API version the rendered pages announce (1.1: PEP 700's versions, size, upload-time)
-API_VERSION = "1.1"
+#: the API version the rendered pages announce (1.1: PEP 700's versions, size, upload-time;
+#: 1.4: PEP 740's provenance)
+API_VERSION = "1.4"
 
 _SERIAL_RE = re.compile(r"<!--\s*SERIAL\s+(\d+)\s*-->")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -172,6 +173,8 @@ class SimpleFile:
     core_metadata: bool
     size: int | None = None
     upload_time: str | None = None
+    #: PEP 740: the provenance URL as the page states it (relative ones left as sent), or None
+    provenance: str | None = None
 
 
 @dataclass(slots=True)
@@ -232,6 +235,12 @@ def _sha256(value: Any) -> str | None:
     return value
 
 
+def _provenance(value: Any) -> str | None:
+    """PEP 740's ``provenance``: a non-empty string, else none (judged before any request by
+    :func:`.provenance.check_provenance_url`)."""
+    return value if isinstance(value, str) and value else None
+
+
 def parse_project_page_json(data: Any) -> SimpleProjectPage:
     if not isinstance(data, dict):
         raise SimpleParseError("simple project JSON is not an object")
@@ -262,6 +271,7 @@ def parse_project_page_json(data: Any) -> SimpleProjectPage:
                 core_metadata_sha256=cm_sha,
                 size=size if _serial(size) else None,
                 upload_time=ut if isinstance(ut, str) else None,
+                provenance=_provenance(f.get("provenance")),
             )
         )
     raw = data.get("meta", {}).get("_last-serial")
@@ -318,6 +328,7 @@ def parse_project_page_html(text: str, name: str) -> SimpleProjectPage:
                 yanked_reason=reason,
                 core_metadata=has_cm,
                 core_metadata_sha256=cm_sha,
+                provenance=_provenance(attrs.get("data-provenance")),
             )
         )
     status, reason = parse_project_status(
@@ -432,8 +443,18 @@ def _html_page(
     ).encode()
 
 
+def _provenance_href(f: dict[str, Any], root_uri: str) -> str | None:
+    """PEP 740: where the mirror serves the file's provenance object (``provenance_key``,
+    when stored), beside the files: ``root_uri``-absolute, else relative to the page."""
+    key = f.get("provenance_key")
+    if not key:
+        return None
+    return f"{root_uri}/{quote(key)}" if root_uri else f"../../{quote(key)}"
+
+
 def _json_file(f: dict[str, Any], url: str, core: str | None, root_uri: str) -> dict[str, Any]:
-    """One file of a PEP 691 project page (PEP 700's fields, PEP 658's both spellings)."""
+    """One file of a PEP 691 project page (PEP 700's fields, PEP 658's both spellings,
+    PEP 740's provenance)."""
     meta: Any = {"sha256": core} if core else False
     return {
         "filename": f["filename"],
@@ -445,6 +466,7 @@ def _json_file(f: dict[str, Any], url: str, core: str | None, root_uri: str) -> 
         "yanked": (f["yanked_reason"] or True) if f["yanked"] else False,
         "core-metadata": meta,
         "data-dist-info-metadata": meta,
+        "provenance": _provenance_href(f, root_uri),
     }
 
 
@@ -458,6 +480,9 @@ def _anchor(f: dict[str, Any], url: str, core: str | None) -> str:
         attrs.append(f'data-core-metadata="sha256={core}"')
     if f["yanked"]:
         attrs.append(f'data-yanked="{html.escape(f["yanked_reason"] or "")}"')
+    provenance = _provenance_href(f, "")  # relative, as the file's own href
+    if provenance:
+        attrs.append(f'data-provenance="{html.escape(provenance)}"')
     return f"    <a {' '.join(attrs)}>{html.escape(f['filename'])}</a><br />"
 
 

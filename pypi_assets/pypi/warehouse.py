@@ -116,6 +116,9 @@ class ParsedFile:
     yanked_reason: str | None
     python_version: str | None
     requires_python: str | None
+    #: PEP 658: the page advertises a ``.metadata`` file (and its sha256, when given)
+    core_metadata: bool = False
+    core_metadata_sha256: str | None = None
 
 
 def _hexdigest(value: Any, length: int) -> str | None:
@@ -250,6 +253,10 @@ class ParsedProject:
     etag: str | None  # the answer's ETag, when short enough to store
     info: dict[str, Any]  # the project JSON's ``info``, verbatim
     files: dict[str, list[ParsedFile]]  # version -> files
+    #: whether the project JSON still had its deprecated ``releases`` key
+    has_releases: bool = True
+    #: filename -> its PEP 740 provenance URL (or None), from the simple page
+    provenance: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
 
 def project_info(name: str, data: Any) -> dict[str, Any]:
@@ -273,7 +280,9 @@ def parse_project(
     ``name``. ``serial``: the answer's own (its header), else ``last_serial``, else the
     expected one. Raises :class:`LimitExceeded`, :class:`InvalidResponse`,
     :class:`UnsafeValue` or :class:`ProjectError`."""
-    check_caps(limits, name, data.get("releases"))
+    releases = data.get("releases")
+    if releases is not None:  # deprecated; the PEP 691 page lists the files (files_from_page)
+        check_caps(limits, name, releases)
     info = data["info"]
     display = check_project_name(info.get("name"))
     norm = canonical(name)
@@ -284,7 +293,7 @@ def parse_project(
         serial = ls if isinstance(ls, int) else (expected_serial or 0)
     serial = check_serial(serial, f"{name}: last_serial")
     try:
-        files = parse_files(limits, data.get("releases"))
+        files = parse_files(limits, releases) if releases is not None else {}
     except UnsafeValue as exc:
         raise InvalidResponse(f"{name}: {exc}") from None
     return ParsedProject(
@@ -295,6 +304,7 @@ def parse_project(
         etag=etag if etag and len(etag) <= 202 else None,
         info=info,
         files=files,
+        has_releases=releases is not None,
     )
 
 

@@ -5,6 +5,7 @@ No DTDs, no entity expansion, no external entities: a hostile upstream cannot bl
 
 from __future__ import annotations
 
+import re
 import xmlrpc.client
 from typing import Any
 
@@ -13,9 +14,16 @@ from defusedxml.xmlrpc import DefusedExpatParser
 
 from .errors import XmlRpcError
 
-__all__ = ["XmlRpcError", "dumps_call", "loads_response"]
+__all__ = ["XmlRpcError", "dumps_call", "loads_response", "rate_limit_wait"]
 
 MAX_XMLRPC_BYTES = 256 * 1024 * 1024
+#: Warehouse's rate-limit message, in a 429 body or an XML-RPC fault inside a 200:
+#: "The action could not be performed because there were too many requests. Limit may
+#: reset in N seconds."
+_RESET = re.compile(r"limit may reset in (\d{1,9}) seconds?", re.IGNORECASE)
+_TOO_MANY = re.compile(r"too ?many ?requests", re.IGNORECASE)
+#: The wait for a rate-limit message that names none.
+DEFAULT_RATE_WAIT = 60.0
 
 
 def dumps_call(method: str, *params: Any) -> bytes:
@@ -39,3 +47,13 @@ def loads_response(body: bytes | bytearray) -> Any:
     except Exception as exc:  # expat.ExpatError and friends
         raise XmlRpcError(f"malformed XML-RPC response: {exc}") from exc
     return result[0] if len(result) == 1 else result
+
+
+def rate_limit_wait(text: str) -> float | None:
+    """The seconds a rate-limit message asks to wait ("Limit may reset in N seconds"; a
+    "too many requests" message naming no wait: :data:`DEFAULT_RATE_WAIT`), or ``None`` when
+    ``text`` is not a rate-limit message."""
+    found = _RESET.search(text)
+    if found is not None:
+        return float(found.group(1))
+    return DEFAULT_RATE_WAIT if _TOO_MANY.search(text) else None

@@ -1,8 +1,10 @@
 """Content-addressed blob stores: a local directory or an S3-compatible bucket (obstore).
 
 Keys follow PyPI's file URLs, ``packages/aa/bb/<rest of the digest>/<filename>``, so a web
-server pointed at a local store serves the same paths as files.pythonhosted.org. Every key is
-built from a validated hex digest and a validated filename, never from a raw upstream string.
+server pointed at a local store serves the same paths as files.pythonhosted.org; PEP 740
+provenance objects live under PyPI's ``integrity/<project>/<version>/<filename>/provenance``.
+Every key is built from a validated hex digest (or project name and version) and a validated
+filename, never from a raw upstream string.
 Writes are atomic: a verified temporary file is renamed into place (local) or uploaded with a
 conditional put that refuses to overwrite (S3). No Dagster imports.
 """
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ..pypi.names import UnsafeValue, check_filename
+from packaging.utils import canonicalize_name
+
+from ..pypi.names import UnsafeValue, check_filename, check_project_name
 
 __all__ = [
     "BlobStore",
@@ -37,11 +41,16 @@ __all__ = [
     "metadata_key_sql",
     "open_blob_store",
     "other_databases",
+    "provenance_key",
+    "provenance_key_sql",
     "register_database",
 ]
 
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _KEY = re.compile(r"^packages/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{60})/([^/\\]+?)(\.metadata)?$")
+_INTEGRITY = re.compile(r"^integrity/([^/]+)/([^/]+)/([^/]+)/provenance$")
+#: a version as a path segment: PEP 440's characters (and ``_``), no separators, no dot first
+_VERSION_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!_-]{0,127}$")
 CHUNK = 1 << 20
 
 
@@ -96,8 +105,39 @@ def key_digest(key: str) -> str:
     return parts[1] + parts[2] + parts[3]
 
 
+PROVENANCE_PREFIX = "integrity/"
+
+
+def provenance_key(project: str, version: str, filename: str) -> str:
+    """PEP 740's route for a file's provenance object, as PyPI serves it:
+    ``integrity/<project>/<version>/<filename>/provenance``. Every part is validated (a
+    normalised project name, a version of PEP 440's characters, a safe filename)."""
+    check_project_name(project)
+    if canonicalize_name(project) != project:
+        raise UnsafeValue(f"project name not normalised {project!r}")
+    if not isinstance(version, str) or not _VERSION_SEGMENT.match(version) or ".." in version:
+        raise UnsafeValue(f"version not usable in a path {str(version)[:100]!r}")
+    return f"{PROVENANCE_PREFIX}{project}/{version}/{check_filename(filename)}/provenance"
+
+
+def provenance_key_sql(project: str, version: str, filename: str) -> str:
+    """:func:`provenance_key` as a SQL expression over three columns (a row whose parts
+    :func:`provenance_key` refuses never has a stored key, so never matches one)."""
+    return f"('{PROVENANCE_PREFIX}' || {project} || '/' || {version} || '/' || {filename} || '/provenance')"
+
+
+def is_provenance_key(key: str) -> bool:
+    return key.startswith(PROVENANCE_PREFIX)
+
+
 def check_key(key: str) -> str:
-    """Accept only keys of the shape :func:`blob_key` makes (plus ``.metadata``)."""
+    """Accept only keys of the shape :func:`blob_key` makes (plus ``.metadata``), or of
+    the shape :func:`provenance_key` makes."""
+    m = _INTEGRITY.match(key)
+    if m:
+        if provenance_key(m.group(1), m.group(2), m.group(3)) != key:
+            raise UnsafeValue(f"not a provenance key: {key!r}")
+        return key
     m = _KEY.match(key)
     if not m:
         raise UnsafeValue(f"not a blob key: {key!r}")

@@ -29,13 +29,14 @@ from ..pypi.records import (
     UpstreamListing,
 )
 from ..pypi.requirements import parse_dependency
-from .blobs import metadata_key_sql
+from .blobs import metadata_key_sql, provenance_key_sql
 from .schema import (
     BLOBS,
     CLOSURE_PROJECTS,
     DEPENDENCIES,
     DISTRIBUTIONS,
     PROJECTS,
+    PUBLISHERS,
     RELEASES,
     RENAMED_COLUMNS,
     SCHEMA_VERSION,
@@ -295,6 +296,16 @@ class ListingShrank(Refused, ValueError):
             f"stored ({dropped / max(stored, 1):.1%}, more than the {share:.1%} allowed by "
             "[pypi_assets] max_removed_share): treated as an upstream fault, nothing removed"
         )
+
+
+def _drop_gone_publishers(con: duckdb.DuckDBPyConnection, projects: list[str]) -> None:
+    """Publisher rows of files that ``projects`` no longer have."""
+    con.execute(
+        "DELETE FROM publishers p WHERE p.project IN (SELECT unnest($1::VARCHAR[])) AND NOT "
+        "EXISTS (SELECT 1 FROM distributions d WHERE d.project = p.project "
+        "AND d.filename = p.filename)",
+        [projects],
+    )
 
 
 class WriteResult:
@@ -834,6 +845,7 @@ class MetadataStore:
                 kept = _keep_statuses(con, keep)
                 con.execute("DELETE FROM projects WHERE name IN (SELECT unnest($1))", [keep])
                 _insert_projects(con, list(fresh.values()), now)
+                _drop_gone_publishers(con, keep)
                 _restore_statuses(con, kept)
                 result.written.extend(keep)
         return result
@@ -952,6 +964,8 @@ class MetadataStore:
         cols = ", ".join(
             "k.key"
             if c == "key"
+            else _STORED_PROVENANCE
+            if c == "provenance_key"
             else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE "
             f"m.key = {metadata_key_sql('k.key')} AND m.sha256 = d.core_metadata_sha256) "
             "THEN d.core_metadata_sha256 END AS core_metadata_sha256"
@@ -1004,6 +1018,53 @@ class MetadataStore:
     def selected_file_count(self) -> int:
         return int(self.query("SELECT count(*) FROM selected_files")[0][0])
 
+    # ------------------------------------------------------------------ provenance
+    def missing_provenance(self) -> list[tuple[str, str, str, str]]:
+        """Selected files with a PEP 740 provenance URL whose provenance object is not
+        recorded as stored: ``(project, release_version, filename, provenance_url)``."""
+        key = provenance_key_sql("d.project", "d.release_version", "d.filename")
+        return [
+            (r[0], r[1], r[2], r[3])
+            for r in self.query(
+                "SELECT d.project, d.release_version, d.filename, d.provenance_url "
+                "FROM selected_distributions d WHERE d.provenance_url IS NOT NULL "
+                f"AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.key = {key}) ORDER BY 1, 3"
+            )
+        ]
+
+    def record_provenance(
+        self,
+        stored: Sequence[tuple[str, str, str, str, int]],
+        publishers: Sequence[tuple[str, str, int, str, str | None, str | None, str | None]],
+    ) -> None:
+        """Provenance objects now in the blob store (``(key, project, filename, sha256,
+        size)``, as :meth:`record_blobs`) and the publishers they name (``(project,
+        filename, bundle, kind, repository, workflow, environment)``), replacing those of
+        the same files."""
+        files = sorted({(r[1], r[2]) for r in stored})
+        with self.transaction() as con:
+            if files:
+                con.execute(
+                    "DELETE FROM publishers WHERE (project, filename) IN (SELECT unnest($1), "
+                    "unnest($2))",
+                    [[f[0] for f in files], [f[1] for f in files]],
+                )
+            _insert(
+                con, PUBLISHERS, (dict(zip(PUBLISHERS.names, p, strict=True)) for p in publishers)
+            )
+        self.record_blobs(stored)
+
+    def resolve_listing_serials(self) -> int:
+        """Listed projects whose serial is unknown (0, as an allowlist lists them) take the
+        serial of their stored state, when it is ``ok``: with the changelog followed, a later
+        change raises it again. Returns how many were resolved."""
+        with self.transaction() as con:
+            row = con.execute(
+                "UPDATE upstream_projects u SET serial = p.serial FROM projects p "
+                "WHERE p.name = u.name AND u.serial <= 0 AND p.state = 'ok' AND p.serial > 0"
+            ).fetchone()
+        return int(row[0]) if row else 0
+
 
 class IndexedProject(NamedTuple):
     """A project the index lists (:meth:`MetadataStore.index_projects`)."""
@@ -1019,6 +1080,13 @@ class IndexedProject(NamedTuple):
     status: str | None = None
     status_reason: str | None = None
 
+
+#: a file's provenance key when its provenance object is stored (else NULL)
+_STORED_PROVENANCE = (
+    "CASE WHEN EXISTS (SELECT 1 FROM blobs pv WHERE pv.key = "
+    f"{provenance_key_sql('d.project', 'd.release_version', 'd.filename')}) THEN "
+    f"{provenance_key_sql('d.project', 'd.release_version', 'd.filename')} END AS provenance_key"
+)
 
 #: the columns of a file as the index pages list it (:meth:`MetadataStore.index_files`)
 INDEX_FILE_COLUMNS = (
@@ -1036,4 +1104,5 @@ INDEX_FILE_COLUMNS = (
     "python_version",
     "md5",
     "blake2b_256",
+    "provenance_key",
 )

@@ -168,6 +168,18 @@ SIMPLE_PAGES = declare(
     """,
     key="project",
 )
+PUBLISHERS = declare(
+    "publishers",
+    """
+    project VARCHAR        -- normalised
+    filename VARCHAR       -- the file whose PEP 740 provenance names the publisher
+    bundle INTEGER         -- the attestation bundle's position in the provenance object
+    kind VARCHAR           -- the Trusted Publisher's kind (GitHub, GitLab, Google, ActiveState)
+    repository VARCHAR     -- as the publisher states it (owner/name)
+    workflow VARCHAR       -- the workflow (file name) that published
+    environment VARCHAR    -- the deployment environment, if any
+    """,
+)
 CLOSURE_PROJECTS = declare(
     "closure_projects",
     """
@@ -227,6 +239,7 @@ TABLES: tuple[Table, ...] = (
     BLOBS,
     SIMPLE_PAGES,
     CLOSURE_PROJECTS,
+    PUBLISHERS,
     VULNERABILITIES,
     PROJECT_ROLES,
     UPSTREAM_ETAGS,

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -26,11 +27,25 @@ import httpx
 
 from ..pypi import InvalidData, PyPIClient, UnsafeValue, UpstreamError
 from ..pypi.download import IntegrityError, download
-from ..pypi.errors import Refused
+from ..pypi.errors import LimitExceeded, Refused
 from ..pypi.names import check_sha256
-from ..store.blobs import BlobStore, check_key, is_metadata_key, key_digest
+from ..pypi.provenance import (
+    INTEGRITY_CT,
+    MAX_PROVENANCE_BYTES,
+    Publisher,
+    check_provenance_url,
+    parse_provenance,
+)
+from ..store.blobs import (
+    BlobStore,
+    check_key,
+    is_metadata_key,
+    is_provenance_key,
+    key_digest,
+    provenance_key,
+)
 from .pool import Batch, run_pool
-from .reports import Progress, no_progress
+from .reports import Progress, no_progress, one_line
 
 __all__ = [
     "DEFAULT_MAX_DELETE_SHARE",
@@ -39,7 +54,9 @@ __all__ = [
     "VerifyReport",
     "check_delete_share",
     "delete_unreferenced",
+    "fetch_provenance",
     "mirror_files",
+    "mirror_provenance",
     "verify_blobs",
 ]
 
@@ -59,6 +76,7 @@ class FilesReport:
     bytes: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # "project: filename" -> why
     seconds: float = 0.0
+    provenance: int = 0  # PEP 740 provenance objects stored
 
     @property
     def ok(self) -> bool:
@@ -72,6 +90,7 @@ class FilesReport:
             "bytes": self.bytes,
             "failed": sorted(self.failed),
             "seconds": round(self.seconds, 3),
+            "provenance": self.provenance,
         }
 
 
@@ -94,8 +113,8 @@ def _stored_state(blobs: BlobStore, key: str, sha256: str, size: int | None) -> 
 def _key_blake2b(key: str, sha256: str) -> str | None:
     """The blake2b-256 digest a file's bytes must have to live under ``key``: the key's own
     digest, unless the key was built from the sha256 (no blake2b advertised). ``None`` for
-    ``.metadata`` files, whose key names the file they describe."""
-    if is_metadata_key(key):
+    ``.metadata`` files, whose key names the file they describe, and provenance objects."""
+    if is_metadata_key(key) or is_provenance_key(key):
         return None
     digest = key_digest(key)
     return None if digest == sha256 else digest
@@ -104,7 +123,7 @@ def _key_blake2b(key: str, sha256: str) -> str | None:
 def _matches_key(blobs: BlobStore, key: str) -> bool:
     """Whether the stored blob's bytes hash to the digest its key is built from (blake2b-256
     or sha256): such a blob is the key's rightful content, whatever a listing claims."""
-    if is_metadata_key(key):
+    if is_metadata_key(key) or is_provenance_key(key):
         return False
     want = key_digest(key)
     sha, blake = hashlib.sha256(), hashlib.blake2b(digest_size=32)
@@ -407,3 +426,97 @@ def delete_unreferenced(
     for key in report.unreferenced:
         blobs.delete(key)
         report.deleted.append(key)
+
+
+# ---------------------------------------------------------------------- provenance (PEP 740)
+#: ``(project, release_version, filename, provenance URL)``: one provenance object to fetch
+ProvenanceRow = tuple[str, str, str, str]
+#: ``(project, filename, bundle, kind, repository, workflow, environment)``
+PublisherRow = tuple[str, str, int, str, str | None, str | None, str | None]
+
+
+async def _provenance_body(client: PyPIClient, url: str) -> bytes:
+    """The provenance object at ``url``, read no further than :data:`MAX_PROVENANCE_BYTES`."""
+    body = bytearray()
+    cap = MAX_PROVENANCE_BYTES
+
+    async def receive(resp: httpx.Response, final: str) -> bool:
+        announced = resp.headers.get("content-length", "")
+        if announced.isdigit() and int(announced) > cap:
+            raise LimitExceeded(f"{final}: provenance object larger than {cap} bytes")
+        body.clear()
+        async for chunk in resp.aiter_raw():
+            body.extend(chunk)
+            if len(body) > cap:
+                raise LimitExceeded(f"{final}: provenance object larger than {cap} bytes")
+        return True
+
+    await client.stream_to("provenance", url, receive, headers=lambda: {"Accept": INTEGRITY_CT})
+    return bytes(body)
+
+
+def _put_bytes(blobs: BlobStore, key: str, data: bytes) -> None:
+    """Store a small checked object under ``key`` through a temporary file of its own (two
+    writers of one key each rename theirs into place)."""
+    fd, name = tempfile.mkstemp(dir=blobs.staging(), suffix=".provenance.part")
+    part = Path(name)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    try:
+        blobs.put_file(key, part)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+async def fetch_provenance(
+    client: PyPIClient, blobs: BlobStore, row: ProvenanceRow
+) -> tuple[Stored, list[Publisher]]:
+    """Fetch one file's provenance object, check it (a safe URL on an allowed origin, a
+    size cap, the PEP 740 shape) and store it under its ``integrity/...`` key. Returns the
+    stored record and the publishers it names; raises on anything that must not be stored."""
+    project, version, filename, url = row
+    key = provenance_key(project, version, filename)
+    checked = check_provenance_url(url, client.config.base + "/", client.config.allowed_hosts)
+    data = await _provenance_body(client, checked)
+    publishers = parse_provenance(data, f"{checked}")
+    await asyncio.to_thread(_put_bytes, blobs, key, data)
+    return (key, project, filename, hashlib.sha256(data).hexdigest(), len(data)), publishers
+
+
+async def mirror_provenance(
+    client: PyPIClient,
+    blobs: BlobStore,
+    rows: Sequence[ProvenanceRow],
+    record: Callable[[list[Stored], list[PublisherRow]], None],
+    report: FilesReport,
+    *,
+    progress: Progress = no_progress,
+) -> None:
+    """Fetch the provenance objects of ``rows`` into the store and ``record`` them with
+    their publishers. One failing fails that file's provenance alone: one line in
+    ``report.failed`` (``"<project>: <filename> (provenance)"``) and in the log."""
+    stored: list[Stored] = []
+    publishers: list[PublisherRow] = []
+    done = 0
+
+    async def one(row: ProvenanceRow) -> None:
+        nonlocal done
+        project, _version, filename, _url = row
+        name = f"{project}: {filename} (provenance)"
+        try:
+            got, pubs = await fetch_provenance(client, blobs, row)
+            stored.append(got)
+            publishers.extend(
+                (project, filename, p.bundle, p.kind, p.repository, p.workflow, p.environment)
+                for p in pubs
+            )
+            report.provenance += 1
+        except _FILE_ERRORS as exc:
+            report.failed[name] = one_line(exc)
+            log.warning("%s failed: %s", name, one_line(exc))
+        done += 1
+        progress("provenance", done, len(rows), name)
+
+    await run_pool(rows, one, workers=max(1, min(len(rows), client.config.concurrency)))
+    if stored:
+        await asyncio.to_thread(record, stored, publishers)

@@ -9,6 +9,10 @@ Layout under the web root (bandersnatch's, so its nginx configs carry over)::
     simple/<project>/index.html, index.v1_html, index.v1_json
     pypi/<project>/json, pypi/<project>/<version>/json       the JSON API, with last_serial
     packages/aa/bb/<digest>/<filename>[.metadata]             the blobs (local store)
+    integrity/<project>/<version>/<filename>/provenance       PEP 740 provenance (local store)
+
+A page's ``provenance`` (JSON) and ``data-provenance`` (HTML) point at the mirror's own
+``/integrity/...`` route, and only for provenance objects in the blob store.
 
 Every file is written to a temporary name and renamed into place. Only projects whose serial
 or whose selection changed since their pages were written are rendered again.
@@ -345,7 +349,7 @@ def _finish_root(
 ) -> int:
     """Rewrite the root when a project ``changed`` or it is due, mark the write complete,
     and return the global serial the root carries."""
-    serial = int(store.get_meta("upstream_serial") or 0)
+    serial = store.known_serial()  # the listing, and the changelog after it
     # The root carries the global serial: rewrite it when that moved, even with no project
     # changed (after a stale listing, say), so it never keeps announcing an older one.
     root_serial = store.get_meta("index_root_serial")

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import IO
 
 import duckdb
 import httpx
 
 from ..filters import MirrorConfig
-from ..pypi import InvalidData, NotFound, PyPIClient, UpstreamError, fetch_project
+from ..pypi import InvalidData, NotFound, PyPIClient, UnsafeValue, UpstreamError, fetch_project
 from ..pypi.fetch import Depth, NotModified
+from ..pypi.own_metadata import StoredFile
 from ..pypi.records import Project
+from ..pypi.warehouse import ParsedFile
 from ..store import MetadataStore
+from ..store.blobs import BlobStore, blob_key
 from ..store.duckdb_store import is_storage_error
 from .pool import Batch, run_pool
 from .reports import ClosureReport, Progress, RefreshReport, no_progress, one_line
@@ -34,6 +38,26 @@ def _text_weight(p: Project) -> int:
     info = len(p.info.get("description") or "") if p.info else 0
     rel = sum(len((r.info or {}).get("description") or "") for r in p.releases)
     return info + rel + sum(len(d.description or "") for d in p.distributions)
+
+
+def stored_reader(blobs: BlobStore | None) -> StoredFile | None:
+    """Opens a file's copy in a local blob store (``None``: not stored there), so an sdist's
+    PKG-INFO is read from disk instead of being fetched again. Keys are content-addressed
+    and a blob is stored only once its digest is checked, so the copy is the file."""
+    if blobs is None:
+        return None
+
+    def open_stored(f: ParsedFile) -> IO[bytes] | None:
+        for blake2b in dict.fromkeys((f.blake2b_256, None)):  # as keyed then, or by sha256
+            try:
+                path = blobs.local_path(blob_key(f.filename, blake2b, f.sha256))
+            except UnsafeValue:
+                continue
+            if path is not None and path.is_file():
+                return path.open("rb")
+        return None
+
+    return open_stored
 
 
 def _needs_refresh(row: tuple[str, str, int], states: dict[str, tuple[int, str]]) -> bool:
@@ -93,12 +117,15 @@ async def _refresh_one(
     depth: Depth,
     batch: Batch[Project],
     report: RefreshReport,
+    stored_file: StoredFile | None = None,
 ) -> str:
     """Fetch one project into ``batch``; returns its status (``ok``, ``unchanged``,
     ``missing`` or ``failed``, the reason then in ``report.failed``)."""
     try:
         stored = await asyncio.to_thread(store.load_stored, name)
-        project = await fetch_project(client, display, serial or None, stored, depth=depth)
+        project = await fetch_project(
+            client, display, serial or None, stored, depth=depth, stored_file=stored_file
+        )
         await batch.add(project, _text_weight(project))
         return "ok"
     except NotModified as exc:
@@ -127,12 +154,14 @@ async def refresh_metadata(
     progress: Progress = no_progress,
     batch: int = 64,
     depth: Depth = "full",
+    stored_file: StoredFile | None = None,
 ) -> RefreshReport:
     """Fetch every selected project whose upstream serial is newer than the stored one.
 
     ``candidates`` (``(name, display_name, serial)``, already known to need a refresh, as
     for a serial window) limits the work; by default every selected project is considered.
-    Each project fails alone; the rest of the run completes.
+    Each project fails alone; the rest of the run completes. ``stored_file`` opens a file's
+    stored copy (see :func:`stored_reader`), so its own metadata is read from it.
     """
     report = RefreshReport()
     if candidates is None:
@@ -153,7 +182,15 @@ async def refresh_metadata(
         nonlocal done
         display, serial = listing[name]
         status = await _refresh_one(
-            client, store, name, display, serial, depth=depth, batch=pending, report=report
+            client,
+            store,
+            name,
+            display,
+            serial,
+            depth=depth,
+            batch=pending,
+            report=report,
+            stored_file=stored_file,
         )
         if status == "failed" and stop_on_error:
             stop.set()

@@ -74,6 +74,11 @@ class SyncReport:
     metadata_sources: dict[str, int] = field(default_factory=dict)  # selected files by source
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
+    #: How upstream changes were found (``changelog``, ``listing serials (no XML-RPC)``,
+    #: ``conditional re-check (no XML-RPC)``), and which listing was read ("none": none).
+    changes: str = ""
+    listing: str = ""
+    resolve_serials: bool = False  # (the run's own bookkeeping: see update_listing)
     statuses: StatusReport | None = None  # the status poll (sync/status.py)
 
     def _phase(self, name: str, since: float) -> float:
@@ -108,6 +113,8 @@ class SyncReport:
             "upstream": self.upstream,
             "upstream_serial": self.upstream_serial,
             "up_to_date": self.up_to_date,
+            "changes": self.changes,
+            "listing": self.listing,
             "listed": self.listed,
             "selected": self.selected,
             **(

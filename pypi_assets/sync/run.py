@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,23 @@ from ..store import MetadataStore, publish_snapshot
 from ..store.blobs import BlobStore, register_database
 from ..store.derived import refresh_derived
 from ..store.snapshot import snapshot_serial
-from .files import FilesReport, mirror_files
+from .files import (
+    FileRow,
+    FilesReport,
+    PublisherRow,
+    Stored,
+    mirror_files,
+    mirror_provenance,
+)
 from .index import IndexOptions, IndexOwnedElsewhere, claim_index, missing_pages, write_index
-from .listing import apply_changelog, list_upstream, select_projects
-from .metadata import close_dependencies, refresh_metadata
+from .listing import (
+    apply_changelog,
+    list_upstream,
+    reconciliation_due,
+    select_projects,
+    update_listing,
+)
+from .metadata import close_dependencies, refresh_metadata, stored_reader
 from .reports import Progress, SyncReport, WindowReport, no_progress
 from .selection import recompute_selected_files
 from .settings import Settings, SettingsError, client_config, config_hash
@@ -51,22 +64,27 @@ async def refresh_window(
 ) -> WindowReport:
     """Refresh one serial window: the selected projects whose upstream serial falls in it
     and whose stored serial is older. A window whose end lies beyond what the stored listing
-    knows first catches up through the changelog (or, without one, a full re-listing)."""
+    knows first catches up through the changelog (or, without one, a full re-listing). A
+    reconciliation that is due (``[pypi_assets] reconcile_interval``) re-lists first."""
     first, last = bounds(key)
     reached: int | None = None
     relisted = False
-    if store.known_serial() < last:
-        reached = await apply_changelog(client, store, config)
+    due = reconciliation_due(store, config)
+    if due or store.known_serial() < last:
+        reached = None if due else await apply_changelog(client, store, config)
         if reached is None:
             await list_upstream(client, store, config)
             select_projects(store, config)
-            store.mark_removed(store.listing_serial())
+            reached = await apply_changelog(client, store, config) if due else None
+            store.mark_removed(reached or store.listing_serial())
             relisted = True
     candidates = await asyncio.to_thread(store.window_candidates, first, last)
     refresh = await refresh_metadata(
         client, store, candidates=candidates, stop_on_error=config.stop_on_error, progress=progress
     )
     await close_dependencies(client, store, config, refresh, progress=progress)
+    if client.xmlrpc_missing is None and store.known_serial() > 0:
+        store.resolve_listing_serials()  # the changelog is followed: see update_listing
     return WindowReport(key, reached, relisted, refresh, client.stats.as_dict())
 
 
@@ -88,10 +106,43 @@ async def sync_files(
     progress: Progress = no_progress,
     core_metadata: bool = True,
 ) -> FilesReport:
-    """Download the selected files (and PEP 658 ``.metadata``) that are not stored yet."""
+    """Download the selected files (and PEP 658 ``.metadata``) that are not stored yet, then
+    their PEP 740 provenance objects (with the publishers they name)."""
     rows = await asyncio.to_thread(store.missing_blobs, serials, metadata=core_metadata)
     progress("files", 0, len(rows), f"{len(rows)} files to fetch into {blobs.description}")
-    return await mirror_files(client, blobs, rows, store.record_blobs, progress=progress)
+    report = await mirror_files(client, blobs, rows, store.record_blobs, progress=progress)
+    provenance = await asyncio.to_thread(store.missing_provenance)
+    await mirror_provenance(
+        client, blobs, provenance, store.record_provenance, report, progress=progress
+    )
+    return report
+
+
+async def mirror_opening_store(
+    client: PyPIClient,
+    open_store: Callable[[], MetadataStore],
+    blobs: BlobStore,
+    rows: Sequence[FileRow],
+    *,
+    progress: Progress = no_progress,
+) -> FilesReport:
+    """As :func:`sync_files` for a caller that must not hold the database while files
+    transfer (a Dagster run, beside other runs): ``rows``, then the provenance objects not
+    stored yet, opening the store only to read and to record."""
+
+    def record(batch: list[Stored]) -> None:
+        with open_store() as store:
+            store.record_blobs(batch)
+
+    def record_provenance(batch: list[Stored], publishers: list[PublisherRow]) -> None:
+        with open_store() as store:
+            store.record_provenance(batch, publishers)
+
+    report = await mirror_files(client, blobs, rows, record, progress=progress)
+    with open_store() as store:
+        provenance = store.missing_provenance()
+    await mirror_provenance(client, blobs, provenance, record_provenance, report, progress=progress)
+    return report
 
 
 def publish(store: MetadataStore, serial: int) -> Path:
@@ -134,7 +185,9 @@ def _up_to_date(
         return False
     if web is not None and store.get_meta("index_root_serial") and missing_pages(web, (), formats):
         return False  # the index root was deleted on disk
-    return blobs is None or lazy or not store.missing_blobs(metadata=core_metadata)
+    if blobs is None or lazy:
+        return True
+    return not store.missing_blobs(metadata=core_metadata) and not store.missing_provenance()
 
 
 def claim_web_index(web: Path, db: Path) -> None:
@@ -216,18 +269,21 @@ async def _list_and_select(
     config: MirrorConfig,
     report: SyncReport,
     progress: Progress,
+    serial: int | None,
 ) -> int:
-    """List upstream, select; returns the listing's serial."""
+    """Bring the listing and the selection forward (:func:`update_listing`); returns the
+    serial reached."""
     t = time.perf_counter()
-    progress("list", 0, 1, "listing upstream projects")
-    listing = await list_upstream(client, store, config)
-    report.upstream_serial = listing.serial
-    report.listed = len(listing)
-    progress("list", 1, 1, f"{len(listing)} projects at serial {listing.serial}")
-    del listing.names, listing.serials  # stored; free ~100 MB at PyPI's scale
-    report.selected = len(select_projects(store, config))
+    progress("list", 0, 1, "finding upstream changes")
+    step = await update_listing(client, store, config, serial)
+    report.upstream_serial = step.serial
+    report.listed = step.listed
+    report.changes, report.listing = step.changes, step.listing
+    report.resolve_serials = step.resolve
+    progress("list", 1, 1, f"serial {step.serial}; changes: {step.changes}")
+    report.selected = len(store.selected_projects())
     report._phase("list", t)
-    return listing.serial
+    return step.serial
 
 
 async def _refresh(
@@ -239,16 +295,25 @@ async def _refresh(
     *,
     progress: Progress,
     depth: Depth,
+    blobs: BlobStore | None,
 ) -> None:
-    """Refresh what changed, close the dependencies, recompute the selected files."""
+    """Refresh what changed (reading files already in ``blobs`` from there), close the
+    dependencies, recompute the selected files."""
     t = time.perf_counter()
     refresh = await refresh_metadata(
-        client, store, stop_on_error=config.stop_on_error, progress=progress, depth=depth
+        client,
+        store,
+        stop_on_error=config.stop_on_error,
+        progress=progress,
+        depth=depth,
+        stored_file=stored_reader(blobs),
     )
     report.closure = await close_dependencies(
         client, store, config, refresh, progress=progress, depth=depth
     )
     refresh.removed = store.mark_removed(serial)
+    if report.resolve_serials:
+        store.resolve_listing_serials()
     report.refresh = refresh
     recompute_selected_files(store, config, refresh.refreshed + refresh.missing + refresh.removed)
     if depth == "full":  # project depth stores no per-file metadata, by design
@@ -352,8 +417,17 @@ async def run_sync(
                 _report_up_to_date(store, report, serial, progress)
                 report.seconds = time.perf_counter() - started
                 return report
-            serial = await _list_and_select(client, store, config, report, progress)
-            await _refresh(client, store, config, report, serial, progress=progress, depth=depth)
+            serial = await _list_and_select(client, store, config, report, progress, serial)
+            await _refresh(
+                client,
+                store,
+                config,
+                report,
+                serial,
+                progress=progress,
+                depth=depth,
+                blobs=plan.blobs,
+            )
             new = await poll_after_refresh(client, store, report.refresh, progress=progress)
             report.statuses = merge(report.statuses, new)
             await _files_and_index(client, store, config, plan, report, progress)

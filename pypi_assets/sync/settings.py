@@ -228,6 +228,8 @@ def client_config(settings: Settings, config: MirrorConfig, **overrides: Any) ->
         "max_body": config.max_body_size,
         "max_versions": config.max_versions_per_project,
         "max_files_per_release": config.max_files_per_release,
+        "max_pkg_info_scan": config.max_pkg_info_scan,
+        "xmlrpc_budget": config.xmlrpc_calls_per_hour,
     }
     if settings.backoff is not None:
         values["backoff"] = settings.backoff

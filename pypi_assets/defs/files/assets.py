@@ -7,9 +7,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from ...sync.files import Stored, mirror_files
 from ...sync.index import write_index
-from ...sync.run import claim_web_index, index_options, track_blob_store
+from ...sync.run import claim_web_index, index_options, mirror_opening_store, track_blob_store
 from ...sync.settings import SettingsError
 from ...sync.windows import bounds
 from ..partitions import serial_windows
@@ -57,13 +56,10 @@ def release_files(
         rows = store.missing_blobs(window, metadata=config.core_metadata)
     context.log.info(f"{len(rows)} files to fetch into {blobs.description}")
 
-    def record(batch: list[Stored]) -> None:
-        with mirror.store() as store:
-            store.record_blobs(batch)
-
     progress = log_progress(context)
     report = mirror.fetch(
-        lambda client: mirror_files(client, blobs, rows, record, progress=progress), config
+        lambda client: mirror_opening_store(client, mirror.store, blobs, rows, progress=progress),
+        config,
     ).value
     failed = sorted(report.failed)
     for name in failed:
@@ -74,6 +70,7 @@ def release_files(
         "downloaded": report.downloaded,
         "present": report.present,
         "bytes": report.bytes,
+        "provenance": report.provenance,
         "failed": len(failed),
         "failed_files": dg.MetadataValue.json(failed[:100]),
         "seconds": round(report.seconds, 3),
@@ -96,7 +93,7 @@ def release_files(
     output_required=False,
     automation_condition=EAGER_AFTER_CHECKS,
     freshness_policy=FRESHNESS,
-    description="PEP 503 HTML and PEP 691 JSON simple index (api-version 1.1, _last-serial on the root and every "
+    description="PEP 503 HTML and PEP 691 JSON simple index (api-version 1.4, _last-serial on the root and every "
     "project) and the JSON API, written atomically under the web root. Only projects whose serial or selection "
     "changed are rewritten. Re-written automatically after release_metadata changes and its blocking checks pass.",
 )

@@ -9,7 +9,7 @@ import dagster as dg
 
 from ...store import MetadataStore
 from ...store.derived import refresh_derived
-from ...sync.listing import list_upstream, select_projects
+from ...sync.listing import CHANGES_CHANGELOG, list_upstream, select_projects
 from ...sync.reports import WindowReport
 from ...sync.run import lacking_metadata, publish, refresh_window
 from ...sync.selection import recompute_selected_files
@@ -152,6 +152,15 @@ def caught_up(
     ]
 
 
+def _changes(window: WindowReport) -> str:
+    """How the window run learnt what changed upstream."""
+    if window.changelog_serial is not None:
+        return CHANGES_CHANGELOG
+    if window.relisted:
+        return "listing (no XML-RPC changelog)"
+    return "none needed (the stored listing is current)"
+
+
 def _window_metadata(
     window: WindowReport, serial: int, sources: dict[str, int], counts: dict[str, int]
 ) -> dict[str, Any]:
@@ -167,6 +176,7 @@ def _window_metadata(
         "failed": len(report.failed),
         "failed_projects": dg.MetadataValue.json(sorted(report.failed)[:100]),
         "relisted": window.relisted,
+        "changes": _changes(window),
         "metadata_sources": dg.MetadataValue.json(sources),
         "requests": stats["total_requests"],
         "requests_by_kind": dg.MetadataValue.json(stats["requests"]),

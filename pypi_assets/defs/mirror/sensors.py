@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from ...pypi import UpstreamError
+from ...pypi import RateLimited, UpstreamError
 from ...sync.windows import bounds, keys_between, keys_upto, width_from_env
 from ..partitions import SERIAL_WINDOWS, serial_windows
 from ..resources import MirrorResource
@@ -51,12 +51,19 @@ snapshot_automation = dg.AutomationConditionSensorDefinition(
 def _serial_or_skip(mirror: MirrorResource) -> int | dg.SkipReason:
     """The upstream's serial from one cheap request, or the reason a tick does nothing."""
     try:
-        serial = mirror.fetch(lambda client: client.last_serial(), retries=1).value
+        # One uncached call: XML-RPC changelog_last_serial (HEAD /simple/ without XML-RPC).
+        # A rate limit is waited out only briefly: the next tick asks again.
+        serial = mirror.fetch(
+            lambda client: client.last_serial(), retries=1, max_retry_after=10.0
+        ).value
+    except RateLimited as exc:
+        return dg.SkipReason(f"upstream rate limit: {exc}")
     except UpstreamError as exc:
         return dg.SkipReason(f"upstream not reachable: {exc}")
     if serial is None or serial <= 0:  # unknown is not 0
         return dg.SkipReason(
-            "upstream reports no serial (no X-PyPI-Last-Serial, no XML-RPC): "
+            "upstream reports no serial (no XML-RPC changelog_last_serial, no "
+            "X-PyPI-Last-Serial): "
             "run `pypi-assets sync` instead, which re-checks every selected project each run"
         )
     return serial
@@ -84,7 +91,8 @@ def plan_tick(
     job=window_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="One cheap request per tick for the upstream serial; adds serial windows as it grows and "
+    description="One uncached request per tick for the upstream serial (XML-RPC changelog_last_serial; "
+    "HEAD /simple/ without XML-RPC); adds serial windows as it grows and "
     "re-materialises the windows that changed, the open one included.",
 )
 def upstream_serial_sensor(
