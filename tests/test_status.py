@@ -143,10 +143,13 @@ def test_archive_quarantine_and_clear(tmp_path: Path) -> None:
     config = make_config(f"[pypi_assets]\nstatus_poll_interval = {cadence}\n")
     with FakeUpstream(FakeIndex.generate(6)) as up:
         first = _sync(up, web, config)
-        assert first.statuses is not None and first.statuses.polled == 6
+        # the fetch read every page and version JSON: nothing left to poll
+        assert first.statuses is not None and first.statuses.requests == 0
         name = sorted(up.index.projects)[2]
         db = web.parent / "m.duckdb"
         assert table(db, f"SELECT status FROM projects WHERE name = '{name}'") == [("active",)]
+        time.sleep(cadence)
+        _sync(up, web, config)  # a first cadence: the pages the fetch read without an ETag
         serial = up.index.serial
         assert not up.index.set_status(name, "archived", "moved to b")  # not journaled
         assert up.index.serial == serial
@@ -265,15 +268,18 @@ def idx_versions(web: Path, name: str) -> list[str]:
     return sorted(p.name for p in (web / "pypi" / name).iterdir() if p.is_dir())
 
 
-def test_a_new_release_is_polled_on_the_run_that_stores_it(tmp_path: Path) -> None:
+def test_a_new_release_has_its_vulnerabilities_on_the_run_that_stores_it(tmp_path: Path) -> None:
     web = tmp_path / "web"
     with FakeUpstream(FakeIndex.generate(3)) as up:
         _sync(up, web, make_config())
         name = sorted(up.index.projects)[1]
         up.index.add_release(name, "9.0")
         up.index.set_vulnerabilities(name, "9.0", [{"id": "PYSEC-9"}])
+        up.reset_counts()
         report = _sync(up, web, make_config())
-        assert report.statuses is not None and report.statuses.requests == 1  # its JSON only
+        # the fetch read its version JSON: the poll has nothing left to ask
+        assert report.statuses is not None and report.statuses.requests == 0
+        assert up.counts["version-json"] == 1
         db = web.parent / "m.duckdb"
         assert table(db, f"SELECT version, id FROM vulnerabilities WHERE project = '{name}'") == [
             ("9.0", "PYSEC-9")

@@ -30,7 +30,7 @@ from .names import (
     check_url,
     packagetype_for,
 )
-from .records import Distribution, Release
+from .records import Distribution, Ownership, ProjectNotes, Release, Vulnerability
 from .simple import version_key
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "parse_vulnerabilities",
     "precount",
     "project_info",
+    "project_notes",
     "release_record",
     "render_json_api",
     "version_fields",
@@ -257,6 +258,9 @@ class ParsedProject:
     has_releases: bool = True
     #: filename -> its PEP 740 provenance URL (or None), from the simple page
     provenance: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    #: ownership and the latest release's vulnerabilities (then the page's status and the
+    #: version JSONs' vulnerabilities, as the fetch reads them)
+    notes: ProjectNotes | None = None
 
 
 def project_info(name: str, data: Any) -> dict[str, Any]:
@@ -305,7 +309,17 @@ def parse_project(
         info=info,
         files=files,
         has_releases=releases is not None,
+        notes=project_notes(norm, data, info.get("version")),
     )
+
+
+def project_notes(name: str, data: Any, version: Any) -> ProjectNotes:
+    """The ownership and vulnerabilities of a project JSON (those of ``version``, its latest
+    release) or of a version JSON, checked."""
+    notes = ProjectNotes(name, ownership=parse_ownership(data, name))
+    if isinstance(version, str) and version:
+        notes.vulnerabilities[version] = parse_vulnerabilities(data, f"{name} {version}")
+    return notes
 
 
 def version_info(name: str, version: str, data: Any) -> dict[str, Any]:
@@ -484,29 +498,6 @@ def render_json_api(
 MAX_VULNERABILITIES = 10_000
 MAX_LIST = 1_000
 _MAX_DETAILS = 1 << 20
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Vulnerability:
-    """One record of the JSON API's ``vulnerabilities`` (an abridged OSV record)."""
-
-    id: str
-    aliases: list[str]
-    summary: str | None
-    details: str | None
-    fixed_in: list[str]
-    link: str | None
-    source: str | None
-    withdrawn: str | None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Ownership:
-    """The JSON API's ``ownership``: the organization (``None``: none) and ``(role, user)``
-    pairs, in upstream's order."""
-
-    organization: str | None
-    roles: list[tuple[str, str]]
 
 
 def _str_list(value: Any, what: str) -> list[str]:

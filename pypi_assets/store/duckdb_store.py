@@ -24,9 +24,11 @@ from ..pypi.records import (
     DISTRIBUTION_COLUMNS,
     Distribution,
     Project,
+    ProjectNotes,
     Release,
     StoredProject,
     UpstreamListing,
+    Vulnerability,
 )
 from ..pypi.requirements import parse_dependency
 from .blobs import metadata_key_sql, provenance_key_sql
@@ -35,6 +37,7 @@ from .schema import (
     CLOSURE_PROJECTS,
     DEPENDENCIES,
     DISTRIBUTIONS,
+    PROJECT_ROLES,
     PROJECTS,
     PUBLISHERS,
     RELEASES,
@@ -44,6 +47,7 @@ from .schema import (
     TABLES,
     UPSTREAM_PROJECTS,
     VIEWS,
+    VULNERABILITIES,
     Table,
 )
 
@@ -281,6 +285,54 @@ _METADATA_CLAIMS = (
 #: Projects upstream lists: all but the quarantined ones (PEP 792), which it hides from its
 #: listings but still has, so they are neither dropped nor removed.
 _LISTED = "AND coalesce(p.status, '') <> 'quarantined'"
+
+
+def record_notes(con: duckdb.DuckDBPyConnection, p: ProjectNotes, now: datetime) -> None:
+    """Store what upstream says of a project beside its files (a fetch's or a poll's
+    :class:`ProjectNotes`); its index pages are marked stale when any of it was read."""
+    if p.confirmed:
+        con.execute("UPDATE projects SET status_checked_at = $2 WHERE name = $1", [p.name, now])
+    if p.status is not None:
+        con.execute(
+            "UPDATE projects SET status = $2, status_reason = $3, status_serial = $4 "
+            "WHERE name = $1",
+            [p.name, *p.status],
+        )
+    if p.ownership is not None:
+        org = p.ownership.organization
+        con.execute("UPDATE projects SET organization = $2 WHERE name = $1", [p.name, org])
+        con.execute("DELETE FROM project_roles WHERE project = $1", [p.name])
+        rows = [
+            {"project": p.name, "role": r, "user": u, "organization": org}
+            for r, u in p.ownership.roles
+        ]
+        _insert(con, PROJECT_ROLES, rows)
+    if p.vulnerabilities:
+        con.execute(
+            "DELETE FROM vulnerabilities WHERE project = $1 AND version IN (SELECT unnest($2::VARCHAR[]))",
+            [p.name, list(p.vulnerabilities)],
+        )
+        _insert(
+            con,
+            VULNERABILITIES,
+            (
+                {"project": p.name, "version": version, **_vuln_row(v)}
+                for version, records in p.vulnerabilities.items()
+                for v in records
+            ),
+        )
+    for path, (version, etag) in p.etags.items():
+        con.execute(
+            "INSERT OR REPLACE INTO upstream_etags (path, project, version, etag, checked_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [path, p.name, version, etag, now],
+        )
+    if p.changed:  # its index pages are written again
+        con.execute("UPDATE simple_pages SET selection = '' WHERE project = $1", [p.name])
+
+
+def _vuln_row(v: Vulnerability) -> dict[str, Any]:
+    return {c: getattr(v, c) for c in VULNERABILITIES.names if c not in ("project", "version")}
 
 
 class ListingShrank(Refused, ValueError):
@@ -847,6 +899,9 @@ class MetadataStore:
                 _insert_projects(con, list(fresh.values()), now)
                 _drop_gone_publishers(con, keep)
                 _restore_statuses(con, kept)
+                for p in fresh.values():
+                    if p.notes is not None:
+                        record_notes(con, p.notes, now)
                 result.written.extend(keep)
         return result
 

@@ -8,19 +8,15 @@ each page polled (``upstream_etags``) for the next poll's ``If-None-Match``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-import duckdb
-
-from ..pypi.warehouse import Ownership, Vulnerability
-from .duckdb_store import MetadataStore, _insert
-from .schema import PROJECT_ROLES, VULNERABILITIES
+from ..pypi.records import Ownership, ProjectNotes, Vulnerability
+from .duckdb_store import MetadataStore, record_notes
+from .schema import VULNERABILITIES
 
 __all__ = [
     "PollTarget",
-    "ProjectPoll",
     "index_ownership",
     "index_vulnerabilities",
     "poll_etags",
@@ -42,32 +38,12 @@ class PollTarget:
     page: bool = True
 
 
-@dataclass
-class ProjectPoll:
-    """One project's poll. ``status``: ``(status, reason, serial)`` read from a page that
-    changed, ``None`` when the page answered 304 (``confirmed``) or failed (not
-    ``confirmed``). ``ownership``: ``None`` when unchanged or not read.
-    ``vulnerabilities``: the releases whose JSON changed, with their records now. ``etags``:
-    path -> ``(version, ETag)`` of each page that answered 200 (or 404: ETag ``''``)."""
-
-    name: str
-    confirmed: bool = False
-    status: tuple[str | None, str | None, int | None] | None = None
-    ownership: Ownership | None = None
-    vulnerabilities: dict[str, list[Vulnerability]] = field(default_factory=dict)
-    etags: dict[str, tuple[str | None, str]] = field(default_factory=dict)
-
-    @property
-    def changed(self) -> bool:
-        """Whether anything upstream serves of it may have changed (its pages are stale)."""
-        return bool(self.status or self.ownership or self.vulnerabilities)
-
-
 def poll_targets(store: MetadataStore, checked_before: datetime | None) -> list[PollTarget]:
     """The selected stored projects to poll, each with the releases to read: every one of
     those never polled, quarantined (each run: its clearing is journaled, and the run that
     refetches it must show it again) or last confirmed before ``checked_before`` (``None``:
-    all projects); of the others, the releases never polled (new ones), without the page."""
+    all projects); of the others, the releases with files never polled (new ones whose
+    JSON the fetch did not read), without the page."""
     due = (
         "TRUE"
         if checked_before is None
@@ -76,7 +52,8 @@ def poll_targets(store: MetadataStore, checked_before: datetime | None) -> list[
     rows = store.query(
         f"SELECT p.name, bool_or({due}), "
         "list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL), "
-        "list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL AND e.path IS NULL) "
+        "list(r.version ORDER BY r.version) "
+        "FILTER (WHERE r.version IS NOT NULL AND e.path IS NULL AND r.file_count > 0) "
         "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
         "LEFT JOIN releases r ON r.project = p.name "
         "LEFT JOIN upstream_etags e ON e.project = p.name AND e.version = r.version "
@@ -100,59 +77,13 @@ def poll_etags(store: MetadataStore, projects: Sequence[str]) -> dict[str, str]:
     )
 
 
-def _record_one(con: duckdb.DuckDBPyConnection, p: ProjectPoll, now: datetime) -> None:
-    if p.confirmed:
-        con.execute("UPDATE projects SET status_checked_at = $2 WHERE name = $1", [p.name, now])
-    if p.status is not None:
-        con.execute(
-            "UPDATE projects SET status = $2, status_reason = $3, status_serial = $4 "
-            "WHERE name = $1",
-            [p.name, *p.status],
-        )
-    if p.ownership is not None:
-        org = p.ownership.organization
-        con.execute("UPDATE projects SET organization = $2 WHERE name = $1", [p.name, org])
-        con.execute("DELETE FROM project_roles WHERE project = $1", [p.name])
-        rows = [
-            {"project": p.name, "role": r, "user": u, "organization": org}
-            for r, u in p.ownership.roles
-        ]
-        _insert(con, PROJECT_ROLES, rows)
-    if p.vulnerabilities:
-        con.execute(
-            "DELETE FROM vulnerabilities WHERE project = $1 AND version IN (SELECT unnest($2::VARCHAR[]))",
-            [p.name, list(p.vulnerabilities)],
-        )
-        _insert(
-            con,
-            VULNERABILITIES,
-            (
-                {"project": p.name, "version": version, **_vuln_row(v)}
-                for version, records in p.vulnerabilities.items()
-                for v in records
-            ),
-        )
-    for path, (version, etag) in p.etags.items():
-        con.execute(
-            "INSERT OR REPLACE INTO upstream_etags (path, project, version, etag, checked_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            [path, p.name, version, etag, now],
-        )
-    if p.changed:  # its index pages are written again
-        con.execute("UPDATE simple_pages SET selection = '' WHERE project = $1", [p.name])
-
-
-def _vuln_row(v: Vulnerability) -> dict[str, Any]:
-    return {c: getattr(v, c) for c in VULNERABILITIES.names if c not in ("project", "version")}
-
-
-def record_polls(store: MetadataStore, polls: Sequence[ProjectPoll]) -> None:
+def record_polls(store: MetadataStore, polls: Sequence[ProjectNotes]) -> None:
     """Store a batch of polls in one transaction; the index pages of the projects whose
     status, ownership or vulnerabilities changed are marked stale."""
     now = datetime.now(UTC)
     with store.transaction() as con:
         for p in polls:
-            _record_one(con, p, now)
+            record_notes(con, p, now)
         for table in ("vulnerabilities", "upstream_etags"):  # of releases no longer stored
             con.execute(
                 f"DELETE FROM {table} v WHERE v.version IS NOT NULL AND NOT EXISTS "

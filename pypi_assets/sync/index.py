@@ -38,8 +38,9 @@ from packaging.utils import canonicalize_name
 
 from ..pypi.errors import Refused
 from ..pypi.names import check_project_name
+from ..pypi.records import Ownership, Vulnerability
 from ..pypi.simple import IndexOptions, render_project, render_root
-from ..pypi.warehouse import Ownership, Vulnerability, ownership_json, render_json_api
+from ..pypi.warehouse import ownership_json, render_json_api
 from ..pypi.warehouse import vulnerability_json as _vuln_json
 from ..store.duckdb_store import IndexedProject, MetadataStore
 from ..store.statuses import index_ownership, index_vulnerabilities

@@ -318,6 +318,8 @@ async def _refresh(
     recompute_selected_files(store, config, refresh.refreshed + refresh.missing + refresh.removed)
     if depth == "full":  # project depth stores no per-file metadata, by design
         report.metadata_sources = lacking_metadata(report.refresh.failed, store)
+    new = await poll_after_refresh(client, store, refresh, progress=progress)
+    report.statuses = merge(report.statuses, new)
     report._phase("metadata", t)
 
 
@@ -367,6 +369,34 @@ def _publish_run(
     report._phase("publish", t)
 
 
+async def _still_up_to_date(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    plan: _RunPlan,
+    serial: int,
+    report: SyncReport,
+    refresh_statuses: bool,
+    progress: Progress,
+) -> bool:
+    """Poll the statuses that are due (all with ``refresh_statuses``); then whether the last
+    complete run's result stands: nothing changed, upstream or in what it produced."""
+    cutoff = poll_cutoff(config.status_poll_interval, everything=refresh_statuses)
+    report.statuses = await poll_statuses(client, store, cutoff, progress=progress)
+    if report.statuses.changed:
+        return False
+    return _up_to_date(
+        store,
+        serial,
+        plan.state,
+        plan.blobs,
+        plan.lazy,
+        config.core_metadata,
+        plan.web,
+        config.simple_format,
+    )
+
+
 async def run_sync(
     settings: Settings,
     config: MirrorConfig,
@@ -397,21 +427,8 @@ async def run_sync(
             serial = await client.last_serial()
             report = SyncReport(upstream=plan.client.upstream, upstream_serial=serial or 0)
             track_blob_store(store, plan.blobs)
-            cutoff = poll_cutoff(config.status_poll_interval, everything=refresh_statuses)
-            report.statuses = await poll_statuses(client, store, cutoff, progress=progress)
-            if (
-                serial is not None
-                and not report.statuses.changed
-                and _up_to_date(
-                    store,
-                    serial,
-                    plan.state,
-                    plan.blobs,
-                    lazy,
-                    config.core_metadata,
-                    plan.web,
-                    config.simple_format,
-                )
+            if serial is not None and await _still_up_to_date(
+                client, store, config, plan, serial, report, refresh_statuses, progress
             ):
                 report.requests = client.stats.as_dict()
                 _report_up_to_date(store, report, serial, progress)
@@ -428,8 +445,6 @@ async def run_sync(
                 depth=depth,
                 blobs=plan.blobs,
             )
-            new = await poll_after_refresh(client, store, report.refresh, progress=progress)
-            report.statuses = merge(report.statuses, new)
             await _files_and_index(client, store, config, plan, report, progress)
             report.requests = client.stats.as_dict()
         _publish_run(store, report, serial, plan.state, progress)

@@ -24,12 +24,12 @@ from ..pypi import PyPIClient
 from ..pypi.client import Fetched, quote_version
 from ..pypi.errors import InvalidData, NotFound, SimpleParseError, UpstreamError
 from ..pypi.names import canonical
+from ..pypi.records import ProjectNotes
 from ..pypi.simple import ACCEPT, JSON_CT, parse_project_page_html, parse_project_page_json
 from ..pypi.warehouse import parse_ownership, parse_vulnerabilities
 from ..store import MetadataStore
 from ..store.statuses import (
     PollTarget,
-    ProjectPoll,
     poll_etags,
     poll_targets,
     project_statuses,
@@ -136,7 +136,7 @@ def _parse_page(got: Fetched, name: str) -> tuple[str | None, str | None, int | 
 
 
 async def _poll_page(
-    client: PyPIClient, poll: ProjectPoll, etags: dict[str, str], count: _Counter
+    client: PyPIClient, poll: ProjectNotes, etags: dict[str, str], count: _Counter
 ) -> None:
     """The simple page: PEP 792's status."""
     path = f"/simple/{poll.name}/"
@@ -149,7 +149,7 @@ async def _poll_page(
         poll.etags[path] = (None, _etag(got) or "")
 
 
-def _read_json(poll: ProjectPoll, got: Fetched, path: str, version: str | None) -> None:
+def _read_json(poll: ProjectNotes, got: Fetched, path: str, version: str | None) -> None:
     data = got.json()
     what = got.url
     if version is not None:
@@ -166,7 +166,7 @@ def _version_path(name: str, version: str) -> str:
 
 async def _poll_releases(
     client: PyPIClient,
-    poll: ProjectPoll,
+    poll: ProjectNotes,
     versions: Sequence[str],
     etags: dict[str, str],
     count: _Counter,
@@ -188,7 +188,7 @@ async def _poll_releases(
 
 
 async def _poll_project_json(
-    client: PyPIClient, poll: ProjectPoll, etags: dict[str, str], count: _Counter
+    client: PyPIClient, poll: ProjectNotes, etags: dict[str, str], count: _Counter
 ) -> None:
     path = f"/pypi/{poll.name}/json"
     got = await _get(
@@ -206,9 +206,9 @@ async def _poll_project_json(
 
 async def _poll_one(
     client: PyPIClient, target: PollTarget, etags: dict[str, str], count: _Counter
-) -> ProjectPoll | str:
+) -> ProjectNotes | str:
     """One project's poll, or why it failed."""
-    poll = ProjectPoll(canonical(target.name))
+    poll = ProjectNotes(canonical(target.name))
     try:
         if target.page:
             await _poll_page(client, poll, etags, count)
@@ -263,14 +263,16 @@ async def poll_statuses(
 async def poll_after_refresh(
     client: PyPIClient, store: MetadataStore, refresh: RefreshReport, *, progress: Progress
 ) -> StatusReport:
-    """After a run's refresh: poll the projects it stored for the first time and the
-    quarantined ones (whose clearing it may have fetched); and the projects it marked
-    removed: a quarantined one is hidden from upstream's listing, not gone, so it stays,
-    served as upstream serves it (a page with its status and no files). Quarantined
-    projects answer 404 in the JSON API: that is their state, so they leave ``missing``."""
+    """After a run's refresh: the pages of the projects it found missing (404) or marked
+    removed: a quarantined one answers 404 in the JSON API and is hidden from upstream's
+    listing, but is not gone, so it stays, served as upstream serves it (a page with its
+    status and no files), and leaves ``missing``. Then what the fetch did not read: the
+    projects never polled (stored without their page, at ``--depth project``), the
+    releases with files whose JSON it did not read, and the quarantined projects."""
     report = StatusReport()
-    if refresh.removed:
-        targets = [PollTarget(n, []) for n in refresh.removed]  # their pages only
+    gone = [*refresh.removed, *refresh.missing]  # quarantined, perhaps: its page says
+    if gone:
+        targets = [PollTarget(n, []) for n in gone]  # their pages only
         report = await poll_statuses(client, store, None, targets=targets, progress=progress)
         back = set(restore_quarantined(store, refresh.removed))
         refresh.removed[:] = [n for n in refresh.removed if n not in back]
