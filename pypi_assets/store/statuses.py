@@ -25,6 +25,7 @@ __all__ = [
     "record_polls",
     "reselect_quarantined",
     "restore_quarantined",
+    "stored_among",
 ]
 
 
@@ -167,3 +168,15 @@ def reselect_quarantined(store: MetadataStore) -> None:
             "SEMI JOIN simple_pages sp ON sp.project = p.name "
             "WHERE p.state = 'ok' AND p.status = 'quarantined'"
         )
+
+
+def stored_among(store: MetadataStore, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` whose rows are stored (``state`` ``ok`` or ``removed``)."""
+    return [
+        r[0]
+        for r in store.query(
+            "SELECT name FROM projects WHERE state IN ('ok', 'removed') "
+            "AND name IN (SELECT unnest($1::VARCHAR[])) ORDER BY name",
+            [list(names)],
+        )
+    ]

@@ -36,6 +36,7 @@ from ..store.statuses import (
     record_polls,
     reselect_quarantined,
     restore_quarantined,
+    stored_among,
 )
 from .reports import Progress, RefreshReport, no_progress, one_line
 
@@ -270,7 +271,8 @@ async def poll_after_refresh(
     projects never polled (stored without their page, at ``--depth project``), the
     releases with files whose JSON it did not read, and the quarantined projects."""
     report = StatusReport()
-    gone = [*refresh.removed, *refresh.missing]  # quarantined, perhaps: its page says
+    # quarantined, perhaps (its page says); one never stored has nothing to serve
+    gone = stored_among(store, [*refresh.removed, *refresh.missing])
     if gone:
         targets = [PollTarget(n, []) for n in gone]  # their pages only
         report = await poll_statuses(client, store, None, targets=targets, progress=progress)
