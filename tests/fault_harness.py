@@ -42,9 +42,13 @@ EXCLUDED_COLUMNS: dict[str, frozenset[str]] = {
     "upstream_etags": frozenset({"checked_at", "etag"}),
 }
 
-#: ``meta`` keys that record which upstream endpoint answered, not what was mirrored: a fault
-#: on the JSON root legitimately makes the XML-RPC fallback answer (``listing_source``).
-EXCLUDED_META = frozenset({"listing_source"})
+#: ``meta`` keys that record how the mirror got where it is, not what was mirrored: which
+#: upstream endpoint answered (a fault on the JSON root legitimately makes the XML-RPC
+#: fallback answer: ``listing_source``), and when and at which serial the full listing was
+#: last read (a run after a fault may read it earlier and catch up through the changelog,
+#: which ``changelog_serial``, compared, records: ``listing_reconciled_at``,
+#: ``upstream_serial``).
+EXCLUDED_META = frozenset({"listing_source", "listing_reconciled_at", "upstream_serial"})
 
 #: Directories of the blob store that are not content: ``.partial`` holds downloads in
 #: progress (documented in pypi_assets/files.py; kept on purpose so an interrupted run
@@ -333,7 +337,7 @@ def reference(
 # ---------------------------------------------------------------------- upstream helpers
 def project_json(up: FakeUpstream, norm: str) -> dict[str, Any]:
     """The fake's real project JSON (to craft a hostile variant of it)."""
-    data = httpx.get(f"{up.url}/pypi/{norm}/json", timeout=10).json()
+    data = httpx.get(f"{up.url}/pypi/{norm}/json", timeout=10, follow_redirects=True).json()
     assert isinstance(data, dict)
     return data
 

@@ -103,11 +103,11 @@ def _snapshot_dst(dst: Any, *, pointer: bool) -> bool:
 def install(point: str, nth: int) -> _Hooks:
     from pypi_assets.store import duckdb_store
     from pypi_assets.store.blobs import LocalBlobStore
-    from pypi_assets.sync import index, run
+    from pypi_assets.sync import index, listing, run
 
     hooks = _Hooks(point, nth)
     if point == "listed":
-        hooks.wrap(run, "list_upstream", after=True)
+        hooks.wrap(listing, "list_upstream", after=True)
     elif point == "metadata-batch":
         orig = run.refresh_metadata
 

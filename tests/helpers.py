@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,13 @@ def run_big_description_child(
             timeout=timeout,
         )
     return json.loads(out.stdout.strip().splitlines()[-1]), text, largest
+
+
+def json_api_path(norm: str, version: str | None = None) -> str:
+    """A fault path matching the JSON API of project ``norm`` under any spelling of its
+    name: a sync asks by display name (``Foo_Bar``), as Warehouse redirects any other."""
+    letters = "".join(
+        "[-_.]+" if c == "-" else f"[{c}{c.upper()}]" if c.isalpha() else re.escape(c) for c in norm
+    )
+    tail = f"/{re.escape(version)}" if version is not None else ""
+    return rf"^/pypi/{letters}{tail}/json/?$"

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import duckdb
+import httpx
 import pytest
 
 from pypi_assets.cli import main
@@ -30,6 +31,7 @@ from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
 from pypi_assets.fake.data import FakeFile
 from pypi_assets.filters import MirrorConfig
 from pypi_assets.pypi import ClientConfig, PyPIClient
+from pypi_assets.pypi.simple import JSON_CT
 from pypi_assets.store import MetadataStore
 from pypi_assets.store.blobs import LocalBlobStore, blob_key
 from pypi_assets.sync.files import fetch_blob
@@ -38,7 +40,7 @@ from pypi_assets.sync.reports import SyncReport
 from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
 
-from .helpers import FAST, PYTHON, make_config
+from .helpers import FAST, PYTHON, json_api_path, make_config
 
 
 def run(
@@ -246,9 +248,17 @@ def _listed(web: Path, norm: str) -> dict[str, set[str]]:
 def test_index_lists_only_stored_files(up: FakeUpstream, tmp_path: Path) -> None:
     db, web = tmp_path / "m.duckdb", tmp_path / "web"
     files = _files(up)
-    norm = sorted(up.index.projects)[3]
+    # A wheel whose metadata is its PEP 658 file: only the download asks for the wheel
+    # itself (an sdist's PKG-INFO is read from the sdist while the metadata is fetched).
+    norm = next(
+        n
+        for n in sorted(up.index.projects)[3:]
+        if sum(1 for m, f in files if m == n) >= 2
+        and any(f.core_metadata for m, f in files if m == n)
+    )
     mine = [f for n, f in files if n == norm]
-    gone, bad = mine[0], mine[1]
+    gone = next(f for f in mine if f.core_metadata)
+    bad = next(f for f in mine if f is not gone)
     up.add_fault(Fault(path=gone.path + "$", kind="status", status=404, times=1))
     up.add_fault(Fault(path=bad.path + "$", kind="corrupt", times=99))
     first = run(up, db, web)
@@ -461,15 +471,24 @@ def test_a_project_cannot_overwrite_another_projects_blob(tmp_path: Path) -> Non
             digests=dict(ef["digests"], blake2b_256=vf["digests"]["blake2b_256"]),
         )
         ej["releases"][ver] = [nf, *ej["releases"][ver][1:]]
-        up.add_fault(
-            Fault(
-                path=rf"^/pypi/{names[1]}/json",
-                kind="body",
-                body=json.dumps(ej).encode(),
-                ctype="application/json",
-                times=1000,
+        # files come from the PEP 691 page (the JSON API adds blake2b where the sha256s
+        # agree): the page names the victim's file with the attacker's bytes and sha256
+        page = httpx.get(
+            f"{up.url}/simple/{names[1]}/", headers={"Accept": JSON_CT}, timeout=10
+        ).json()
+        page["files"] = [
+            dict(f, filename=vf["filename"]) if f["filename"] == ef["filename"] else f
+            for f in page["files"]
+        ]
+        for path, body, ctype in (
+            (json_api_path(names[1]), ej, "application/json"),
+            (rf"^/simple/{names[1]}/?$", page, JSON_CT),
+        ):
+            up.add_fault(
+                Fault(
+                    path=path, kind="body", body=json.dumps(body).encode(), ctype=ctype, times=1000
+                )
             )
-        )
         m = H.Mirror.new(tmp_path, "m")
         b = vf["digests"]["blake2b_256"]
         blob = m.blobs / f"packages/{b[:2]}/{b[2:4]}/{b[4:]}/{vf['filename']}"

@@ -15,7 +15,7 @@ import duckdb
 
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
 
-from .helpers import PYTHON, dump, run_cli
+from .helpers import PYTHON, dump, json_api_path, run_cli
 
 CONF = """\
 [mirror]
@@ -63,7 +63,7 @@ def test_failed_project_exits_1_and_is_named(
     conf = tmp_path / "b.conf"
     conf.write_text(CONF)
     bad = sorted(fake.index.projects)[3]
-    fake.add_fault(Fault(path=rf"^/pypi/{bad}/json$", kind="status", status=500, times=1000))
+    fake.add_fault(Fault(path=json_api_path(bad), kind="status", status=500, times=1000))
     p = run_cli(
         ["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(tmp_path / "x.duckdb")],
         cli_env,

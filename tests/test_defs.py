@@ -26,7 +26,7 @@ from pypi_assets.defs.resources import MirrorResource
 from pypi_assets.fake import FakeUpstream, Fault
 from pypi_assets.sync.windows import bounds, key_for, keys_between, keys_upto
 
-from .helpers import dump, sync
+from .helpers import dump, json_api_path, sync
 
 CONF = "[mirror]\ndirectory = /tmp/x\nrelease-files = false\nmaster = http://127.0.0.1\nallow-non-https = true\n"
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,7 +236,7 @@ def test_failed_project_fails_the_window_and_names_it(
     monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(100_000))
     monkeypatch.setenv("PYPI_ASSETS_BACKOFF", "0.01")
     bad = sorted(fake.index.projects)[0]
-    fake.add_fault(Fault(path=rf"^/pypi/{bad}/json$", kind="status", status=500, times=1000))
+    fake.add_fault(Fault(path=json_api_path(bad), kind="status", status=500, times=1000))
     results = _materialize_all_windows(
         fake, _mirror(fake, tmp_path, tmp_path / "d.duckdb"), dg.DagsterInstance.ephemeral()
     )

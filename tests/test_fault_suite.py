@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -48,6 +47,7 @@ from .fault_harness import (
     write_config,
 )
 from .fault_runner import POINTS
+from .helpers import json_api_path
 
 MANY = 10**6  # a fault that lasts until it is healed (removed)
 JSON_CT = "application/vnd.pypi.simple.v1+json"
@@ -57,8 +57,13 @@ GARBAGE = (
 )
 
 
+#: A listing is read on every run (a reconciliation due at once), not only on the first one
+#: and once a day: for the faults that only a listing can bring.
+RECONCILE_EVERY_RUN = "[pypi_assets]\nreconcile_interval = 0.001\n"
+
+
 def _path(norm: str) -> str:
-    return rf"^/pypi/{re.escape(norm)}/json/?$"
+    return json_api_path(norm)
 
 
 def _heal(up: FakeUpstream) -> None:
@@ -165,12 +170,11 @@ def test_garbage_listing_removes_nothing_then_heals(
     heal_and_converge(up, m, conf, tmp_path)
 
 
-def test_listing_that_drops_most_projects_is_a_fault(
-    up: FakeUpstream, conf: Path, tmp_path: Path
-) -> None:
+def test_listing_that_drops_most_projects_is_a_fault(up: FakeUpstream, tmp_path: Path) -> None:
     """A well-formed listing that lacks most stored projects (they still exist upstream):
     more than ``[pypi_assets] max_removed_share`` (default 5%) gone in one run is exit 3 with
-    nothing removed."""
+    nothing removed. (Every run reconciles with the listing here, as one does once a day.)"""
+    conf = write_config(tmp_path / "mirror.conf", RECONCILE_EVERY_RUN)
     m = Mirror.new(tmp_path, "m")
     assert_exit(sync(up, m, conf), 0)
     names = sorted(up.index.projects)
@@ -193,8 +197,9 @@ def test_projects_that_reappear_in_the_listing_are_fetched_again(
 ) -> None:
     """A listing that lacks two projects whose JSON answers 404 at that moment (a transient
     fault on both) is taken as their removal; when a later listing has them again (at their
-    old serials), they are fetched again whatever their serial, and the mirror converges."""
-    conf = write_config(tmp_path / "mirror.conf", "[pypi_assets]\nmax_removed_share = 0.5\n")
+    old serials), they are fetched again whatever their serial, and the mirror converges.
+    (Every run reconciles with the listing here, as one does once a day.)"""
+    conf = write_config(tmp_path / "mirror.conf", RECONCILE_EVERY_RUN + "max_removed_share = 0.5\n")
     m = Mirror.new(tmp_path, "m")
     assert_exit(sync(up, m, conf), 0)
     names = sorted(up.index.projects)
@@ -203,7 +208,7 @@ def test_projects_that_reappear_in_the_listing_are_fetched_again(
     body = listing_json(up, set(names) - gone)
     up.add_fault(Fault(path=r"^/simple/?$", kind="body", body=body, ctype=JSON_CT, times=MANY))
     for name in gone:  # the removal is confirmed by a 404 (transient, as it turns out)
-        up.add_fault(Fault(path=rf"^/pypi/{name}/json$", kind="status", status=404, times=1))
+        up.add_fault(Fault(path=json_api_path(name), kind="status", status=404, times=1))
     r = sync(up, m, conf)
     assert_exit(r, 0)
     assert {n for n, (s, _) in stored_status(m.db).items() if s == "removed"} == gone

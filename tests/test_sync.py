@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 import httpx
 import pytest
+from packaging.utils import canonicalize_name
 
 from pypi_assets.fake import FakeUpstream
 from pypi_assets.pypi.records import SEED_FIELDS
@@ -148,6 +149,20 @@ def test_second_sync_without_change_makes_at_most_two_requests(
     assert fake.total_requests() <= 2
     assert report.up_to_date
     assert dump(db) == before
+
+
+def test_a_sync_asks_the_json_api_by_display_name_and_pays_no_redirect(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    """Warehouse's JSON API redirects every spelling but the display name (``/pypi/flask/json``
+    answers 301 to ``/pypi/Flask/json``); the fake does the same. A sync asks with the
+    display name from the listing, so no project pays a second request for it."""
+    assert fake.state.switches.json_redirects
+    shown = {p.name for p in fake.index.projects.values()}
+    assert any(name != canonicalize_name(name) for name in shown)  # the case is exercised
+    assert sync(fake, tmp_path / "m.duckdb").ok
+    assert fake.counts["redirect"] == 0, dict(fake.counts)
+    assert fake.counts["project-json"] == len(shown)
 
 
 def test_new_release_fetches_only_that_project_and_its_new_files(

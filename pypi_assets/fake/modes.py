@@ -30,8 +30,8 @@ class Switches:
     changelog_cap: int = 50_000
     #: the JSON API redirects every name but the display name to it, as Warehouse does
     #: (``/pypi/flask/json`` -> ``/pypi/Flask/json``); off: only non-normalised names, to
-    #: the normalised one (the fake's older behaviour, which today's tests pin)
-    json_redirects: bool = False
+    #: the normalised one (an idealised upstream)
+    json_redirects: bool = True
     # ---- falling short, as proxies do (all off by default)
     #: the project JSON has its deprecated ``releases`` key
     releases_key: bool = True

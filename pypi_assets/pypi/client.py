@@ -910,13 +910,15 @@ class PyPIClient:
     ) -> Fetched:
         """The project JSON. With ``etag`` (from an earlier answer) the request is
         conditional: an unchanged project answers 304, with no body (``Fetched.status``).
-        ``gated``: see :meth:`request`."""
+        ``gated``: see :meth:`request`. ``name`` is asked as given: Warehouse's JSON API
+        redirects any other spelling to the display name (``/pypi/flask/json`` answers 301
+        to ``/pypi/Flask/json``), so callers pass the display name from the listing."""
         check_project_name(name)
         if etag is not None and not _ETAG.fullmatch(etag):
             etag = None
         return await self.request(
             "project-json",
-            f"{self.config.base}/pypi/{canonical(name)}/json",
+            f"{self.config.base}/pypi/{name}/json",
             expected_serial=expected_serial,
             headers={"If-None-Match": etag} if etag else None,
             ok=frozenset({200, 304}) if etag else frozenset({200}),
@@ -924,10 +926,11 @@ class PyPIClient:
         )
 
     async def version_json(self, name: str, version: str, *, gated: bool = False) -> Fetched:
+        """A release's JSON; ``name`` as for :meth:`project_json` (the display name)."""
         check_project_name(name)
         return await self.request(
             "version-json",
-            f"{self.config.base}/pypi/{canonical(name)}/{quote_version(version)}/json",
+            f"{self.config.base}/pypi/{name}/{quote_version(version)}/json",
             gated=gated,
         )
 

@@ -36,7 +36,7 @@ from .metadata import (
     fields_from_core_metadata,
     fields_from_version_info,
 )
-from .names import canonical, check_project_name
+from .names import canonical, check_project_name, is_valid_project_name
 from .own_metadata import StoredFile, file_metadata
 from .page_files import files_from_page
 from .provenance import page_provenance
@@ -515,6 +515,15 @@ def assemble_project(parsed: ParsedProject, plan: Plan, bodies: Bodies) -> Proje
     )
 
 
+def _display(parsed: ParsedProject, asked: str) -> str:
+    """The name the JSON API answers without a redirect: the project's display name
+    (``info.name``), when it is a valid spelling of the project; else the name asked."""
+    shown = parsed.display
+    if isinstance(shown, str) and is_valid_project_name(shown) and canonical(shown) == parsed.name:
+        return shown
+    return asked
+
+
 async def fetch_project(
     client: PyPIClient,
     name: str,
@@ -538,7 +547,7 @@ async def fetch_project(
     if depth == "full" or not parsed.has_releases:
         await _page_files(client, name, expected_serial, parsed)
     plan = plan_project(parsed, stored, depth)
-    bodies = await _fetch_bodies(client, name, plan, parked, stored_file)
+    bodies = await _fetch_bodies(client, _display(parsed, name), plan, parked, stored_file)
     _restore(parked, parsed.info, bodies)
     _compare_sdists(client, plan, bodies)
     return assemble_project(parsed, plan, bodies)
