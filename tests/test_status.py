@@ -229,7 +229,7 @@ def test_vulnerabilities_and_roles_equal_upstream(tmp_path: Path) -> None:
         idx.set_status(names[3], "deprecated", "use another")
         _sync(up, web, make_config(), refresh_statuses=True)
         db = web.parent / "m.duckdb"
-        with httpx.Client(base_url=up.url) as http:
+        with httpx.Client(base_url=up.url, follow_redirects=True) as http:
             for name in names:
                 _same_as_upstream(http, db, web, name)
 

@@ -318,7 +318,7 @@ async def _get_info(
     try:
         vg = await client.version_json(name, version, gated=True)
         vdata = vg.json()
-        path = f"/pypi/{canonical(name)}/{quote_version(version)}/json"
+        path = f"/pypi/{name}/{quote_version(version)}/json"  # as asked: the display name
         bodies.etags[path] = (version, vg.headers.get("etag", "")[:256])
         del vg
         bodies.vulnerabilities[version] = parse_vulnerabilities(vdata, f"{name} {version}")

@@ -37,6 +37,8 @@ class PollTarget:
     name: str
     versions: list[str]
     page: bool = True
+    #: the name the JSON API is asked by (Warehouse redirects any other spelling)
+    display: str = ""
 
 
 def poll_targets(store: MetadataStore, checked_before: datetime | None) -> list[PollTarget]:
@@ -51,7 +53,7 @@ def poll_targets(store: MetadataStore, checked_before: datetime | None) -> list[
         else ("coalesce(p.status_checked_at < $1, TRUE) OR p.status = 'quarantined'")
     )
     rows = store.query(
-        f"SELECT p.name, bool_or({due}), "
+        f"SELECT p.name, any_value(p.display_name), bool_or({due}), "
         "list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL), "
         "list(r.version ORDER BY r.version) "
         "FILTER (WHERE r.version IS NOT NULL AND e.path IS NULL AND r.file_count > 0) "
@@ -62,8 +64,8 @@ def poll_targets(store: MetadataStore, checked_before: datetime | None) -> list[
         [] if checked_before is None else [checked_before],
     )
     return [
-        PollTarget(name, list(versions or [])) if is_due else PollTarget(name, unpolled, False)
-        for name, is_due, versions, unpolled in rows
+        PollTarget(name, list(versions or []) if is_due else unpolled, is_due, display or name)
+        for name, display, is_due, versions, unpolled in rows
         if is_due or unpolled
     ]
 

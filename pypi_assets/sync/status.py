@@ -161,13 +161,15 @@ def _read_json(poll: ProjectNotes, got: Fetched, path: str, version: str | None)
     poll.etags[path] = (version, _etag(got) or "")
 
 
-def _version_path(name: str, version: str) -> str:
-    return f"/pypi/{name}/{quote_version(version)}/json"
+def _version_path(display: str, version: str) -> str:
+    """As the fetch asks for it: by the display name (Warehouse redirects any other)."""
+    return f"/pypi/{display}/{quote_version(version)}/json"
 
 
 async def _poll_releases(
     client: PyPIClient,
     poll: ProjectNotes,
+    display: str,
     versions: Sequence[str],
     etags: dict[str, str],
     count: _Counter,
@@ -177,21 +179,21 @@ async def _poll_releases(
     release's vulnerabilities."""
     base = client.config.base
     for version in versions:
-        path = _version_path(poll.name, version)
+        path = _version_path(display, version)
         try:
             got = await _get(client, "vulnerability-poll", base + path, etags.get(path), count)
         except NotFound:  # asked: not asked again until the cadence
-            poll.etags.update({_version_path(poll.name, v): (v, "") for v in versions})
-            await _poll_project_json(client, poll, etags, count)
+            poll.etags.update({_version_path(display, v): (v, "") for v in versions})
+            await _poll_project_json(client, poll, display, etags, count)
             return
         if got.status == 200:
             _read_json(poll, got, path, version)
 
 
 async def _poll_project_json(
-    client: PyPIClient, poll: ProjectNotes, etags: dict[str, str], count: _Counter
+    client: PyPIClient, poll: ProjectNotes, display: str, etags: dict[str, str], count: _Counter
 ) -> None:
-    path = f"/pypi/{poll.name}/json"
+    path = f"/pypi/{display}/json"
     got = await _get(
         client, "vulnerability-poll", client.config.base + path, etags.get(path), count
     )
@@ -201,7 +203,7 @@ async def _poll_project_json(
         latest = info.get("version") if isinstance(info, dict) else None
         version = latest if isinstance(latest, str) else None
         if version is not None:
-            poll.etags.pop(_version_path(poll.name, version), None)
+            poll.etags.pop(_version_path(display, version), None)
         _read_json(poll, got, path, version)
 
 
@@ -215,7 +217,8 @@ async def _poll_one(
             await _poll_page(client, poll, etags, count)
         if poll.status is not None and poll.status[0] == "quarantined":
             return poll  # its JSON API answers 404: nothing more to read
-        await _poll_releases(client, poll, target.versions, etags, count)
+        display = target.display or target.name
+        await _poll_releases(client, poll, display, target.versions, etags, count)
     except (UpstreamError, InvalidData) as exc:
         if not poll.confirmed:
             return one_line(exc)
