@@ -303,6 +303,7 @@ async def _page_files(
     if parsed.notes is not None:  # PEP 792, for sync/status.py
         parsed.notes.confirmed = True
         parsed.notes.status = (page.status, page.status_reason, page.serial)
+        parsed.notes.etags[f"/simple/{canonical(name)}/"] = (None, "")  # read; ETag unknown
     try:
         parsed.provenance = page_provenance(page, page_url)
         parsed.files = files_from_page(
