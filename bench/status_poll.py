@@ -28,7 +28,9 @@ def _poll(conf: Path, db: Path, fake: FakeProcess) -> dict[str, Any]:
     before = fake.stats()
     t = time.perf_counter()
     out = subprocess.run(
-        sync_args(conf, db, "--refresh-statuses", "--json"), capture_output=True, text=True
+        sync_args(conf, db, "--depth", "project", "--refresh-statuses", "--json"),
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - t
     assert out.returncode == 0, out.stderr[-2000:]
