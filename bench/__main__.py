@@ -14,6 +14,7 @@ from . import (
     incremental,
     metadata_sources,
     serve_load,
+    status_poll,
     sync_throughput,
 )
 
@@ -28,6 +29,7 @@ BENCHES = {
     "caps": caps.main,
     "metadata_sources": metadata_sources.main,
     "freshness": freshness.main,
+    "status_poll": status_poll.main,
 }
 
 

@@ -179,6 +179,12 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
         sources = ", ".join(f"{k} {v}" for k, v in sorted(report.metadata_sources.items()))
         print(f"metadata from    {sources}")
     print(f"failed           {len(r.failed)}")
+    if report.statuses is not None and report.statuses.polled:
+        st = report.statuses
+        print(
+            f"statuses polled  {st.polled} projects: {st.requests} requests, "
+            f"{st.not_modified} answered 304, {len(st.changed)} changed"
+        )
     print(
         f"requests         {report.requests.get('total_requests', 0)} {report.requests.get('requests', {})}"
     )
@@ -211,6 +217,7 @@ def _sync(
     client_overrides: dict[str, Any] | None = None,
     depth: Depth = "full",
     lazy: bool = False,
+    refresh_statuses: bool = False,
 ) -> int:
     with _sigterm_as_interrupt():
         return _sync_run(
@@ -221,6 +228,7 @@ def _sync(
             client_overrides=client_overrides,
             depth=depth,
             lazy=lazy,
+            refresh_statuses=refresh_statuses,
         )
 
 
@@ -233,6 +241,7 @@ def _sync_run(
     client_overrides: dict[str, Any] | None,
     depth: Depth,
     lazy: bool,
+    refresh_statuses: bool = False,
 ) -> int:
     config = settings.load_config()
     for w in config.warnings:
@@ -250,6 +259,7 @@ def _sync_run(
             client_overrides=client_overrides,
             depth=depth,
             lazy=lazy,
+            refresh_statuses=refresh_statuses,
         )
     except BaseException as exc:
         found = classify(exc)
@@ -286,6 +296,7 @@ def _sync_report(
     client_overrides: dict[str, Any] | None,
     depth: Depth,
     lazy: bool,
+    refresh_statuses: bool = False,
 ) -> int:
     if demo_label:
         print(demo_label, file=sys.stderr)
@@ -299,6 +310,7 @@ def _sync_report(
                 client_overrides=client_overrides,
                 depth=depth,
                 lazy=lazy,
+                refresh_statuses=refresh_statuses,
             )
         )
     _print_report(report, as_json)
@@ -319,7 +331,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         lock_timeout=args.lock_timeout,
     )
-    return _sync(settings, quiet=args.quiet, as_json=args.json, depth=args.depth, lazy=args.lazy)
+    return _sync(
+        settings,
+        quiet=args.quiet,
+        as_json=args.json,
+        depth=args.depth,
+        lazy=args.lazy,
+        refresh_statuses=args.refresh_statuses,
+    )
 
 
 DEMO_CONFIG = """\
@@ -745,6 +764,12 @@ def _add_sync(sub: Any, parents: Sequence[argparse.ArgumentParser], epilog: str)
         "--lazy",
         action="store_true",
         help="with --blobs: write the index but leave downloads to `serve --lazy`",
+    )
+    s.add_argument(
+        "--refresh-statuses",
+        action="store_true",
+        help="poll every selected project's PEP 792 status, ownership and vulnerabilities "
+        "now, whatever [pypi_assets] status_poll_interval says",
     )
     s.set_defaults(func=cmd_sync)
 

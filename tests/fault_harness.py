@@ -32,9 +32,14 @@ RUNNER = Path(__file__).with_name("fault_runner.py")
 #: state; every other column of every table is compared.
 EXCLUDED_COLUMNS: dict[str, frozenset[str]] = {
     # wall-clock time of the write that stored the project's current state
-    "projects": frozenset({"updated_at"}),
+    # and the time and serial at which the status poll last saw its status (a mirror that
+    # polled before a fault and one that polled after saw the same status at other serials)
+    "projects": frozenset({"updated_at", "status_checked_at", "status_serial"}),
     # wall-clock time at which this run stored (or found) the blob
     "blobs": frozenset({"stored_at"}),
+    # the status poll's answers: when, and their ETags (a page's ETag changes with its
+    # serial, so it depends on when it was polled; which pages were polled is compared)
+    "upstream_etags": frozenset({"checked_at", "etag"}),
 }
 
 #: ``meta`` keys that record how the mirror got where it is, not what was mirrored: which
@@ -344,7 +349,7 @@ def projects_with_files(up: FakeUpstream) -> list[str]:
 def stored_status(db: Path) -> dict[str, tuple[str, int]]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        rows = con.execute("SELECT name, status, serial FROM projects").fetchall()
+        rows = con.execute("SELECT name, state, serial FROM projects").fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
     finally:
         con.close()

@@ -70,7 +70,7 @@ def dump(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     return {
         "projects": table(
             db,
-            "SELECT name, display_name, serial, status, latest_version, removed_serial FROM projects ORDER BY name",
+            "SELECT name, display_name, serial, state, latest_version, removed_serial FROM projects ORDER BY name",
         ),
         "releases": table(db, "SELECT * FROM releases ORDER BY project, version"),
         "distributions": table(db, "SELECT * FROM distributions ORDER BY project, filename"),

@@ -40,7 +40,7 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_derived_tables(demo_db: Path) -> None:
     con = pypi_assets.connect(demo_db)
-    n_projects = con.execute("SELECT count(*) FROM projects WHERE status = 'ok'").fetchone()[0]  # type: ignore[index]
+    n_projects = con.execute("SELECT count(*) FROM projects WHERE state = 'ok'").fetchone()[0]  # type: ignore[index]
     assert con.execute("SELECT count(*) FROM latest_releases").fetchone()[0] == n_projects  # type: ignore[index]
     # wheel tags parsed with packaging: every wheel has at least one row, platforms as in the filename
     rows = con.execute(

@@ -63,7 +63,7 @@ def _tables(db: Path) -> dict[str, list[tuple[Any, ...]]]:
     con = duckdb.connect(str(db), read_only=True)
     out = {
         "projects": con.execute(
-            "SELECT name, display_name, serial, status, latest_version, info FROM projects ORDER BY name"
+            "SELECT name, display_name, serial, state, latest_version, info FROM projects ORDER BY name"
         ).fetchall(),
         "releases": con.execute(
             "SELECT project, version, upload_time, yanked, yanked_reason, file_count, summary, "

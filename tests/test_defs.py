@@ -198,7 +198,7 @@ def test_removed_project_propagates_through_changelog(
     import duckdb
 
     con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("SELECT status FROM projects WHERE name = ?", [gone]).fetchall() == [
+    assert con.execute("SELECT state FROM projects WHERE name = ?", [gone]).fetchall() == [
         ("removed",)
     ]
     con.close()

@@ -232,14 +232,12 @@ def test_projects_wrongly_marked_gone_are_fetched_again(
     removed, missing = names[1:4], names[5:7]
     con = duckdb.connect(str(m.db))
     con.execute(
-        "UPDATE projects SET status = 'removed', removed_serial = 0 WHERE name IN (SELECT unnest(?))",
+        "UPDATE projects SET state = 'removed', removed_serial = 0 WHERE name IN (SELECT unnest(?))",
         [removed],
     )
     for table in ("distributions", "releases", "dependencies"):
         con.execute(f"DELETE FROM {table} WHERE project IN (SELECT unnest(?))", [missing])
-    con.execute(
-        "UPDATE projects SET status = 'missing' WHERE name IN (SELECT unnest(?))", [missing]
-    )
+    con.execute("UPDATE projects SET state = 'missing' WHERE name IN (SELECT unnest(?))", [missing])
     con.close()
     up.index.add_release(names[0], "9.0")  # a later upstream serial: not "up to date"
 
@@ -263,7 +261,7 @@ def _assert_snapshot_current(up: FakeUpstream, m: Mirror) -> None:
     assert snapshot_serial(m.db) == up.index.serial
     con = pypi_assets.connect(m.db)
     try:
-        n = con.execute("SELECT count(*) FROM projects WHERE status = 'ok'").fetchone()
+        n = con.execute("SELECT count(*) FROM projects WHERE state = 'ok'").fetchone()
     finally:
         con.close()
     assert n == (len(up.index.projects),)

@@ -51,7 +51,7 @@ def _mirrored(db: Path, target: str) -> bool:
     rel = table(
         db, f"SELECT count(*) FROM releases WHERE project = '{target}' AND version = '7.0.0'"
     )
-    new = table(db, "SELECT status FROM projects WHERE name = 'fresh-project'")
+    new = table(db, "SELECT state FROM projects WHERE name = 'fresh-project'")
     return rel == [(1,)] and new == [("ok",)]
 
 

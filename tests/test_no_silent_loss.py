@@ -37,7 +37,7 @@ def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
 
 
 def _statuses(db: Path) -> dict[str, str]:
-    return dict(_rows(db, "SELECT name, status FROM projects"))  # type: ignore[arg-type]
+    return dict(_rows(db, "SELECT name, state FROM projects"))  # type: ignore[arg-type]
 
 
 def _garbage_listing(fake: FakeUpstream) -> None:
@@ -132,7 +132,7 @@ def test_removed_project_listed_again_is_fetched_whatever_its_serial(
     # What an earlier bad listing did to today's main: the project marked removed with its
     # serial unchanged.
     with MetadataStore(db) as store:
-        store.query("UPDATE projects SET status = 'removed' WHERE name = ?", [victim])
+        store.query("UPDATE projects SET state = 'removed' WHERE name = ?", [victim])
         store.set_meta(synced_serial="")
     fake.reset_counts()
     report = sync(fake, db)

@@ -57,7 +57,7 @@ def test_newer_serial_replaces_whole_project(tmp_path: Path) -> None:
         assert _rows(store) == [("foo-1.0.tar.gz", "b", 11)]
         assert store.query("SELECT count(*) FROM releases")[0][0] == 1
         assert store.query("SELECT count(*) FROM dependencies")[0][0] == 2
-        assert store.query("SELECT serial, status FROM projects")[0] == (11, "ok")
+        assert store.query("SELECT serial, state FROM projects")[0] == (11, "ok")
 
 
 def test_same_batch_keeps_the_newest(tmp_path: Path) -> None:
@@ -93,10 +93,10 @@ def test_removed_projects_are_marked_not_kept_silently(tmp_path: Path) -> None:
     with MetadataStore(tmp_path / "db.duckdb") as store:
         store.write_projects([_project(1, "x")])
         assert store.mark_removed(99) == ["foo"]  # the (empty) upstream listing lacks it
-        assert store.query("SELECT status, removed_serial FROM projects")[0] == ("removed", 99)
+        assert store.query("SELECT state, removed_serial FROM projects")[0] == ("removed", 99)
         store.replace_selected_projects(["foo"])
         store.select_all_files_of_selected_projects()
         assert store.query("SELECT count(*) FROM selected_distributions")[0][0] == 0
         # A removed project that comes back with a newer serial is replaced as usual.
         assert store.write_projects([_project(100, "back")]).written == ["foo"]
-        assert store.query("SELECT status FROM projects")[0] == ("ok",)
+        assert store.query("SELECT state FROM projects")[0] == ("ok",)

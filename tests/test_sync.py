@@ -222,7 +222,7 @@ def test_yank_and_delete_propagate(fake: FakeUpstream, tmp_path: Path) -> None:
         f"SELECT DISTINCT yanked, yanked_reason FROM distributions WHERE project = '{yanked}' AND release_version = '{version}'",
     )
     assert rows == [(True, "broken build")]
-    assert table(db, f"SELECT status FROM projects WHERE name = '{gone}'") == [("removed",)]
+    assert table(db, f"SELECT state FROM projects WHERE name = '{gone}'") == [("removed",)]
     assert table(db, f"SELECT count(*) FROM selected_distributions WHERE project = '{gone}'") == [
         (0,)
     ]

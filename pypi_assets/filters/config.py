@@ -120,6 +120,7 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
             "max_pkg_info_scan",
             "max_removed_share",
             "run_timeout",
+            "status_poll_interval",
             "xmlrpc_calls_per_hour",
             "reconcile_interval",
         }
@@ -354,6 +355,17 @@ class MirrorConfig:
         raw = self.get("pypi_assets", "reconcile_interval")
         return DEFAULT_RECONCILE_INTERVAL if raw is None else parse_duration(raw)
 
+    @property
+    def status_poll_interval(self) -> float:
+        """Seconds between two polls of every selected project's PEP 792 status, ownership
+        and vulnerabilities, which no serial announces (``[pypi_assets]
+        status_poll_interval``, as ``reconcile_interval``, default a day; 0: only ``sync
+        --refresh-statuses``, projects never polled and quarantined ones)."""
+        raw = self.get("pypi_assets", "status_poll_interval")
+        if raw is None or not raw.strip():
+            return DEFAULT_STATUS_POLL_INTERVAL
+        return _parse_interval(raw)
+
 
 #: ``[pypi_assets]`` limits (integers; ``max_body_size`` and ``max_pkg_info_scan`` take binary
 #: units, as ``10M``).
@@ -366,6 +378,8 @@ LIMIT_DEFAULTS: dict[str, int] = {
 DEFAULT_MAX_REMOVED_SHARE = 0.05
 DEFAULT_XMLRPC_CALLS_PER_HOUR = 600
 DEFAULT_RECONCILE_INTERVAL = 86_400.0  # daily
+#: ``[pypi_assets] status_poll_interval``'s default: a day
+DEFAULT_STATUS_POLL_INTERVAL = 86_400.0
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -392,6 +406,14 @@ def parse_duration(raw: str) -> float:
     if not value > 0 or value == float("inf"):
         raise ValueError(f"must be a positive duration (as 3600, 60m, 24h or 1d), got {raw!r}")
     return value
+
+
+def _parse_interval(raw: str) -> float:
+    """A duration as :func:`parse_duration` reads it, or 0 (none)."""
+    text = raw.strip().lower()
+    if text.rstrip("smhd") in ("0", "0.0"):
+        return 0.0
+    return parse_duration(raw)
 
 
 def _parse_share(key: str, raw: str | None) -> float:
@@ -602,6 +624,16 @@ def _run_timeout(value: str, sections: Sections) -> str | None:
     return None
 
 
+def _interval(value: str, sections: Sections) -> str | None:
+    if not value.strip():
+        return None  # empty: the default
+    try:
+        _parse_interval(value)
+    except ValueError:
+        return "must be 0 or a positive duration (as 3600, 60m, 24h or 1d)"
+    return None
+
+
 def _removed_share(value: str, sections: Sections) -> str | None:
     try:
         _parse_share("max_removed_share", value)
@@ -668,6 +700,7 @@ VALIDATORS: tuple[tuple[str, str, Validator], ...] = (
     *(("pypi_assets", key, _limit(key)) for key in LIMIT_DEFAULTS),
     ("pypi_assets", "run_timeout", _run_timeout),
     ("pypi_assets", "max_removed_share", _removed_share),
+    ("pypi_assets", "status_poll_interval", _interval),
     ("pypi_assets", "xmlrpc_calls_per_hour", _limit("xmlrpc_calls_per_hour")),
     ("pypi_assets", "reconcile_interval", _duration),
 )

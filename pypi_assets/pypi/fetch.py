@@ -28,7 +28,7 @@ import logging
 import zlib
 from typing import Any, Literal
 
-from .client import ClientConfig, NotFound, PyPIClient
+from .client import ClientConfig, NotFound, PyPIClient, quote_version
 from .errors import InvalidResponse, NotModified, ProjectError, UnsafeValue
 from .metadata import (
     MetadataError,
@@ -40,7 +40,14 @@ from .names import canonical, check_project_name, is_valid_project_name
 from .own_metadata import StoredFile, file_metadata
 from .page_files import files_from_page
 from .provenance import page_provenance
-from .records import Distribution, MetadataSource, Project, Release, StoredProject
+from .records import (
+    Distribution,
+    MetadataSource,
+    Project,
+    Release,
+    StoredProject,
+    Vulnerability,
+)
 from .warehouse import (
     JsonLimits,
     ParsedFile,
@@ -49,6 +56,7 @@ from .warehouse import (
     latest_version,
     parse_project,
     parse_time,
+    parse_vulnerabilities,
     precount,
     project_info,
     release_record,
@@ -237,6 +245,10 @@ class Bodies:
     metadata: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     #: filename -> where its ``metadata`` came from (absent: ``core-metadata``)
     sources: dict[str, MetadataSource] = dataclasses.field(default_factory=dict)
+    #: version -> the vulnerabilities its version JSON lists (sync/status.py)
+    vulnerabilities: dict[str, list[Vulnerability]] = dataclasses.field(default_factory=dict)
+    #: version JSON path -> ``(version, ETag)``, for the status poll's ``If-None-Match``
+    etags: dict[str, tuple[str | None, str]] = dataclasses.field(default_factory=dict)
 
 
 def json_limits(config: ClientConfig) -> JsonLimits:
@@ -288,6 +300,10 @@ async def _page_files(
     page = await client.simple_page(name, expected_serial)
     page_url = f"{client.config.base}/simple/{canonical(name)}/"
     json_files = parsed.files if parsed.has_releases else None
+    if parsed.notes is not None:  # PEP 792, for sync/status.py
+        parsed.notes.confirmed = True
+        parsed.notes.status = (page.status, page.status_reason, page.serial)
+        parsed.notes.etags[f"/simple/{canonical(name)}/"] = (None, "")  # read; ETag unknown
     try:
         parsed.provenance = page_provenance(page, page_url)
         parsed.files = files_from_page(
@@ -303,7 +319,10 @@ async def _get_info(
     try:
         vg = await client.version_json(name, version, gated=True)
         vdata = vg.json()
+        path = f"/pypi/{name}/{quote_version(version)}/json"  # as asked: the display name
+        bodies.etags[path] = (version, vg.headers.get("etag", "")[:256])
         del vg
+        bodies.vulnerabilities[version] = parse_vulnerabilities(vdata, f"{name} {version}")
         vinfo = version_info(name, version, vdata)
         if "description" in vinfo:
             vinfo["description"] = parked.park(vinfo["description"])
@@ -481,6 +500,9 @@ def assemble_project(parsed: ParsedProject, plan: Plan, bodies: Bodies) -> Proje
             d.provenance_url = parsed.provenance.get(f.filename, d.provenance_url)
             dists.append(fill_file(d, f, parsed.name, parsed.serial))
     _share_descriptions(info, releases, dists)
+    if parsed.notes is not None:  # what the version JSONs say beside their info
+        parsed.notes.vulnerabilities.update(bodies.vulnerabilities)
+        parsed.notes.etags.update(bodies.etags)
     return Project(
         name=parsed.name,
         display_name=parsed.display,
@@ -490,6 +512,7 @@ def assemble_project(parsed: ParsedProject, plan: Plan, bodies: Bodies) -> Proje
         latest_version=latest,
         info=info,
         etag=parsed.etag,
+        notes=parsed.notes,
     )
 
 

@@ -174,6 +174,53 @@ class Project:
     latest_version: str | None = None
     info: dict[str, Any] | None = None  # the project JSON's ``info``, verbatim
     etag: str | None = None  # the project JSON's ETag, for conditional re-checks
+    #: PEP 792 status, ownership and vulnerabilities read by the fetch (sync/status.py)
+    notes: ProjectNotes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Vulnerability:
+    """One record of the JSON API's ``vulnerabilities`` (an abridged OSV record)."""
+
+    id: str
+    aliases: list[str]
+    summary: str | None
+    details: str | None
+    fixed_in: list[str]
+    link: str | None
+    source: str | None
+    withdrawn: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """The JSON API's ``ownership``: the organization (``None``: none) and ``(role, user)``
+    pairs, in upstream's order."""
+
+    organization: str | None
+    roles: list[tuple[str, str]]
+
+
+@dataclass
+class ProjectNotes:
+    """What upstream says of a project beside its files, as one fetch or poll read it.
+    ``status``: PEP 792's ``(status, reason, serial)`` from a simple page that was read
+    (``confirmed``: the page answered, 200 or 304; ``status`` ``None``: 304, or not read).
+    ``ownership``: ``None`` when not read or unchanged. ``vulnerabilities``: the releases
+    whose JSON was read, with their records. ``etags``: page path -> ``(version, ETag)``
+    of each page read (ETag ``''``: none, or 404)."""
+
+    name: str
+    confirmed: bool = False
+    status: tuple[str | None, str | None, int | None] | None = None
+    ownership: Ownership | None = None
+    vulnerabilities: dict[str, list[Vulnerability]] = field(default_factory=dict)
+    etags: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything upstream serves of it may have changed (its pages are stale)."""
+        return bool(self.status or self.ownership or self.vulnerabilities)
 
 
 @dataclass(slots=True)

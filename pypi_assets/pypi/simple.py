@@ -24,12 +24,14 @@ __all__ = [
     "API_VERSION",
     "HTML_CT",
     "JSON_CT",
+    "PROJECT_STATUSES",
     "IndexOptions",
     "SimpleFile",
     "SimpleProjectPage",
     "negotiate",
     "parse_project_page_html",
     "parse_project_page_json",
+    "parse_project_status",
     "parse_root_html",
     "parse_root_json",
     "render_project",
@@ -118,11 +120,18 @@ class _AnchorParser(HTMLParser):
         self.anchors: list[tuple[dict[str, str | None], str]] = []
         self._attrs: dict[str, str | None] | None = None
         self._text: list[str] = []
+        #: ``<meta name=... content=...>`` of the page (the first of each name)
+        self.metas: dict[str, str] = {}
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
             self._attrs = dict(attrs)
             self._text = []
+        elif tag == "meta":
+            a = dict(attrs)
+            name, content = a.get("name"), a.get("content")
+            if name and content is not None:
+                self.metas.setdefault(name, content)
 
     def handle_data(self, data: str) -> None:
         if self._attrs is not None:
@@ -174,6 +183,37 @@ class SimpleProjectPage:
     serial: int | None
     versions: list[str] | None
     files: list[SimpleFile]
+    #: PEP 792 (API 1.4): ``project-status`` / ``pypi:project-status``; ``None``: not given
+    status: str | None = None
+    status_reason: str | None = None
+
+
+#: PEP 792's statuses. Another well-formed one (a later PEP's) is kept as upstream gives it.
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
+_STATUS = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_MAX_REASON = 4096
+
+
+def parse_project_status(status: Any, reason: Any) -> tuple[str | None, str | None]:
+    """PEP 792's status and reason, checked: ``(None, None)`` when no status is given; a
+    status that is not a short lowercase word, or a reason that is not a string of at most
+    4,096 characters, raises :class:`SimpleParseError`."""
+    if status is None:
+        return None, None
+    if not isinstance(status, str) or not _STATUS.match(status):
+        raise SimpleParseError(f"bad project-status {str(status)[:100]!r}")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > _MAX_REASON):
+        raise SimpleParseError(f"bad project-status reason {str(reason)[:100]!r}")
+    return status, reason or None
+
+
+def _json_status(data: dict[str, Any]) -> tuple[str | None, str | None]:
+    raw = data.get("project-status")
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        raise SimpleParseError("simple project JSON 'project-status' is not an object")
+    return parse_project_status(raw.get("status"), raw.get("reason"))
 
 
 def _core_meta(value: Any) -> tuple[bool, str | None]:
@@ -241,11 +281,14 @@ def parse_project_page_json(data: Any) -> SimpleProjectPage:
     if raw is not None and serial is None:
         raise SimpleParseError(f"simple project JSON: serial out of range ({str(raw)[:40]!r})")
     versions = data.get("versions")
+    status, reason = _json_status(data)
     return SimpleProjectPage(
         name=str(data.get("name")),
         serial=serial,
         versions=list(versions) if isinstance(versions, list) else None,
         files=files,
+        status=status,
+        status_reason=reason,
     )
 
 
@@ -290,7 +333,17 @@ def parse_project_page_html(text: str, name: str) -> SimpleProjectPage:
                 provenance=_provenance(attrs.get("data-provenance")),
             )
         )
-    return SimpleProjectPage(name=name, serial=_html_serial(text), versions=None, files=files)
+    status, reason = parse_project_status(
+        p.metas.get("pypi:project-status"), p.metas.get("pypi:project-status-reason")
+    )
+    return SimpleProjectPage(
+        name=name,
+        serial=_html_serial(text),
+        versions=None,
+        files=files,
+        status=status,
+        status_reason=reason,
+    )
 
 
 # ---------------------------------------------------------------------------- negotiation
@@ -370,13 +423,16 @@ def iso(t: datetime | None) -> str | None:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _html_page(title: str, lines: list[str], serial: int) -> bytes:
+def _html_page(
+    title: str, lines: list[str], serial: int, metas: Iterable[tuple[str, str]] = ()
+) -> bytes:
     return "\n".join(
         [
             "<!DOCTYPE html>",
             "<html>",
             "  <head>",
             f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+            *(f'    <meta name="{k}" content="{html.escape(v)}">' for k, v in metas),
             f"    <title>{title}</title>",
             "  </head>",
             "  <body>",
@@ -441,6 +497,20 @@ def _by_format(base: str, formats: str, body: bytes, data: bytes) -> dict[str, b
     return out
 
 
+def _status_fields(
+    status: str | None, reason: str | None
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """PEP 792 in both forms: the JSON page's keys and the HTML page's ``<meta>`` tags (none
+    for a status never observed)."""
+    if status is None:
+        return {}, []
+    obj = {"status": status, **({"reason": reason} if reason else {})}
+    metas = [("pypi:project-status", status)]
+    if reason:
+        metas.append(("pypi:project-status-reason", reason))
+    return {"project-status": obj}, metas
+
+
 def render_project(
     name: str,
     display: str,
@@ -448,9 +518,13 @@ def render_project(
     files: list[dict[str, Any]],
     versions: Iterable[str],
     options: IndexOptions = IndexOptions(),
+    *,
+    status: str | None = None,
+    status_reason: str | None = None,
 ) -> dict[str, bytes]:
     """The project's simple pages (HTML and JSON) as ``{relative path: bytes}``. ``files``:
-    one mapping per file, with the columns the store's index query names."""
+    one mapping per file, with the columns the store's index query names. ``status``,
+    ``status_reason``: PEP 792's, as upstream last gave them (``None``: not observed)."""
     jfiles = []
     anchors = []
     for f in files:
@@ -465,8 +539,11 @@ def render_project(
         "versions": sorted(set(versions), key=version_key),
         "files": jfiles,
     }
+    status_keys, metas = _status_fields(status, status_reason)
+    page.update(status_keys)
     shown = html.escape(display)
-    body = _html_page(f"Links for {shown}", [f"    <h1>Links for {shown}</h1>", *anchors], serial)
+    lines = [f"    <h1>Links for {shown}</h1>", *anchors]
+    body = _html_page(f"Links for {shown}", lines, serial, metas)
     data = json.dumps(page, sort_keys=True).encode()
     return _by_format(f"simple/{name}", options.formats, body, data)
 

@@ -30,27 +30,34 @@ from .names import (
     check_url,
     packagetype_for,
 )
-from .records import Distribution, Release
+from .records import Distribution, Ownership, ProjectNotes, Release, Vulnerability
 from .simple import version_key
 
 __all__ = [
     "PRECOUNT_CHARS",
     "JsonLimits",
+    "Ownership",
     "ParsedFile",
     "ParsedProject",
     "ProjectError",
+    "Vulnerability",
     "check_caps",
     "fill_file",
     "latest_version",
+    "ownership_json",
     "parse_files",
+    "parse_ownership",
     "parse_project",
     "parse_time",
+    "parse_vulnerabilities",
     "precount",
     "project_info",
+    "project_notes",
     "release_record",
     "render_json_api",
     "version_fields",
     "version_info",
+    "vulnerability_json",
     "warehouse_file",
 ]
 
@@ -251,6 +258,9 @@ class ParsedProject:
     has_releases: bool = True
     #: filename -> its PEP 740 provenance URL (or None), from the simple page
     provenance: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    #: ownership and the latest release's vulnerabilities (then the page's status and the
+    #: version JSONs' vulnerabilities, as the fetch reads them)
+    notes: ProjectNotes | None = None
 
 
 def project_info(name: str, data: Any) -> dict[str, Any]:
@@ -299,7 +309,17 @@ def parse_project(
         info=info,
         files=files,
         has_releases=releases is not None,
+        notes=project_notes(norm, data, info.get("version")),
     )
+
+
+def project_notes(name: str, data: Any, version: Any) -> ProjectNotes:
+    """The ownership and vulnerabilities of a project JSON (those of ``version``, its latest
+    release) or of a version JSON, checked."""
+    notes = ProjectNotes(name, ownership=parse_ownership(data, name))
+    if isinstance(version, str) and version:
+        notes.vulnerabilities[version] = parse_vulnerabilities(data, f"{name} {version}")
+    return notes
 
 
 def version_info(name: str, version: str, data: Any) -> dict[str, Any]:
@@ -431,9 +451,16 @@ def render_json_api(
     files: list[dict[str, Any]],
     *,
     root_uri: str = "",
+    vulnerabilities: dict[str, list[dict[str, Any]]] | None = None,
+    ownership: dict[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """``pypi/<name>/json`` and ``pypi/<name>/<version>/json`` in Warehouse's shapes, listing
-    the selected files. ``releases``: version -> that version's stored ``info``."""
+    the selected files. ``releases``: version -> that version's stored ``info``;
+    ``vulnerabilities``: version -> its records (:func:`vulnerability_json`), the project
+    document carrying the latest release's, as Warehouse does; ``ownership``: as
+    :func:`ownership_json` gives it (``None``: never polled, the key is left out)."""
+    vulns = vulnerabilities or {}
+    extra = {"ownership": ownership} if ownership is not None else {}
     by_version: dict[str, list[dict[str, Any]]] = {v: [] for v in releases}
     for f in files:
         by_version.setdefault(f["release_version"], []).append(_file_json(f, root_uri))
@@ -446,13 +473,96 @@ def render_json_api(
         # every stored release, as PyPI lists releases with no files too
         "releases": dict(sorted(by_version.items(), key=lambda kv: version_key(kv[0]))),
         "urls": kept.get(latest or "", []),
-        "vulnerabilities": [],
+        "vulnerabilities": vulns.get(latest or "", []),
+        **extra,
     }
     out[f"pypi/{name}/json"] = _dumps(project)
     for version, fs in kept.items():
         vinfo = releases.get(version) or (project_info if version == latest else None)
         if vinfo is None:
             continue
-        doc = {"info": vinfo, "last_serial": serial, "urls": fs, "vulnerabilities": []}
+        doc = {
+            "info": vinfo,
+            "last_serial": serial,
+            "urls": fs,
+            "vulnerabilities": vulns.get(version, []),
+            **extra,
+        }
         out[f"pypi/{name}/{quote(version, safe='')}/json"] = _dumps(doc)
     return out
+
+
+# ------------------------------------------------------------- vulnerabilities and ownership
+#: At most this many vulnerabilities per release, aliases or fixed versions per record, and
+#: roles per project: more is a hostile answer, refused.
+MAX_VULNERABILITIES = 10_000
+MAX_LIST = 1_000
+_MAX_DETAILS = 1 << 20
+
+
+def _str_list(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_LIST:
+        raise UnsafeValue(f"{what}: not a list of at most {MAX_LIST} strings")
+    return [s for s in (_opt_str(v, what, 256) for v in value) if s is not None]
+
+
+def _vulnerability(v: Any, what: str) -> Vulnerability:
+    if not isinstance(v, dict):
+        raise UnsafeValue(f"{what}: a vulnerability is not an object")
+    vid = _opt_str(v.get("id"), f"{what} id", 256)
+    if not vid:
+        raise UnsafeValue(f"{what}: a vulnerability has no id")
+    return Vulnerability(
+        id=vid,
+        aliases=_str_list(v.get("aliases"), f"{what} {vid} aliases"),
+        summary=_opt_str(v.get("summary"), f"{what} {vid} summary"),
+        details=_opt_str(v.get("details"), f"{what} {vid} details", _MAX_DETAILS),
+        fixed_in=_str_list(v.get("fixed_in"), f"{what} {vid} fixed_in"),
+        link=_opt_str(v.get("link"), f"{what} {vid} link"),
+        source=_opt_str(v.get("source"), f"{what} {vid} source", 256),
+        withdrawn=_opt_str(v.get("withdrawn"), f"{what} {vid} withdrawn", 64),
+    )
+
+
+def parse_vulnerabilities(data: Any, what: str) -> list[Vulnerability]:
+    """The ``vulnerabilities`` of a project or version JSON (``data``: the document), each
+    field checked; absent: none. Raises :class:`UnsafeValue` for a malformed one."""
+    raw = data.get("vulnerabilities") if isinstance(data, dict) else None
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > MAX_VULNERABILITIES:
+        raise UnsafeValue(
+            f"{what}: 'vulnerabilities' is not a list of at most {MAX_VULNERABILITIES}"
+        )
+    return [_vulnerability(v, what) for v in raw]
+
+
+def parse_ownership(data: Any, what: str) -> Ownership | None:
+    """The ``ownership`` of a project or version JSON; ``None`` when upstream gives none.
+    Raises :class:`UnsafeValue` for a malformed one."""
+    raw = data.get("ownership") if isinstance(data, dict) else None
+    if raw is None:
+        return None
+    roles = raw.get("roles") if isinstance(raw, dict) else None
+    if not isinstance(roles, list) or len(roles) > MAX_LIST:
+        raise UnsafeValue(f"{what}: 'ownership' has no list of at most {MAX_LIST} roles")
+    pairs = []
+    for r in roles:
+        role = _opt_str(r.get("role"), f"{what} role", 64) if isinstance(r, dict) else None
+        user = _opt_str(r.get("user"), f"{what} user", 256) if isinstance(r, dict) else None
+        if not role or not user:
+            raise UnsafeValue(f"{what}: an ownership role without role or user")
+        pairs.append((role, user))
+    return Ownership(_opt_str(raw.get("organization"), f"{what} organization", 256), pairs)
+
+
+def vulnerability_json(v: Vulnerability) -> dict[str, Any]:
+    """A stored vulnerability in the JSON API's shape."""
+    return dataclasses.asdict(v)
+
+
+def ownership_json(o: Ownership) -> dict[str, Any]:
+    """Stored ownership in the JSON API's shape."""
+    return {"organization": o.organization, "roles": [{"role": r, "user": u} for r, u in o.roles]}

@@ -52,7 +52,7 @@ def _check_serials(store: MetadataStore) -> CheckOutcome:
     upstream = store.known_serial()
     ahead = store.query(
         "SELECT p.name, p.serial, u.serial FROM projects p JOIN upstream_projects u ON u.name = p.name "
-        "WHERE p.status = 'ok' AND u.serial > 0 AND p.serial > u.serial LIMIT 20"
+        "WHERE p.state = 'ok' AND u.serial > 0 AND p.serial > u.serial LIMIT 20"
     )
     top = _scalar(store, "SELECT coalesce(max(serial), 0) FROM projects")
     ok = not ahead and (upstream == 0 or top <= upstream)
@@ -103,7 +103,7 @@ def _check_releases(store: MetadataStore) -> CheckOutcome:
     lacking = store.query(
         "SELECT s.name FROM selected_projects s JOIN upstream_projects u ON u.name = s.name "
         "LEFT JOIN projects p ON p.name = s.name "
-        "WHERE p.name IS NULL OR (p.status = 'ok' AND NOT EXISTS (SELECT 1 FROM releases r WHERE r.project = s.name)) "
+        "WHERE p.name IS NULL OR (p.state = 'ok' AND NOT EXISTS (SELECT 1 FROM releases r WHERE r.project = s.name)) "
         "ORDER BY 1 LIMIT 20"
     )
     return CheckOutcome(

@@ -19,12 +19,12 @@ VIEWS: dict[str, str] = {
         SELECT p.name AS project, p.display_name, p.latest_version AS version, r.upload_time, r.yanked,
                r.summary, r.requires_python, r.file_count
         FROM projects p LEFT JOIN releases r ON r.project = p.name AND r.version = p.latest_version
-        WHERE p.status = 'ok'""",
+        WHERE p.state = 'ok'""",
     "reverse_dependencies": """
         CREATE OR REPLACE VIEW reverse_dependencies AS
         SELECT d.dep_project AS project, d.project AS dependent, d.release_version AS dependent_version,
                d.specifier, d.marker, d.optional, d.extra
-        FROM dependencies d JOIN projects p ON p.name = d.project AND p.status = 'ok'
+        FROM dependencies d JOIN projects p ON p.name = d.project AND p.state = 'ok'
         WHERE d.dep_project IS NOT NULL""",
     "classifiers": """
         CREATE OR REPLACE VIEW classifiers AS

@@ -24,9 +24,11 @@ from ..pypi.records import (
     DISTRIBUTION_COLUMNS,
     Distribution,
     Project,
+    ProjectNotes,
     Release,
     StoredProject,
     UpstreamListing,
+    Vulnerability,
 )
 from ..pypi.requirements import parse_dependency
 from .blobs import metadata_key_sql, provenance_key_sql
@@ -35,20 +37,23 @@ from .schema import (
     CLOSURE_PROJECTS,
     DEPENDENCIES,
     DISTRIBUTIONS,
+    PROJECT_ROLES,
     PROJECTS,
     PUBLISHERS,
     RELEASES,
+    RENAMED_COLUMNS,
     SCHEMA_VERSION,
     SELECTED_FILES,
     TABLES,
     UPSTREAM_PROJECTS,
     VIEWS,
+    VULNERABILITIES,
     Table,
 )
 
 __all__ = ["ListingShrank", "MetadataStore", "ProjectState", "WriteResult", "is_storage_error"]
 
-ProjectState = tuple[int, str]  # (serial, status)
+ProjectState = tuple[int, str]  # (serial, state)
 
 Row = Mapping[str, Any]
 
@@ -88,14 +93,27 @@ def _table_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
 def migrate(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = TABLES) -> list[str]:
     """Create the declared tables that are missing, and add to each existing table the
     declared columns it lacks (with their declared types; rows keep their data). Returns
-    the ``ALTER TABLE`` statements run."""
+    the ``ALTER TABLE`` statements run. Columns renamed since (:data:`RENAMED_COLUMNS`) are
+    renamed first, keeping their data."""
+    renamed = _rename_columns(con)
     for table in tables:
         con.execute(table.ddl())
     present = _table_columns(con)
     added = [s for t in tables for s in t.add_columns(present.get(t.name, set()))]
     for stmt in added:
         con.execute(stmt)
-    return added
+    return renamed + added
+
+
+def _rename_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    present = _table_columns(con)
+    done = []
+    for table, old, new in RENAMED_COLUMNS:
+        cols = present.get(table, set())
+        if old in cols and new not in cols:
+            done.append(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+            con.execute(done[-1])
+    return done
 
 
 def is_storage_error(exc: BaseException) -> bool:
@@ -128,7 +146,7 @@ def _newer(
     reported in ``result.skipped_older``."""
     stored = dict(
         con.execute(
-            "SELECT name, serial FROM projects WHERE name IN (SELECT unnest($1)) AND status = 'ok'",
+            "SELECT name, serial FROM projects WHERE name IN (SELECT unnest($1)) AND state = 'ok'",
             [[p.name for p in projects]],
         ).fetchall()
     )
@@ -148,6 +166,17 @@ def _info_json(info: dict[str, Any] | None) -> str | None:
     return json.dumps(info, sort_keys=True) if info is not None else None
 
 
+#: The ``projects`` columns the status poll writes (:meth:`MetadataStore.record_statuses`),
+#: which a project's new state keeps.
+UPSTREAM_STATUS_COLUMNS = (
+    "status",
+    "status_reason",
+    "status_serial",
+    "status_checked_at",
+    "organization",
+)
+
+
 def project_row(p: Project, now: datetime) -> Row:
     """The ``projects`` row of a project as stored now."""
     return {
@@ -155,12 +184,14 @@ def project_row(p: Project, now: datetime) -> Row:
         "display_name": p.display_name,
         "serial": p.serial,
         "upstream_serial": p.serial,
-        "status": "ok",
+        "state": "ok",
         "latest_version": p.latest_version,
         "removed_serial": None,
         "updated_at": now,
         "info": _info_json(p.info),
         "etag": p.etag,
+        # upstream's PEP 792 status and ownership: polled (sync/status.py), kept across writes
+        **dict.fromkeys(UPSTREAM_STATUS_COLUMNS),
     }
 
 
@@ -222,6 +253,22 @@ def _insert_projects(
     )
 
 
+def _keep_statuses(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[tuple[Any, ...]]:
+    """The polled columns (:data:`UPSTREAM_STATUS_COLUMNS`) of ``names``, to restore."""
+    cols = ", ".join(UPSTREAM_STATUS_COLUMNS)
+    return con.execute(
+        f"SELECT name, {cols} FROM projects WHERE name IN (SELECT unnest($1)) "
+        "AND status_checked_at IS NOT NULL",
+        [names],
+    ).fetchall()
+
+
+def _restore_statuses(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
+    sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(UPSTREAM_STATUS_COLUMNS))
+    for row in rows:
+        con.execute(f"UPDATE projects SET {sets} WHERE name = $1", list(row))
+
+
 #: Each selected file's ``.metadata`` claim: its key (``mkey``), whether a blob is recorded
 #: under it (``recorded``) with this claim's digest (``stored_claim``), and whether another
 #: selected file claims the same key with another digest (``contested``).
@@ -233,6 +280,59 @@ _METADATA_CLAIMS = (
     f"FROM (SELECT *, {metadata_key_sql('key')} AS mkey FROM selected_blob_keys "
     "WHERE core_metadata_sha256 IS NOT NULL) k LEFT JOIN blobs b ON b.key = k.mkey"
 )
+
+
+#: Projects upstream lists: all but the quarantined ones (PEP 792), which it hides from its
+#: listings but still has, so they are neither dropped nor removed.
+_LISTED = "AND coalesce(p.status, '') <> 'quarantined'"
+
+
+def record_notes(con: duckdb.DuckDBPyConnection, p: ProjectNotes, now: datetime) -> None:
+    """Store what upstream says of a project beside its files (a fetch's or a poll's
+    :class:`ProjectNotes`); its index pages are marked stale when any of it was read."""
+    if p.confirmed:
+        con.execute("UPDATE projects SET status_checked_at = $2 WHERE name = $1", [p.name, now])
+    if p.status is not None:
+        con.execute(
+            "UPDATE projects SET status = $2, status_reason = $3, status_serial = $4 "
+            "WHERE name = $1",
+            [p.name, *p.status],
+        )
+    if p.ownership is not None:
+        org = p.ownership.organization
+        con.execute("UPDATE projects SET organization = $2 WHERE name = $1", [p.name, org])
+        con.execute("DELETE FROM project_roles WHERE project = $1", [p.name])
+        rows = [
+            {"project": p.name, "role": r, "user": u, "organization": org}
+            for r, u in p.ownership.roles
+        ]
+        _insert(con, PROJECT_ROLES, rows)
+    if p.vulnerabilities:
+        con.execute(
+            "DELETE FROM vulnerabilities WHERE project = $1 AND version IN (SELECT unnest($2::VARCHAR[]))",
+            [p.name, list(p.vulnerabilities)],
+        )
+        _insert(
+            con,
+            VULNERABILITIES,
+            (
+                {"project": p.name, "version": version, **_vuln_row(v)}
+                for version, records in p.vulnerabilities.items()
+                for v in records
+            ),
+        )
+    for path, (version, etag) in p.etags.items():
+        con.execute(
+            "INSERT OR REPLACE INTO upstream_etags (path, project, version, etag, checked_at) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [path, p.name, version, etag, now],
+        )
+    if p.changed:  # its index pages are written again
+        con.execute("UPDATE simple_pages SET selection = '' WHERE project = $1", [p.name])
+
+
+def _vuln_row(v: Vulnerability) -> dict[str, Any]:
+    return {c: getattr(v, c) for c in VULNERABILITIES.names if c not in ("project", "version")}
 
 
 class ListingShrank(Refused, ValueError):
@@ -411,7 +511,7 @@ class MetadataStore:
             stored, dropped = con.execute(
                 "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS "
                 "(SELECT 1 FROM upstream_projects u WHERE u.name = p.name)) "
-                "FROM projects p WHERE p.status <> 'removed'"
+                f"FROM projects p WHERE p.state <> 'removed' {_LISTED}"
             ).fetchone() or (0, 0)
             few = 0 < dropped <= self.CONFIRMABLE_DROPS
             if not listing.names or dropped > max_removed_share * stored or (confirm_drops and few):
@@ -419,7 +519,7 @@ class MetadataStore:
                     [
                         r[0]
                         for r in con.execute(
-                            "SELECT name FROM projects p WHERE p.status <> 'removed' AND NOT "
+                            f"SELECT name FROM projects p WHERE p.state <> 'removed' {_LISTED} AND NOT "
                             "EXISTS (SELECT 1 FROM upstream_projects u WHERE u.name = p.name) "
                             "ORDER BY name"
                         ).fetchall()
@@ -507,7 +607,7 @@ class MetadataStore:
                 "LEFT JOIN projects p ON p.name = u.name "
                 "WHERE ((u.serial BETWEEN $1 AND $2 OR u.serial <= 0) "
                 "AND (p.serial IS NULL OR p.serial < u.serial OR u.serial <= 0)) "
-                "OR p.status IN ('missing', 'removed')",
+                "OR p.state IN ('missing', 'removed')",
                 [first, last],
             )
         ]
@@ -527,7 +627,7 @@ class MetadataStore:
         return {r[0] for r in self.query("SELECT name FROM selected_projects")}
 
     def project_states(self) -> dict[str, ProjectState]:
-        return {r[0]: (r[1], r[2]) for r in self.query("SELECT name, serial, status FROM projects")}
+        return {r[0]: (r[1], r[2]) for r in self.query("SELECT name, serial, state FROM projects")}
 
     def replace_selected_files(
         self, project_files: Iterable[tuple[str, str]], projects: Sequence[str] | None = None
@@ -600,7 +700,7 @@ class MetadataStore:
         rows = self.query(
             "SELECT n.name, u.display_name, u.serial, p.serial FROM (SELECT unnest($1::VARCHAR[]) AS name) n "
             "LEFT JOIN upstream_projects u ON u.name = n.name "
-            "LEFT JOIN projects p ON p.name = n.name AND p.status = 'ok'",
+            "LEFT JOIN projects p ON p.name = n.name AND p.state = 'ok'",
             [list(names)],
         )
         todo = [
@@ -738,7 +838,7 @@ class MetadataStore:
         cur = self.con.cursor()
         try:
             row = cur.execute(
-                "SELECT serial, status, info, latest_version, etag FROM projects WHERE name = ?",
+                "SELECT serial, state, info, latest_version, etag FROM projects WHERE name = ?",
                 [name],
             ).fetchone()
             if row is None or row[1] != "ok":
@@ -794,9 +894,14 @@ class MetadataStore:
                 keep = list(fresh)
                 for table in ("distributions", "releases", "dependencies"):
                     con.execute(f"DELETE FROM {table} WHERE project IN (SELECT unnest($1))", [keep])
+                kept = _keep_statuses(con, keep)
                 con.execute("DELETE FROM projects WHERE name IN (SELECT unnest($1))", [keep])
                 _insert_projects(con, list(fresh.values()), now)
                 _drop_gone_publishers(con, keep)
+                _restore_statuses(con, kept)
+                for p in fresh.values():
+                    if p.notes is not None:
+                        record_notes(con, p.notes, now)
                 result.written.extend(keep)
         return result
 
@@ -805,7 +910,7 @@ class MetadataStore:
         with self.transaction() as con:
             con.execute(
                 "UPDATE projects SET serial = greatest(serial, $2), "
-                "upstream_serial = greatest(upstream_serial, $2) WHERE name = $1 AND status = 'ok'",
+                "upstream_serial = greatest(upstream_serial, $2) WHERE name = $1 AND state = 'ok'",
                 [name, serial],
             )
 
@@ -815,20 +920,20 @@ class MetadataStore:
         transient 404 loses nothing and the next run fetches it again."""
         now = datetime.now(UTC)
         with self.transaction() as con:
-            row = con.execute("SELECT status FROM projects WHERE name = ?", [name]).fetchone()
+            row = con.execute("SELECT state FROM projects WHERE name = ?", [name]).fetchone()
             if row is not None and row[0] == "ok":
                 return False
             con.execute("DELETE FROM projects WHERE name = ?", [name])
             con.execute(
-                "INSERT INTO projects (name, display_name, serial, upstream_serial, status, updated_at) "
+                "INSERT INTO projects (name, display_name, serial, upstream_serial, state, updated_at) "
                 "VALUES (?, ?, 0, ?, 'missing', ?)",
                 [name, display_name, serial, now],
             )
         return True
 
     def removed_projects(self) -> list[str]:
-        """Projects whose removal upstream was confirmed (``status = 'removed'``)."""
-        return [r[0] for r in self.query("SELECT name FROM projects WHERE status = 'removed'")]
+        """Projects whose removal upstream was confirmed (``state = 'removed'``)."""
+        return [r[0] for r in self.query("SELECT name FROM projects WHERE state = 'removed'")]
 
     def mark_removed(self, global_serial: int) -> list[str]:
         """Projects stored that the upstream listing (``upstream_projects``) no longer has
@@ -838,13 +943,13 @@ class MetadataStore:
             gone = [
                 r[0]
                 for r in con.execute(
-                    "SELECT name FROM projects p WHERE status <> 'removed' "
+                    f"SELECT name FROM projects p WHERE state <> 'removed' {_LISTED} "
                     "AND NOT EXISTS (SELECT 1 FROM upstream_projects u WHERE u.name = p.name)"
                 ).fetchall()
             ]
             if gone:
                 con.execute(
-                    "UPDATE projects SET status = 'removed', removed_serial = $1, updated_at = $2 "
+                    "UPDATE projects SET state = 'removed', removed_serial = $1, updated_at = $2 "
                     "WHERE name IN (SELECT unnest($3::VARCHAR[]))",
                     [global_serial, now, gone],
                 )
@@ -891,14 +996,15 @@ class MetadataStore:
 
     # ------------------------------------------------------------------ index pages
     def index_projects(self) -> list[IndexedProject]:
-        """The selected projects the index lists (status ``ok``), by name, each with the
+        """The selected projects the index lists (state ``ok``), by name, each with the
         serial and selection its pages were last written with (``None`` when never)."""
         return [
             IndexedProject(*row)
             for row in self.query(
                 "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, "
-                "sp.selection FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
-                "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.status = 'ok' "
+                "sp.selection, p.status, p.status_reason "
+                "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
+                "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.state = 'ok' "
                 "ORDER BY p.name"
             )
         ]
@@ -1010,7 +1116,7 @@ class MetadataStore:
         with self.transaction() as con:
             row = con.execute(
                 "UPDATE upstream_projects u SET serial = p.serial FROM projects p "
-                "WHERE p.name = u.name AND u.serial <= 0 AND p.status = 'ok' AND p.serial > 0"
+                "WHERE p.name = u.name AND u.serial <= 0 AND p.state = 'ok' AND p.serial > 0"
             ).fetchone()
         return int(row[0]) if row else 0
 
@@ -1025,6 +1131,9 @@ class IndexedProject(NamedTuple):
     info: str | None
     page_serial: int | None
     page_selection: str | None
+    #: PEP 792, as last polled (``None``: never)
+    status: str | None = None
+    status_reason: str | None = None
 
 
 #: a file's provenance key when its provenance object is stored (else NULL)

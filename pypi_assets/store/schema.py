@@ -96,12 +96,17 @@ PROJECTS = declare(
     display_name VARCHAR
     serial BIGINT             -- serial of the stored state
     upstream_serial BIGINT    -- serial last seen in the upstream listing
-    status VARCHAR            -- ok | missing | removed
+    state VARCHAR             -- ok | missing | removed (the mirror's own bookkeeping)
     latest_version VARCHAR    -- upstream's 'latest' (info.version)
     removed_serial BIGINT     -- global serial at which it vanished upstream
     updated_at TIMESTAMPTZ
     info VARCHAR              -- the project JSON's info object, verbatim
     etag VARCHAR              -- the project JSON's ETag (If-None-Match)
+    status VARCHAR            -- PEP 792: active | archived | quarantined | deprecated
+    status_reason VARCHAR     -- PEP 792's reason, if upstream gives one
+    status_serial BIGINT      -- the project's serial on the page the status was read from
+    status_checked_at TIMESTAMPTZ  -- when upstream last confirmed the status (200 or 304)
+    organization VARCHAR      -- the JSON API's ownership.organization (NULL: none)
     """,
     key="name",
 )
@@ -186,6 +191,42 @@ CLOSURE_PROJECTS = declare(
     key="name",
 )
 
+VULNERABILITIES = declare(
+    "vulnerabilities",
+    """
+    project VARCHAR           -- normalised
+    version VARCHAR
+    id VARCHAR                -- the OSV id, as upstream's JSON API gives it
+    aliases VARCHAR[]
+    summary VARCHAR
+    details VARCHAR
+    fixed_in VARCHAR[]
+    link VARCHAR
+    source VARCHAR
+    withdrawn VARCHAR         -- upstream's withdrawal time, verbatim (NULL: not withdrawn)
+    """,
+)
+PROJECT_ROLES = declare(
+    "project_roles",
+    """
+    project VARCHAR           -- normalised
+    role VARCHAR              -- Owner | Maintainer, as upstream names it
+    user VARCHAR
+    organization VARCHAR      -- the owning organization (NULL: none), on every row
+    """,
+)
+UPSTREAM_ETAGS = declare(
+    "upstream_etags",
+    """
+    path VARCHAR              -- the upstream page polled (/simple/<p>/, /pypi/<p>/<v>/json)
+    project VARCHAR
+    version VARCHAR           -- the release of a /pypi/<p>/<v>/json (NULL: another page)
+    etag VARCHAR              -- sent back as If-None-Match on the next poll ('': none)
+    checked_at TIMESTAMPTZ
+    """,
+    key="path",
+)
+
 TABLES: tuple[Table, ...] = (
     META,
     UPSTREAM_PROJECTS,
@@ -199,6 +240,9 @@ TABLES: tuple[Table, ...] = (
     SIMPLE_PAGES,
     CLOSURE_PROJECTS,
     PUBLISHERS,
+    VULNERABILITIES,
+    PROJECT_ROLES,
+    UPSTREAM_ETAGS,
 )
 
 VIEWS: tuple[str, ...] = (
@@ -206,13 +250,18 @@ VIEWS: tuple[str, ...] = (
         SELECT project, filename, {blob_key_sql("h", "filename")} AS key, sha256, size, url,
                core_metadata_sha256, project_serial
         FROM (SELECT d.*, coalesce(d.blake2b_256, d.sha256) AS h FROM distributions d
-              JOIN projects p ON p.name = d.project AND p.status = 'ok'
+              JOIN projects p ON p.name = d.project AND p.state = 'ok'
               SEMI JOIN selected_files s ON s.project = d.project AND s.filename = d.filename)""",
     """CREATE OR REPLACE VIEW selected_distributions AS
         SELECT d.* FROM distributions d
-        JOIN projects p ON p.name = d.project AND p.status = 'ok'
+        JOIN projects p ON p.name = d.project AND p.state = 'ok'
         SEMI JOIN selected_files s ON s.project = d.project AND s.filename = d.filename""",
 )
+
+#: Columns renamed since a database was created: ``(table, old name, new name)``. The
+#: migration renames a column that has its old name and not yet its new one.
+#: ``projects.status`` (ok | missing | removed) became ``state``; ``status`` is PEP 792's.
+RENAMED_COLUMNS: tuple[tuple[str, str, str], ...] = (("projects", "status", "state"),)
 
 #: Every table's ``CREATE TABLE IF NOT EXISTS``, then the views.
 DDL: tuple[str, ...] = (*(t.ddl() for t in TABLES), *VIEWS)

@@ -38,9 +38,12 @@ from packaging.utils import canonicalize_name
 
 from ..pypi.errors import Refused
 from ..pypi.names import check_project_name
+from ..pypi.records import Ownership, Vulnerability
 from ..pypi.simple import IndexOptions, render_project, render_root
-from ..pypi.warehouse import render_json_api
+from ..pypi.warehouse import ownership_json, render_json_api
+from ..pypi.warehouse import vulnerability_json as _vuln_json
 from ..store.duckdb_store import IndexedProject, MetadataStore
+from ..store.statuses import index_ownership, index_vulnerabilities
 
 __all__ = [
     "INDEX_OWNER",
@@ -63,6 +66,8 @@ _TMP = re.compile(r"^\.tmp-[0-9a-f]{16}$")
 DEFAULT_MAX_DELETE_SHARE = 0.05
 _BATCH = 1000  # projects per query when writing pages
 _DEFAULT_OPTIONS = IndexOptions()
+#: PEP 792's status whose projects upstream hides: not in the root, no files, no JSON API
+QUARANTINED = "quarantined"
 
 
 @dataclass
@@ -121,11 +126,23 @@ def _clean_project_tmp(web: Path, name: str) -> int:
 
 def _write_pages(web: Path, name: str, pages: dict[str, bytes]) -> int:
     """The pages of one project: its directories first, then the files, after removing what
-    an interrupted writer left in them. Returns the count of stale files removed."""
+    an interrupted writer left in them. Returns the count of stale files removed. A project
+    with no JSON API document (quarantined) loses the one written before: upstream
+    answers 404 there."""
     cleaned = _clean_project_tmp(web, name)
+    if f"pypi/{name}/json" not in pages:
+        _delete_dir(web, "pypi", name)
     for rel in sorted(pages, key=lambda r: r.count("/")):
         _write(web / rel, pages[rel])
     return cleaned
+
+
+@dataclass(frozen=True)
+class _Upstream:
+    """What upstream says of a project beside its files (store/statuses.py)."""
+
+    vulnerabilities: dict[str, list[Vulnerability]] = field(default_factory=dict)
+    ownership: Ownership | None = None
 
 
 def _project_pages(
@@ -133,10 +150,28 @@ def _project_pages(
     files: list[dict[str, Any]],
     rels: dict[str, Any],
     options: IndexOptions,
+    upstream: _Upstream = _Upstream(),
 ) -> dict[str, bytes]:
+    """The simple pages and the JSON API of a project. A quarantined one, as upstream
+    shows it: a simple page with its status and no files, and no JSON API."""
     name, serial, info = project.name, project.serial, project.info
+    hidden = project.status == QUARANTINED
+    files = [] if hidden else files
     versions = {f["release_version"] for f in files}
-    pages = render_project(name, project.display_name, serial, files, versions, options)
+    pages = render_project(
+        name,
+        project.display_name,
+        serial,
+        files,
+        versions,
+        options,
+        status=project.status,
+        status_reason=project.status_reason,
+    )
+    if hidden:
+        return pages
+    vulns = {v: [_vuln_json(x) for x in xs] for v, xs in upstream.vulnerabilities.items()}
+    owner = ownership_json(upstream.ownership) if upstream.ownership is not None else None
     pages.update(
         render_json_api(
             name,
@@ -146,6 +181,8 @@ def _project_pages(
             rels,
             files,
             root_uri=options.root_uri,
+            vulnerabilities=vulns,
+            ownership=owner,
         )
     )
     return pages
@@ -258,11 +295,13 @@ def _render_batch(
     rels_of: dict[str, dict[str, Any]] = {n: {} for n in names}
     for project, version, rinfo in store.release_infos(names):
         rels_of[project][version] = json.loads(rinfo) if rinfo else None
+    vulns, owners = index_vulnerabilities(store, names), index_ownership(store, names)
     for r in batch:
         check_project_name(r.display_name)
         if canonicalize_name(r.name) != r.name:
             raise ValueError(f"stored project name {r.name!r} is not normalised")
-        yield r.name, _project_pages(r, files_of[r.name], rels_of[r.name], options)
+        up = _Upstream(vulns.get(r.name, {}), owners.get(r.name))
+        yield r.name, _project_pages(r, files_of[r.name], rels_of[r.name], options, up)
 
 
 def _gone(
@@ -293,12 +332,16 @@ def _gone(
     return gone + confirmed
 
 
+def _delete_dir(web: Path, sub: str, name: str) -> None:
+    target = web / sub / name
+    if target.is_dir() and target.resolve().parent == (web / sub).resolve():
+        shutil.rmtree(target)
+
+
 def _delete_pages(web: Path, gone: Iterable[str], report: IndexReport) -> None:
     for name in gone:
         for sub in ("simple", "pypi"):
-            target = web / sub / name
-            if target.is_dir() and target.resolve().parent == (web / sub).resolve():
-                shutil.rmtree(target)
+            _delete_dir(web, sub, name)
         report.deleted.append(name)
 
 
@@ -312,7 +355,8 @@ def _finish_root(
     # changed (after a stale listing, say), so it never keeps announcing an older one.
     root_serial = store.get_meta("index_root_serial")
     if changed or root_serial != str(serial) or bool(missing_pages(web, (), formats)):
-        _write_root(web, [(r.name, r.display_name, r.serial) for r in rows], serial, formats)
+        listed = [(r.name, r.display_name, r.serial) for r in rows if r.status != QUARANTINED]
+        _write_root(web, listed, serial, formats)
     store.set_meta(index_write_started="", index_root_serial=str(serial))
     return serial
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .files import FilesReport
     from .index import IndexReport
+    from .status import StatusReport
 
 __all__ = [
     "ClosureReport",
@@ -78,6 +79,7 @@ class SyncReport:
     changes: str = ""
     listing: str = ""
     resolve_serials: bool = False  # (the run's own bookkeeping: see update_listing)
+    statuses: StatusReport | None = None  # the status poll (sync/status.py)
 
     def _phase(self, name: str, since: float) -> float:
         now = time.perf_counter()
@@ -138,6 +140,7 @@ class SyncReport:
             "snapshot": self.snapshot,
             "metadata_sources": self.metadata_sources,
             **{f"rows_{k}": v for k, v in self.counts.items()},
+            **({"statuses": self.statuses.summary()} if self.statuses is not None else {}),
         }
 
 

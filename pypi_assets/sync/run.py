@@ -40,6 +40,7 @@ from .metadata import close_dependencies, refresh_metadata, stored_reader
 from .reports import Progress, SyncReport, WindowReport, no_progress
 from .selection import recompute_selected_files
 from .settings import Settings, SettingsError, client_config, config_hash
+from .status import merge, poll_after_refresh, poll_cutoff, poll_statuses
 from .windows import bounds
 
 __all__ = [
@@ -317,6 +318,8 @@ async def _refresh(
     recompute_selected_files(store, config, refresh.refreshed + refresh.missing + refresh.removed)
     if depth == "full":  # project depth stores no per-file metadata, by design
         report.metadata_sources = lacking_metadata(report.refresh.failed, store)
+    new = await poll_after_refresh(client, store, refresh, progress=progress)
+    report.statuses = merge(report.statuses, new)
     report._phase("metadata", t)
 
 
@@ -366,6 +369,34 @@ def _publish_run(
     report._phase("publish", t)
 
 
+async def _still_up_to_date(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    plan: _RunPlan,
+    serial: int,
+    report: SyncReport,
+    refresh_statuses: bool,
+    progress: Progress,
+) -> bool:
+    """Poll the statuses that are due (all with ``refresh_statuses``); then whether the last
+    complete run's result stands: nothing changed, upstream or in what it produced."""
+    cutoff = poll_cutoff(config.status_poll_interval, everything=refresh_statuses)
+    report.statuses = await poll_statuses(client, store, cutoff, progress=progress)
+    if report.statuses.changed:
+        return False
+    return _up_to_date(
+        store,
+        serial,
+        plan.state,
+        plan.blobs,
+        plan.lazy,
+        config.core_metadata,
+        plan.web,
+        config.simple_format,
+    )
+
+
 async def run_sync(
     settings: Settings,
     config: MirrorConfig,
@@ -375,13 +406,18 @@ async def run_sync(
     client_overrides: dict[str, Any] | None = None,
     depth: Depth = "full",
     lazy: bool = False,
+    refresh_statuses: bool = False,
 ) -> SyncReport:
     """One full incremental sync to the upstream's current serial, then publish a snapshot.
     With a blob store, the selected files are downloaded (unless ``lazy``: then ``serve
     --lazy`` fetches each on its first request) and the simple index is written.
 
     A run is marked complete (``synced_serial``) only after its snapshot is published, so a
-    crash at any step leaves the next run to redo what is missing."""
+    crash at any step leaves the next run to redo what is missing.
+
+    The selected projects' PEP 792 status, ownership and vulnerabilities, which no serial
+    announces, are polled when due (``[pypi_assets] status_poll_interval``; all of them now
+    with ``refresh_statuses``); a change makes the run write their pages again."""
     started = time.perf_counter()
     plan = _RunPlan.of(settings, config, depth, lazy, client_overrides)
     if plan.web is not None:
@@ -391,15 +427,8 @@ async def run_sync(
             serial = await client.last_serial()
             report = SyncReport(upstream=plan.client.upstream, upstream_serial=serial or 0)
             track_blob_store(store, plan.blobs)
-            if serial is not None and _up_to_date(
-                store,
-                serial,
-                plan.state,
-                plan.blobs,
-                lazy,
-                config.core_metadata,
-                plan.web,
-                config.simple_format,
+            if serial is not None and await _still_up_to_date(
+                client, store, config, plan, serial, report, refresh_statuses, progress
             ):
                 report.requests = client.stats.as_dict()
                 _report_up_to_date(store, report, serial, progress)

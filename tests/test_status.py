@@ -1,0 +1,288 @@
+"""PEP 792 project status, vulnerabilities and ownership (issue #11, items 4 and 6): parsed
+from upstream, stored (``projects.status``, ``vulnerabilities``, ``project_roles``), polled on
+a cadence with conditional requests, and served as upstream serves them, quarantined
+projects hidden."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pytest
+
+from pypi_assets.fake import FakeIndex, FakeUpstream
+from pypi_assets.fake.data import osv_record
+from pypi_assets.filters import ConfigError, MirrorConfig
+from pypi_assets.pypi.errors import SimpleParseError, UnsafeValue
+from pypi_assets.pypi.simple import (
+    parse_project_page_html,
+    parse_project_page_json,
+    render_project,
+)
+from pypi_assets.pypi.warehouse import parse_ownership, parse_vulnerabilities
+from pypi_assets.store import MetadataStore
+from pypi_assets.sync.reports import SyncReport
+from pypi_assets.sync.run import run_sync
+from pypi_assets.sync.settings import Settings
+
+from .helpers import FAST, make_config, table
+
+JSON_CT = "application/vnd.pypi.simple.v1+json"
+
+
+# ---------------------------------------------------------------------- parse and render
+def test_project_status_is_parsed_from_both_page_forms() -> None:
+    page = parse_project_page_json(
+        {
+            "meta": {"api-version": "1.4"},
+            "name": "a",
+            "project-status": {"status": "archived", "reason": "done"},
+            "files": [],
+        }
+    )
+    assert (page.status, page.status_reason) == ("archived", "done")
+    html = (
+        '<html><head><meta name="pypi:repository-version" content="1.4">'
+        '<meta name="pypi:project-status" content="deprecated">'
+        '<meta name="pypi:project-status-reason" content="use b &amp; c">'
+        "</head><body></body></html>"
+    )
+    page = parse_project_page_html(html, "a")
+    assert (page.status, page.status_reason) == ("deprecated", "use b & c")
+    old = parse_project_page_json({"meta": {"api-version": "1.1"}, "name": "a", "files": []})
+    assert (old.status, old.status_reason) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [{"status": 7}, {"status": "X" * 80}, {"status": "active", "reason": "r" * 5000}, "active"],
+)
+def test_a_malformed_project_status_is_refused(status: Any) -> None:
+    with pytest.raises(SimpleParseError):
+        parse_project_page_json(
+            {"meta": {"api-version": "1.4"}, "name": "a", "project-status": status, "files": []}
+        )
+
+
+def test_render_carries_the_status_only_once_observed() -> None:
+    plain = render_project("a", "A", 5, [], [])
+    assert b"project-status" not in plain["simple/a/index.v1_json"]
+    pages = render_project("a", "A", 5, [], [], status="archived", status_reason="x<y")
+    assert json.loads(pages["simple/a/index.v1_json"])["project-status"] == {
+        "status": "archived",
+        "reason": "x<y",
+    }
+    body = pages["simple/a/index.html"].decode()
+    assert '<meta name="pypi:project-status" content="archived">' in body
+    assert '<meta name="pypi:project-status-reason" content="x&lt;y">' in body
+
+
+def test_vulnerabilities_and_ownership_are_parsed_and_checked() -> None:
+    record = osv_record("PYSEC-1", fixed_in=["2.0"], aliases=["CVE-1"], summary="s")
+    vulns = parse_vulnerabilities({"vulnerabilities": [record]}, "x")
+    assert [v.id for v in vulns] == ["PYSEC-1"] and vulns[0].fixed_in == ["2.0"]
+    assert parse_vulnerabilities({}, "x") == []
+    owner = parse_ownership(
+        {"ownership": {"organization": "org", "roles": [{"role": "Owner", "user": "u"}]}}, "x"
+    )
+    assert owner is not None and owner.roles == [("Owner", "u")] and owner.organization == "org"
+    for bad in ({"vulnerabilities": [{"id": None}]}, {"vulnerabilities": [{"id": "a" * 300}]}):
+        with pytest.raises(UnsafeValue):
+            parse_vulnerabilities(bad, "x")
+    with pytest.raises(UnsafeValue):
+        parse_ownership({"ownership": {"roles": [{"role": "Owner"}]}}, "x")
+
+
+def test_the_poll_interval_is_a_checked_key() -> None:
+    assert make_config().status_poll_interval == 86_400
+    cfg = make_config("[pypi_assets]\nstatus_poll_interval = 0\n")
+    assert cfg.status_poll_interval == 0
+    with pytest.raises(ConfigError):
+        make_config("[pypi_assets]\nstatus_poll_interval = -1\n")
+
+
+def test_an_old_database_keeps_its_state_under_the_new_name(tmp_path: Path) -> None:
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE projects (name VARCHAR PRIMARY KEY, serial BIGINT, status VARCHAR)")
+    con.execute("INSERT INTO projects VALUES ('a', 3, 'removed')")
+    con.close()
+    with MetadataStore(db):
+        pass
+    assert table(db, "SELECT name, state, status FROM projects") == [("a", "removed", None)]
+
+
+# ---------------------------------------------------------------------- against the fake
+def _sync(up: FakeUpstream, web: Path, config: MirrorConfig, **kw: Any) -> SyncReport:
+    settings = Settings(upstream=up.url, db=web.parent / "m.duckdb", blobs=str(web))
+    report = asyncio.run(run_sync(settings, config, client_overrides=FAST, **kw))
+    assert report.ok, report.failures
+    return report
+
+
+def _page(web: Path, name: str) -> dict[str, Any]:
+    return json.loads((web / "simple" / name / "index.v1_json").read_bytes())  # type: ignore[no-any-return]
+
+
+def _root(web: Path) -> set[str]:
+    data = json.loads((web / "simple" / "index.v1_json").read_bytes())
+    return {p["name"].lower() for p in data["projects"]}
+
+
+def test_archive_quarantine_and_clear(tmp_path: Path) -> None:
+    """Archive a selected project upstream, with no serial change: within one cadence,
+    ``projects.status`` says archived and the served page says so. Quarantine it: its files
+    are no longer served. Clear it: they come back."""
+    web = tmp_path / "web"
+    cadence = 1.0
+    config = make_config(f"[pypi_assets]\nstatus_poll_interval = {cadence}\n")
+    with FakeUpstream(FakeIndex.generate(6)) as up:
+        first = _sync(up, web, config)
+        # the fetch read every page and version JSON: nothing left to poll
+        assert first.statuses is not None and first.statuses.requests == 0
+        name = sorted(up.index.projects)[2]
+        db = web.parent / "m.duckdb"
+        assert table(db, f"SELECT status FROM projects WHERE name = '{name}'") == [("active",)]
+        time.sleep(cadence)
+        _sync(up, web, config)  # a first cadence: the pages the fetch read without an ETag
+        serial = up.index.serial
+        assert not up.index.set_status(name, "archived", "moved to b")  # not journaled
+        assert up.index.serial == serial
+        time.sleep(cadence)
+        up.reset_counts()
+        report = _sync(up, web, config)
+        st = report.statuses
+        assert st is not None and st.statuses == {name: "archived"}
+        # the cost: every page of a quiet project answers 304
+        pages = 6 + sum(len(up.index.releases(n)) for n in up.index.projects)
+        assert st.requests == pages and st.not_modified == pages - 1
+        assert table(db, f"SELECT status, status_reason FROM projects WHERE name = '{name}'") == [
+            ("archived", "moved to b")
+        ]
+        served = _page(web, name)
+        assert served["project-status"] == {"status": "archived", "reason": "moved to b"}
+        assert served["files"]
+        html = (web / "simple" / name / "index.html").read_text()
+        assert '<meta name="pypi:project-status" content="archived">' in html
+        files = len(served["files"])
+
+        assert up.index.set_status(name, "quarantined", "malware report")  # journaled
+        _sync(up, web, config)
+        hidden = _page(web, name)
+        assert hidden["project-status"]["status"] == "quarantined"
+        assert hidden["files"] == [] and hidden["versions"] == []
+        assert name not in _root(web)
+        assert not (web / "pypi" / name / "json").exists()
+        assert 'href="' not in (web / "simple" / name / "index.html").read_text()
+
+        assert up.index.set_status(name, "active")  # journaled
+        _sync(up, web, config)
+        back = _page(web, name)
+        assert back["project-status"] == {"status": "active"} and len(back["files"]) == files
+        assert name in _root(web)
+        assert (web / "pypi" / name / "json").exists()
+
+
+def test_no_poll_before_the_cadence(tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    with FakeUpstream(FakeIndex.generate(3)) as up:
+        _sync(up, web, make_config())  # a day's cadence
+        name = sorted(up.index.projects)[0]
+        up.index.set_status(name, "archived")
+        up.reset_counts()
+        report = _sync(up, web, make_config())
+        assert report.up_to_date and up.total_requests() <= 2
+        assert _page(web, name)["project-status"] == {"status": "active"}
+        report = _sync(up, web, make_config(), refresh_statuses=True)  # now, whatever the cadence
+        assert report.statuses is not None and report.statuses.statuses == {name: "archived"}
+        assert _page(web, name)["project-status"] == {"status": "archived"}
+
+
+def _upstream_json(client: httpx.Client, path: str) -> Any:
+    return client.get(path).json()
+
+
+def test_vulnerabilities_and_roles_equal_upstream(tmp_path: Path) -> None:
+    """``vulnerabilities`` and ``project_roles`` equal upstream's for every selected project;
+    the served JSON API and simple pages carry the same status and vulnerabilities."""
+    web = tmp_path / "web"
+    with FakeUpstream(FakeIndex.generate(5)) as up:
+        idx = up.index
+        names = sorted(idx.projects)
+        _sync(up, web, make_config())
+        # none of this moves a serial except the role change (journaled)
+        for i, name in enumerate(names[:3]):
+            versions = list(idx.releases(name))
+            idx.set_vulnerabilities(
+                name,
+                versions[0],
+                [osv_record(f"PYSEC-{i}", fixed_in=[versions[-1]], aliases=[f"CVE-{i}"])],
+            )
+            idx.set_vulnerabilities(name, versions[-1], [{"id": f"GHSA-{i}", "withdrawn": None}])
+        idx.set_organization(names[1], "acme")
+        idx.set_role(names[2], "helper", "Maintainer")
+        idx.set_status(names[3], "deprecated", "use another")
+        _sync(up, web, make_config(), refresh_statuses=True)
+        db = web.parent / "m.duckdb"
+        with httpx.Client(base_url=up.url, follow_redirects=True) as http:
+            for name in names:
+                _same_as_upstream(http, db, web, name)
+
+
+def _same_as_upstream(http: httpx.Client, db: Path, web: Path, name: str) -> None:
+    idx_page = http.get(f"/simple/{name}/", headers={"Accept": JSON_CT}).json()
+    assert _page(web, name)["project-status"] == idx_page["project-status"]
+    html = (web / "simple" / name / "index.html").read_text()
+    assert f'content="{idx_page["project-status"]["status"]}"' in html
+    project = _upstream_json(http, f"/pypi/{name}/json")
+    owner = project["ownership"]
+    roles = table(
+        db, f"SELECT role, user, organization FROM project_roles WHERE project = '{name}'"
+    )
+    assert sorted(roles) == sorted(
+        (r["role"], r["user"], owner["organization"]) for r in owner["roles"]
+    )
+    served = json.loads((web / "pypi" / name / "json").read_bytes())
+    assert served["ownership"] == owner
+    assert served["vulnerabilities"] == project["vulnerabilities"]
+    for version in idx_versions(web, name):
+        upstream = _upstream_json(http, f"/pypi/{name}/{version}/json")
+        mine = json.loads((web / "pypi" / name / version / "json").read_bytes())
+        assert mine["vulnerabilities"] == upstream["vulnerabilities"]
+        assert mine["ownership"] == upstream["ownership"]
+        stored = table(
+            db,
+            "SELECT id, aliases, summary, details, fixed_in, link, source, withdrawn "
+            f"FROM vulnerabilities WHERE project = '{name}' AND version = '{version}'",
+        )
+        keys = ("id", "aliases", "summary", "details", "fixed_in", "link", "source", "withdrawn")
+        assert [dict(zip(keys, r, strict=True)) for r in stored] == upstream["vulnerabilities"]
+
+
+def idx_versions(web: Path, name: str) -> list[str]:
+    return sorted(p.name for p in (web / "pypi" / name).iterdir() if p.is_dir())
+
+
+def test_a_new_release_has_its_vulnerabilities_on_the_run_that_stores_it(tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    with FakeUpstream(FakeIndex.generate(3)) as up:
+        _sync(up, web, make_config())
+        name = sorted(up.index.projects)[1]
+        up.index.add_release(name, "9.0")
+        up.index.set_vulnerabilities(name, "9.0", [{"id": "PYSEC-9"}])
+        up.reset_counts()
+        report = _sync(up, web, make_config())
+        # the fetch read its version JSON: the poll has nothing left to ask
+        assert report.statuses is not None and report.statuses.requests == 0
+        assert up.counts["version-json"] == 1
+        db = web.parent / "m.duckdb"
+        assert table(db, f"SELECT version, id FROM vulnerabilities WHERE project = '{name}'") == [
+            ("9.0", "PYSEC-9")
+        ]
+        served = json.loads((web / "pypi" / name / "json").read_bytes())
+        assert [v["id"] for v in served["vulnerabilities"]] == ["PYSEC-9"]
