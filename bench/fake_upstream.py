@@ -5,7 +5,6 @@ bytes, not only requests, count (the file benchmarks). Built on :mod:`pypi_asset
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 
 from pypi_assets.fake import FakeIndex, FakeUpstream
@@ -38,12 +37,7 @@ def main() -> None:
     args = p.parse_args()
     index = with_large_sdists(FakeIndex.generate(args.projects), args.large_files, args.large_size)
     up = FakeUpstream(index, port=args.port, latency=args.latency_ms / 1000.0)
-    print(
-        f"fake upstream with {len(index.projects)} projects (serial {index.serial}) on {up.url}",
-        flush=True,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        up.serve_forever()
+    up.serve_announced()
 
 
 if __name__ == "__main__":

@@ -414,12 +414,7 @@ def cmd_fake_upstream(args: argparse.Namespace) -> int:
     n = args.projects if names is None else min(args.projects or len(names), len(names))
     index = FakeIndex.generate(n, names=names)
     up = FakeUpstream(index, port=args.port, latency=args.latency_ms / 1000.0)
-    print(
-        f"fake upstream with {len(index.projects)} projects (serial {index.serial}) on {up.url}",
-        flush=True,
-    )
-    with contextlib.suppress(KeyboardInterrupt):
-        up.serve_forever()
+    up.serve_announced()
     return EXIT_OK
 
 

@@ -249,6 +249,17 @@ class FakeUpstream:
     def serve_forever(self) -> None:
         self.server.serve_forever()
 
+    def serve_announced(self) -> None:
+        """Print where it listens (one line: scripts wait for it), then serve until Ctrl-C."""
+        index = self.state.index
+        print(
+            f"fake upstream with {len(index.projects)} projects (serial {index.serial}) on "
+            f"{self.url}",
+            flush=True,
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            self.serve_forever()
+
 
 def _reset_stats(state: _State, args: dict[str, Any]) -> None:
     with state.lock:

@@ -942,17 +942,7 @@ class PyPIClient:
             headers={"Accept": ACCEPT},
             expected_serial=expected_serial,
         )
-        ctype = got.headers.get("content-type", "").split(";")[0].strip()
-        try:
-            if ctype == JSON_CT:
-                page = parse_project_page_json(got.json())
-            else:
-                page = parse_project_page_html(got.body.decode("utf-8", "replace"), name)
-        except SimpleParseError as exc:
-            raise UpstreamError(f"{got.url}: {exc}") from exc
-        if page.serial is None:
-            page.serial = got.serial
-        return page
+        return page_from(got, name)
 
     async def core_metadata(
         self, file_url: str, sha256: str | None, *, gated: bool = False
@@ -1005,3 +995,20 @@ class PyPIClient:
             ok=frozenset({200, 206}),
         )
         return bytes(got)
+
+
+def page_from(got: Fetched, name: str) -> SimpleProjectPage:
+    """A project page answer, parsed as the form its Content-Type names (PEP 691 JSON, else
+    HTML); its serial, when the page does not state one, from the answer's header. A page
+    that does not parse is an :class:`UpstreamError` naming its URL."""
+    ctype = got.headers.get("content-type", "").split(";")[0].strip()
+    try:
+        if ctype == JSON_CT:
+            page = parse_project_page_json(got.json())
+        else:
+            page = parse_project_page_html(got.body.decode("utf-8", "replace"), name)
+    except SimpleParseError as exc:
+        raise UpstreamError(f"{got.url}: {exc}") from exc
+    if page.serial is None:
+        page.serial = got.serial
+    return page

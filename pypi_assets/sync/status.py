@@ -21,11 +21,11 @@ from typing import Any
 
 from ..filters.config import DEFAULT_STATUS_POLL_INTERVAL
 from ..pypi import PyPIClient
-from ..pypi.client import Fetched, quote_version
-from ..pypi.errors import InvalidData, NotFound, SimpleParseError, UpstreamError
+from ..pypi.client import Fetched, page_from, quote_version
+from ..pypi.errors import InvalidData, NotFound, UpstreamError
 from ..pypi.names import canonical
 from ..pypi.records import ProjectNotes
-from ..pypi.simple import ACCEPT, JSON_CT, parse_project_page_html, parse_project_page_json
+from ..pypi.simple import ACCEPT
 from ..pypi.warehouse import parse_ownership, parse_vulnerabilities
 from ..store import MetadataStore
 from ..store.statuses import (
@@ -124,16 +124,8 @@ def _etag(got: Fetched) -> str | None:
 
 
 def _parse_page(got: Fetched, name: str) -> tuple[str | None, str | None, int | None]:
-    ctype = got.headers.get("content-type", "").split(";")[0].strip()
-    try:
-        if ctype == JSON_CT:
-            page = parse_project_page_json(got.json())
-        else:
-            page = parse_project_page_html(got.body.decode("utf-8", "replace"), name)
-    except SimpleParseError as exc:
-        raise UpstreamError(f"{got.url}: {exc}") from exc
-    serial = page.serial if page.serial is not None else got.serial
-    return page.status, page.status_reason, serial
+    page = page_from(got, name)
+    return page.status, page.status_reason, page.serial
 
 
 async def _poll_page(
