@@ -17,7 +17,8 @@ from packaging.utils import canonicalize_name
 
 from pypi_assets.fake import FakeUpstream
 from pypi_assets.pypi.records import SEED_FIELDS
-from pypi_assets.store import current_snapshot
+from pypi_assets.store import lake_dir
+from pypi_assets.store.snapshot import snapshot_serial
 
 from .helpers import dump, make_config, sync, table
 
@@ -261,14 +262,13 @@ def test_snapshot_published_and_connect_reads_it(fake: FakeUpstream, tmp_path: P
 
     db = tmp_path / "m.duckdb"
     sync(fake, db)
-    snap = current_snapshot(db)
-    assert snap is not None and snap.exists()
+    assert snapshot_serial(db) == fake.index.serial
+    assert (lake_dir(db) / "catalog.sqlite").exists()
     con = pypi_assets.connect(db)
     n = con.execute("SELECT count(*) FROM selected_distributions").fetchone()[0]  # type: ignore[index]
     assert n == table(db, "SELECT count(*) FROM distributions")[0][0]
     with pytest.raises(duckdb.Error):
-        con.execute("CREATE TABLE x (a INT)")  # read-only
-    assert (snap.parent / (snap.stem + ".parquet") / "distributions.parquet").exists()
+        con.execute("INSERT INTO lake.main.projects (name) VALUES ('x')")  # read-only
 
 
 def test_analyst_connection_held_open_does_not_break_sync(

@@ -1,13 +1,16 @@
-"""DuckDB metadata store and analyst snapshots. No Dagster imports."""
+"""DuckDB metadata store and the analysts' lake. No Dagster imports."""
 
 from .duckdb_store import MetadataStore, WriteResult
-from .snapshot import connect, current_snapshot, publish_snapshot, snapshot_dir
+from .lake_engine import LakeLocation, lake_dir
+from .snapshot import SnapshotNotFound, connect, export_snapshot, publish_snapshot
 
 __all__ = [
+    "LakeLocation",
     "MetadataStore",
+    "SnapshotNotFound",
     "WriteResult",
     "connect",
-    "current_snapshot",
+    "export_snapshot",
+    "lake_dir",
     "publish_snapshot",
-    "snapshot_dir",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
-from .duckdb_store import MetadataStore, _insert, migrate
+from .duckdb_store import MetadataStore, _insert, mark_dirty, migrate
 from .schema import Table, declare
 
 __all__ = ["DERIVED", "refresh_derived"]
@@ -88,12 +88,17 @@ def refresh_derived(store: MetadataStore) -> dict[str, int]:
             con.execute(sql)
         migrate(con, (WHEEL_TAGS,))
         con.execute(
+            "INSERT OR IGNORE INTO lake_dirty SELECT DISTINCT project FROM wheel_tags w "
+            "WHERE NOT EXISTS (SELECT 1 FROM distributions d WHERE d.filename = w.filename)"
+        )
+        con.execute(
             "DELETE FROM wheel_tags w WHERE NOT EXISTS (SELECT 1 FROM distributions d WHERE d.filename = w.filename)"
         )
         todo = con.execute(
             "SELECT project, filename FROM distributions d WHERE packagetype = 'bdist_wheel' "
             "AND NOT EXISTS (SELECT 1 FROM wheel_tags w WHERE w.filename = d.filename)"
         ).fetchall()
+        mark_dirty(con, (p for p, _f in todo))
         _insert(
             con,
             WHEEL_TAGS,

@@ -239,6 +239,34 @@ def dependency_rows(project: str, d: Distribution) -> Iterator[Row]:
         }
 
 
+def mark_dirty(con: duckdb.DuckDBPyConnection, names: Iterable[str]) -> None:
+    """Projects whose published rows changed: the next lake snapshot compares them."""
+    todo = sorted(set(names))
+    if todo:
+        con.execute("INSERT OR IGNORE INTO lake_dirty SELECT unnest($1::VARCHAR[])", [todo])
+
+
+@contextmanager
+def marking_changes(
+    con: duckdb.DuckDBPyConnection, table: str, key: str, scope: Sequence[str] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Around statements that rewrite ``table``: mark dirty the projects whose rows differ
+    afterwards (a multiset comparison inside the caller's transaction). With ``scope``, the
+    statements touch only those projects' rows, and they are marked without comparing."""
+    if scope is not None:
+        yield con
+        mark_dirty(con, scope)
+        return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _before_{table} AS SELECT * FROM {table}")
+    yield con
+    con.execute(
+        f"INSERT OR IGNORE INTO lake_dirty SELECT DISTINCT {key} FROM ("
+        f"(SELECT * FROM {table} EXCEPT ALL SELECT * FROM _before_{table}) UNION ALL "
+        f"(SELECT * FROM _before_{table} EXCEPT ALL SELECT * FROM {table}))"
+    )
+    con.execute(f"DROP TABLE _before_{table}")
+
+
 def _insert_projects(
     con: duckdb.DuckDBPyConnection, projects: Sequence[Project], now: datetime
 ) -> None:
@@ -329,6 +357,7 @@ def record_notes(con: duckdb.DuckDBPyConnection, p: ProjectNotes, now: datetime)
         )
     if p.changed:  # its index pages are written again
         con.execute("UPDATE simple_pages SET selection = '' WHERE project = $1", [p.name])
+    mark_dirty(con, [p.name])
 
 
 def _vuln_row(v: Vulnerability) -> dict[str, Any]:
@@ -352,6 +381,7 @@ class ListingShrank(Refused, ValueError):
 
 def _drop_gone_publishers(con: duckdb.DuckDBPyConnection, projects: list[str]) -> None:
     """Publisher rows of files that ``projects`` no longer have."""
+    mark_dirty(con, projects)
     con.execute(
         "DELETE FROM publishers p WHERE p.project IN (SELECT unnest($1::VARCHAR[])) AND NOT "
         "EXISTS (SELECT 1 FROM distributions d WHERE d.project = p.project "
@@ -470,6 +500,15 @@ class MetadataStore:
         with self.transaction() as con:
             for k, v in values.items():
                 con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [k, v])
+
+    def lake_pending(self) -> int:
+        """How many projects changed since the lake's last snapshot (a full comparison
+        pending counts as one)."""
+        row = self.query(
+            "SELECT (SELECT count(*) FROM lake_dirty) + "
+            "(SELECT count(*) FROM meta WHERE key = 'lake_full')"
+        )
+        return int(row[0][0])
 
     def listing_serial(self) -> int:
         """The serial of the last full upstream listing (0: none yet, or none given)."""
@@ -593,6 +632,7 @@ class MetadataStore:
                     "INSERT OR IGNORE INTO selected_projects SELECT DISTINCT unnest($1::VARCHAR[])",
                     [list(names)],
                 )
+                mark_dirty(con, names)
 
     def window_candidates(self, first: int, last: int) -> list[tuple[str, str, int]]:
         """Selected projects listed with a serial in ``[first, last]`` whose stored state is
@@ -617,7 +657,7 @@ class MetadataStore:
 
     # ------------------------------------------------------------------ selection
     def replace_selected_projects(self, names: Iterable[str]) -> None:
-        with self.transaction() as con:
+        with self.transaction() as con, marking_changes(con, "selected_projects", "name"):
             con.execute("DELETE FROM selected_projects")
             con.execute(
                 "INSERT INTO selected_projects SELECT DISTINCT unnest($1)", [sorted(set(names))]
@@ -634,7 +674,10 @@ class MetadataStore:
     ) -> None:
         """Replace the selection: all of it, or only the rows of ``projects``."""
         rows = list(project_files)
-        with self.transaction() as con:
+        with (
+            self.transaction() as con,
+            marking_changes(con, "selected_files", "project", projects),
+        ):
             if projects is None:
                 con.execute("DELETE FROM selected_files")
             else:
@@ -646,7 +689,10 @@ class MetadataStore:
 
     def select_all_files_of_selected_projects(self, projects: Sequence[str] | None = None) -> None:
         """The selection when no release- or file-level filter is enabled (pure SQL)."""
-        with self.transaction() as con:
+        with (
+            self.transaction() as con,
+            marking_changes(con, "selected_files", "project", projects),
+        ):
             if projects is None:
                 con.execute("DELETE FROM selected_files")
                 con.execute(
@@ -669,7 +715,11 @@ class MetadataStore:
     def replace_closure(self, rows: Sequence[tuple[str, list[str], list[str], list[str]]]) -> None:
         """The dependency closure: ``(name, requirements, extras, required_by)`` rows, also
         added to ``selected_projects``."""
-        with self.transaction() as con:
+        with (
+            self.transaction() as con,
+            marking_changes(con, "closure_projects", "name"),
+            marking_changes(con, "selected_projects", "name"),
+        ):
             con.execute("DELETE FROM closure_projects")
             _insert(
                 con,
@@ -776,6 +826,7 @@ class MetadataStore:
                 "WHERE project IN (SELECT unnest($1::VARCHAR[]))",
                 [sorted({r[1] for r in rows})],
             )
+            mark_dirty(con, (r[1] for r in rows))
             _insert(
                 con,
                 BLOBS,
@@ -787,6 +838,7 @@ class MetadataStore:
 
     def forget_all_blobs(self) -> None:
         with self.transaction() as con:
+            con.execute("INSERT OR IGNORE INTO lake_dirty SELECT DISTINCT project FROM blobs")
             con.execute("DELETE FROM blobs")
 
     def forget_blobs(self, keys: Sequence[str]) -> None:
@@ -797,6 +849,11 @@ class MetadataStore:
                 con.execute(
                     "UPDATE simple_pages SET selection = '' WHERE project IN "
                     "(SELECT project FROM blobs WHERE key IN (SELECT unnest($1::VARCHAR[])))",
+                    [list(keys)],
+                )
+                con.execute(
+                    "INSERT OR IGNORE INTO lake_dirty SELECT DISTINCT project FROM blobs "
+                    "WHERE key IN (SELECT unnest($1::VARCHAR[]))",
                     [list(keys)],
                 )
                 con.execute(
@@ -897,6 +954,7 @@ class MetadataStore:
                 kept = _keep_statuses(con, keep)
                 con.execute("DELETE FROM projects WHERE name IN (SELECT unnest($1))", [keep])
                 _insert_projects(con, list(fresh.values()), now)
+                mark_dirty(con, keep)
                 _drop_gone_publishers(con, keep)
                 _restore_statuses(con, kept)
                 for p in fresh.values():
@@ -913,6 +971,7 @@ class MetadataStore:
                 "upstream_serial = greatest(upstream_serial, $2) WHERE name = $1 AND state = 'ok'",
                 [name, serial],
             )
+            mark_dirty(con, [name])
 
     def mark_missing(self, name: str, display_name: str, serial: int) -> bool:
         """A listed project that answers 404. One never stored is recorded as ``missing``
@@ -929,6 +988,7 @@ class MetadataStore:
                 "VALUES (?, ?, 0, ?, 'missing', ?)",
                 [name, display_name, serial, now],
             )
+            mark_dirty(con, [name])
         return True
 
     def removed_projects(self) -> list[str]:
@@ -953,6 +1013,7 @@ class MetadataStore:
                     "WHERE name IN (SELECT unnest($3::VARCHAR[]))",
                     [global_serial, now, gone],
                 )
+                mark_dirty(con, gone)
         return gone
 
     # ------------------------------------------------------------------ metadata sources
@@ -1098,6 +1159,7 @@ class MetadataStore:
         the same files."""
         files = sorted({(r[1], r[2]) for r in stored})
         with self.transaction() as con:
+            mark_dirty(con, (f[0] for f in files))
             if files:
                 con.execute(
                     "DELETE FROM publishers WHERE (project, filename) IN (SELECT unnest($1), "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import duckdb
 
-from .snapshot import current_snapshot
+from .snapshot import SnapshotNotFound, connect
 
 __all__ = ["SelectedBlob", "SnapshotReader", "holds_nothing"]
 
@@ -36,24 +36,22 @@ def holds_nothing(db: Path) -> bool:
 
 
 class SnapshotReader:
-    """The current published snapshot of ``db``, read from many threads: one read-only
-    connection, reopened when a newer snapshot is published, a cursor per query."""
+    """The newest published snapshot of ``db``, read from many threads: one read-only
+    connection to the lake (which follows each new snapshot by itself), a cursor per query."""
 
     def __init__(self, db: Path) -> None:
         self.db = db
         self._lock = threading.Lock()
-        self._open: tuple[Path, duckdb.DuckDBPyConnection] | None = None
+        self._open: duckdb.DuckDBPyConnection | None = None
 
     def _cursor(self) -> duckdb.DuckDBPyConnection | None:
-        snap = current_snapshot(self.db)
-        if snap is None:
-            return None
         with self._lock:
-            if self._open is None or self._open[0] != snap:
-                if self._open is not None:
-                    self._open[1].close()
-                self._open = (snap, duckdb.connect(str(snap), read_only=True))
-            return self._open[1].cursor()
+            if self._open is None:
+                try:
+                    self._open = connect(self.db, follow=True)
+                except SnapshotNotFound:
+                    return None  # nothing published yet: ask again next time
+            return self._open.cursor()
 
     def selected_blob(self, key: str) -> SelectedBlob | None:
         """The selected file stored under ``key`` (without ``.metadata``), if the snapshot
@@ -75,5 +73,5 @@ class SnapshotReader:
         """Close the connection (the next query opens one again)."""
         with self._lock:
             if self._open is not None:
-                self._open[1].close()
+                self._open.close()
                 self._open = None

@@ -227,6 +227,14 @@ UPSTREAM_ETAGS = declare(
     key="path",
 )
 
+LAKE_DIRTY = declare(
+    "lake_dirty",
+    """
+    name VARCHAR              -- a project whose rows changed since the lake's last snapshot
+    """,
+    key="name",
+)
+
 TABLES: tuple[Table, ...] = (
     META,
     UPSTREAM_PROJECTS,
@@ -243,6 +251,7 @@ TABLES: tuple[Table, ...] = (
     VULNERABILITIES,
     PROJECT_ROLES,
     UPSTREAM_ETAGS,
+    LAKE_DIRTY,
 )
 
 VIEWS: tuple[str, ...] = (

@@ -1,36 +1,47 @@
-"""Read-only snapshots for analysts.
+"""Read-only snapshots for analysts: the lake (:mod:`.lake`).
 
-The pipeline owns its working database. After each successful sync it copies it into a new,
-versioned snapshot file (one name per serial and time, so DuckDB's per-path cache in a
-long-lived notebook never serves a swapped file), writes Parquet beside it, and then atomically
-replaces the ``CURRENT`` pointer. Analysts open the snapshot read-only and can never block a run.
+Every successful sync commits one DuckLake snapshot tagged with the upstream serial. Analysts
+open the newest one, or the one current at a past serial or time, read-only, from any number
+of processes; a run never blocks them and they never block a run. ``export`` writes one plain
+DuckDB file (and Parquet) of any snapshot, for people who want a single file.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import time
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from .lake import (
+    LakeCommit,
+    lake_serial,
+    lake_snapshots,
+    lake_tables,
+    publish_lake,
+    reader_views,
+    resolve_location,
+    version_at,
+)
+from .lake_engine import LakeLocation, attach_lake, lake_dir, sql_literal
+
 __all__ = [
+    "AsOf",
+    "SnapshotNotFound",
     "connect",
-    "current_snapshot",
+    "export_snapshot",
+    "lake_dir",
     "publish_snapshot",
-    "snapshot_dir",
     "snapshot_serial",
 ]
 
-
-def snapshot_dir(db_path: str | Path) -> Path:
-    p = Path(db_path)
-    return p.with_name(p.stem + ".snapshots")
+#: a past point: an upstream serial, or a time
+AsOf = int | datetime
 
 
-def _sql_str(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+class SnapshotNotFound(FileNotFoundError):
+    """No published snapshot (at that point)."""
 
 
 def publish_snapshot(
@@ -38,128 +49,135 @@ def publish_snapshot(
     db_path: str | Path,
     serial: int,
     *,
-    keep: int = 3,
-    parquet: bool = True,
-) -> Path:
-    """Copy the working database into a new snapshot and point ``CURRENT`` at it."""
-    sdir = snapshot_dir(db_path)
-    sdir.mkdir(parents=True, exist_ok=True)
-    _clean_leftovers(sdir)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time_ns() % 1_000_000_000:09d}"
-    name = f"serial-{serial:012d}-{stamp}"
-    tmp = sdir / f".{name}.duckdb.tmp"
-    final = sdir / f"{name}.duckdb"
-    ptmp = sdir / f".{name}.parquet.tmp"
-    con.execute(f"ATTACH {_sql_str(tmp)} AS __snapshot")
+    location: LakeLocation | None = None,
+    check: bool = False,
+) -> LakeCommit:
+    """Commit what changed in the working database since the last snapshot as a new one."""
+    return publish_lake(con, resolve_location(db_path, location), serial, check=check)
+
+
+def snapshot_serial(db_path: str | Path, location: LakeLocation | None = None) -> int | None:
+    """The serial of the newest snapshot if it exists and opens, else ``None``."""
+    return lake_serial(resolve_location(db_path, location))
+
+
+def _version(con: duckdb.DuckDBPyConnection, loc: LakeLocation, serial: int) -> int:
+    attach_lake(con, loc, "__catalog", read_only=True)
     try:
-        _copy_database(con)
-        if parquet:
-            _write_parquet(con, ptmp)
+        snaps = lake_snapshots(con, "__catalog")
     finally:
-        con.execute("DETACH __snapshot")
-    os.replace(tmp, final)
-    if parquet:
-        os.replace(ptmp, sdir / f"{name}.parquet")
-    pointer_tmp = sdir / ".CURRENT.tmp"
-    pointer_tmp.write_text(name + "\n")
-    os.replace(pointer_tmp, sdir / "CURRENT")
-    _prune(sdir, name, keep)
-    return final
+        con.execute("DETACH __catalog")
+    version = version_at(snaps, serial)
+    if version is None:
+        first = f"; the first is at serial {snaps[0][2]}" if snaps else ""
+        raise SnapshotNotFound(f"no snapshot at or before serial {serial}{first}")
+    return version
 
 
-def _copy_database(con: duckdb.DuckDBPyConnection) -> None:
-    """Copy the working database into the attached ``__snapshot``: its views become tables
-    (a snapshot never changes, so analysts pay for them once), without the pipeline's
-    bookkeeping (``upstream_projects``)."""
-    dbname = con.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-    con.execute(f'COPY FROM DATABASE "{dbname}" TO __snapshot')
-    views = [
-        r[0]
-        for r in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE database_name = ? AND NOT internal",
-            [dbname],
-        ).fetchall()
-    ]
-    for view in views:
-        con.execute(f'DROP VIEW __snapshot.main."{view}"')
-        con.execute(
-            f'CREATE TABLE __snapshot.main."{view}" AS SELECT * FROM "{dbname}".main."{view}"'
+def _latest(con: duckdb.DuckDBPyConnection, loc: LakeLocation) -> int:
+    attach_lake(con, loc, "__catalog", read_only=True)
+    try:
+        snaps = lake_snapshots(con, "__catalog")
+    finally:
+        con.execute("DETACH __catalog")
+    if not snaps:
+        raise SnapshotNotFound(f"the lake at {loc.catalog} has no snapshot yet")
+    return snaps[-1][0]
+
+
+def connect(
+    db_path: str | Path,
+    *,
+    as_of: AsOf | None = None,
+    location: LakeLocation | None = None,
+    follow: bool = False,
+) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the newest snapshot, or to the one current at ``as_of`` (an
+    upstream serial, or a time). Its tables and views are named as in the working database
+    (``selected_distributions`` included), plus the history tables and ``changes``.
+
+    The connection stays on its snapshot (connect again to see a newer one); with
+    ``follow``, each query reads the snapshot newest when it starts instead."""
+    loc = resolve_location(db_path, location)
+    if not loc.exists():
+        raise SnapshotNotFound(
+            f"no published snapshot for {db_path}; run `pypi-assets sync` "
+            "(or materialise the assets) first"
         )
-    con.execute("DROP TABLE IF EXISTS __snapshot.main.upstream_projects")
-
-
-def _write_parquet(con: duckdb.DuckDBPyConnection, ptmp: Path) -> None:
-    """One Parquet file per table of the snapshot (``meta`` aside) in ``ptmp``."""
-    ptmp.mkdir()
-    tables = [
-        r[0]
-        for r in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = '__snapshot' AND table_name <> 'meta'"
-        ).fetchall()
-    ]
-    for table in sorted(tables):
-        con.execute(
-            f'COPY (SELECT * FROM __snapshot.main."{table}") TO {_sql_str(ptmp / (table + ".parquet"))} '
-            "(FORMAT parquet)"
-        )
-
-
-def _clean_leftovers(sdir: Path) -> None:
-    """Remove what an interrupted publication left (``.*.tmp`` files and folders, their
-    ``.wal``): the publisher holds the working database's write lock, so none is in use."""
-    for p in sdir.glob(".*"):
-        if ".tmp" not in p.name:
-            continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
+    con = duckdb.connect()
+    try:
+        if isinstance(as_of, datetime):
+            attach_lake(con, loc, "lake", read_only=True, at_time=as_of)
+        elif as_of is not None:
+            attach_lake(con, loc, "lake", read_only=True, version=_version(con, loc, int(as_of)))
+        elif follow:
+            attach_lake(con, loc, "lake", read_only=True)
         else:
-            p.unlink(missing_ok=True)
-
-
-def _prune(sdir: Path, current: str, keep: int) -> None:
-    names = sorted({p.name.split(".")[0] for p in sdir.glob("serial-*.duckdb")})
-    for old in names[:-keep] if keep > 0 else []:
-        if old == current:
-            continue
-        # An analyst still holding an old snapshot keeps reading it: unlinking an open file is safe.
-        (sdir / f"{old}.duckdb").unlink(missing_ok=True)
-        shutil.rmtree(sdir / f"{old}.parquet", ignore_errors=True)
-
-
-def current_snapshot(db_path: str | Path) -> Path | None:
-    sdir = snapshot_dir(db_path)
-    try:
-        name = (sdir / "CURRENT").read_text().strip()
-    except FileNotFoundError:
-        return None
-    path = sdir / f"{name}.duckdb"
-    return path if path.exists() else None
-
-
-def snapshot_serial(db_path: str | Path) -> int | None:
-    """The serial of the current snapshot if it exists and opens, else ``None``."""
-    snap = current_snapshot(db_path)
-    if snap is None:
-        return None
-    try:
-        serial = int(snap.name.split("-")[1])
-        con = duckdb.connect(str(snap), read_only=True)
-    except (ValueError, IndexError, duckdb.Error):
-        return None
-    try:
-        con.execute("SELECT count(*) FROM distributions").fetchone()
-    except duckdb.Error:
-        return None
-    finally:
+            attach_lake(con, loc, "lake", read_only=True, version=_latest(con, loc))
+        if not lake_snapshots(con, "lake"):
+            raise SnapshotNotFound(f"the lake at {loc.catalog} has no snapshot yet")
+        reader_views(con, "lake")
+    except duckdb.Error as exc:
         con.close()
-    return serial
+        raise SnapshotNotFound(f"cannot open a snapshot ({str(exc).splitlines()[0]})") from exc
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
-def connect(db_path: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open the newest published snapshot read-only."""
-    snap = current_snapshot(db_path)
-    if snap is None:
-        raise FileNotFoundError(
-            f"no published snapshot for {db_path}; run `pypi-assets sync` (or materialise the assets) first"
-        )
-    return duckdb.connect(str(snap), read_only=True)
+def export_snapshot(
+    db_path: str | Path,
+    out: Path,
+    *,
+    as_of: AsOf | None = None,
+    parquet: Path | None = None,
+    location: LakeLocation | None = None,
+) -> dict[str, int]:
+    """Write one plain DuckDB file (``out``, replaced atomically) holding the tables and the
+    views of a snapshot, and optionally one Parquet file per table and view in ``parquet``.
+    Returns the row count of each table."""
+    src = connect(db_path, as_of=as_of, location=location)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    counts: dict[str, int] = {}
+    try:
+        src.execute(f"ATTACH {sql_literal(str(tmp))} AS __out")
+        for name in lake_tables():
+            src.execute(f"CREATE TABLE __out.main.{name} AS SELECT * FROM lake.main.{name}")
+            row = src.execute(f"SELECT count(*) FROM __out.main.{name}").fetchone()
+            counts[name] = int(row[0]) if row else 0
+        _copy_views(src)
+        src.execute("DETACH __out")
+        if parquet is not None:
+            _export_parquet(src, parquet)
+    finally:
+        src.close()
+    tmp.replace(out)
+    return counts
+
+
+def _copy_views(src: duckdb.DuckDBPyConnection) -> None:
+    """The reader's views, defined again in the exported file (over its own tables)."""
+    for (sql,) in src.execute(
+        "SELECT sql FROM duckdb_views() WHERE database_name = 'memory' AND NOT internal "
+        "AND view_name NOT IN (SELECT unnest($1::VARCHAR[]))",
+        [list(lake_tables())],
+    ).fetchall():
+        src.execute("USE __out")
+        src.execute(sql)
+        src.execute("USE memory")
+
+
+def _export_parquet(src: duckdb.DuckDBPyConnection, folder: Path) -> None:
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    names = [*lake_tables(), "selected_distributions"]
+    for name in names:
+        if name == "meta":
+            continue
+        target = sql_literal(str(tmp / f"{name}.parquet"))
+        src.execute(f"COPY (SELECT * FROM main.{name}) TO {target} (FORMAT parquet)")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..pypi.records import Ownership, ProjectNotes, Vulnerability
-from .duckdb_store import MetadataStore, record_notes
+from .duckdb_store import MetadataStore, mark_dirty, marking_changes, record_notes
 from .schema import VULNERABILITIES
 
 __all__ = [
@@ -88,6 +88,12 @@ def record_polls(store: MetadataStore, polls: Sequence[ProjectNotes]) -> None:
         for p in polls:
             record_notes(con, p, now)
         for table in ("vulnerabilities", "upstream_etags"):  # of releases no longer stored
+            if table == "vulnerabilities":
+                con.execute(
+                    "INSERT OR IGNORE INTO lake_dirty SELECT DISTINCT project FROM vulnerabilities v "
+                    "WHERE v.version IS NOT NULL AND NOT EXISTS (SELECT 1 FROM releases r "
+                    "WHERE r.project = v.project AND r.version = v.version)"
+                )
             con.execute(
                 f"DELETE FROM {table} v WHERE v.version IS NOT NULL AND NOT EXISTS "
                 "(SELECT 1 FROM releases r WHERE r.project = v.project AND r.version = v.version)"
@@ -157,6 +163,7 @@ def restore_quarantined(store: MetadataStore, names: Sequence[str]) -> list[str]
             "WHERE name IN (SELECT unnest($1::VARCHAR[]))",
             [back],
         )
+        mark_dirty(con, back)
     return back
 
 
@@ -164,7 +171,7 @@ def reselect_quarantined(store: MetadataStore) -> None:
     """Quarantined projects are hidden from upstream's listing, so a selection made from the
     listing leaves them out. Those the index served (their pages are written) stay
     selected, so that they are served as upstream serves them, and polled until cleared."""
-    with store.transaction() as con:
+    with store.transaction() as con, marking_changes(con, "selected_projects", "name"):
         con.execute(
             "INSERT OR IGNORE INTO selected_projects SELECT p.name FROM projects p "
             "SEMI JOIN simple_pages sp ON sp.project = p.name "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ..pypi.fetch import Depth
 from ..store import MetadataStore, publish_snapshot
 from ..store.blobs import BlobStore, register_database
 from ..store.derived import refresh_derived
+from ..store.lake import LakeCommit
 from ..store.snapshot import snapshot_serial
 from .files import (
     FileRow,
@@ -145,8 +147,12 @@ async def mirror_opening_store(
     return report
 
 
-def publish(store: MetadataStore, serial: int) -> Path:
-    return publish_snapshot(store.con, store.path, serial)
+def publish(store: MetadataStore, serial: int) -> LakeCommit:
+    """Commit one lake snapshot of what changed. ``PYPI_ASSETS_LAKE_CHECK=1`` also compares
+    every published row with the working database afterwards (a self-check the tests run;
+    it costs the size of the mirror)."""
+    check = os.environ.get("PYPI_ASSETS_LAKE_CHECK") == "1"
+    return publish_snapshot(store.con, store.path, serial, check=check)
 
 
 def sync_state(
@@ -255,7 +261,7 @@ def _report_up_to_date(
 ) -> None:
     """Nothing to fetch; publish the snapshot again if a crash lost it."""
     report.up_to_date = True
-    if snapshot_serial(store.path) != serial:  # a crash during publication
+    if snapshot_serial(store.path) != serial or store.lake_pending():  # a crash while publishing
         progress("publish", 0, 1, "publishing the missing snapshot")
         refresh_derived(store)
         report.snapshot = str(publish(store, serial))

@@ -280,12 +280,12 @@ def derived_tables(
     tags=MIRROR_TAGS,
     code_version=CODE_VERSION,
     deps=[release_metadata, *_DERIVED_DOCS],
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "ducklake"},
     automation_condition=EAGER_AFTER_CHECKS,
     freshness_policy=FRESHNESS,
     metadata=column_schema(DISTRIBUTIONS_SCHEMA),
-    description="The read-only snapshot analysts open with pypi_assets.connect(): a versioned DuckDB copy plus "
-    "Parquet, swapped in atomically. Re-published automatically after release_metadata changes and its "
+    description="The read-only snapshot analysts open with pypi_assets.connect(): one DuckLake snapshot per "
+    "publication, tagged with the serial, costing what changed (history and time travel included). Re-published automatically after release_metadata changes and its "
     "blocking checks pass. Its row count and column schema are those of selected_distributions.",
 )
 def metadata_snapshot(
@@ -294,14 +294,17 @@ def metadata_snapshot(
     started = time.perf_counter()
     with mirror.store() as store:
         serial = store.known_serial()
-        path = publish(store, serial)
+        commit = publish(store, serial)
         counts = store.counts()
     seconds = round(time.perf_counter() - started, 3)
-    context.log.info(f"published {path} in {seconds}s")
+    context.log.info(f"published {commit} in {seconds}s: {commit.projects} projects changed")
     return dg.MaterializeResult(
         metadata={
             **row_count(counts["selected_distributions"]),
-            "snapshot": str(path),
+            "snapshot": str(commit),
+            "lake_version": commit.version,
+            "projects_changed": commit.projects,
+            "rows_published": sum(commit.rows.values()),
             "serial": serial,
             "publish_seconds": seconds,
             **{f"rows_{k}": v for k, v in counts.items()},

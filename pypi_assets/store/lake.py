@@ -1,0 +1,329 @@
+"""The analysts' store: every sync a DuckLake snapshot, tagged with the upstream serial.
+
+Publishing costs what changed, not the size of the mirror. The working database names the
+projects whose rows changed since the last publication (``lake_dirty``); for each published
+table, only those of them whose rows really differ are deleted and inserted again, and the
+history tables (:mod:`.history`) are brought forward from the same difference. One DuckLake
+transaction commits all of it, with the serial and the time in the snapshot's commit info.
+
+A crash before the commit leaves the previous snapshot current and the dirty set in place, so
+the next publication does the work again; a crash after it and before the dirty set is
+cleared only makes that next publication find nothing to change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from .derived import VIEWS as DERIVED_VIEWS
+from .derived import WHEEL_TAGS
+from .duckdb_store import migrate
+from .history import HISTORY_TABLES, HISTORY_VIEWS, record_history
+from .lake_engine import LakeLocation, attach_lake
+from .schema import (
+    BLOBS,
+    CLOSURE_PROJECTS,
+    DEPENDENCIES,
+    DISTRIBUTIONS,
+    META,
+    PROJECT_ROLES,
+    PROJECTS,
+    PUBLISHERS,
+    RELEASES,
+    SELECTED_FILES,
+    SELECTED_PROJECTS,
+    VIEWS,
+    VULNERABILITIES,
+    Table,
+)
+
+__all__ = [
+    "PUBLISHED",
+    "LakeCommit",
+    "lake_serial",
+    "lake_snapshots",
+    "publish_lake",
+    "version_at",
+]
+
+#: The working database's tables published to the lake, with the column naming the project
+#: each row belongs to. ``upstream_projects``, ``simple_pages``, ``upstream_etags`` and
+#: ``lake_dirty`` are the pipeline's own bookkeeping and stay behind.
+PUBLISHED: tuple[tuple[Table, str], ...] = (
+    (PROJECTS, "name"),
+    (RELEASES, "project"),
+    (DISTRIBUTIONS, "project"),
+    (DEPENDENCIES, "project"),
+    (SELECTED_PROJECTS, "name"),
+    (SELECTED_FILES, "project"),
+    (BLOBS, "project"),
+    (CLOSURE_PROJECTS, "name"),
+    (PUBLISHERS, "project"),
+    (VULNERABILITIES, "project"),
+    (PROJECT_ROLES, "project"),
+    (WHEEL_TAGS, "project"),
+)
+
+#: Who commits: DuckLake records it with each snapshot.
+AUTHOR = "pypi-assets"
+
+_W = "__lake"  # the alias the writer attaches the lake under
+
+
+@dataclass
+class LakeCommit:
+    """One publication: the snapshot committed, its serial, and the rows it changed."""
+
+    version: int
+    serial: int
+    location: LakeLocation
+    full: bool
+    projects: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    #: the dirty projects this publication covered (``None``: it compared everything)
+    dirty: list[str] | None = None
+
+    def __str__(self) -> str:
+        return f"{self.location.catalog} @ snapshot {self.version} (serial {self.serial})"
+
+
+def _ddl(table: Table, schema: str) -> str:
+    cols = ", ".join(f"{c.name} {c.type}" for c in table.columns)
+    return f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} ({cols})"
+
+
+def _ensure_tables(cur: duckdb.DuckDBPyConnection) -> bool:
+    """Create the lake's tables, and add the columns a newer schema declares. Returns whether
+    a table was created (then everything is published)."""
+    present: dict[str, set[str]] = {}
+    for t, c in cur.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ?", [_W]
+    ).fetchall():
+        present.setdefault(t, set()).add(c)
+    created = False
+    for table in (*(t for t, _ in PUBLISHED), META, *HISTORY_TABLES):
+        if table.name not in present:
+            cur.execute(_ddl(table, f"{_W}.main"))
+            created = created or table in (t for t, _ in PUBLISHED)
+            continue
+        for c in table.columns:
+            if c.name not in present[table.name]:
+                cur.execute(f"ALTER TABLE {_W}.main.{table.name} ADD COLUMN {c.name} {c.type}")
+    return created
+
+
+def _changed_keys(
+    cur: duckdb.DuckDBPyConnection, work: str, table: Table, key: str, dirty: list[str] | None
+) -> list[str]:
+    """The projects (of ``dirty``; ``None``: all) whose rows in ``table`` differ between the
+    working database and the lake, as multisets."""
+    cols = ", ".join(table.names)
+    where = "" if dirty is None else f"WHERE {key} IN (SELECT unnest($1::VARCHAR[]))"
+    mine = f"SELECT {cols} FROM {work}.main.{table.name} {where}"
+    theirs = f"SELECT {cols} FROM {_W}.main.{table.name} {where}"
+    sql = (
+        f"SELECT DISTINCT {key} FROM (({mine} EXCEPT ALL {theirs}) "
+        f"UNION ALL ({theirs} EXCEPT ALL {mine}))"
+    )
+    return sorted(r[0] for r in cur.execute(sql, [] if dirty is None else [dirty]).fetchall())
+
+
+def _replace_rows(
+    cur: duckdb.DuckDBPyConnection, work: str, table: Table, key: str, names: list[str]
+) -> int:
+    cols = ", ".join(table.names)
+    among = f"WHERE {key} IN (SELECT unnest($1::VARCHAR[]))"
+    cur.execute(f"DELETE FROM {_W}.main.{table.name} {among}", [names])
+    row = cur.execute(
+        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {cols} FROM {work}.main.{table.name} "
+        f"{among}",
+        [names],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _replace_meta(cur: duckdb.DuckDBPyConnection, work: str) -> None:
+    cur.execute(f"DELETE FROM {_W}.main.meta")
+    cur.execute(f"INSERT INTO {_W}.main.meta SELECT key, value FROM {work}.main.meta")
+
+
+def _commit_info(serial: int, full: bool, projects: int) -> str:
+    return json.dumps(
+        {
+            "serial": serial,
+            "time": datetime.now(UTC).isoformat(),
+            "full": full,
+            "projects": projects,
+        }
+    )
+
+
+def _dirty(cur: duckdb.DuckDBPyConnection, work: str) -> tuple[list[str] | None, bool]:
+    """The projects to compare (``None``: all) and whether a full comparison was asked for."""
+    full = cur.execute(
+        f"SELECT count(*) FROM {work}.main.meta WHERE key = 'lake_full'"
+    ).fetchone()
+    if full is not None and full[0]:
+        return None, True
+    names = [r[0] for r in cur.execute(f"SELECT name FROM {work}.main.lake_dirty").fetchall()]
+    return names, False
+
+
+def publish_lake(
+    con: duckdb.DuckDBPyConnection,
+    location: LakeLocation,
+    serial: int,
+    *,
+    check: bool = False,
+) -> LakeCommit:
+    """Commit the working database's changes since the last publication as one snapshot of
+    the lake, tagged with ``serial``. ``check``: compare every row afterwards (the cost of
+    the mirror, not of the change) and fail if the lake and the working database differ."""
+    cur = con.cursor()
+    try:
+        work = cur.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        migrate(cur, (WHEEL_TAGS,))
+        attach_lake(cur, location, _W)
+        try:
+            commit = _publish(cur, work, location, serial)
+            if check:
+                _check(cur, work)
+        finally:
+            cur.execute(f"DETACH {_W}")
+        _clear_dirty(cur, commit)
+    finally:
+        cur.close()
+    return commit
+
+
+def _publish(
+    cur: duckdb.DuckDBPyConnection, work: str, location: LakeLocation, serial: int
+) -> LakeCommit:
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        created = _ensure_tables(cur)
+        dirty, asked_full = _dirty(cur, work)
+        fresh = _has_no_snapshot(cur)
+        full = asked_full or created or fresh
+        scope = None if full else dirty
+        changed = {t.name: _changed_keys(cur, work, t, key, scope) for t, key in PUBLISHED}
+        touched = sorted({n for names in changed.values() for n in names})
+        record_history(cur, work, _W, changed, serial)
+        commit = LakeCommit(0, serial, location, full, projects=len(touched))
+        for table, key in PUBLISHED:
+            if changed[table.name]:
+                commit.rows[table.name] = _replace_rows(cur, work, table, key, changed[table.name])
+        _replace_meta(cur, work)
+        cur.execute(
+            f"CALL {_W}.set_commit_message(?, ?, extra_info => ?)",
+            [AUTHOR, f"serial {serial}", _commit_info(serial, full, len(touched))],
+        )
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    commit.version = _current_version(cur)
+    commit.dirty = dirty
+    return commit
+
+
+def _has_no_snapshot(cur: duckdb.DuckDBPyConnection) -> bool:
+    row = cur.execute(
+        f"SELECT count(*) FROM {_W}.snapshots() WHERE author = ?", [AUTHOR]
+    ).fetchone()
+    return row is None or row[0] == 0
+
+
+def _current_version(cur: duckdb.DuckDBPyConnection) -> int:
+    row = cur.execute(f"SELECT max(snapshot_id) FROM {_W}.snapshots()").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _clear_dirty(cur: duckdb.DuckDBPyConnection, commit: LakeCommit) -> None:
+    """Forget the projects just published (those marked dirty since stay)."""
+    dirty = commit.dirty
+    cur.execute("BEGIN TRANSACTION")
+    if commit.full:
+        cur.execute("DELETE FROM meta WHERE key = 'lake_full'")
+        cur.execute("DELETE FROM lake_dirty")
+    elif dirty:
+        cur.execute("DELETE FROM lake_dirty WHERE name IN (SELECT unnest($1::VARCHAR[]))", [dirty])
+    cur.execute("COMMIT")
+
+
+class LakeMismatch(RuntimeError):
+    """The lake does not hold what the working database holds (a bug in change tracking)."""
+
+
+def _check(cur: duckdb.DuckDBPyConnection, work: str) -> None:
+    differ = {
+        t.name: keys for t, key in PUBLISHED if (keys := _changed_keys(cur, work, t, key, None))
+    }
+    if differ:
+        raise LakeMismatch(f"the lake differs from the working database: {differ}")
+
+
+# ---------------------------------------------------------------------- reading the catalog
+
+
+def lake_snapshots(cur: duckdb.DuckDBPyConnection, alias: str) -> list[tuple[int, datetime, int]]:
+    """``(version, time, serial)`` of every snapshot pypi-assets committed, oldest first."""
+    rows = cur.execute(
+        f"SELECT snapshot_id, snapshot_time, "
+        f"TRY_CAST(json_extract_string(commit_extra_info, '$.serial') AS BIGINT) "
+        f"FROM {alias}.snapshots() WHERE author = ? ORDER BY snapshot_id",
+        [AUTHOR],
+    ).fetchall()
+    return [(int(v), t, int(s)) for v, t, s in rows if s is not None]
+
+
+def version_at(snapshots: Sequence[tuple[int, datetime, int]], serial: int) -> int | None:
+    """The newest snapshot whose serial is at most ``serial``."""
+    best = None
+    for version, _time, s in snapshots:
+        if s <= serial:
+            best = version
+    return best
+
+
+def lake_serial(location: LakeLocation) -> int | None:
+    """The serial of the lake's newest snapshot, if it exists and opens (else ``None``)."""
+    if not location.exists():
+        return None
+    con = duckdb.connect()
+    try:
+        attach_lake(con, location, "lake", read_only=True)
+        snaps = lake_snapshots(con, "lake")
+    except (duckdb.Error, FileNotFoundError):
+        return None
+    finally:
+        con.close()
+    return snaps[-1][2] if snaps else None
+
+
+#: the views every reader defines over the lake's tables (the working database's own, the
+#: derived ones, and the history's)
+READER_VIEWS: tuple[str, ...] = (*VIEWS, *DERIVED_VIEWS.values(), *HISTORY_VIEWS)
+
+
+def lake_tables() -> tuple[str, ...]:
+    return (*(t.name for t, _ in PUBLISHED), META.name, *(t.name for t in HISTORY_TABLES))
+
+
+def reader_views(con: duckdb.DuckDBPyConnection, alias: str) -> None:
+    """Name each table of the attached lake ``alias`` in ``con``'s own catalog, then define
+    the analysts' views over them: queries read as they read the working database."""
+    for name in lake_tables():
+        con.execute(f"CREATE OR REPLACE VIEW main.{name} AS SELECT * FROM {alias}.main.{name}")
+    for sql in READER_VIEWS:
+        con.execute(sql)
+
+
+def resolve_location(db_path: str | Path, location: LakeLocation | None) -> LakeLocation:
+    return location if location is not None else LakeLocation.beside(db_path)
