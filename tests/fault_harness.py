@@ -23,7 +23,8 @@ import httpx
 from packaging.utils import canonicalize_name
 
 from pypi_assets.fake import FakeUpstream
-from pypi_assets.store.snapshot import current_snapshot, snapshot_dir
+from pypi_assets.store.snapshot import SnapshotNotFound, connect
+from pypi_assets.store.snapshot import snapshot_serial as lake_serial
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("fault_runner.py")
@@ -40,6 +41,9 @@ EXCLUDED_COLUMNS: dict[str, frozenset[str]] = {
     # the status poll's answers: when, and their ETags (a page's ETag changes with its
     # serial, so it depends on when it was polled; which pages were polled is compared)
     "upstream_etags": frozenset({"checked_at", "etag"}),
+    # the lake's record of when each serial was published (and the feed's time, from it)
+    "serial_times": frozenset({"time"}),
+    "changes": frozenset({"time"}),
 }
 
 #: ``meta`` keys that record how the mirror got where it is, not what was mirrored: which
@@ -207,8 +211,15 @@ def dump_duckdb(path: Path, mirror: Mirror | None = None) -> dict[str, Rows]:
     """Every table and view of a DuckDB file: sorted rows of every column except
     :data:`EXCLUDED_COLUMNS`, keyed ``table(col, col, ...)`` so a column change shows.
     Paths of ``mirror``'s blob directory and root read as ``<blobs>`` and ``<root>``."""
-    places = ((str(mirror.blobs), "<blobs>"), (str(mirror.root), "<root>")) if mirror else ()
     con = duckdb.connect(str(path), read_only=True)
+    return dump_connection(con, mirror)
+
+
+def dump_connection(
+    con: duckdb.DuckDBPyConnection, mirror: Mirror | None = None
+) -> dict[str, Rows]:
+    """As :func:`dump_duckdb`, of an open connection (closed afterwards)."""
+    places = ((str(mirror.blobs), "<blobs>"), (str(mirror.root), "<root>")) if mirror else ()
     try:
         names = [
             r[0]
@@ -255,28 +266,26 @@ def dump_blobs(root: Path) -> dict[str, str]:
 
 
 def snapshot_serial(db: Path) -> int | None:
-    """The serial of the published snapshot ``CURRENT`` points at (``None``: none)."""
-    snap = current_snapshot(db)
-    if snap is None:
+    """The serial of the lake's newest snapshot (``None``: none)."""
+    return lake_serial(db)
+
+
+def dump_snapshot(mirror: Mirror) -> dict[str, Rows] | None:
+    """Every table and view of the newest lake snapshot, as analysts see it."""
+    try:
+        con = connect(mirror.db)
+    except SnapshotNotFound:
         return None
-    return int(snap.name.split("-")[1])
+    return dump_connection(con, mirror)
 
 
 def state(mirror: Mirror, *, blobs: bool = True) -> dict[str, Any]:
-    """The canonical state of a mirror: working database, current snapshot (its serial,
-    its content, and any temporary files left in the snapshot directory), blob store."""
-    snap = current_snapshot(mirror.db)
-    sdir = snapshot_dir(mirror.db)
-    leftovers = sorted(
-        p.name
-        for p in (sdir.iterdir() if sdir.exists() else [])
-        if p.name.endswith((".tmp", ".wal")) or p.name.startswith(".")
-    )
+    """The canonical state of a mirror: working database, newest lake snapshot (its serial
+    and its content: tables, views and history), blob store."""
     out: dict[str, Any] = {
         "db": dump_duckdb(mirror.db, mirror) if mirror.db.exists() else None,
         "snapshot serial": snapshot_serial(mirror.db),
-        "snapshot": dump_duckdb(snap, mirror) if snap is not None else None,
-        "snapshot dir temporaries": leftovers,
+        "snapshot": dump_snapshot(mirror),
     }
     if blobs:
         out["blobs"] = dump_blobs(mirror.blobs)

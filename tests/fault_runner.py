@@ -34,9 +34,9 @@ POINTS = (
     "files-done",  # every file stored, before the index is written
     "index",  # some index pages written, not recorded, root not written
     "marked-synced",  # right after the run recorded its synced serial
-    "publish-start",  # before the snapshot is copied
-    "publish-copied",  # the snapshot file is in place, CURRENT not yet swapped
-    "publish-pointer",  # just before CURRENT is replaced
+    "publish-start",  # before the lake snapshot is committed
+    "publish-rows",  # inside the lake transaction: rows and history written, not committed
+    "publish-committed",  # the lake snapshot is committed, the dirty set not yet cleared
     "published",  # right after publication
 )
 
@@ -93,15 +93,8 @@ class _Hooks:
         setattr(owner, name, wrapper)
 
 
-def _snapshot_dst(dst: Any, *, pointer: bool) -> bool:
-    p = Path(os.fspath(dst))
-    if not p.parent.name.endswith(".snapshots"):
-        return False
-    return p.name == "CURRENT" if pointer else p.name.endswith(".duckdb")
-
-
 def install(point: str, nth: int) -> _Hooks:
-    from pypi_assets.store import duckdb_store
+    from pypi_assets.store import duckdb_store, lake
     from pypi_assets.store.blobs import LocalBlobStore
     from pypi_assets.sync import index, listing, run
 
@@ -140,11 +133,10 @@ def install(point: str, nth: int) -> _Hooks:
         )
     elif point == "publish-start":
         hooks.wrap(run, "publish")
-    elif point in ("publish-copied", "publish-pointer"):
-        pointer = point == "publish-pointer"
-        hooks.wrap(
-            os, "replace", when=lambda _src, dst, *_a, **_k: _snapshot_dst(dst, pointer=pointer)
-        )
+    elif point == "publish-rows":
+        hooks.wrap(lake, "_replace_meta", after=True)
+    elif point == "publish-committed":
+        hooks.wrap(lake, "_clear_dirty")
     elif point == "published":
         hooks.wrap(run, "publish", after=True)
     else:

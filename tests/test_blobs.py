@@ -335,7 +335,7 @@ def test_hostile_upstream_data_is_refused(up: FakeUpstream, tmp_path: Path) -> N
     assert {p.name for p in (tmp_path / "store").iterdir()} <= {
         "m.duckdb",
         "m.duckdb.wal",
-        "m.snapshots",
+        "m.lake",
         "web",
     }
     assert set(os.listdir(tmp_path)) == {"store"}

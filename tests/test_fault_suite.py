@@ -35,6 +35,7 @@ from .fault_harness import (
     assert_converged,
     cli,
     dump_blobs,
+    dump_snapshot,
     listing_json,
     project_json,
     projects_with_files,
@@ -287,17 +288,25 @@ def test_kill_on_a_fresh_mirror_then_converge(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["metadata-done", "marked-synced", "publish-pointer"])
+@pytest.mark.parametrize(
+    "point", ["metadata-done", "marked-synced", "publish-rows", "publish-committed"]
+)
 def test_kill_on_an_updated_mirror_then_converge(conf: Path, tmp_path: Path, point: str) -> None:
     """A kill while a mirror catches up with an upstream change: the next run must not take
-    the half-finished run for done (and leave a stale snapshot)."""
+    the half-finished run for done (and leave a stale snapshot). A kill inside the lake's
+    commit leaves the previous snapshot current and readable."""
     with FakeUpstream(FakeIndex.generate(8)) as up:
         m = Mirror.new(tmp_path, "m")
         assert_exit(sync(up, m, conf), 0)
+        old_serial = up.index.serial
+        old_snapshot = dump_snapshot(m)
         for target in projects_with_files(up)[2:4]:  # new releases: new files to download
             up.index.add_release(target, "9.0")
         r = sync(up, m, conf, kill=point)
         assert r.rc == -signal.SIGKILL, f"the run was not killed at {point}\n{r.describe()}"
+        if point == "publish-rows":
+            assert snapshot_serial(m.db) == old_serial
+            assert dump_snapshot(m) == old_snapshot
         assert_exit(sync(up, m, conf), 0)
         assert_converged(m, reference(up, tmp_path, conf))
         _assert_snapshot_current(up, m)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ import httpx
 import pytest
 
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
-from pypi_assets.store import MetadataStore, current_snapshot
-from pypi_assets.store.snapshot import snapshot_dir, snapshot_serial
+from pypi_assets.store import MetadataStore, lake, lake_dir
+from pypi_assets.store.snapshot import snapshot_serial
+from pypi_assets.store.snapshot import snapshots as snapshot_versions
 from pypi_assets.sync import metadata, run
 from pypi_assets.sync.listing import UpstreamFault
 from pypi_assets.sync.run import run_sync
@@ -74,14 +76,14 @@ def test_garbage_listing_removes_nothing_and_the_mirror_heals(
     db = tmp_path / "m.duckdb"
     assert sync(fake, db).ok
     before = _statuses(db)
-    snap = current_snapshot(db)
+    snap = snapshot_versions(db)
     fake.index.add_release(sorted(fake.index.projects)[0], "99.0")  # the serial moves
     _garbage_listing(fake)
     with pytest.raises(UpstreamFault, match="nothing removed"):
         sync(fake, db)
     assert _statuses(db) == before  # nothing marked removed
     assert set(before.values()) == {"ok"}
-    assert current_snapshot(db) == snap  # no empty snapshot published
+    assert snapshot_versions(db) == snap  # no empty snapshot published
     fake.state.faults.clear()
     report = sync(fake, db)
     assert report.ok and not report.refresh.removed
@@ -185,23 +187,22 @@ def test_crash_during_first_publication_is_healed_by_the_next_run(
     db = tmp_path / "m.duckdb"
     real = run.publish
 
-    def crash(store: MetadataStore, serial: int) -> Path:
-        # Leave what a SIGKILL in the middle of COPY FROM DATABASE leaves.
-        sdir = snapshot_dir(db)
-        sdir.mkdir(parents=True, exist_ok=True)
-        (sdir / f".serial-{serial:012d}-x.duckdb.tmp").write_bytes(b"half")
-        (sdir / f".serial-{serial:012d}-x.duckdb.tmp.wal").write_bytes(b"half")
-        (sdir / f".serial-{serial:012d}-x.parquet.tmp").mkdir()
-        raise KeyboardInterrupt
+    def crash(store: MetadataStore, serial: int) -> object:
+        # Die inside the lake's transaction, after every row is written, before COMMIT.
+        def die(*_a: object) -> None:
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as m:
+            m.setattr(lake, "_replace_meta", die)
+            return real(store, serial)
 
     monkeypatch.setattr(run, "publish", crash)
     with pytest.raises(KeyboardInterrupt):
         sync(fake, db)
-    assert current_snapshot(db) is None
+    assert snapshot_serial(db) is None
     monkeypatch.setattr(run, "publish", real)
     report = sync(fake, db)
     assert snapshot_serial(db) == fake.index.serial == report.upstream_serial
-    assert not [p.name for p in snapshot_dir(db).iterdir() if ".tmp" in p.name]
     # and now it is up to date
     assert sync(fake, db).up_to_date
 
@@ -209,9 +210,9 @@ def test_crash_during_first_publication_is_healed_by_the_next_run(
 def test_lost_snapshot_is_republished_without_fetching(fake: FakeUpstream, tmp_path: Path) -> None:
     db = tmp_path / "m.duckdb"
     assert sync(fake, db).ok
-    snap = current_snapshot(db)
-    assert snap is not None
-    snap.write_bytes(b"not a database any more")  # a crash mid-write, a full disk, ...
+    catalog = lake_dir(db) / "catalog.sqlite"
+    assert catalog.exists()
+    shutil.rmtree(lake_dir(db))  # an operator's mistake, a lost disk, ...
     fake.reset_counts()
     report = sync(fake, db)
     assert report.up_to_date

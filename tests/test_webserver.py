@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pypi_assets.fake import FakeIndex, FakeUpstream
-from pypi_assets.store import current_snapshot
+from pypi_assets.store.snapshot import snapshot_serial
 from pypi_assets.sync.windows import keys_upto
 
 from .helpers import dump, sync
@@ -68,9 +68,9 @@ def test_materialise_then_backfill_all_windows_via_graphql(
     assert "Could not set lock" not in server.log.read_text()
     # The eager automation condition publishes the analyst snapshot after the windows land.
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and current_snapshot(db) is None:
+    while time.monotonic() < deadline and snapshot_serial(db) is None:
         time.sleep(2)
-    assert current_snapshot(db) is not None, server.log.read_text()[-3000:]
+    assert snapshot_serial(db) is not None, server.log.read_text()[-3000:]
     ref = tmp_path / "cli.duckdb"
     sync(up, ref)  # the same upstream, including the release added above
     assert dump(db) == dump(ref)

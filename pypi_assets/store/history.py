@@ -168,8 +168,7 @@ def _statuses(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str
         f"WHERE state = 'ok' AND status IS NOT NULL AND name {_AMONG}"
     )
     same = (
-        "c.project = o.project AND c.status = o.status "
-        "AND c.reason IS NOT DISTINCT FROM o.reason"
+        "c.project = o.project AND c.status = o.status AND c.reason IS NOT DISTINCT FROM o.reason"
     )
     open_ = f"SELECT * FROM {lake}.main.status_history WHERE to_serial IS NULL AND project {_AMONG}"
     cur.execute(

@@ -166,9 +166,7 @@ def _commit_info(serial: int, full: bool, projects: int) -> str:
 
 def _dirty(cur: duckdb.DuckDBPyConnection, work: str) -> tuple[list[str] | None, bool]:
     """The projects to compare (``None``: all) and whether a full comparison was asked for."""
-    full = cur.execute(
-        f"SELECT count(*) FROM {work}.main.meta WHERE key = 'lake_full'"
-    ).fetchone()
+    full = cur.execute(f"SELECT count(*) FROM {work}.main.meta WHERE key = 'lake_full'").fetchone()
     if full is not None and full[0]:
         return None, True
     names = [r[0] for r in cur.execute(f"SELECT name FROM {work}.main.lake_dirty").fetchall()]

@@ -131,7 +131,10 @@ def _renamed_copy(src: Path, name: str) -> Path:
     """A copy of ``src`` named ``name.duckdb_extension`` in the user's cache, made once and
     checked by content (a copy, not a link: DuckDB verifies the bytes it loads)."""
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:16]
-    for folder in (_extension_cache(), Path(tempfile.gettempdir()) / f"pypi-assets-ext-{os.getuid()}"):
+    for folder in (
+        _extension_cache(),
+        Path(tempfile.gettempdir()) / f"pypi-assets-ext-{os.getuid()}",
+    ):
         dst = folder / digest / f"{name}.duckdb_extension"
         if dst.is_file() and dst.stat().st_size == src.stat().st_size:
             return dst

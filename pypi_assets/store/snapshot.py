@@ -34,6 +34,7 @@ __all__ = [
     "lake_dir",
     "publish_snapshot",
     "snapshot_serial",
+    "snapshots",
 ]
 
 #: a past point: an upstream serial, or a time
@@ -59,6 +60,21 @@ def publish_snapshot(
 def snapshot_serial(db_path: str | Path, location: LakeLocation | None = None) -> int | None:
     """The serial of the newest snapshot if it exists and opens, else ``None``."""
     return lake_serial(resolve_location(db_path, location))
+
+
+def snapshots(
+    db_path: str | Path, location: LakeLocation | None = None
+) -> list[tuple[int, datetime, int]]:
+    """``(version, time, serial)`` of every published snapshot, oldest first."""
+    loc = resolve_location(db_path, location)
+    if not loc.exists():
+        return []
+    con = duckdb.connect()
+    try:
+        attach_lake(con, loc, "lake", read_only=True)
+        return lake_snapshots(con, "lake")
+    finally:
+        con.close()
 
 
 def _version(con: duckdb.DuckDBPyConnection, loc: LakeLocation, serial: int) -> int:
