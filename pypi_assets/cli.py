@@ -19,6 +19,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -31,10 +32,11 @@ from .filters import MirrorConfig
 from .pypi import ClientConfig, ConfigurationError, UpstreamError
 from .pypi.fetch import Depth
 from .store.duckdb_store import is_storage_error
+from .store.snapshot import SnapshotNotFound, export_snapshot
 from .sync.listing import UpstreamFault
 from .sync.reports import Progress, SyncReport
 from .sync.run import run_sync
-from .sync.settings import Settings, SettingsError, client_config
+from .sync.settings import Settings, SettingsError, analyst_db, client_config
 from .sync.verify import MirrorVerifyReport, VerifyOptions, verify_mirror
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_STORAGE = 0, 1, 2, 3, 4
@@ -725,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backfill(sub)
     _add_serve(sub, [mirror])
     _add_verify(sub, [mirror, as_json])
+    _add_export(sub, [as_json])
     _add_fake_upstream(sub)
     return p
 
@@ -870,6 +873,63 @@ def _add_verify(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         "--sizes-only", action="store_true", help="compare sizes, not sha256 (no blob is read)"
     )
     v.set_defaults(func=cmd_verify)
+
+
+def as_of_point(text: str) -> int | datetime:
+    """``--as-of``: an upstream serial, or an RFC 3339 time (with its offset)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a serial nor an RFC 3339 time such as 2026-11-30T12:00:00Z"
+        )
+    return when
+
+
+def _add_export(sub: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    e = _command(
+        sub,
+        "export",
+        "write one snapshot as a plain DuckDB file (and Parquet), for one-file users",
+        parents,
+    )
+    e.add_argument(
+        "--db", help="working DuckDB path (env PYPI_ASSETS_DB; default: data/pypi.duckdb)"
+    )
+    e.add_argument("--out", required=True, help="the DuckDB file to write (replaced atomically)")
+    e.add_argument("--parquet", help="also write one Parquet file per table and view here")
+    e.add_argument(
+        "--as-of",
+        type=as_of_point,
+        metavar="SERIAL|TIME",
+        help="the snapshot current at this upstream serial or RFC 3339 time (default: newest)",
+    )
+    e.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    db = Path(args.db) if args.db else analyst_db()
+    try:
+        counts = export_snapshot(
+            db,
+            Path(args.out),
+            as_of=args.as_of,
+            parquet=Path(args.parquet) if args.parquet else None,
+        )
+    except SnapshotNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.json:
+        print(json.dumps({"out": args.out, "rows": counts}, indent=2))
+    else:
+        for name, n in counts.items():
+            print(f"{name:<22} {n}")
+        print(f"wrote {args.out}")
+    return EXIT_OK
 
 
 def _add_fake_upstream(sub: Any) -> None:

@@ -32,6 +32,13 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
+@pytest.fixture(autouse=True)
+def _lake_self_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every publication in the tests compares the whole lake with the working database
+    afterwards: a change that no project was marked dirty for fails the test that made it."""
+    monkeypatch.setenv("PYPI_ASSETS_LAKE_CHECK", "1")
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeUpstream]:
     with FakeUpstream(FakeIndex.generate(24)) as up:
@@ -42,5 +49,6 @@ def fake() -> Iterator[FakeUpstream]:
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYPI_ASSETS_")}
     env["PYPI_ASSETS_BACKOFF"] = "0.01"
+    env["PYPI_ASSETS_LAKE_CHECK"] = "1"
     env["HOME"] = str(tmp_path)
     return env

@@ -41,10 +41,20 @@ EXCLUDED_COLUMNS: dict[str, frozenset[str]] = {
     # the status poll's answers: when, and their ETags (a page's ETag changes with its
     # serial, so it depends on when it was polled; which pages were polled is compared)
     "upstream_etags": frozenset({"checked_at", "etag"}),
-    # the lake's record of when each serial was published (and the feed's time, from it)
-    "serial_times": frozenset({"time"}),
+    # the feed's time: when the lake published the serial (history, below)
     "changes": frozenset({"time"}),
+    "serial_times": frozenset({"time"}),
 }
+
+#: The lake's history (and the feed made of it) depends on the path a mirror took, not only
+#: on where it ended: a mirror that saw upstream at S0 and again at S1 knows more than a
+#: fresh one at S1, and one that saw a project dropped from a listing saw it come back. It is
+#: compared with a twin that took the same path without the fault (:func:`history`), not
+#: with a fresh reference.
+HISTORY_TABLES = frozenset(
+    {"file_history", "yank_history", "status_history", "project_history", "serial_times", "changes"}
+)
+
 
 #: ``meta`` keys that record how the mirror got where it is, not what was mirrored: which
 #: upstream endpoint answered (a fault on the JSON root legitimately makes the XML-RPC
@@ -216,9 +226,10 @@ def dump_duckdb(path: Path, mirror: Mirror | None = None) -> dict[str, Rows]:
 
 
 def dump_connection(
-    con: duckdb.DuckDBPyConnection, mirror: Mirror | None = None
+    con: duckdb.DuckDBPyConnection, mirror: Mirror | None = None, *, with_history: bool = False
 ) -> dict[str, Rows]:
-    """As :func:`dump_duckdb`, of an open connection (closed afterwards)."""
+    """As :func:`dump_duckdb`, of an open connection (closed afterwards); the lake's
+    history tables only ``with_history``."""
     places = ((str(mirror.blobs), "<blobs>"), (str(mirror.root), "<root>")) if mirror else ()
     try:
         names = [
@@ -232,6 +243,8 @@ def dump_connection(
         ]
         out: dict[str, Rows] = {}
         for name in names:
+            if name in HISTORY_TABLES and not with_history:
+                continue
             cols = [
                 r[0]
                 for r in con.execute(f'DESCRIBE "{name}"').fetchall()
@@ -271,12 +284,20 @@ def snapshot_serial(db: Path) -> int | None:
 
 
 def dump_snapshot(mirror: Mirror) -> dict[str, Rows] | None:
-    """Every table and view of the newest lake snapshot, as analysts see it."""
+    """Every table and view of the newest lake snapshot, as analysts see it (its history
+    aside: :func:`history`)."""
     try:
         con = connect(mirror.db)
     except SnapshotNotFound:
         return None
     return dump_connection(con, mirror)
+
+
+def history(mirror: Mirror) -> dict[str, Rows]:
+    """The lake's history tables and change feed (publication times aside)."""
+    con = connect(mirror.db)
+    dumped = dump_connection(con, mirror, with_history=True)
+    return {k: v for k, v in dumped.items() if k.split("(")[0] in HISTORY_TABLES}
 
 
 def state(mirror: Mirror, *, blobs: bool = True) -> dict[str, Any]:

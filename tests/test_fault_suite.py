@@ -36,6 +36,7 @@ from .fault_harness import (
     cli,
     dump_blobs,
     dump_snapshot,
+    history,
     listing_json,
     project_json,
     projects_with_files,
@@ -296,8 +297,9 @@ def test_kill_on_an_updated_mirror_then_converge(conf: Path, tmp_path: Path, poi
     the half-finished run for done (and leave a stale snapshot). A kill inside the lake's
     commit leaves the previous snapshot current and readable."""
     with FakeUpstream(FakeIndex.generate(8)) as up:
-        m = Mirror.new(tmp_path, "m")
+        m, twin = Mirror.new(tmp_path, "m"), Mirror.new(tmp_path, "twin")
         assert_exit(sync(up, m, conf), 0)
+        assert_exit(sync(up, twin, conf), 0)
         old_serial = up.index.serial
         old_snapshot = dump_snapshot(m)
         for target in projects_with_files(up)[2:4]:  # new releases: new files to download
@@ -310,6 +312,9 @@ def test_kill_on_an_updated_mirror_then_converge(conf: Path, tmp_path: Path, poi
         assert_exit(sync(up, m, conf), 0)
         assert_converged(m, reference(up, tmp_path, conf))
         _assert_snapshot_current(up, m)
+        # the history equals that of a twin that took the same two runs without the kill
+        assert_exit(sync(up, twin, conf), 0)
+        assert history(m) == history(twin)
 
 
 # ------------------------------------------------------------ 3. a transient 404

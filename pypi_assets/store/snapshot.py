@@ -154,6 +154,7 @@ def export_snapshot(
     views of a snapshot, and optionally one Parquet file per table and view in ``parquet``.
     Returns the row count of each table."""
     src = connect(db_path, as_of=as_of, location=location)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.unlink(missing_ok=True)
     counts: dict[str, int] = {}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..store.lake import LakeCommit
     from .files import FilesReport
     from .index import IndexReport
     from .status import StatusReport
@@ -71,6 +72,7 @@ class SyncReport:
     requests: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     snapshot: str | None = None
+    published: LakeCommit | None = None  # the lake snapshot this run committed
     metadata_sources: dict[str, int] = field(default_factory=dict)  # selected files by source
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase
@@ -138,6 +140,15 @@ class SyncReport:
             "seconds": round(self.seconds, 3),
             "phase_seconds": self.phases,
             "snapshot": self.snapshot,
+            **(
+                {
+                    "lake_version": self.published.version,
+                    "lake_projects_changed": self.published.projects,
+                    "lake_rows_published": sum(self.published.rows.values()),
+                }
+                if self.published is not None
+                else {}
+            ),
             "metadata_sources": self.metadata_sources,
             **{f"rows_{k}": v for k, v in self.counts.items()},
             **({"statuses": self.statuses.summary()} if self.statuses is not None else {}),

@@ -264,7 +264,8 @@ def _report_up_to_date(
     if snapshot_serial(store.path) != serial or store.lake_pending():  # a crash while publishing
         progress("publish", 0, 1, "publishing the missing snapshot")
         refresh_derived(store)
-        report.snapshot = str(publish(store, serial))
+        report.published = publish(store, serial)
+        report.snapshot = str(report.published)
     report.counts = store.counts()
     progress("done", 1, 1, "up to date")
 
@@ -368,7 +369,8 @@ def _publish_run(
     store.delete_meta("synced_serial", "synced_state")  # until the snapshot is published
     refresh_derived(store)
     progress("publish", 0, 1, "publishing snapshot")
-    report.snapshot = str(publish(store, serial))
+    report.published = publish(store, serial)
+    report.snapshot = str(report.published)
     if complete:
         store.set_meta(synced_serial=str(serial), synced_state=state)
     report.counts = store.counts()
