@@ -308,3 +308,51 @@ def test_pages_render_provenance_beside_the_files() -> None:
     none = render_project("demo", "Demo", 7, [{**f, "provenance_key": None}], ["1.0"])
     assert json.loads(none["simple/demo/index.v1_json"])["files"][0]["provenance"] is None
     assert b"data-provenance" not in none["simple/demo/index.html"]
+
+
+def test_verify_checks_repairs_and_forgets_provenance_objects(
+    up: FakeUpstream, tmp_path: Path
+) -> None:
+    """``verify`` checks the provenance objects as it checks files: present, and equal to
+    what was recorded; ``--repair`` fetches them again; what stays broken is forgotten, so
+    the next sync fetches it; its report counts them."""
+    from pypi_assets.sync.verify import VerifyOptions, verify_mirror
+
+    assert _sync(up, tmp_path).ok
+    web, db = tmp_path / "web", tmp_path / "m.duckdb"
+    settings = Settings(upstream=up.url, db=db, blobs=str(web))
+    store = LocalBlobStore(web)
+    keys = sorted(k for k, _s in store.iter_blobs("integrity/"))
+    assert len(keys) >= 3
+    clean = verify_mirror(settings, make_config(), store)
+    assert clean.ok and clean.blobs.summary()["provenance"] == {
+        "referenced": len(keys),
+        "stored": len(keys),
+        "missing": 0,
+        "corrupt": 0,
+        "repaired": 0,
+    }
+    gone, bad, third = keys[0], keys[1], keys[2]
+    original = {k: (web / k).read_bytes() for k in (gone, bad, third)}
+    (web / gone).unlink()
+    data = original[bad]
+    (web / bad).write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size, wrong bytes
+    found = verify_mirror(settings, make_config(), store)
+    assert not found.ok
+    assert found.blobs.missing == [gone] and found.blobs.corrupt == [bad]
+    assert found.blobs.summary()["provenance"]["stored"] == len(keys) - 1
+    # not repaired: forgotten, so the next sync fetches them again
+    con = duckdb.connect(str(db), read_only=True)
+    recorded = {r[0] for r in con.execute("SELECT key FROM blobs").fetchall()}
+    con.close()
+    assert gone not in recorded and bad not in recorded
+    assert _sync(up, tmp_path).ok
+    assert (web / gone).read_bytes() == original[gone]
+    assert (web / bad).read_bytes() == original[bad]
+    # repaired: fetched again, checked and recorded
+    (web / third).unlink()
+    fixed = verify_mirror(settings, make_config(), store, VerifyOptions(repair=True))
+    assert fixed.ok and fixed.blobs.repaired == [third]
+    assert fixed.blobs.summary()["provenance"]["repaired"] == 1
+    assert (web / third).read_bytes() == original[third]
+    assert verify_mirror(settings, make_config(), store).ok

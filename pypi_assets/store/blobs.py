@@ -162,8 +162,9 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def iter_blobs(self) -> Iterator[tuple[str, int]]:
-        """Every ``(key, size)`` under ``packages/``."""
+    def iter_blobs(self, prefix: str = "packages/") -> Iterator[tuple[str, int]]:
+        """Every ``(key, size)`` under ``prefix`` (``packages/``, or the provenance
+        objects' ``integrity/``)."""
 
     def staging(self) -> Path:
         """A local directory for partial downloads (same filesystem as the store if local)."""
@@ -218,8 +219,8 @@ class LocalBlobStore:
             except OSError:
                 break
 
-    def iter_blobs(self) -> Iterator[tuple[str, int]]:
-        base = self.root / "packages"
+    def iter_blobs(self, prefix: str = "packages/") -> Iterator[tuple[str, int]]:
+        base = self.root / prefix.strip("/")
         if not base.is_dir():
             return
         for dirpath, _dirs, files in os.walk(base):
@@ -307,10 +308,10 @@ class S3BlobStore:
 
         obstore.delete(self.store, check_key(key))
 
-    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+    def iter_blobs(self, prefix: str = "packages/") -> Iterator[tuple[str, int]]:
         import obstore
 
-        for batch in obstore.list(self.store, prefix="packages/", chunk_size=1000):
+        for batch in obstore.list(self.store, prefix=prefix, chunk_size=1000):
             for meta in batch:
                 yield str(meta["path"]), int(meta["size"])
 

@@ -1087,6 +1087,22 @@ class MetadataStore:
             )
         ]
 
+    def referenced_provenance(
+        self,
+    ) -> dict[str, tuple[tuple[str, str, str, str], str | None, int | None]]:
+        """Every provenance object the selection needs: ``key -> ((project,
+        release_version, filename, provenance_url), sha256, size)``, the digest and size
+        those recorded as stored (``None``: not recorded, so the next sync fetches it)."""
+        key = provenance_key_sql("d.project", "d.release_version", "d.filename")
+        out: dict[str, tuple[tuple[str, str, str, str], str | None, int | None]] = {}
+        for k, project, version, filename, url, sha, size in self.query(
+            f"SELECT {key}, d.project, d.release_version, d.filename, d.provenance_url, "
+            "b.sha256, b.size FROM selected_distributions d "
+            f"LEFT JOIN blobs b ON b.key = {key} WHERE d.provenance_url IS NOT NULL"
+        ):
+            out[k] = ((project, version, filename, url), sha, size)
+        return out
+
     def record_provenance(
         self,
         stored: Sequence[tuple[str, str, str, str, int]],
