@@ -356,3 +356,44 @@ def test_verify_checks_repairs_and_forgets_provenance_objects(
     assert fixed.blobs.summary()["provenance"]["repaired"] == 1
     assert (web / third).read_bytes() == original[third]
     assert verify_mirror(settings, make_config(), store).ok
+
+
+def test_lazy_mode_serves_provenance_fetched_once(up: FakeUpstream, tmp_path: Path) -> None:
+    """``serve --lazy``: the lazy pages point at the mirror's ``/integrity/...`` route for
+    every file with provenance upstream; the first request fetches the object (checked),
+    stores it and serves it, JSON-equal to upstream's; later requests are local."""
+    from pypi_assets.pypi import ClientConfig
+
+    web, db = tmp_path / "web", tmp_path / "m.duckdb"
+    settings = Settings(upstream=up.url, db=db, blobs=str(web))
+    report = asyncio.run(run_sync(settings, make_config(), client_overrides=FAST, lazy=True))
+    assert report.ok and not (web / "integrity").exists()
+    norm, f = next((n, f) for n, f in _files(up) if f.has_provenance)
+    page = json.loads((web / "simple" / norm / "index.v1_json").read_bytes())
+    href = {x["filename"]: x["provenance"] for x in page["files"]}[f.filename]
+    assert href is not None
+    cfg = ClientConfig(upstream=up.url, **FAST)  # type: ignore[arg-type]
+    with (
+        MirrorServer(
+            web=web, blobs=LocalBlobStore(web), db=db, lazy=True, client_config=cfg
+        ) as srv,
+        httpx.Client(base_url=up.url, follow_redirects=True) as upstream,
+    ):
+        url = urljoin(f"{srv.url}/simple/{norm}/", href)
+        before = up.counts["integrity"]
+        got = httpx.get(url)
+        assert got.status_code == 200 and got.headers["content-type"] == INTEGRITY_CT
+        want = upstream.get(
+            f"/integrity/{norm}/{_vf(up, norm, f.filename)[0]}/{f.filename}/provenance"
+        )
+        assert got.json() == want.json()
+        assert up.counts["integrity"] == before + 2  # ours, then the test's own
+        again = httpx.get(url)
+        assert again.status_code == 200 and again.content == got.content
+        assert up.counts["integrity"] == before + 2  # served from the store
+        key = urlsplit(url).path.lstrip("/")
+        assert srv.fetched == [key] and (web / key).is_file()
+        # a file the selection does not list: nothing fetched
+        other = key.replace(f.filename, "nope-1.0.tar.gz")
+        assert httpx.get(f"{srv.url}/{other}").status_code == 404
+        assert up.counts["integrity"] == before + 2

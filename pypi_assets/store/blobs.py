@@ -43,6 +43,7 @@ __all__ = [
     "other_databases",
     "provenance_key",
     "provenance_key_sql",
+    "provenance_parts",
     "register_database",
 ]
 
@@ -128,6 +129,14 @@ def provenance_key_sql(project: str, version: str, filename: str) -> str:
 
 def is_provenance_key(key: str) -> bool:
     return key.startswith(PROVENANCE_PREFIX)
+
+
+def provenance_parts(key: str) -> tuple[str, str, str]:
+    """``(project, version, filename)`` of a provenance key (checked: :func:`check_key`)."""
+    m = _INTEGRITY.match(check_key(key))
+    if m is None:
+        raise UnsafeValue(f"not a provenance key: {key!r}")
+    return m.group(1), m.group(2), m.group(3)
 
 
 def check_key(key: str) -> str:

@@ -1014,12 +1014,12 @@ class MetadataStore:
     ) -> list[tuple[str, str | None, dict[str, Any]]]:
         """``(project, upstream url, file)`` for the selected files of ``projects``, by project
         and filename; ``file`` maps :data:`INDEX_FILE_COLUMNS` to values. Without ``lazy``
-        only the files in the blob store, and a core-metadata digest only when that file is
-        stored too."""
+        only the files in the blob store, and a core-metadata digest and a provenance key
+        only when that object is stored too."""
         cols = ", ".join(
             "k.key"
             if c == "key"
-            else _STORED_PROVENANCE
+            else (_LAZY_PROVENANCE if lazy else _STORED_PROVENANCE)
             if c == "provenance_key"
             else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE "
             f"m.key = {metadata_key_sql('k.key')} AND m.sha256 = d.core_metadata_sha256) "
@@ -1156,6 +1156,12 @@ class IndexedProject(NamedTuple):
 _STORED_PROVENANCE = (
     "CASE WHEN EXISTS (SELECT 1 FROM blobs pv WHERE pv.key = "
     f"{provenance_key_sql('d.project', 'd.release_version', 'd.filename')}) THEN "
+    f"{provenance_key_sql('d.project', 'd.release_version', 'd.filename')} END AS provenance_key"
+)
+
+#: in lazy mode, a file's provenance key when upstream has one (``serve --lazy`` fetches it)
+_LAZY_PROVENANCE = (
+    "CASE WHEN d.provenance_url IS NOT NULL THEN "
     f"{provenance_key_sql('d.project', 'd.release_version', 'd.filename')} END AS provenance_key"
 )
 
