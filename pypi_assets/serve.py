@@ -351,6 +351,7 @@ class MirrorServer:
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _reader: SnapshotReader | None = None  # the published snapshot, for --lazy
     _serials: dict[Path, tuple[int, dict[str, str]]] = field(default_factory=dict)
+    _statuses: dict[Path, tuple[int, bool]] = field(default_factory=dict)  # _quarantined
 
     def __post_init__(self) -> None:
         if self.lazy and (self.db is None or self.client_config is None):
@@ -534,6 +535,31 @@ class MirrorServer:
             self._serials[path] = (mtime, header)
         return header
 
+    def _quarantined(self, project: str) -> bool:
+        """Whether the project's written page says PEP 792 ``quarantined`` (then its
+        provenance objects are hidden, as its files are), read once per version of the page."""
+        folder = self.web / "simple" / project
+        path = folder / "index.v1_json"
+        if not path.is_file():
+            path = folder / "index.v1_html"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        with self._guard:
+            hit = self._statuses.get(path)
+        if hit is not None and hit[0] == mtime:
+            return hit[1]
+        try:
+            quarantined = _page_status(path) == "quarantined"
+        except (OSError, ValueError):
+            return False
+        with self._guard:
+            if len(self._statuses) > 10_000:
+                self._statuses.clear()
+            self._statuses[path] = (mtime, quarantined)
+        return quarantined
+
     def _route(self, path: str, query_string: str, headers: dict[str, str]) -> _Reply:
         query = parse_qs(query_string)
         web = self.web
@@ -591,6 +617,10 @@ class MirrorServer:
     ) -> _Reply:
         check_key(key)
         blobs = self.blobs
+        if is_provenance_key(key) and await loop.run_in_executor(
+            self._pool, self._quarantined, provenance_parts(key)[0]
+        ):
+            return _error(404, "Not Found")  # hidden with its project's files
         size = await loop.run_in_executor(self._pool, blobs.size, key)
         if size is None and self.lazy:
             try:
@@ -675,6 +705,20 @@ class MirrorServer:
             log.info("fetched on demand: %s", key)
         self._locks.pop(key, None)
         return True
+
+
+_STATUS_META = re.compile(rb'<meta name="pypi:project-status" content="([a-z]+)"')
+
+
+def _page_status(path: Path) -> str | None:
+    """PEP 792's status of a written project page (JSON or HTML)."""
+    data = path.read_bytes()
+    if path.name == "index.v1_json":
+        status = json.loads(data).get("project-status")
+        value = status.get("status") if isinstance(status, dict) else None
+        return value if isinstance(value, str) else None
+    m = _STATUS_META.search(data)
+    return m.group(1).decode() if m else None
 
 
 def _content_type(key: str) -> str:

@@ -397,3 +397,31 @@ def test_lazy_mode_serves_provenance_fetched_once(up: FakeUpstream, tmp_path: Pa
         other = key.replace(f.filename, "nope-1.0.tar.gz")
         assert httpx.get(f"{srv.url}/{other}").status_code == 404
         assert up.counts["integrity"] == before + 2
+
+
+def test_quarantine_hides_provenance_objects_until_cleared(
+    up: FakeUpstream, tmp_path: Path
+) -> None:
+    """A quarantined project's files leave its pages; its provenance objects answer 404
+    too, and come back when the quarantine is cleared."""
+    assert _sync(up, tmp_path).ok
+    web = tmp_path / "web"
+    norm, f = next((n, f) for n, f in _files(up) if f.has_provenance)
+    path = "/" + provenance_key(norm, *_vf(up, norm, f.filename))
+    other = next(
+        "/" + provenance_key(n, *_vf(up, n, g.filename))
+        for n, g in _files(up)
+        if g.has_provenance and n != norm
+    )
+    with MirrorServer(web=web, blobs=LocalBlobStore(web)) as srv, httpx.Client() as c:
+        assert c.get(srv.url + path).status_code == 200
+        assert up.index.set_status(norm, "quarantined", "malware report")
+        assert _sync(up, tmp_path).ok
+        assert (web / path.lstrip("/")).is_file()  # kept, only hidden
+        assert c.get(srv.url + path).status_code == 404
+        assert c.head(srv.url + path).status_code == 404
+        assert c.get(srv.url + other).status_code == 200  # other projects' are served
+        assert up.index.set_status(norm, "active")
+        assert _sync(up, tmp_path).ok
+        back = c.get(srv.url + path)
+        assert back.status_code == 200 and back.headers["content-type"] == INTEGRITY_CT
