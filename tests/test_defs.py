@@ -538,6 +538,7 @@ def test_dg_list_defs_and_the_workspace_file_name_one_location(tmp_path: Path) -
         "refresh_listing",
         "refresh_serial_window",
         "publish_snapshot",
+        "poll_project_statuses",
     }
     assert [r["name"] for r in listed["resources"]] == ["mirror"]
     ok = "Validation successful for code location pypi_assets."

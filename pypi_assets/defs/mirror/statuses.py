@@ -70,11 +70,12 @@ def _publish_changes(
 
 
 @dg.op(
+    name="poll_due_statuses",
     pool=POOL,
     out=dg.Out(dg.Nothing),
     description="Poll the selected projects' status and vulnerabilities when due.",
 )
-def poll_project_statuses(
+def poll_due_statuses(
     context: dg.OpExecutionContext, config: StatusPollConfig, mirror: MirrorResource
 ) -> dg.Output[None]:
     mirror_config = mirror.config()
@@ -103,7 +104,7 @@ def poll_project_statuses(
     "requests; rewrite the pages that changed and re-publish the snapshot.",
 )
 def status_poll_job() -> None:
-    poll_project_statuses()
+    poll_due_statuses()
 
 
 @dg.schedule(
