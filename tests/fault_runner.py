@@ -106,6 +106,22 @@ def _snapshot_dst(dst: Any, *, pointer: bool) -> bool:
     return p.name == "CURRENT" if pointer else p.name.endswith(".duckdb")
 
 
+def _install_upstream_inputs(hooks: _Hooks, point: str) -> None:
+    """The kill points of what PEP 740 and PEP 792 added: provenance objects, the poll."""
+    from pypi_assets.store.blobs import LocalBlobStore
+    from pypi_assets.sync import status
+
+    if point == "provenance-stored":
+        hooks.wrap(
+            LocalBlobStore,
+            "put_file",
+            after=True,
+            when=lambda _self, key, *_a, **_k: key.startswith("integrity/"),
+        )
+    else:  # status-poll
+        hooks.wrap(status, "record_polls", when=lambda _store, polls: bool(polls))
+
+
 def install(point: str, nth: int) -> _Hooks:
     from pypi_assets.store import duckdb_store
     from pypi_assets.store.blobs import LocalBlobStore
@@ -133,17 +149,8 @@ def install(point: str, nth: int) -> _Hooks:
         hooks.wrap(run, "sync_files")
     elif point == "files":
         hooks.wrap(LocalBlobStore, "put_file", after=True)
-    elif point == "provenance-stored":
-        hooks.wrap(
-            LocalBlobStore,
-            "put_file",
-            after=True,
-            when=lambda _self, key, *_a, **_k: key.startswith("integrity/"),
-        )
-    elif point == "status-poll":
-        from pypi_assets.sync import status
-
-        hooks.wrap(status, "record_polls", when=lambda _store, polls: bool(polls))
+    elif point in ("provenance-stored", *LATER_POINTS):
+        _install_upstream_inputs(hooks, point)
     elif point == "files-done":
         hooks.wrap(run, "write_index")
     elif point == "index":
