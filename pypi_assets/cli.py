@@ -572,6 +572,9 @@ def _print_verify(report: MirrorVerifyReport, as_json: bool) -> None:
         print(f"{k:<13} {summary[k]}")
     for name in report.missing_pages[:20]:
         print(f"MISSING-PAGE {name}", file=sys.stderr)
+    provenance = summary["provenance"]
+    assert isinstance(provenance, dict)
+    print("provenance    " + ", ".join(f"{k} {v}" for k, v in provenance.items()))
     print(f"seconds       {summary['seconds']}")
     for kind in ("missing", "corrupt"):
         for key in getattr(report.blobs, kind)[:20]:

@@ -5,8 +5,9 @@ writes under the web root, with PEP 691 content negotiation, ``X-PyPI-Last-Seria
 and Warehouse's redirects to normalised names, and the files from the blob store (a local
 directory or S3), with HTTP ``Range`` so that mirrors of this mirror can resume. With
 ``--lazy`` a selected file that is not stored yet is fetched from the upstream on its first
-request, verified, stored and then served (Pulp's "on demand"); only keys that the published
-snapshot lists as selected are ever fetched, each once.
+request, verified, stored and then served (Pulp's "on demand"), and so is a selected file's
+PEP 740 provenance object; only keys that the published snapshot lists as selected are ever
+fetched, each once.
 
 The app is a plain ASGI callable run by uvicorn: keep-alive, idle connections closed after
 ``keepalive_timeout``, connections whose request headers are not complete after
@@ -51,9 +52,10 @@ from .store.blobs import (
     file_key_of,
     is_metadata_key,
     is_provenance_key,
+    provenance_parts,
 )
 from .store.readers import SelectedBlob, SnapshotReader
-from .sync.files import fetch_blob
+from .sync.files import ProvenanceRow, fetch_blob, fetch_provenance
 
 __all__ = ["MirrorServer", "ServeError", "negotiate", "parse_range", "serve"]
 
@@ -349,6 +351,7 @@ class MirrorServer:
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _reader: SnapshotReader | None = None  # the published snapshot, for --lazy
     _serials: dict[Path, tuple[int, dict[str, str]]] = field(default_factory=dict)
+    _statuses: dict[Path, tuple[int, bool]] = field(default_factory=dict)  # _quarantined
 
     def __post_init__(self) -> None:
         if self.lazy and (self.db is None or self.client_config is None):
@@ -532,6 +535,31 @@ class MirrorServer:
             self._serials[path] = (mtime, header)
         return header
 
+    def _quarantined(self, project: str) -> bool:
+        """Whether the project's written page says PEP 792 ``quarantined`` (then its
+        provenance objects are hidden, as its files are), read once per version of the page."""
+        folder = self.web / "simple" / project
+        path = folder / "index.v1_json"
+        if not path.is_file():
+            path = folder / "index.v1_html"
+        try:
+            mtime = path.stat().st_mtime_ns
+        except OSError:
+            return False
+        with self._guard:
+            hit = self._statuses.get(path)
+        if hit is not None and hit[0] == mtime:
+            return hit[1]
+        try:
+            quarantined = _page_status(path) == "quarantined"
+        except (OSError, ValueError):
+            return False
+        with self._guard:
+            if len(self._statuses) > 10_000:
+                self._statuses.clear()
+            self._statuses[path] = (mtime, quarantined)
+        return quarantined
+
     def _route(self, path: str, query_string: str, headers: dict[str, str]) -> _Reply:
         query = parse_qs(query_string)
         web = self.web
@@ -589,8 +617,12 @@ class MirrorServer:
     ) -> _Reply:
         check_key(key)
         blobs = self.blobs
+        if is_provenance_key(key) and await loop.run_in_executor(
+            self._pool, self._quarantined, provenance_parts(key)[0]
+        ):
+            return _error(404, "Not Found")  # hidden with its project's files
         size = await loop.run_in_executor(self._pool, blobs.size, key)
-        if size is None and self.lazy and not is_provenance_key(key):
+        if size is None and self.lazy:
             try:
                 if await self._fetch(loop, key):
                     size = await loop.run_in_executor(self._pool, blobs.size, key)
@@ -637,10 +669,26 @@ class MirrorServer:
             return (project, filename + ".metadata", key, url + ".metadata", meta_sha, None)
         return (project, filename, key, url, sha, size)
 
+    def _selected_provenance(self, key: str) -> ProvenanceRow | None:
+        """``(project, version, filename, provenance URL)`` if the snapshot selects the file
+        whose provenance object ``key`` names, and upstream has one."""
+        assert self.db is not None
+        with self._guard:
+            if self._reader is None:
+                self._reader = SnapshotReader(self.db)
+            reader = self._reader
+        project, version, filename = provenance_parts(key)
+        url = reader.selected_provenance(project, version, filename)
+        return None if url is None else (project, version, filename, url)
+
     async def _fetch(self, loop: asyncio.AbstractEventLoop, key: str) -> bool:
-        """Fetch a selected blob on demand; concurrent requests for one key share the
-        fetch (the event loop is the only one touching ``_locks``)."""
-        row = await loop.run_in_executor(self._pool, self._selected, key)
+        """Fetch a selected blob (or provenance object) on demand, checked as a sync checks
+        it; concurrent requests for one key share the fetch (the event loop is the only one
+        touching ``_locks``)."""
+        provenance = is_provenance_key(key)
+        row = await loop.run_in_executor(
+            self._pool, self._selected_provenance if provenance else self._selected, key
+        )
         if row is None:
             return False
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -649,11 +697,28 @@ class MirrorServer:
                 return True
             assert self.client_config is not None
             async with PyPIClient(self.client_config) as client:
-                await fetch_blob(client, self.blobs, row, executor=self._pool)
+                if len(row) == 4:
+                    await fetch_provenance(client, self.blobs, row)
+                else:
+                    await fetch_blob(client, self.blobs, row, executor=self._pool)
             self.fetched.append(key)
             log.info("fetched on demand: %s", key)
         self._locks.pop(key, None)
         return True
+
+
+_STATUS_META = re.compile(rb'<meta name="pypi:project-status" content="([a-z]+)"')
+
+
+def _page_status(path: Path) -> str | None:
+    """PEP 792's status of a written project page (JSON or HTML)."""
+    data = path.read_bytes()
+    if path.name == "index.v1_json":
+        status = json.loads(data).get("project-status")
+        value = status.get("status") if isinstance(status, dict) else None
+        return value if isinstance(value, str) else None
+    m = _STATUS_META.search(data)
+    return m.group(1).decode() if m else None
 
 
 def _content_type(key: str) -> str:

@@ -31,6 +31,7 @@ POINTS = (
     "metadata-txn",  # inside a metadata write transaction (projects inserted, files not)
     "metadata-done",  # metadata stored, before any file is downloaded
     "files",  # some blobs stored, others not (and not all recorded)
+    "provenance-stored",  # a provenance object stored, none recorded (nor its publishers)
     "files-done",  # every file stored, before the index is written
     "index",  # some index pages written, not recorded, root not written
     "marked-synced",  # right after the run recorded its synced serial
@@ -38,6 +39,11 @@ POINTS = (
     "publish-rows",  # inside the lake transaction: rows and history written, not committed
     "publish-committed",  # the lake snapshot is committed, the dirty set not yet cleared
     "published",  # right after publication
+)
+
+#: kill points a fresh mirror's run never reaches (see test_fault_suite.py's scenarios)
+LATER_POINTS = (
+    "status-poll",  # the status poll's requests answered, before their first batch is recorded
 )
 
 
@@ -93,6 +99,22 @@ class _Hooks:
         setattr(owner, name, wrapper)
 
 
+def _install_upstream_inputs(hooks: _Hooks, point: str) -> None:
+    """The kill points of what PEP 740 and PEP 792 added: provenance objects, the poll."""
+    from pypi_assets.store.blobs import LocalBlobStore
+    from pypi_assets.sync import status
+
+    if point == "provenance-stored":
+        hooks.wrap(
+            LocalBlobStore,
+            "put_file",
+            after=True,
+            when=lambda _self, key, *_a, **_k: key.startswith("integrity/"),
+        )
+    else:  # status-poll
+        hooks.wrap(status, "record_polls", when=lambda _store, polls: bool(polls))
+
+
 def install(point: str, nth: int) -> _Hooks:
     from pypi_assets.store import duckdb_store, lake
     from pypi_assets.store.blobs import LocalBlobStore
@@ -120,6 +142,8 @@ def install(point: str, nth: int) -> _Hooks:
         hooks.wrap(run, "sync_files")
     elif point == "files":
         hooks.wrap(LocalBlobStore, "put_file", after=True)
+    elif point in ("provenance-stored", *LATER_POINTS):
+        _install_upstream_inputs(hooks, point)
     elif point == "files-done":
         hooks.wrap(run, "write_index")
     elif point == "index":
@@ -140,7 +164,9 @@ def install(point: str, nth: int) -> _Hooks:
     elif point == "published":
         hooks.wrap(run, "publish", after=True)
     else:
-        raise SystemExit(f"fault_runner: unknown kill point {point!r}; known: {', '.join(POINTS)}")
+        raise SystemExit(
+            f"fault_runner: unknown kill point {point!r}; known: {', '.join(POINTS + LATER_POINTS)}"
+        )
     return hooks
 
 

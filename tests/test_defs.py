@@ -538,6 +538,7 @@ def test_dg_list_defs_and_the_workspace_file_name_one_location(tmp_path: Path) -
         "refresh_listing",
         "refresh_serial_window",
         "publish_snapshot",
+        "poll_project_statuses",
     }
     assert [r["name"] for r in listed["resources"]] == ["mirror"]
     ok = "Validation successful for code location pypi_assets."
@@ -547,3 +548,66 @@ def test_dg_list_defs_and_the_workspace_file_name_one_location(tmp_path: Path) -
     ):
         p = run(*argv)
         assert ok in p.stdout + p.stderr, argv
+
+
+# ---------------------------------------------------------------------- status poll
+def test_status_poll_job_sees_an_archive_that_moves_no_serial(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Archive is not journaled: no serial moves, so neither the sensor nor a window run sees
+    it. The status poll job (on its schedule) polls the projects that are due and stores it."""
+    from pypi_assets.defs.mirror.statuses import status_poll_job, status_poll_schedule
+
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    db = tmp_path / "d.duckdb"
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF + "[pypi_assets]\nstatus_poll_interval = 3\n")
+    web = tmp_path / "web"
+    mirror = MirrorResource(upstream=fake.url, config_path=str(conf), db=str(db), blobs=str(web))
+    instance = dg.DagsterInstance.ephemeral()
+    _materialize_all_windows(fake, mirror, instance)
+    run = status_poll_job.execute_in_process(resources={"mirror": mirror}, instance=instance)
+    assert run.success  # the first poll: every project, never polled by a window run
+    name = sorted(fake.index.projects)[1]
+    serial = fake.index.serial
+    assert not fake.index.set_status(name, "archived", "moved")  # not journaled
+    assert fake.index.serial == serial
+    res = _tick(instance, mirror, json.dumps({"serial": serial}))
+    assert isinstance(res, dg.SensorResult) and not res.run_requests  # the sensor cannot see it
+    import time
+
+    time.sleep(3.0)  # one cadence
+    fake.reset_counts()
+    run = status_poll_job.execute_in_process(resources={"mirror": mirror}, instance=instance)
+    assert run.success
+    con = duckdb.connect(str(db), read_only=True)
+    got = con.execute("SELECT status, status_reason FROM projects WHERE name = ?", [name])
+    assert got.fetchall() == [("archived", "moved")]
+    con.close()
+    (out,) = [
+        e for e in run.all_events if e.event_type_value == "STEP_OUTPUT"
+    ]  # the poll's cost, as metadata
+    meta = out.event_specific_data.metadata  # type: ignore[union-attr]
+    assert meta["statuses"].value == {name: "archived"}
+    changed = meta["changed_projects"].value
+    assert name in changed and meta["changed"].value == len(changed)
+    pages = fake.counts["simple-project"] + fake.counts["version-json"]
+    assert meta["requests"].value == pages > len(fake.index.projects)
+    assert meta["not_modified"].value == fake.counts["not-modified"]
+    assert 0 < fake.counts["not-modified"] < pages  # the quiet pages answer 304
+    published = {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()}
+    assert published == {"simple_index", "metadata_snapshot"}
+    served = json.loads((web / "simple" / name / "index.v1_json").read_bytes())
+    assert served["project-status"] == {"status": "archived", "reason": "moved"}
+    # nothing due within the cadence: the next run asks nothing
+    fake.reset_counts()
+    assert status_poll_job.execute_in_process(resources={"mirror": mirror}, instance=instance)
+    assert fake.total_requests() == 0
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 1, 1, 0, 15, tzinfo=UTC)
+    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
+    (request,) = status_poll_schedule.evaluate_tick(ctx).run_requests or []
+    assert request.run_key == at.isoformat()
+    assert status_poll_schedule.job_name == "poll_project_statuses"
+    assert load_definitions().resolve_job_def("poll_project_statuses") is not None

@@ -270,7 +270,7 @@ def _assert_snapshot_current(up: FakeUpstream, m: Mirror) -> None:
 
 
 #: the n-th time the point is reached (files and index: after some of the work, not before)
-_NTH = {"files": 3, "index": 2}
+_NTH = {"files": 3, "index": 2, "provenance-stored": 2}
 
 
 @pytest.mark.slow
@@ -315,6 +315,34 @@ def test_kill_on_an_updated_mirror_then_converge(conf: Path, tmp_path: Path, poi
         # the history equals that of a twin that took the same two runs without the kill
         assert_exit(sync(up, twin, conf), 0)
         assert history(m) == history(twin)
+
+
+@pytest.mark.slow
+def test_kill_during_the_status_poll_then_converge(tmp_path: Path) -> None:
+    """A kill after the status poll's requests, before it records them (an archive upstream,
+    no serial moved): the next run polls again and converges to a mirror that went through
+    the same runs without the kill."""
+    conf = write_config(tmp_path / "mirror.conf", "[pypi_assets]\nstatus_poll_interval = 0.001\n")
+    with FakeUpstream(FakeIndex.generate(6)) as up:
+        m, twin = Mirror.new(tmp_path, "m"), Mirror.new(tmp_path, "twin")
+        for mirror in (m, twin):
+            assert_exit(sync(up, mirror, conf), 0)
+        serial = up.index.serial
+        archived = projects_with_files(up)[1]
+        assert not up.index.set_status(archived, "archived", "moved")
+        assert up.index.serial == serial  # not journaled
+        assert_exit(sync(up, twin, conf), 0)
+        r = sync(up, m, conf, kill="status-poll")
+        assert r.rc == -signal.SIGKILL, f"the run was not killed in the poll\n{r.describe()}"
+        assert_exit(sync(up, m, conf), 0)
+        assert stored_status(m.db)[archived][0] == "ok"
+        con = duckdb.connect(str(m.db), read_only=True)
+        try:
+            got = con.execute("SELECT status FROM projects WHERE name = ?", [archived]).fetchall()
+        finally:
+            con.close()
+        assert got == [("archived",)]
+        assert_converged(m, state(twin))
 
 
 # ------------------------------------------------------------ 3. a transient 404

@@ -308,3 +308,120 @@ def test_pages_render_provenance_beside_the_files() -> None:
     none = render_project("demo", "Demo", 7, [{**f, "provenance_key": None}], ["1.0"])
     assert json.loads(none["simple/demo/index.v1_json"])["files"][0]["provenance"] is None
     assert b"data-provenance" not in none["simple/demo/index.html"]
+
+
+def test_verify_checks_repairs_and_forgets_provenance_objects(
+    up: FakeUpstream, tmp_path: Path
+) -> None:
+    """``verify`` checks the provenance objects as it checks files: present, and equal to
+    what was recorded; ``--repair`` fetches them again; what stays broken is forgotten, so
+    the next sync fetches it; its report counts them."""
+    from pypi_assets.sync.verify import VerifyOptions, verify_mirror
+
+    assert _sync(up, tmp_path).ok
+    web, db = tmp_path / "web", tmp_path / "m.duckdb"
+    settings = Settings(upstream=up.url, db=db, blobs=str(web))
+    store = LocalBlobStore(web)
+    keys = sorted(k for k, _s in store.iter_blobs("integrity/"))
+    assert len(keys) >= 3
+    clean = verify_mirror(settings, make_config(), store)
+    assert clean.ok and clean.blobs.summary()["provenance"] == {
+        "referenced": len(keys),
+        "stored": len(keys),
+        "missing": 0,
+        "corrupt": 0,
+        "repaired": 0,
+    }
+    gone, bad, third = keys[0], keys[1], keys[2]
+    original = {k: (web / k).read_bytes() for k in (gone, bad, third)}
+    (web / gone).unlink()
+    data = original[bad]
+    (web / bad).write_bytes(bytes([data[0] ^ 1]) + data[1:])  # same size, wrong bytes
+    found = verify_mirror(settings, make_config(), store)
+    assert not found.ok
+    assert found.blobs.missing == [gone] and found.blobs.corrupt == [bad]
+    assert found.blobs.summary()["provenance"]["stored"] == len(keys) - 1
+    # not repaired: forgotten, so the next sync fetches them again
+    con = duckdb.connect(str(db), read_only=True)
+    recorded = {r[0] for r in con.execute("SELECT key FROM blobs").fetchall()}
+    con.close()
+    assert gone not in recorded and bad not in recorded
+    assert _sync(up, tmp_path).ok
+    assert (web / gone).read_bytes() == original[gone]
+    assert (web / bad).read_bytes() == original[bad]
+    # repaired: fetched again, checked and recorded
+    (web / third).unlink()
+    fixed = verify_mirror(settings, make_config(), store, VerifyOptions(repair=True))
+    assert fixed.ok and fixed.blobs.repaired == [third]
+    assert fixed.blobs.summary()["provenance"]["repaired"] == 1
+    assert (web / third).read_bytes() == original[third]
+    assert verify_mirror(settings, make_config(), store).ok
+
+
+def test_lazy_mode_serves_provenance_fetched_once(up: FakeUpstream, tmp_path: Path) -> None:
+    """``serve --lazy``: the lazy pages point at the mirror's ``/integrity/...`` route for
+    every file with provenance upstream; the first request fetches the object (checked),
+    stores it and serves it, JSON-equal to upstream's; later requests are local."""
+    from pypi_assets.pypi import ClientConfig
+
+    web, db = tmp_path / "web", tmp_path / "m.duckdb"
+    settings = Settings(upstream=up.url, db=db, blobs=str(web))
+    report = asyncio.run(run_sync(settings, make_config(), client_overrides=FAST, lazy=True))
+    assert report.ok and not (web / "integrity").exists()
+    norm, f = next((n, f) for n, f in _files(up) if f.has_provenance)
+    page = json.loads((web / "simple" / norm / "index.v1_json").read_bytes())
+    href = {x["filename"]: x["provenance"] for x in page["files"]}[f.filename]
+    assert href is not None
+    cfg = ClientConfig(upstream=up.url, **FAST)  # type: ignore[arg-type]
+    with (
+        MirrorServer(
+            web=web, blobs=LocalBlobStore(web), db=db, lazy=True, client_config=cfg
+        ) as srv,
+        httpx.Client(base_url=up.url, follow_redirects=True) as upstream,
+    ):
+        url = urljoin(f"{srv.url}/simple/{norm}/", href)
+        before = up.counts["integrity"]
+        got = httpx.get(url)
+        assert got.status_code == 200 and got.headers["content-type"] == INTEGRITY_CT
+        want = upstream.get(
+            f"/integrity/{norm}/{_vf(up, norm, f.filename)[0]}/{f.filename}/provenance"
+        )
+        assert got.json() == want.json()
+        assert up.counts["integrity"] == before + 2  # ours, then the test's own
+        again = httpx.get(url)
+        assert again.status_code == 200 and again.content == got.content
+        assert up.counts["integrity"] == before + 2  # served from the store
+        key = urlsplit(url).path.lstrip("/")
+        assert srv.fetched == [key] and (web / key).is_file()
+        # a file the selection does not list: nothing fetched
+        other = key.replace(f.filename, "nope-1.0.tar.gz")
+        assert httpx.get(f"{srv.url}/{other}").status_code == 404
+        assert up.counts["integrity"] == before + 2
+
+
+def test_quarantine_hides_provenance_objects_until_cleared(
+    up: FakeUpstream, tmp_path: Path
+) -> None:
+    """A quarantined project's files leave its pages; its provenance objects answer 404
+    too, and come back when the quarantine is cleared."""
+    assert _sync(up, tmp_path).ok
+    web = tmp_path / "web"
+    norm, f = next((n, f) for n, f in _files(up) if f.has_provenance)
+    path = "/" + provenance_key(norm, *_vf(up, norm, f.filename))
+    other = next(
+        "/" + provenance_key(n, *_vf(up, n, g.filename))
+        for n, g in _files(up)
+        if g.has_provenance and n != norm
+    )
+    with MirrorServer(web=web, blobs=LocalBlobStore(web)) as srv, httpx.Client() as c:
+        assert c.get(srv.url + path).status_code == 200
+        assert up.index.set_status(norm, "quarantined", "malware report")
+        assert _sync(up, tmp_path).ok
+        assert (web / path.lstrip("/")).is_file()  # kept, only hidden
+        assert c.get(srv.url + path).status_code == 404
+        assert c.head(srv.url + path).status_code == 404
+        assert c.get(srv.url + other).status_code == 200  # other projects' are served
+        assert up.index.set_status(norm, "active")
+        assert _sync(up, tmp_path).ok
+        back = c.get(srv.url + path)
+        assert back.status_code == 200 and back.headers["content-type"] == INTEGRITY_CT

@@ -43,6 +43,7 @@ __all__ = [
     "other_databases",
     "provenance_key",
     "provenance_key_sql",
+    "provenance_parts",
     "register_database",
 ]
 
@@ -130,6 +131,14 @@ def is_provenance_key(key: str) -> bool:
     return key.startswith(PROVENANCE_PREFIX)
 
 
+def provenance_parts(key: str) -> tuple[str, str, str]:
+    """``(project, version, filename)`` of a provenance key (checked: :func:`check_key`)."""
+    m = _INTEGRITY.match(check_key(key))
+    if m is None:
+        raise UnsafeValue(f"not a provenance key: {key!r}")
+    return m.group(1), m.group(2), m.group(3)
+
+
 def check_key(key: str) -> str:
     """Accept only keys of the shape :func:`blob_key` makes (plus ``.metadata``), or of
     the shape :func:`provenance_key` makes."""
@@ -162,8 +171,9 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
-    def iter_blobs(self) -> Iterator[tuple[str, int]]:
-        """Every ``(key, size)`` under ``packages/``."""
+    def iter_blobs(self, prefix: str = "packages/") -> Iterator[tuple[str, int]]:
+        """Every ``(key, size)`` under ``prefix`` (``packages/``, or the provenance
+        objects' ``integrity/``)."""
 
     def staging(self) -> Path:
         """A local directory for partial downloads (same filesystem as the store if local)."""
@@ -218,8 +228,8 @@ class LocalBlobStore:
             except OSError:
                 break
 
-    def iter_blobs(self) -> Iterator[tuple[str, int]]:
-        base = self.root / "packages"
+    def iter_blobs(self, prefix: str = "packages/") -> Iterator[tuple[str, int]]:
+        base = self.root / prefix.strip("/")
         if not base.is_dir():
             return
         for dirpath, _dirs, files in os.walk(base):
@@ -307,10 +317,10 @@ class S3BlobStore:
 
         obstore.delete(self.store, check_key(key))
 
-    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+    def iter_blobs(self, prefix: str = "packages/") -> Iterator[tuple[str, int]]:
         import obstore
 
-        for batch in obstore.list(self.store, prefix="packages/", chunk_size=1000):
+        for batch in obstore.list(self.store, prefix=prefix, chunk_size=1000):
             for meta in batch:
                 yield str(meta["path"]), int(meta["size"])
 

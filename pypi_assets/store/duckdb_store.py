@@ -1075,12 +1075,12 @@ class MetadataStore:
     ) -> list[tuple[str, str | None, dict[str, Any]]]:
         """``(project, upstream url, file)`` for the selected files of ``projects``, by project
         and filename; ``file`` maps :data:`INDEX_FILE_COLUMNS` to values. Without ``lazy``
-        only the files in the blob store, and a core-metadata digest only when that file is
-        stored too."""
+        only the files in the blob store, and a core-metadata digest and a provenance key
+        only when that object is stored too."""
         cols = ", ".join(
             "k.key"
             if c == "key"
-            else _STORED_PROVENANCE
+            else (_LAZY_PROVENANCE if lazy else _STORED_PROVENANCE)
             if c == "provenance_key"
             else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE "
             f"m.key = {metadata_key_sql('k.key')} AND m.sha256 = d.core_metadata_sha256) "
@@ -1148,6 +1148,22 @@ class MetadataStore:
             )
         ]
 
+    def referenced_provenance(
+        self,
+    ) -> dict[str, tuple[tuple[str, str, str, str], str | None, int | None]]:
+        """Every provenance object the selection needs: ``key -> ((project,
+        release_version, filename, provenance_url), sha256, size)``, the digest and size
+        those recorded as stored (``None``: not recorded, so the next sync fetches it)."""
+        key = provenance_key_sql("d.project", "d.release_version", "d.filename")
+        out: dict[str, tuple[tuple[str, str, str, str], str | None, int | None]] = {}
+        for k, project, version, filename, url, sha, size in self.query(
+            f"SELECT {key}, d.project, d.release_version, d.filename, d.provenance_url, "
+            "b.sha256, b.size FROM selected_distributions d "
+            f"LEFT JOIN blobs b ON b.key = {key} WHERE d.provenance_url IS NOT NULL"
+        ):
+            out[k] = ((project, version, filename, url), sha, size)
+        return out
+
     def record_provenance(
         self,
         stored: Sequence[tuple[str, str, str, str, int]],
@@ -1202,6 +1218,12 @@ class IndexedProject(NamedTuple):
 _STORED_PROVENANCE = (
     "CASE WHEN EXISTS (SELECT 1 FROM blobs pv WHERE pv.key = "
     f"{provenance_key_sql('d.project', 'd.release_version', 'd.filename')}) THEN "
+    f"{provenance_key_sql('d.project', 'd.release_version', 'd.filename')} END AS provenance_key"
+)
+
+#: in lazy mode, a file's provenance key when upstream has one (``serve --lazy`` fetches it)
+_LAZY_PROVENANCE = (
+    "CASE WHEN d.provenance_url IS NOT NULL THEN "
     f"{provenance_key_sql('d.project', 'd.release_version', 'd.filename')} END AS provenance_key"
 )
 

@@ -69,6 +69,22 @@ class SnapshotReader:
             cur.close()
         return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
 
+    def selected_provenance(self, project: str, version: str, filename: str) -> str | None:
+        """The upstream provenance URL of a selected file, if the snapshot selects it and
+        it has one; ``None`` too when no snapshot is published."""
+        cur = self._cursor()
+        if cur is None:
+            return None
+        try:
+            row = cur.execute(
+                "SELECT provenance_url FROM selected_distributions WHERE project = ? "
+                "AND release_version = ? AND filename = ? AND provenance_url IS NOT NULL",
+                [project, version, filename],
+            ).fetchone()
+        finally:
+            cur.close()
+        return None if row is None else str(row[0])
+
     def close(self) -> None:
         """Close the connection (the next query opens one again)."""
         with self._lock:

@@ -37,6 +37,7 @@ from ..pypi.provenance import (
     parse_provenance,
 )
 from ..store.blobs import (
+    PROVENANCE_PREFIX,
     BlobStore,
     check_key,
     is_metadata_key,
@@ -57,7 +58,9 @@ __all__ = [
     "fetch_provenance",
     "mirror_files",
     "mirror_provenance",
+    "repair_provenance",
     "verify_blobs",
+    "verify_provenance",
 ]
 
 log = logging.getLogger(__name__)
@@ -303,6 +306,9 @@ class VerifyReport:
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    #: of the above, the PEP 740 provenance objects: referenced (recorded) and stored
+    provenance_referenced: int = 0
+    provenance_stored: int = 0
 
     @property
     def ok(self) -> bool:
@@ -321,6 +327,13 @@ class VerifyReport:
             "deleted": len(self.deleted),
             "failed": sorted(self.failed),
             "seconds": round(self.seconds, 3),
+            "provenance": {
+                "referenced": self.provenance_referenced,
+                "stored": self.provenance_stored,
+                "missing": sum(map(is_provenance_key, self.missing)),
+                "corrupt": sum(map(is_provenance_key, self.corrupt)),
+                "repaired": sum(map(is_provenance_key, self.repaired)),
+            },
             "examples": {
                 "missing": self.missing[:10],
                 "corrupt": self.corrupt[:10],
@@ -385,6 +398,8 @@ async def repair(
         await asyncio.to_thread(blobs.delete, key)
     rows: list[FileRow] = []
     for key in sorted(set(report.missing) | set(report.corrupt)):
+        if key not in referenced:
+            continue  # a provenance object: :func:`repair_provenance`
         project, filename, sha, size, url = referenced[key]
         rows.append((project, filename, key, url, sha, size))
     files = await mirror_files(client, blobs, rows, record, progress=progress)
@@ -520,3 +535,64 @@ async def mirror_provenance(
     await run_pool(rows, one, workers=max(1, min(len(rows), client.config.concurrency)))
     if stored:
         await asyncio.to_thread(record, stored, publishers)
+
+
+#: ``key -> (row, sha256, size)``: a provenance object the selection needs, with the digest
+#: and size recorded when it was stored (``None``: not recorded yet)
+ProvenanceRefs = dict[str, tuple[ProvenanceRow, str | None, int | None]]
+
+
+def verify_provenance(
+    blobs: BlobStore, referenced: ProvenanceRefs, report: VerifyReport, *, check_hashes: bool
+) -> None:
+    """As :func:`verify_blobs`, into ``report``, for the provenance objects under
+    ``integrity/``: one recorded but absent is missing, one whose size or sha256 differs
+    from what was recorded is corrupt, one no selected file names is unreferenced. One
+    stored but not recorded (a run stopped between the two) is left to the next sync."""
+    recorded = {k for k, (_row, sha, _size) in referenced.items() if sha is not None}
+    report.provenance_referenced = len(recorded)
+    report.referenced += len(recorded)
+    seen: set[str] = set()
+    for key, size in blobs.iter_blobs(PROVENANCE_PREFIX):
+        report.stored += 1
+        report.provenance_stored += 1
+        want = referenced.get(key)
+        if want is None:
+            report.unreferenced.append(key)
+            continue
+        seen.add(key)
+        _row, sha, want_size = want
+        if sha is None:
+            continue
+        if (want_size is not None and size != want_size) or (
+            check_hashes and _digest(blobs, key) != sha
+        ):
+            report.corrupt.append(key)
+    report.missing = sorted([*report.missing, *(recorded - seen)])
+    report.corrupt.sort()
+    report.unreferenced.sort()
+
+
+async def repair_provenance(
+    client: PyPIClient,
+    blobs: BlobStore,
+    report: VerifyReport,
+    referenced: ProvenanceRefs,
+    record: Callable[[list[Stored], list[PublisherRow]], None],
+    *,
+    progress: Progress = no_progress,
+) -> None:
+    """Fetch again the provenance objects ``report`` found missing or corrupt (corrupt ones
+    are removed first), as a sync fetches them: checked, then recorded."""
+    keys = sorted(k for k in set(report.missing) | set(report.corrupt) if k in referenced)
+    for key in keys:
+        if key in report.corrupt:
+            await asyncio.to_thread(blobs.delete, key)
+    rows = [referenced[k][0] for k in keys]
+    files = FilesReport()
+    await mirror_provenance(client, blobs, rows, record, files, progress=progress)
+    report.failed.update(files.failed)
+    failed = set(files.failed)
+    report.repaired += [
+        k for k, r in zip(keys, rows, strict=True) if f"{r[0]}: {r[2]} (provenance)" not in failed
+    ]

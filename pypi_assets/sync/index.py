@@ -36,12 +36,13 @@ from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
-from ..pypi.errors import Refused
+from ..pypi.errors import Refused, UnsafeValue
 from ..pypi.names import check_project_name
 from ..pypi.records import Ownership, Vulnerability
 from ..pypi.simple import IndexOptions, render_project, render_root
 from ..pypi.warehouse import ownership_json, render_json_api
 from ..pypi.warehouse import vulnerability_json as _vuln_json
+from ..store.blobs import check_key
 from ..store.duckdb_store import IndexedProject, MetadataStore
 from ..store.statuses import index_ownership, index_vulnerabilities
 
@@ -203,6 +204,14 @@ def _fetchable(url: str | None) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def _safe_key(key: str) -> bool:
+    try:
+        check_key(key)
+    except UnsafeValue:
+        return False
+    return True
+
+
 def write_index(
     store: MetadataStore,
     web: Path,
@@ -291,6 +300,8 @@ def _render_batch(
     for project, url, f in store.index_files(names, lazy=lazy):
         if lazy and not _fetchable(url):
             continue
+        if lazy and f["provenance_key"] and not _safe_key(f["provenance_key"]):
+            f["provenance_key"] = None  # a version no key can hold: listed without it
         files_of[project].append(f)
     rels_of: dict[str, dict[str, Any]] = {n: {} for n in names}
     for project, version, rinfo in store.release_infos(names):

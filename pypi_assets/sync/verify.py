@@ -20,7 +20,9 @@ from .files import (
     TooManyDeletions,
     VerifyReport,
     delete_unreferenced,
+    repair_provenance,
     verify_blobs,
+    verify_provenance,
 )
 from .files import repair as repair_blobs
 from .index import index_owner, missing_pages, write_index
@@ -80,7 +82,8 @@ def verify_mirror(
     *,
     progress: Progress = _quiet,
 ) -> MirrorVerifyReport:
-    """Verify the blobs the selection references (repair them with ``options.repair``),
+    """Verify the blobs the selection references and the provenance objects recorded as
+    stored (repair them with ``options.repair``),
     delete unreferenced ones if asked, forget in the database the blobs still missing or
     corrupt (the next sync or window run fetches them again), then check the index pages.
 
@@ -91,12 +94,17 @@ def verify_mirror(
         report = verify_blobs(
             blobs, referenced, check_hashes=not options.sizes_only, progress=progress
         )
+        provenance = store.referenced_provenance()
+        verify_provenance(blobs, provenance, report, check_hashes=not options.sizes_only)
         if options.repair and (report.missing or report.corrupt):
 
             async def fetch_again() -> None:
                 async with PyPIClient(client_config(settings, config)) as client:
                     await repair_blobs(
                         client, blobs, report, referenced, store.record_blobs, progress=progress
+                    )
+                    await repair_provenance(
+                        client, blobs, report, provenance, store.record_provenance
                     )
 
             asyncio.run(fetch_again())
