@@ -138,7 +138,9 @@ def test_window_runs_queue_and_run_in_parallel_on_postgres(
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
-        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs > 1  # type: ignore[union-attr]
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue is not None and queue.max_concurrent_runs > 1
+        assert queue.op_concurrency_slot_buffer >= 1  # runs start while one holds the writer slot
         instance.dispose()
     keys = keys_upto(up.index.serial, WIDTH)
     server.add_partitions(keys)
