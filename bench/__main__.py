@@ -6,6 +6,7 @@ import argparse
 
 from . import (
     analyst,
+    backfill_launches,
     caps,
     faults,
     files,
@@ -30,6 +31,7 @@ BENCHES = {
     "metadata_sources": metadata_sources.main,
     "freshness": freshness.main,
     "status_poll": status_poll.main,
+    "backfill_launches": backfill_launches.main,
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 from pypi_assets.fake import FakeIndex, FakeUpstream
 
 from .helpers import loopback_only
+from .pg_cluster import Cluster, pg_bindir, postgres_cluster
 
 # Re-exported only until test_defs.py and test_webserver.py import it from helpers.py.
 
@@ -52,3 +53,20 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     env["PYPI_ASSETS_LAKE_CHECK"] = "1"
     env["HOME"] = str(tmp_path)
     return env
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the whole session (tests/pg_cluster.py),
+    stopped and removed at the end. Skipped without PostgreSQL's binaries, unless
+    PYPI_ASSETS_REQUIRE_POSTGRES=1 (CI) makes that a failure."""
+    bindir = pg_bindir()
+    if bindir is None:
+        msg = (
+            "no PostgreSQL binaries (initdb, pg_ctl): install postgresql or set PYPI_ASSETS_PG_BIN"
+        )
+        if os.environ.get("PYPI_ASSETS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with postgres_cluster(bindir) as cluster:
+        yield cluster

@@ -13,6 +13,14 @@ from dagster._core.instance.config import dagster_instance_config_schema
 DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
 
 
+def deploy_instance_yaml() -> str:
+    """The text of deploy.md's Postgres instance block, as an operator would copy it."""
+    for body in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S):
+        if body.startswith("# validate: instance\n"):
+            return str(body)
+    raise AssertionError("deploy.md has no instance block")
+
+
 def _blocks() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for body in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S):
@@ -23,7 +31,7 @@ def _blocks() -> dict[str, Any]:
 
 
 def test_every_block_is_validated() -> None:
-    assert set(_blocks()) == {"instance", "k8s_job_executor"}
+    assert set(_blocks()) == {"instance", "run_launcher", "k8s_job_executor"}
 
 
 def test_instance_block() -> None:
@@ -32,13 +40,27 @@ def test_instance_block() -> None:
     block = _blocks()["instance"]
     result = validate_config(Shape(dagster_instance_config_schema()), block)
     assert result.success, [e.message for e in result.errors or []]
-    from dagster_k8s import K8sRunLauncher
     from dagster_postgres import PostgresEventLogStorage
 
-    launcher = validate_config(K8sRunLauncher.config_type(), block["run_launcher"]["config"])
-    assert launcher.success, [e.message for e in launcher.errors or []]
     pg = validate_config(PostgresEventLogStorage.config_type(), block["storage"]["postgres"])
     assert pg.success, [e.message for e in pg.errors or []]
+    # Postgres for every storage, queued runs, more than one at a time
+    assert block["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert block["concurrency"]["runs"]["max_concurrent_runs"] > 1
+    assert block["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_run_launcher_block_extends_the_instance_block() -> None:
+    from dagster import Shape
+    from dagster_k8s import K8sRunLauncher
+
+    blocks = _blocks()
+    merged = {**blocks["instance"], **blocks["run_launcher"]}
+    result = validate_config(Shape(dagster_instance_config_schema()), merged)
+    assert result.success, [e.message for e in result.errors or []]
+    config = blocks["run_launcher"]["run_launcher"]["config"]
+    launcher = validate_config(K8sRunLauncher.config_type(), config)
+    assert launcher.success, [e.message for e in launcher.errors or []]
 
 
 def test_k8s_executor_block() -> None:

@@ -26,16 +26,46 @@ def free_port() -> int:
 
 
 class Dagster(DagsterAPI):
-    def __init__(self, url: str, home: Path, log: Path) -> None:
+    def __init__(self, url: str, home: Path, log: Path, env: dict[str, str]) -> None:
         super().__init__(url)
-        self.home, self.log = home, log
+        self.home, self.log, self.env = home, log, env
+
+    def launch_partition(self, asset: str, partition: str) -> str:
+        """Submit one run of ``asset`` for ``partition`` (queued by the run coordinator)."""
+        data = self.gql(
+            """mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
+                 __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+            {
+                "p": {
+                    "selector": {
+                        **self.repo,
+                        "pipelineName": "__ASSET_JOB",
+                        "assetSelection": [{"path": [asset]}],
+                    },
+                    "mode": "default",
+                    "runConfigData": {},
+                    "executionMetadata": {
+                        "tags": [{"key": "dagster/partition", "value": partition}]
+                    },
+                }
+            },
+        )["launchPipelineExecution"]
+        if data["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"launch failed: {data}")
+        return str(data["run"]["runId"])
 
 
 @contextmanager
-def dagster_webserver(tmp: Path, env: dict[str, str]) -> Iterator[Dagster]:
+def dagster_webserver(
+    tmp: Path, env: dict[str, str], instance_yaml: str | None = None
+) -> Iterator[Dagster]:
+    """``dg dev`` (webserver and daemon) with the shipped dagster.yaml, or ``instance_yaml``."""
     home = tmp / "dagster_home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    if instance_yaml is None:
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    else:
+        (home / "dagster.yaml").write_text(instance_yaml)
     port = free_port()
     log = tmp / "dagster.log"
     dg = Path(sys.executable).with_name("dg")
@@ -49,7 +79,7 @@ def dagster_webserver(tmp: Path, env: dict[str, str]) -> Iterator[Dagster]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Dagster(f"http://127.0.0.1:{port}", home, log)
+    server = Dagster(f"http://127.0.0.1:{port}", home, log, env)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -69,8 +99,15 @@ def dagster_webserver(tmp: Path, env: dict[str, str]) -> Iterator[Dagster]:
             time.sleep(1)
         yield server
     finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group, SIGKILL after 30 s (it may be gone already)."""
+    try:
         os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)

@@ -39,7 +39,7 @@ from .listing import (
     update_listing,
 )
 from .metadata import close_dependencies, refresh_metadata, stored_reader
-from .reports import Progress, SyncReport, WindowReport, no_progress
+from .reports import Progress, RefreshReport, SyncReport, WindowReport, no_progress
 from .selection import recompute_selected_files
 from .settings import Settings, SettingsError, client_config, config_hash
 from .status import merge, poll_after_refresh, poll_cutoff, poll_statuses
@@ -50,6 +50,7 @@ __all__ = [
     "index_options",
     "lacking_metadata",
     "refresh_window",
+    "refresh_windows",
     "run_sync",
     "sync_state",
     "track_blob_store",
@@ -88,6 +89,39 @@ async def refresh_window(
     if client.xmlrpc_missing is None and store.known_serial() > 0:
         store.resolve_listing_serials()  # the changelog is followed: see update_listing
     return WindowReport(key, reached, relisted, refresh, client.stats.as_dict())
+
+
+async def refresh_windows(
+    client: PyPIClient,
+    store: MetadataStore,
+    config: MirrorConfig,
+    keys: Sequence[str],
+    *,
+    progress: Progress = no_progress,
+) -> WindowReport:
+    """Refresh several serial windows in one run (a backfill's range of partitions), one after
+    another with one client, as :func:`refresh_window` does each; the report adds them up
+    (its key names the range, its requests are the run's)."""
+    if not keys:
+        raise ValueError("no serial window to refresh")
+    reports = [await refresh_window(client, store, config, key, progress=progress) for key in keys]
+    if len(reports) == 1:
+        return reports[0]
+    total = RefreshReport()
+    for r in reports:
+        total.selected += r.refresh.selected
+        total.todo += r.refresh.todo
+        for name in ("refreshed", "skipped_older", "missing", "removed", "unchanged"):
+            getattr(total, name).extend(getattr(r.refresh, name))
+        total.failed.update(r.refresh.failed)
+    changelog = [r.changelog_serial for r in reports if r.changelog_serial is not None]
+    return WindowReport(
+        f"{keys[0]}...{keys[-1]}",
+        changelog[-1] if changelog else None,
+        any(r.relisted for r in reports),
+        total,
+        reports[-1].requests,
+    )
 
 
 def index_options(config: MirrorConfig) -> IndexOptions:

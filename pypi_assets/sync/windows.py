@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["DEFAULT_WIDTH", "bounds", "key_for", "keys_between", "keys_upto", "width_from_env"]
+__all__ = [
+    "DEFAULT_WIDTH",
+    "DEFAULT_WINDOWS_PER_RUN",
+    "bounds",
+    "key_for",
+    "keys_between",
+    "keys_upto",
+    "width_from_env",
+    "windows_per_run_from_env",
+]
 
 DEFAULT_WIDTH = 100_000  # PyPI's ~4e7 serials -> ~400 windows
 _PAD = 12
+#: How many windows one backfill run covers: ~400 windows -> ~40 run launches, not ~400.
+DEFAULT_WINDOWS_PER_RUN = 10
+_MAX_WINDOWS_PER_RUN = 1000
 
 
 def width_from_env() -> int:
@@ -19,6 +31,18 @@ def width_from_env() -> int:
     if width < 1:
         raise ValueError("PYPI_ASSETS_WINDOW_WIDTH must be positive")
     return width
+
+
+def windows_per_run_from_env() -> int:
+    """``PYPI_ASSETS_WINDOWS_PER_RUN``: the most serial windows one backfill run covers."""
+    raw = (os.environ.get("PYPI_ASSETS_WINDOWS_PER_RUN") or "").strip()
+    if not raw:
+        return DEFAULT_WINDOWS_PER_RUN
+    if not raw.isdigit() or not 1 <= int(raw) <= _MAX_WINDOWS_PER_RUN:
+        raise ValueError(
+            f"PYPI_ASSETS_WINDOWS_PER_RUN must be a whole number from 1 to {_MAX_WINDOWS_PER_RUN}"
+        )
+    return int(raw)
 
 
 def key_for(serial: int, width: int) -> str:

@@ -11,7 +11,7 @@ from ...sync.index import write_index
 from ...sync.run import claim_web_index, index_options, mirror_opening_store, track_blob_store
 from ...sync.settings import SettingsError
 from ...sync.windows import bounds
-from ..partitions import serial_windows
+from ..partitions import serial_windows, window_backfill_policy
 from ..resources import MirrorResource
 from ..shared import (
     CODE_VERSION,
@@ -31,6 +31,7 @@ _RELEASE_METADATA = dg.AssetKey("release_metadata")
     group_name=GROUP,
     deps=[_RELEASE_METADATA],
     partitions_def=serial_windows,
+    backfill_policy=window_backfill_policy,
     kinds={"s3", "python"},
     owners=OWNERS,
     tags=FILES_TAGS,
@@ -48,12 +49,16 @@ def release_files(
     if blobs is None:
         context.log.info("blobs are not enabled (PYPI_ASSETS_BLOBS / release-files): nothing to do")
         return
-    window = bounds(context.partition_key)
+    keys = context.partition_keys  # one window, or a backfill's range of them
     with mirror.store() as store:
         # as a CLI sync does: a new blob store starts with nothing recorded, and the store
         # lists this database, so `verify --delete-unreferenced` from another one refuses
         track_blob_store(store, blobs)
-        rows = store.missing_blobs(window, metadata=config.core_metadata)
+        rows = [
+            row
+            for key in keys
+            for row in store.missing_blobs(bounds(key), metadata=config.core_metadata)
+        ]
     context.log.info(f"{len(rows)} files to fetch into {blobs.description}")
 
     progress = log_progress(context)
@@ -66,7 +71,7 @@ def release_files(
         context.log.error(f"{name}: {report.failed[name]}")
     metadata = {
         "store": blobs.description,
-        "window": context.partition_key,
+        "window": keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}",
         "downloaded": report.downloaded,
         "present": report.present,
         "bytes": report.bytes,

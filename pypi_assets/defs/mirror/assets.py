@@ -11,9 +11,9 @@ from ...store import MetadataStore
 from ...store.derived import refresh_derived
 from ...sync.listing import CHANGES_CHANGELOG, list_upstream, select_projects
 from ...sync.reports import WindowReport
-from ...sync.run import lacking_metadata, publish, refresh_window
+from ...sync.run import lacking_metadata, publish, refresh_windows
 from ...sync.selection import recompute_selected_files
-from ..partitions import serial_windows
+from ..partitions import serial_windows, window_backfill_policy
 from ..resources import MirrorResource
 from ..shared import (
     ANALYST_GROUP,
@@ -193,26 +193,28 @@ def _window_metadata(
     code_version=CODE_VERSION,
     deps=[filtered_projects],
     partitions_def=serial_windows,
+    backfill_policy=window_backfill_policy,
     kinds={"duckdb", "python"},
     freshness_policy=FRESHNESS,
     metadata=column_schema(DISTRIBUTIONS_SCHEMA),
     description="Per-file release metadata (distributions, releases, dependencies) of the selected projects whose "
     "upstream serial falls in this serial window and whose stored serial is older. A window beyond the stored "
     "listing first catches up through the changelog and reports upstream_projects and filtered_projects as "
-    "materialised by this run.",
+    "materialised by this run. A backfill run covers a range of windows, one after another.",
 )
 def release_metadata(
     context: dg.AssetExecutionContext, mirror: MirrorResource
 ) -> dg.MaterializeResult:  # type: ignore[type-arg]
     config = mirror.config()
     progress = log_progress(context)
-    key = context.partition_key
+    keys = context.partition_keys  # one window, or a backfill's range of them
+    key = keys[0] if len(keys) == 1 else f"{keys[0]}...{keys[-1]}"
     started = time.perf_counter()
     with mirror.store() as store:
         before = _listing_serials(store)
         try:
             window = mirror.fetch(
-                lambda client: refresh_window(client, store, config, key, progress=progress),
+                lambda client: refresh_windows(client, store, config, keys, progress=progress),
                 config,
             ).value
         finally:
