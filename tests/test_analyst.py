@@ -13,6 +13,7 @@ import pytest
 
 import pypi_assets
 from pypi_assets.fake import FakeIndex, FakeUpstream
+from pypi_assets.store.snapshot import snapshots
 from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
 
@@ -34,6 +35,15 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         )
         # with a blob store, so the provenance objects (and their publishers) are mirrored
         settings = Settings(upstream=up.url, db=db, blobs=str(db.parent / "web"))
+        assert asyncio.run(run_sync(settings, make_config(), client_overrides=FAST)).ok
+        # a second snapshot, so that every query also runs as of the first one
+        changed = sorted(up.index.projects)[5]
+        up.index.add_release(changed, "99.0", wheels=1)
+        victim = sorted(up.index.projects)[6]
+        for rel in up.index.releases(victim).values():
+            if rel.files:
+                up.index.delete_file(victim, rel.files[0].filename)
+                break
         assert asyncio.run(run_sync(settings, make_config(), client_overrides=FAST)).ok
     yield db
 
@@ -75,6 +85,16 @@ def test_documented_queries_run(demo_db: Path, sql: str) -> None:
     con = pypi_assets.connect(demo_db)
     rows = con.execute(sql).fetchall()
     assert rows, sql
+
+
+@pytest.mark.parametrize("sql", QUERIES, ids=[f"q{i}" for i in range(len(QUERIES))])
+def test_documented_queries_run_as_of_the_first_snapshot(demo_db: Path, sql: str) -> None:
+    (_version, _time, first), *later = snapshots(demo_db)
+    assert later, "the demo data has one snapshot only"
+    old = pypi_assets.connect(demo_db, as_of=first)
+    assert old.execute(sql).fetchall(), sql
+    # and it is that snapshot: the release added later is not in it
+    assert old.execute("SELECT count(*) FROM releases WHERE version = '99.0'").fetchone() == (0,)
 
 
 def test_documented_queries_exist() -> None:
