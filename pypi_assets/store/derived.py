@@ -6,6 +6,7 @@ with ``packaging.utils.parse_wheel_filename``, and only filenames not yet parsed
 
 from __future__ import annotations
 
+import duckdb
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from .duckdb_store import MetadataStore, _insert, mark_dirty, migrate
@@ -86,26 +87,42 @@ def refresh_derived(store: MetadataStore) -> dict[str, int]:
     with store.transaction() as con:
         for sql in VIEWS.values():
             con.execute(sql)
-        migrate(con, (WHEEL_TAGS,))
-        con.execute(
-            "INSERT OR IGNORE INTO lake_dirty SELECT DISTINCT project FROM wheel_tags w "
-            "WHERE NOT EXISTS (SELECT 1 FROM distributions d WHERE d.filename = w.filename)"
-        )
-        con.execute(
-            "DELETE FROM wheel_tags w WHERE NOT EXISTS (SELECT 1 FROM distributions d WHERE d.filename = w.filename)"
-        )
-        todo = con.execute(
-            "SELECT project, filename FROM distributions d WHERE packagetype = 'bdist_wheel' "
-            "AND NOT EXISTS (SELECT 1 FROM wheel_tags w WHERE w.filename = d.filename)"
-        ).fetchall()
-        mark_dirty(con, (p for p, _f in todo))
-        _insert(
-            con,
-            WHEEL_TAGS,
-            (
-                dict(zip(WHEEL_TAGS.names, (p, f, *tag), strict=True))
-                for p, f in todo
-                for tag in _tags(f)
-            ),
-        )
+        refresh_wheel_tags(con, None)
     return {name: int(store.query(f"SELECT count(*) FROM {name}")[0][0]) for name in DERIVED}
+
+
+def refresh_wheel_tags(con: duckdb.DuckDBPyConnection, projects: list[str] | None) -> None:
+    """Bring ``wheel_tags`` in line with ``distributions``: for ``projects`` (those changed
+    since the lake's last snapshot: the cost of the change), or for every file (``None``)."""
+    migrate(con, (WHEEL_TAGS,))
+    if projects is not None and not projects:
+        return
+    among = "" if projects is None else "AND {col} IN (SELECT unnest($1::VARCHAR[]))"
+    args = [] if projects is None else [projects]
+    con.execute(
+        "INSERT OR IGNORE INTO lake_dirty SELECT DISTINCT project FROM wheel_tags w "
+        "WHERE NOT EXISTS (SELECT 1 FROM distributions d WHERE d.filename = w.filename) "
+        + among.format(col="w.project"),
+        args,
+    )
+    con.execute(
+        "DELETE FROM wheel_tags w WHERE NOT EXISTS (SELECT 1 FROM distributions d "
+        "WHERE d.filename = w.filename) " + among.format(col="w.project"),
+        args,
+    )
+    todo = con.execute(
+        "SELECT project, filename FROM distributions d WHERE packagetype = 'bdist_wheel' "
+        "AND NOT EXISTS (SELECT 1 FROM wheel_tags w WHERE w.filename = d.filename) "
+        + among.format(col="d.project"),
+        args,
+    ).fetchall()
+    mark_dirty(con, (p for p, _f in todo))
+    _insert(
+        con,
+        WHEEL_TAGS,
+        (
+            dict(zip(WHEEL_TAGS.names, (p, f, *tag), strict=True))
+            for p, f in todo
+            for tag in _tags(f)
+        ),
+    )

@@ -22,8 +22,7 @@ from pathlib import Path
 import duckdb
 
 from .derived import VIEWS as DERIVED_VIEWS
-from .derived import WHEEL_TAGS
-from .duckdb_store import migrate
+from .derived import WHEEL_TAGS, refresh_wheel_tags
 from .history import HISTORY_TABLES, HISTORY_VIEWS, record_history
 from .lake_engine import LakeLocation, attach_lake
 from .schema import (
@@ -186,9 +185,9 @@ def publish_lake(
     cur = con.cursor()
     try:
         work = cur.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
-        migrate(cur, (WHEEL_TAGS,))
         attach_lake(cur, location, _W)
         try:
+            _derive(cur, work)
             commit = _publish(cur, work, location, serial)
             if check:
                 _check(cur, work)
@@ -198,6 +197,20 @@ def publish_lake(
     finally:
         cur.close()
     return commit
+
+
+def _derive(cur: duckdb.DuckDBPyConnection, work: str) -> None:
+    """The derived table (``wheel_tags``) of the projects about to be published (of all of
+    them, for a first or a full publication), in the working database."""
+    dirty, full = _dirty(cur, work)
+    scope = None if full or _has_no_snapshot(cur) else dirty
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        refresh_wheel_tags(cur, scope)
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
 
 
 def _publish(

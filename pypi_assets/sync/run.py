@@ -19,7 +19,6 @@ from ..pypi import ClientConfig, PyPIClient
 from ..pypi.fetch import Depth
 from ..store import MetadataStore, publish_snapshot
 from ..store.blobs import BlobStore, register_database
-from ..store.derived import refresh_derived
 from ..store.lake import LakeCommit
 from ..store.snapshot import snapshot_serial
 from .files import (
@@ -297,7 +296,6 @@ def _report_up_to_date(
     report.up_to_date = True
     if snapshot_serial(store.path) != serial or store.lake_pending():  # a crash while publishing
         progress("publish", 0, 1, "publishing the missing snapshot")
-        refresh_derived(store)
         report.published = publish(store, serial)
         report.snapshot = str(report.published)
     report.counts = store.counts()
@@ -401,7 +399,6 @@ def _publish_run(
     t = time.perf_counter()
     complete = report.ok and not report.refresh.missing and serial > 0
     store.delete_meta("synced_serial", "synced_state")  # until the snapshot is published
-    refresh_derived(store)
     progress("publish", 0, 1, "publishing snapshot")
     report.published = publish(store, serial)
     report.snapshot = str(report.published)
