@@ -13,6 +13,7 @@ from . import (
     filters,
     freshness,
     incremental,
+    lake,
     metadata_sources,
     serve_load,
     status_poll,
@@ -32,6 +33,7 @@ BENCHES = {
     "freshness": freshness.main,
     "status_poll": status_poll.main,
     "backfill_launches": backfill_launches.main,
+    "lake": lake.main,
 }
 
 

@@ -48,7 +48,8 @@ LIMIT {rows};
 INSERT INTO releases SELECT project, release_version, min(upload_time), bool_and(yanked), NULL, count(*),
   count(*) FILTER (WHERE packagetype = 'bdist_wheel'), any_value(summary), any_value(requires_python), NULL
 FROM distributions GROUP BY ALL;
-INSERT INTO projects SELECT project, project, max(project_serial), max(project_serial), 'ok', max(release_version), NULL, now()
+INSERT INTO projects (name, display_name, serial, upstream_serial, state, latest_version, removed_serial, updated_at)
+SELECT project, project, max(project_serial), max(project_serial), 'ok', max(release_version), NULL, now()
 FROM distributions GROUP BY project;
 INSERT INTO dependencies SELECT project, release_version, filename, req, split_part(req, '>', 1), split_part(req, '>', 1),
   NULLIF(regexp_extract(req, '(>=.*)$', 1), ''), [], NULL, false, NULL, NULL

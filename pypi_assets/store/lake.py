@@ -139,9 +139,11 @@ def _replace_rows(
     cols = ", ".join(table.names)
     among = f"WHERE {key} IN (SELECT unnest($1::VARCHAR[]))"
     cur.execute(f"DELETE FROM {_W}.main.{table.name} {among}", [names])
+    # in project order: each data file then covers a narrow range of projects, and a later
+    # publication that compares a few projects skips the others' files by their statistics
     row = cur.execute(
         f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {cols} FROM {work}.main.{table.name} "
-        f"{among}",
+        f"{among} ORDER BY {key}",
         [names],
     ).fetchone()
     return int(row[0]) if row else 0
