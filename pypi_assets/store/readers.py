@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from .duckdb_store import INDEX_FILE_COLUMNS, RELEASE_INFOS_SQL, IndexedProject, index_files_sql
-from .lake import version_at
+from .lake import lake_snapshots, version_at
 from .snapshot import SnapshotNotFound, connect, snapshots
 
 __all__ = [
@@ -212,7 +212,7 @@ class SnapshotPool:
     costs queries, not an attach. The list of snapshots is read again at most every
     ``refresh`` seconds."""
 
-    def __init__(self, db: Path, size: int = 8, refresh: float = 2.0) -> None:
+    def __init__(self, db: Path, size: int = 8, refresh: float = 1.0) -> None:
         self.db = db
         self.size = size
         self.refresh = refresh
@@ -220,14 +220,23 @@ class SnapshotPool:
         self._open: OrderedDict[int, SnapshotIndex] = OrderedDict()
         self._list: list[tuple[int, datetime, int]] = []
         self._listed = float("-inf")
+        self._follow: duckdb.DuckDBPyConnection | None = None
 
     def _snapshots(self) -> list[tuple[int, datetime, int]]:
+        """The published snapshots, listed through one connection that follows the lake
+        (opened once: an attach costs seconds, a listing milliseconds)."""
         now = time.monotonic()
-        if now - self._listed >= self.refresh:
-            try:
-                self._list, self._listed = snapshots(self.db), now
-            except duckdb.Error as exc:
-                raise SnapshotUnavailable(f"cannot list the snapshots: {_line(exc)}") from exc
+        if now - self._listed < self.refresh:
+            return self._list
+        if self._follow is None:
+            self._follow = connect(self.db, follow=True)
+        cur = self._follow.cursor()
+        try:
+            self._list, self._listed = lake_snapshots(cur, "lake"), now
+        except duckdb.Error as exc:
+            raise SnapshotUnavailable(f"cannot list the snapshots: {_line(exc)}") from exc
+        finally:
+            cur.close()
         return self._list
 
     def _resolve(self, point: int | datetime | None) -> tuple[int, int]:
@@ -267,6 +276,9 @@ class SnapshotPool:
             for snap in self._open.values():
                 snap.con.close()
             self._open.clear()
+            if self._follow is not None:
+                self._follow.close()
+                self._follow = None
 
 
 # ------------------------------------------------------------------ retention
@@ -280,15 +292,18 @@ def retained_blobs(db: Path, cutoff: datetime | None) -> set[str]:
     """The blob keys of files upstream removed that a snapshot still in the retention
     period lists: every such file with ``cutoff`` ``None`` (unlimited retention), else
     those still present after the snapshot current at ``cutoff``. Empty without a lake."""
-    snaps = snapshots(db)
-    if not snaps:
-        return set()
-    after = -1
-    if cutoff is not None:
-        before = [s for _v, t, s in snaps if t <= cutoff]
-        after = before[-1] if before else -1
-    con = connect(db)
     try:
-        return {r[0] for r in con.execute(_RETAINED, [after]).fetchall()}
-    finally:
-        con.close()
+        snaps = snapshots(db)
+        if not snaps:
+            return set()
+        after = -1
+        if cutoff is not None:
+            before = [s for _v, t, s in snaps if t <= cutoff]
+            after = before[-1] if before else -1
+        con = connect(db)
+        try:
+            return {r[0] for r in con.execute(_RETAINED, [after]).fetchall()}
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        raise SnapshotUnavailable(f"cannot read the snapshots' history: {_line(exc)}") from exc
