@@ -8,6 +8,11 @@ directory or S3), with HTTP ``Range`` so that mirrors of this mirror can resume.
 request, verified, stored and then served (Pulp's "on demand"); only keys that the published
 snapshot lists as selected are ever fetched, each once.
 
+With the database, it also answers the index as of any published snapshot
+(``/snapshot/<serial or RFC 3339 time>/simple/…`` and the JSON API, rendered on request by the
+index writer's renderer from that snapshot), and the change feed (``/changes?since=SERIAL``,
+JSON lines).
+
 The app is a plain ASGI callable run by uvicorn: keep-alive, idle connections closed after
 ``keepalive_timeout``, connections whose request headers are not complete after
 ``header_timeout`` closed too (slow-header attacks), a real listen backlog, and a graceful

@@ -1,7 +1,8 @@
 """Read-only queries on database files that no :class:`~.duckdb_store.MetadataStore` of this
 process holds open: the published snapshot that ``serve --lazy`` consults, and the check that
 a database a failed run created holds nothing. Opening a MetadataStore would migrate (write)
-the file; these only read it.
+the file; these only read it. Also what ``serve`` answers from past snapshots (the index as of
+a serial or a time, the change feed) and what ``verify`` keeps for them (blob retention).
 """
 
 from __future__ import annotations

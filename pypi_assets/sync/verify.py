@@ -102,8 +102,7 @@ def verify_mirror(
                     )
 
             asyncio.run(fetch_again())
-        if options.delete_unreferenced:
-            _retain(settings, config, report)
+        _retain(settings, config, report)
         refused = _collect(settings, store, blobs, report, options)
         bad = (set(report.missing) | set(report.corrupt)) - set(report.repaired)
         store.forget_blobs(sorted(bad))  # so the next sync or window run fetches them again
