@@ -64,6 +64,7 @@ from .store.readers import (
     SnapshotNotFound,
     SnapshotPool,
     SnapshotReader,
+    SnapshotUnavailable,
     parse_point,
 )
 from .sync.files import fetch_blob
@@ -534,6 +535,9 @@ class MirrorServer:
             return await loop.run_in_executor(self._pool, self._route, path, query, headers)
         except SnapshotNotFound as exc:
             return _error(404, str(exc).splitlines()[0] if str(exc) else "Not Found")
+        except SnapshotUnavailable as exc:  # the lake's catalog failed: try again later
+            log.warning("%s: %s", path, exc)
+            return _error(503, str(exc).splitlines()[0], {"Retry-After": "1"})
         except UnsafeValue as exc:
             return _error(404, str(exc))
         except (OSError, ValueError) as exc:  # ENAMETOOLONG, EACCES, a NUL byte, ...

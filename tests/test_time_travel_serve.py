@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pytest
 from packaging.utils import canonicalize_name
@@ -24,6 +25,7 @@ from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.filters import ConfigError, MirrorConfig
 from pypi_assets.serve import MirrorServer
 from pypi_assets.store.blobs import LocalBlobStore
+from pypi_assets.store.readers import SnapshotIndex, SnapshotUnavailable
 from pypi_assets.store.snapshot import snapshots
 from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
@@ -262,6 +264,30 @@ def test_pip_and_uv_install_the_old_version(
     )  # fmt: skip
     assert uv.returncode == 0, uv.stderr
     assert (target / f"{p2.replace('-', '_')}-5.0.dist-info").is_dir(), sorted(os.listdir(target))
+
+
+def test_snapshot_failures_are_one_line(
+    world: World, server: MirrorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed = duckdb.connect()
+    closed.close()
+    with pytest.raises(SnapshotUnavailable):
+        SnapshotIndex(closed, 1, world.s1).query("SELECT 1")
+
+    class Broken:
+        def get(self, point: object) -> SnapshotIndex:
+            return SnapshotIndex(closed, 1, world.s1)
+
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        monkeypatch.setattr(server, "snapshots", Broken)
+        for path in ("/changes?since=0", f"/snapshot/{world.s1}/simple/"):
+            r = c.get(path)
+            assert r.status_code == 503 and len(r.text.splitlines()) == 1, path
+            assert r.headers["Retry-After"] == "1"
+    blobs = LocalBlobStore(world.web)
+    with MirrorServer(web=world.web, blobs=blobs) as bare, httpx.Client(timeout=60) as c:
+        r = c.get(f"{bare.url}/snapshot/{world.s1}/simple/")
+        assert r.status_code == 404 and "no database" in r.json()["message"]
 
 
 def _verify(world: World, config: MirrorConfig) -> tuple[list[str], list[str]]:
