@@ -482,6 +482,7 @@ def _lazy_client_config(settings: Settings, config: MirrorConfig) -> ClientConfi
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import MirrorServer, ServeError, serve
+    from .sync.run import index_options
 
     settings = _mirror_settings(args)
     config = settings.load_config()
@@ -506,6 +507,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keepalive_timeout=args.keepalive_timeout,
         header_timeout=args.header_timeout,
         shutdown_timeout=args.shutdown_timeout,
+        options=index_options(config),
     )
     try:
         # SIGTERM and SIGINT stop it gracefully: the listener closes, responses complete

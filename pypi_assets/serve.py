@@ -9,6 +9,11 @@ request, verified, stored and then served (Pulp's "on demand"), and so is a sele
 PEP 740 provenance object; only keys that the published snapshot lists as selected are ever
 fetched, each once.
 
+With the database, it also answers the index as of any published snapshot
+(``/snapshot/<serial or RFC 3339 time>/simple/…`` and the JSON API, rendered on request by the
+index writer's renderer from that snapshot), and the change feed (``/changes?since=SERIAL``,
+JSON lines).
+
 The app is a plain ASGI callable run by uvicorn: keep-alive, idle connections closed after
 ``keepalive_timeout``, connections whose request headers are not complete after
 ``header_timeout`` closed too (slow-header attacks), a real listen backlog, and a graceful
@@ -33,10 +38,11 @@ import threading
 from collections.abc import Awaitable, Callable, Generator, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import uvicorn
 from packaging.utils import canonicalize_name
@@ -44,7 +50,7 @@ from packaging.utils import canonicalize_name
 from .pypi import ClientConfig, PyPIClient, UnsafeValue
 from .pypi.names import is_valid_project_name
 from .pypi.provenance import INTEGRITY_CT
-from .pypi.simple import HTML_CT, JSON_CT, negotiate, serial_comment
+from .pypi.simple import HTML_CT, JSON_CT, IndexOptions, negotiate, render_root, serial_comment
 from .store.blobs import (
     BlobStore,
     S3BlobStore,
@@ -54,8 +60,17 @@ from .store.blobs import (
     is_provenance_key,
     provenance_parts,
 )
-from .store.readers import SelectedBlob, SnapshotReader
+from .store.readers import (
+    SelectedBlob,
+    SnapshotIndex,
+    SnapshotNotFound,
+    SnapshotPool,
+    SnapshotReader,
+    SnapshotUnavailable,
+    parse_point,
+)
 from .sync.files import ProvenanceRow, fetch_blob, fetch_provenance
+from .sync.index import QUARANTINED, project_pages
 
 __all__ = ["MirrorServer", "ServeError", "negotiate", "parse_range", "serve"]
 
@@ -66,6 +81,12 @@ _INTEGRITY = re.compile(r"^/(integrity/[^/]+/[^/]+/[^/]+/provenance)$")
 _SIMPLE_PROJECT = re.compile(r"^/simple/([^/]+)/?$")
 _JSON_API = re.compile(r"^/pypi/([^/]+)/(?:([^/]+)/)?json/?$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_SNAPSHOT = re.compile(r"^/snapshot/([^/]+)(/.*)?$")
+_DIGITS = re.compile(r"^[0-9]{1,18}$")
+#: the change feed's page size: by default, and at most (``/changes?limit=``)
+CHANGES_LIMIT = 1000
+CHANGES_MAX = 10_000
+NDJSON_CT = "application/x-ndjson"
 _MAX_PATH = 4096  # longer request paths are refused with 414 before any lookup
 _INLINE = 256 * 1024  # bodies up to this size are read in one go, larger ones streamed
 _CHUNK = 256 * 1024
@@ -352,6 +373,11 @@ class MirrorServer:
     _reader: SnapshotReader | None = None  # the published snapshot, for --lazy
     _serials: dict[Path, tuple[int, dict[str, str]]] = field(default_factory=dict)
     _statuses: dict[Path, tuple[int, bool]] = field(default_factory=dict)  # _quarantined
+    #: how the pages of ``/snapshot/<point>/`` are rendered (the config's index options)
+    options: IndexOptions = field(default_factory=IndexOptions)
+    #: the published snapshots ``/snapshot/`` and ``/changes`` answer from (needs ``db``)
+    snapshot_cache: int = 8
+    _snaps: SnapshotPool | None = None
 
     def __post_init__(self) -> None:
         if self.lazy and (self.db is None or self.client_config is None):
@@ -418,6 +444,8 @@ class MirrorServer:
             with self._guard:
                 if self._reader is not None:
                     self._reader.close()
+                if self._snaps is not None:
+                    self._snaps.close()
 
     def serve_forever(self) -> None:
         """Serve in this thread until SIGTERM/SIGINT (or :meth:`stop`), then stop
@@ -504,7 +532,15 @@ class MirrorServer:
             m = _PACKAGE.match(path) or _INTEGRITY.match(path)
             if m:
                 return await self._package(loop, m.group(1), headers)
+            m = _SNAPSHOT.match(path)
+            if m:
+                return await self._snapshot(loop, m.group(1), m.group(2) or "", query, headers)
             return await loop.run_in_executor(self._pool, self._route, path, query, headers)
+        except SnapshotNotFound as exc:
+            return _error(404, str(exc).splitlines()[0] if str(exc) else "Not Found")
+        except SnapshotUnavailable as exc:  # the lake's catalog failed: try again later
+            log.warning("%s: %s", path, exc)
+            return _error(503, str(exc).splitlines()[0], {"Retry-After": "1"})
         except UnsafeValue as exc:
             return _error(404, str(exc))
         except (OSError, ValueError) as exc:  # ENAMETOOLONG, EACCES, a NUL byte, ...
@@ -579,6 +615,8 @@ class MirrorServer:
         m = _JSON_API.match(path)
         if m:
             return self._json_api(m.group(1), m.group(2))
+        if path == "/changes":
+            return self._changes(query)
         return _error(404, "Not Found")
 
     def _page(self, folder: Path, query: dict[str, list[str]], headers: dict[str, str]) -> _Reply:
@@ -610,6 +648,131 @@ class MirrorServer:
         target = base / version / "json" if version else base / "json"
         reply = _file_reply(target, "application/json", self.serial_header(target, "last_serial"))
         return reply or _error(404, "Not Found")
+
+    # -------------------------------------------------------------- snapshots and changes
+    def snapshots(self) -> SnapshotPool:
+        """The published snapshots (opened on first use). Raises :class:`SnapshotNotFound`
+        when the server has no database."""
+        if self.db is None:
+            raise SnapshotNotFound("this server has no database: no snapshots to serve")
+        with self._guard:
+            if self._snaps is None:
+                self._snaps = SnapshotPool(self.db, size=self.snapshot_cache)
+            return self._snaps
+
+    async def _snapshot(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        text: str,
+        rest: str,
+        query: str,
+        headers: dict[str, str],
+    ) -> _Reply:
+        """``/snapshot/<serial or RFC 3339 time>/…``: the index as it was then, and the
+        blobs its pages link to (relative links land under the same prefix)."""
+        try:
+            point = parse_point(text)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        m = _PACKAGE.match(rest) or _INTEGRITY.match(rest)
+        if m:
+            return await self._package(loop, m.group(1), headers)
+        args = (point, f"/snapshot/{text}", rest, query, headers)
+        return await loop.run_in_executor(self._pool, self._snapshot_route, *args)
+
+    def _snapshot_route(
+        self,
+        point: int | datetime,
+        prefix: str,
+        rest: str,
+        query_string: str,
+        headers: dict[str, str],
+    ) -> _Reply:
+        query = parse_qs(query_string)
+        if rest in ("/simple", "/simple/"):
+            if rest == "/simple":
+                return _redirect(f"{prefix}/simple/")
+            snap = self.snapshots().get(point)
+            root = render_root(snap.root_projects(QUARANTINED), snap.serial, self.options.formats)
+            return _negotiated(root, "simple", query, headers, _serial_headers(snap, snap.serial))
+        m = _SIMPLE_PROJECT.match(rest)
+        if m:
+            name = m.group(1)
+            if not is_valid_project_name(name):
+                return _error(404, "Not Found")
+            norm = canonicalize_name(name)
+            if name != norm or not rest.endswith("/"):
+                tail = f"?{query_string}" if query_string else ""
+                return _redirect(f"{prefix}/simple/{norm}/{tail}")
+            snap, pages, serial = self._snapshot_pages(point, norm)
+            if pages is None:
+                return _error(404, "Not Found")
+            extra = _serial_headers(snap, serial)
+            return _negotiated(pages, f"simple/{norm}", query, headers, extra)
+        m = _JSON_API.match(rest)
+        if m:
+            return self._snapshot_json(point, prefix, m.group(1), m.group(2))
+        return _error(404, "Not Found")
+
+    def _snapshot_pages(
+        self, point: int | datetime, norm: str
+    ) -> tuple[SnapshotIndex, dict[str, bytes] | None, int]:
+        """A project's pages at ``point`` (``None``: not in that snapshot), and its serial."""
+        snap = self.snapshots().get(point)
+        project = snap.project(norm)
+        if project is None:
+            return snap, None, 0
+        return snap, project_pages(snap, project, self.options, self.lazy), project.serial
+
+    def _snapshot_json(
+        self, point: int | datetime, prefix: str, name: str, version: str | None
+    ) -> _Reply:
+        if not is_valid_project_name(name) or (version is not None and not _safe_segment(version)):
+            return _error(404, "Not Found")
+        norm = canonicalize_name(name)
+        if name != norm:
+            tail = f"{version}/json" if version else "json"
+            return _redirect(f"{prefix}/pypi/{norm}/{tail}")
+        snap, pages, serial = self._snapshot_pages(point, norm)
+        rel = f"pypi/{norm}/{quote(version, safe='')}/json" if version else f"pypi/{norm}/json"
+        body = (pages or {}).get(rel)
+        if body is None:  # not there then, quarantined then (no JSON API), or no such version
+            return _error(404, "Not Found")
+        return _reply(200, body, "application/json", _serial_headers(snap, serial))
+
+    def _changes(self, query: dict[str, list[str]]) -> _Reply:
+        """``/changes?since=SERIAL[&limit=N]``: the change feed as JSON lines, oldest first,
+        from the newest snapshot; ``X-Next-Since`` says where the next page starts, and a
+        ``Link: rel="next"`` is sent while more follow."""
+        since, limit = query.get("since", [""]), query.get("limit", [str(CHANGES_LIMIT)])
+        if len(since) != 1 or not _DIGITS.match(since[0]):
+            return _error(400, "since must be one serial (digits): /changes?since=SERIAL")
+        if len(limit) != 1 or not _DIGITS.match(limit[0]):
+            return _error(400, f"limit must be one number from 1 to {CHANGES_MAX}")
+        start, size = int(since[0]), int(limit[0])
+        if not 1 <= size <= CHANGES_MAX:
+            return _error(400, f"limit must be one number from 1 to {CHANGES_MAX}")
+        snap = self.snapshots().get(None)
+        rows, more = snap.changes(start, size)
+        lines = [
+            json.dumps(
+                {
+                    "serial": serial,
+                    "time": when.isoformat() if when is not None else None,
+                    "project": project,
+                    "action": action,
+                    "version": version,
+                    "filename": filename,
+                }
+            )
+            + "\n"
+            for serial, when, project, action, version, filename in rows
+        ]
+        after = rows[-1][0] if rows else start
+        extra = {**_serial_headers(snap, snap.serial), "X-Next-Since": str(after)}
+        if more:
+            extra["Link"] = f'</changes?since={after}&limit={size}>; rel="next"'
+        return _reply(200, "".join(lines).encode(), NDJSON_CT, extra)
 
     # -------------------------------------------------------------- files
     async def _package(
@@ -719,6 +882,37 @@ def _page_status(path: Path) -> str | None:
         return value if isinstance(value, str) else None
     m = _STATUS_META.search(data)
     return m.group(1).decode() if m else None
+
+
+def _safe_segment(version: str) -> bool:
+    """A version as one path segment: never empty, ``.``, ``..``, a slash or a NUL."""
+    return not (version in ("", ".", "..") or "/" in version or "\\" in version or "\0" in version)
+
+
+def _serial_headers(snap: SnapshotIndex, serial: int) -> dict[str, str]:
+    """``X-PyPI-Last-Serial`` (the page's serial) and the snapshot it was read from."""
+    return {"X-PyPI-Last-Serial": str(serial), "X-PyPI-Assets-Snapshot": str(snap.serial)}
+
+
+def _negotiated(
+    pages: dict[str, bytes],
+    base: str,
+    query: dict[str, list[str]],
+    headers: dict[str, str],
+    extra: dict[str, str],
+) -> _Reply:
+    """The page of ``pages`` under ``base`` that PEP 691 negotiation picks (the other format
+    when the config renders only one), as :meth:`MirrorServer._page` serves written ones."""
+    fmt = query.get("format")
+    kind = negotiate(headers.get("accept", ""), fmt[0] if fmt else None)
+    json_rel, html_rel = f"{base}/index.v1_json", f"{base}/index.v1_html"
+    if (json_rel if kind == "json" else html_rel) not in pages:
+        kind = "html" if kind == "json" else "json"
+    body = pages.get(json_rel if kind == "json" else html_rel)
+    if body is None:
+        return _error(404, "Not Found")
+    ctype = JSON_CT if kind == "json" else HTML_CT
+    return _reply(200, body, ctype, {"Vary": "Accept", **extra})
 
 
 def _content_type(key: str) -> str:

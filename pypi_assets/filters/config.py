@@ -123,6 +123,7 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
             "status_poll_interval",
             "xmlrpc_calls_per_hour",
             "reconcile_interval",
+            "blob_retention",
         }
     ),
 }
@@ -354,6 +355,17 @@ class MirrorConfig:
         the changelog cannot say); between them, changes come from the changelog alone."""
         raw = self.get("pypi_assets", "reconcile_interval")
         return DEFAULT_RECONCILE_INTERVAL if raw is None else parse_duration(raw)
+
+    @property
+    def blob_retention(self) -> float | None:
+        """Seconds that a file upstream removed stays in the blob store, counted from the
+        first snapshot that no longer lists it (``[pypi_assets] blob_retention``, as
+        ``reconcile_interval``); ``None`` (unset, empty or ``unlimited``, the default): for
+        ever, so every snapshot keeps its files."""
+        raw = self.get("pypi_assets", "blob_retention")
+        if raw is None or raw.strip().lower() in ("", "unlimited"):
+            return None
+        return parse_duration(raw)
 
     @property
     def status_poll_interval(self) -> float:
@@ -650,6 +662,16 @@ def _duration(value: str, sections: Sections) -> str | None:
     return None
 
 
+def _retention(value: str, sections: Sections) -> str | None:
+    if value.strip().lower() in ("", "unlimited"):
+        return None
+    try:
+        parse_duration(value)
+    except ValueError:
+        return "must be unlimited or a positive duration (as 3600, 60m, 24h or 30d)"
+    return None
+
+
 #: ``"*"`` stands for every key of the section that no other row names.
 ANY_KEY = "*"
 _MIRROR_BOOL = _boolean("not a boolean (true/false, yes/no, on/off, 1/0)")
@@ -703,6 +725,7 @@ VALIDATORS: tuple[tuple[str, str, Validator], ...] = (
     ("pypi_assets", "status_poll_interval", _interval),
     ("pypi_assets", "xmlrpc_calls_per_hour", _limit("xmlrpc_calls_per_hour")),
     ("pypi_assets", "reconcile_interval", _duration),
+    ("pypi_assets", "blob_retention", _retention),
 )
 _NAMED = {(section, key) for section, key, _check in VALIDATORS if key != ANY_KEY}
 

@@ -1077,37 +1077,14 @@ class MetadataStore:
         and filename; ``file`` maps :data:`INDEX_FILE_COLUMNS` to values. Without ``lazy``
         only the files in the blob store, and a core-metadata digest and a provenance key
         only when that object is stored too."""
-        cols = ", ".join(
-            "k.key"
-            if c == "key"
-            else (_LAZY_PROVENANCE if lazy else _STORED_PROVENANCE)
-            if c == "provenance_key"
-            else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE "
-            f"m.key = {metadata_key_sql('k.key')} AND m.sha256 = d.core_metadata_sha256) "
-            "THEN d.core_metadata_sha256 END AS core_metadata_sha256"
-            if c == "core_metadata_sha256" and not lazy
-            else f"d.{c}"
-            for c in INDEX_FILE_COLUMNS
-        )
-        stored = "" if lazy else "AND EXISTS (SELECT 1 FROM blobs b WHERE b.key = k.key) "
-        rows = self.query(
-            f"SELECT k.project, k.url, {cols} FROM selected_blob_keys k JOIN distributions d "
-            "ON d.project = k.project AND d.filename = k.filename "
-            f"WHERE k.project IN (SELECT unnest($1::VARCHAR[])) {stored}"
-            "ORDER BY k.project, d.filename",
-            [list(projects)],
-        )
+        rows = self.query(index_files_sql(lazy=lazy), [list(projects)])
         return [(r[0], r[1], dict(zip(INDEX_FILE_COLUMNS, r[2:], strict=True))) for r in rows]
 
     def release_infos(self, projects: Sequence[str]) -> list[tuple[str, str, str | None]]:
         """``(project, version, info JSON)`` of every stored release of ``projects``."""
         return [
             (project, version, info)
-            for project, version, info in self.query(
-                "SELECT project, version, info FROM releases "
-                "WHERE project IN (SELECT unnest($1::VARCHAR[]))",
-                [list(projects)],
-            )
+            for project, version, info in self.query(RELEASE_INFOS_SQL, [list(projects)])
         ]
 
     def written_pages(self) -> list[str]:
@@ -1244,4 +1221,34 @@ INDEX_FILE_COLUMNS = (
     "md5",
     "blake2b_256",
     "provenance_key",
+)
+
+
+def index_files_sql(*, lazy: bool) -> str:
+    """The query of :meth:`MetadataStore.index_files` (``$1``: the projects), which a
+    published snapshot answers too: ``(project, url, *INDEX_FILE_COLUMNS)``."""
+    cols = ", ".join(
+        "k.key"
+        if c == "key"
+        else (_LAZY_PROVENANCE if lazy else _STORED_PROVENANCE)
+        if c == "provenance_key"
+        else "CASE WHEN EXISTS (SELECT 1 FROM blobs m WHERE "
+        f"m.key = {metadata_key_sql('k.key')} AND m.sha256 = d.core_metadata_sha256) "
+        "THEN d.core_metadata_sha256 END AS core_metadata_sha256"
+        if c == "core_metadata_sha256" and not lazy
+        else f"d.{c}"
+        for c in INDEX_FILE_COLUMNS
+    )
+    stored = "" if lazy else "AND EXISTS (SELECT 1 FROM blobs b WHERE b.key = k.key) "
+    return (
+        f"SELECT k.project, k.url, {cols} FROM selected_blob_keys k JOIN distributions d "
+        "ON d.project = k.project AND d.filename = k.filename "
+        f"WHERE k.project IN (SELECT unnest($1::VARCHAR[])) {stored}"
+        "ORDER BY k.project, d.filename"
+    )
+
+
+#: the query of :meth:`MetadataStore.release_infos` (``$1``: the projects)
+RELEASE_INFOS_SQL = (
+    "SELECT project, version, info FROM releases WHERE project IN (SELECT unnest($1::VARCHAR[]))"
 )

@@ -10,13 +10,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from ..pypi.records import Ownership, ProjectNotes, Vulnerability
 from .duckdb_store import MetadataStore, mark_dirty, marking_changes, record_notes
 from .schema import VULNERABILITIES
 
+
+class Queryable(Protocol):
+    """The working database (:class:`MetadataStore`) or a published snapshot: both answer
+    the index's queries."""
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+
 __all__ = [
     "PollTarget",
+    "Queryable",
     "index_ownership",
     "index_vulnerabilities",
     "poll_etags",
@@ -101,7 +111,7 @@ def record_polls(store: MetadataStore, polls: Sequence[ProjectNotes]) -> None:
 
 
 def index_vulnerabilities(
-    store: MetadataStore, projects: Sequence[str]
+    store: Queryable, projects: Sequence[str]
 ) -> dict[str, dict[str, list[Vulnerability]]]:
     """project -> version -> its vulnerabilities, in the order upstream gave them."""
     cols = [c for c in VULNERABILITIES.names if c not in ("project", "version")]
@@ -116,7 +126,7 @@ def index_vulnerabilities(
     return out
 
 
-def index_ownership(store: MetadataStore, projects: Sequence[str]) -> dict[str, Ownership]:
+def index_ownership(store: Queryable, projects: Sequence[str]) -> dict[str, Ownership]:
     """The ownership of each polled project of ``projects`` (never polled: absent)."""
     out = {
         name: Ownership(org, [])

@@ -302,6 +302,9 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     unreferenced: list[str] = field(default_factory=list)
+    #: blobs the selection no longer references that a snapshot in the retention period
+    #: still lists (``[pypi_assets] blob_retention``): kept
+    retained: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -323,6 +326,7 @@ class VerifyReport:
             "missing": len(self.missing),
             "corrupt": len(self.corrupt),
             "unreferenced": len(self.unreferenced),
+            "retained": len(self.retained),
             "repaired": len(self.repaired),
             "deleted": len(self.deleted),
             "failed": sorted(self.failed),

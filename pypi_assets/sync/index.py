@@ -31,7 +31,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
@@ -44,16 +44,18 @@ from ..pypi.warehouse import ownership_json, render_json_api
 from ..pypi.warehouse import vulnerability_json as _vuln_json
 from ..store.blobs import check_key
 from ..store.duckdb_store import IndexedProject, MetadataStore
-from ..store.statuses import index_ownership, index_vulnerabilities
+from ..store.statuses import Queryable, index_ownership, index_vulnerabilities
 
 __all__ = [
     "INDEX_OWNER",
     "IndexOptions",
     "IndexOwnedElsewhere",
     "IndexReport",
+    "IndexSource",
     "claim_index",
     "index_owner",
     "missing_pages",
+    "project_pages",
     "write_index",
 ]
 
@@ -290,8 +292,30 @@ def _write_projects(
             report.cleaned += w.result()  # re-raise any write error before recording them
 
 
+class IndexSource(Queryable, Protocol):
+    """What the pages are rendered from: the working database, or a published snapshot
+    (:class:`~pypi_assets.store.readers.SnapshotIndex`)."""
+
+    def index_files(
+        self, projects: Sequence[str], *, lazy: bool
+    ) -> list[tuple[str, str | None, dict[str, Any]]]: ...
+
+    def release_infos(self, projects: Sequence[str]) -> list[tuple[str, str, str | None]]: ...
+
+
+def project_pages(
+    source: IndexSource, project: IndexedProject, options: IndexOptions, lazy: bool
+) -> dict[str, bytes]:
+    """The pages of one project (simple and JSON API, ``{relative path: bytes}``) rendered
+    from ``source``, as :func:`write_index` writes them: ``serve`` answers a snapshot's pages
+    with these."""
+    root_uri = options.root_uri.rstrip("/")
+    options = IndexOptions(root_uri, options.formats, options.digest, options.core_metadata)
+    return dict(_render_batch(source, [project], options, lazy))[project.name]
+
+
 def _render_batch(
-    store: MetadataStore, batch: Sequence[IndexedProject], options: IndexOptions, lazy: bool
+    store: IndexSource, batch: Sequence[IndexedProject], options: IndexOptions, lazy: bool
 ) -> Iterator[tuple[str, dict[str, bytes]]]:
     """``(name, pages)`` of each project of ``batch``, in order."""
     names = [r.name for r in batch]

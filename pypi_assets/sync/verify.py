@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from ..filters import MirrorConfig
 from ..pypi import PyPIClient
 from ..store import MetadataStore
 from ..store.blobs import BlobStore, other_databases
+from ..store.readers import retained_blobs
 from .files import (
     DEFAULT_MAX_DELETE_SHARE,
     TooManyDeletions,
@@ -108,11 +110,25 @@ def verify_mirror(
                     )
 
             asyncio.run(fetch_again())
+        _retain(settings, config, report)
         refused = _collect(settings, store, blobs, report, options)
         bad = (set(report.missing) | set(report.corrupt)) - set(report.repaired)
         store.forget_blobs(sorted(bad))  # so the next sync or window run fetches them again
         pages = verify_pages(settings, config, store, repair=options.repair)
     return MirrorVerifyReport(report, pages, refused)
+
+
+def _retain(settings: Settings, config: MirrorConfig, report: VerifyReport) -> None:
+    """Move out of ``report.unreferenced`` (into ``report.retained``) the blobs of files
+    upstream removed that a snapshot within ``[pypi_assets] blob_retention`` still lists, so
+    ``serve``'s ``/snapshot/<point>/`` keeps serving them."""
+    if not report.unreferenced:
+        return
+    retention = config.blob_retention
+    cutoff = None if retention is None else datetime.now(UTC) - timedelta(seconds=retention)
+    keep = retained_blobs(settings.db, cutoff)
+    report.retained = [k for k in report.unreferenced if k in keep]
+    report.unreferenced = [k for k in report.unreferenced if k not in keep]
 
 
 def _collect(
