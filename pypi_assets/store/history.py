@@ -18,6 +18,7 @@ it so, when that is known), and never later than the publication's serial.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import duckdb
 
@@ -106,22 +107,36 @@ HISTORY_VIEWS: tuple[str, ...] = (
 _AMONG = "IN (SELECT unnest($1::VARCHAR[]))"
 
 
-def _event_serial(p: str, serial: int) -> str:
-    """SQL: the serial of a change seen on project row ``p`` (its own serial, when known and
-    not after the publication's)."""
-    return f"least({serial}, coalesce(nullif({p}.serial, 0), {serial}))"
+@dataclass(frozen=True)
+class At:
+    """The publication's serial, and the lowest serial its events may take: above the
+    previous publication's, so a follower of the change feed that has read up to that
+    serial misses nothing."""
+
+    serial: int
+    floor: int
+
+    def clamp(self, sql: str) -> str:
+        return f"least({self.serial}, greatest({self.floor}, {sql}))"
 
 
-def _files(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: int) -> None:
+def _event_serial(p: str, at: At) -> str:
+    """SQL: the serial of a change seen on project row ``p``: its own serial when known,
+    within the publication's bounds (:class:`At`)."""
+    return at.clamp(f"coalesce(nullif({p}.serial, 0), {at.serial})")
+
+
+def _files(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: At) -> None:
     present = (
         f"SELECT d.project, d.release_version, d.filename, {_event_serial('p', s)} AS ev "
         f"FROM {w}.main.distributions d JOIN {w}.main.projects p "
         f"ON p.name = d.project AND p.state = 'ok' WHERE d.project {_AMONG}"
     )
     open_ = f"SELECT * FROM {lake}.main.file_history WHERE left_serial IS NULL AND project {_AMONG}"
+    left = s.clamp("coalesce(p.removed_serial, " + _event_serial("p", s) + ")")
     cur.execute(
         f"UPDATE {lake}.main.file_history h SET left_serial = g.ev FROM ("
-        f"SELECT o.project, o.filename, coalesce(p.removed_serial, {_event_serial('p', s)}) AS ev "
+        f"SELECT o.project, o.filename, {left} AS ev "
         f"FROM ({open_}) o LEFT JOIN {w}.main.projects p ON p.name = o.project "
         f"WHERE NOT EXISTS (SELECT 1 FROM ({present}) n WHERE n.project = o.project "
         "AND n.filename = o.filename)) g "
@@ -136,7 +151,7 @@ def _files(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], 
     )
 
 
-def _yanks(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: int) -> None:
+def _yanks(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: At) -> None:
     yanked = (
         f"SELECT r.project, r.version, r.yanked_reason, {_event_serial('p', s)} AS ev "
         f"FROM {w}.main.releases r JOIN {w}.main.projects p ON p.name = r.project "
@@ -162,7 +177,7 @@ def _yanks(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], 
     )
 
 
-def _statuses(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: int) -> None:
+def _statuses(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: At) -> None:
     current = (
         f"SELECT name AS project, status, status_reason AS reason FROM {w}.main.projects "
         f"WHERE state = 'ok' AND status IS NOT NULL AND name {_AMONG}"
@@ -172,22 +187,22 @@ def _statuses(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str
     )
     open_ = f"SELECT * FROM {lake}.main.status_history WHERE to_serial IS NULL AND project {_AMONG}"
     cur.execute(
-        f"UPDATE {lake}.main.status_history o SET to_serial = {s} "
+        f"UPDATE {lake}.main.status_history o SET to_serial = {s.serial} "
         f"WHERE o.to_serial IS NULL AND o.project {_AMONG} "
         f"AND NOT EXISTS (SELECT 1 FROM ({current}) c WHERE {same})",
         [names],
     )
     cur.execute(
-        f"INSERT INTO {lake}.main.status_history SELECT c.project, c.status, c.reason, {s}, NULL "
+        f"INSERT INTO {lake}.main.status_history SELECT c.project, c.status, c.reason, {s.serial}, NULL "
         f"FROM ({current}) c WHERE NOT EXISTS (SELECT 1 FROM ({open_}) o WHERE {same})",
         [names],
     )
 
 
-def _projects(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: int) -> None:
+def _projects(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: At) -> None:
     ph = f"{lake}.main.project_history"
     cur.execute(
-        f"UPDATE {ph} h SET removed_serial = least({s}, coalesce(p.removed_serial, {s})) "
+        f"UPDATE {ph} h SET removed_serial = {s.clamp(f'coalesce(p.removed_serial, {s.serial})')} "
         f"FROM {w}.main.projects p WHERE p.name = h.project AND p.state = 'removed' "
         f"AND h.removed_serial IS NULL AND h.project {_AMONG}",
         [names],
@@ -208,19 +223,22 @@ def record_history(
     lake: str,
     changed: Mapping[str, Sequence[str]],
     serial: int,
+    previous: int | None = None,
 ) -> None:
     """Bring the history tables of the attached lake ``lake`` forward for the projects whose
-    rows changed (``changed``: table name -> projects), in the caller's transaction."""
+    rows changed (``changed``: table name -> projects), in the caller's transaction.
+    ``previous``: the serial of the lake's previous snapshot (``None``: none)."""
+    at = At(serial, min(serial, previous + 1) if previous is not None else 0)
     projects = sorted(set(changed.get("projects", ())))
     files = sorted({*changed.get("distributions", ()), *projects})
     releases = sorted({*changed.get("releases", ()), *projects})
     if files:
-        _files(cur, work, lake, files, serial)
+        _files(cur, work, lake, files, at)
     if releases:
-        _yanks(cur, work, lake, releases, serial)
+        _yanks(cur, work, lake, releases, at)
     if projects:
-        _statuses(cur, work, lake, projects, serial)
-        _projects(cur, work, lake, projects, serial)
+        _statuses(cur, work, lake, projects, at)
+        _projects(cur, work, lake, projects, at)
     cur.execute(
         f"INSERT INTO {lake}.main.serial_times SELECT {int(serial)}, now(), 'publish' "
         f"WHERE NOT EXISTS (SELECT 1 FROM {lake}.main.serial_times WHERE serial = {int(serial)})"

@@ -227,7 +227,8 @@ def _publish(
         scope = None if full else dirty
         changed = {t.name: _changed_keys(cur, work, t, key, scope) for t, key in PUBLISHED}
         touched = sorted({n for names in changed.values() for n in names})
-        record_history(cur, work, _W, changed, serial)
+        previous = lake_snapshots(cur, _W)
+        record_history(cur, work, _W, changed, serial, previous[-1][2] if previous else None)
         commit = LakeCommit(0, serial, location, full, projects=len(touched))
         for table, key in PUBLISHED:
             if changed[table.name]:
