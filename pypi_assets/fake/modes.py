@@ -1,6 +1,8 @@
 """How the fake upstream behaves: Warehouse of 2026 (a cached root that lags, rate-limited
 XML-RPC, JSON API redirects to the display name) and the ways proxies fall short of it.
-Every switch defaults to the behaviour the fake had before it existed."""
+The defaults are today's Warehouse: the ``/simple/`` root is the CDN's copy (taken at its
+first request, kept a day, or until :meth:`FakeUpstream.purge_root`); project pages, the JSON
+API and XML-RPC are live. The switches for falling short are off by default."""
 
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ _PEP658 = ("advertised", "unadvertised", "absent")
 class Switches:
     """The fake's behaviour. Set them with :meth:`FakeUpstream.configure`."""
 
-    #: the ``/simple/`` root (both forms, and its serial) is a frozen copy, as behind the CDN
-    cached_root: bool = False
-    #: with ``cached_root``, the copy refreshes by itself after this many seconds (~86400
-    #: on pypi.org); ``None``: only :meth:`FakeUpstream.purge_root` refreshes it
-    root_max_age: float | None = None
+    #: the ``/simple/`` root (both forms, and its serial) is a frozen copy, as behind the CDN:
+    #: taken at the root's first request (or when this is set to ``True``), lagging after it;
+    #: ``False``: a live root (an idealised upstream)
+    cached_root: bool = True
+    #: with ``cached_root``, the copy refreshes by itself after this many seconds (about a
+    #: day on pypi.org); ``None``: only :meth:`FakeUpstream.purge_root` refreshes it
+    root_max_age: float | None = 86_400.0
     #: XML-RPC calls allowed per window: ``(calls, seconds)``; ``None``: unlimited
     xmlrpc_limit: tuple[int, float] | None = None
     #: over the limit, answer an XML-RPC fault inside a 200 instead of HTTP 429

@@ -103,14 +103,14 @@ class _State:
 
     # Lock order: the index's, then the state's.
     def configure(self, **changes: Any) -> None:
-        """Set :class:`Switches`. Turning ``cached_root`` on freezes the root now."""
+        """Set :class:`Switches`. Setting ``cached_root`` to ``True`` freezes the root now
+        (it is on by default, and then the copy is taken at the root's first request)."""
         with self.index.lock, self.lock:
-            was_cached = self.switches.cached_root
             self.switches.update(changes)
             if "xmlrpc_limit" in changes:
                 limit = self.switches.xmlrpc_limit
                 self.xmlrpc_window = RateLimit(*limit) if limit else None
-            if self.switches.cached_root and not was_cached:
+            if changes.get("cached_root"):
                 self.root_snapshot = self._snapshot(time.monotonic())
             elif not self.switches.cached_root:
                 self.root_snapshot = None
