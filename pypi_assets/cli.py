@@ -154,6 +154,15 @@ def _names(names: Sequence[str], shown: int = 20) -> str:
     return ": " + ", ".join(sorted(names)[:shown]) + more
 
 
+def _print_rate_limits(requests: dict[str, Any]) -> None:
+    """Upstream's rate limits met during the run, and the seconds waited for them."""
+    if requests.get("rate_limited"):
+        print(
+            f"rate limited     {requests['rate_limited']} times, waited "
+            f"{requests.get('rate_wait_seconds', 0.0):g} s"
+        )
+
+
 def _print_report(report: SyncReport, as_json: bool) -> None:
     summary = report.summary()
     if as_json:
@@ -188,6 +197,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     print(
         f"requests         {report.requests.get('total_requests', 0)} {report.requests.get('requests', {})}"
     )
+    _print_rate_limits(report.requests)
     for table, n in report.counts.items():
         print(f"rows {table:<20} {n}")
     if report.files is not None:

@@ -30,6 +30,12 @@ class Switches:
     xmlrpc_limit: tuple[int, float] | None = None
     #: over the limit, answer an XML-RPC fault inside a 200 instead of HTTP 429
     xmlrpc_limit_fault: bool = False
+    #: requests allowed per window on the JSON API and the simple pages (root included):
+    #: ``(calls, seconds)``, then HTTP 429 until the window resets; ``None``: unlimited
+    api_limit: tuple[int, float] | None = None
+    #: the ``api_limit`` 429 says its wait in ``Retry-After``; off: only in the body, as
+    #: Warehouse's "Limit may reset in N seconds"
+    api_limit_retry_after: bool = True
     #: rows per ``changelog_since_serial`` reply (Warehouse: 50,000)
     changelog_cap: int = 50_000
     #: the JSON API redirects every name but the display name to it, as Warehouse does
@@ -56,7 +62,7 @@ class Switches:
         for key, value in changes.items():
             if key not in names:
                 raise ValueError(f"unknown fake upstream switch {key!r}")
-            if key == "xmlrpc_limit" and value is not None:
+            if key in ("xmlrpc_limit", "api_limit") and value is not None:
                 calls, seconds = value
                 value = (int(calls), float(seconds))
             setattr(self, key, value)

@@ -135,6 +135,9 @@ class SyncReport:
             "removed": len(r.removed),
             "failed": sorted(r.failed),
             "requests": self.requests.get("total_requests", 0),
+            # upstream's rate limits met (HTTP 429, XML-RPC faults, the call budget), waited out
+            "rate_limited": self.requests.get("rate_limited", 0),
+            "rate_wait_seconds": self.requests.get("rate_wait_seconds", 0.0),
             "seconds": round(self.seconds, 3),
             "phase_seconds": self.phases,
             "snapshot": self.snapshot,

@@ -181,6 +181,8 @@ def _window_metadata(
         "requests": stats["total_requests"],
         "requests_by_kind": dg.MetadataValue.json(stats["requests"]),
         "request_seconds": dg.MetadataValue.json(stats["request_seconds"]),
+        "rate_limited": stats["rate_limited"],
+        "rate_wait_seconds": stats["rate_wait_seconds"],
         **{f"rows_{k}": v for k, v in counts.items()},
     }
 
