@@ -95,6 +95,8 @@ class _State:
     counts: Counter[str] = field(default_factory=Counter)
     per_project: Counter[tuple[str, str]] = field(default_factory=Counter)
     ranges: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header) of files
+    #: answers sent, by HTTP status (``reset_counts`` clears them with the counts)
+    statuses: Counter[int] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     root_cache: dict[tuple[Any, ...], bytes] = field(default_factory=dict)
     switches: Switches = field(default_factory=Switches)
@@ -213,6 +215,7 @@ class FakeUpstream:
         with self.state.lock:
             self.state.counts.clear()
             self.state.per_project.clear()
+            self.state.statuses.clear()
 
     def total_requests(self) -> int:
         """Requests answered; the ``redirect``, ``xmlrpc-limited`` and ``api-limited``
@@ -377,6 +380,8 @@ class _Handler(BaseHTTPRequestHandler):
         etag = None
         if status == 200 and self.command in ("GET", "HEAD") and _CONDITIONAL.match(ctype):
             etag, status = self._conditional(body)
+        with self.state.lock:
+            self.state.statuses[status] += 1
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         if self.state.switches.serial_headers:

@@ -1053,4 +1053,10 @@ def page_from(got: Fetched, name: str) -> SimpleProjectPage:
         raise UpstreamError(f"{got.url}: {exc}") from exc
     if page.serial is None:
         page.serial = got.serial
+    page.etag = usable_etag(got.headers.get("ETag"))
     return page
+
+
+def usable_etag(value: str | None) -> str | None:
+    """An ``ETag`` fit to be stored and sent back (ASCII, at most 256 characters), or ``None``."""
+    return value if value and len(value) <= 256 and value.isascii() else None

@@ -303,7 +303,8 @@ async def _page_files(
     if parsed.notes is not None:  # PEP 792, for sync/status.py
         parsed.notes.confirmed = True
         parsed.notes.status = (page.status, page.status_reason, page.serial)
-        parsed.notes.etags[f"/simple/{canonical(name)}/"] = (None, "")  # read; ETag unknown
+        # its ETag: the status poll's first If-None-Match, so a poll right after is a 304
+        parsed.notes.etags[f"/simple/{canonical(name)}/"] = (None, page.etag or "")
     try:
         parsed.provenance = page_provenance(page, page_url)
         parsed.files = files_from_page(
