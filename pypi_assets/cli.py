@@ -163,6 +163,16 @@ def _print_rate_limits(requests: dict[str, Any]) -> None:
         )
 
 
+def _print_pkg_info_comparison(compared: dict[str, Any]) -> None:
+    """Sdists whose own PKG-INFO differs from their release's version JSON, by field."""
+    if compared.get("compared"):
+        fields = ", ".join(f"{k} {v}" for k, v in compared.get("fields", {}).items())
+        print(
+            f"PKG-INFO vs JSON {compared['compared']} sdists compared, "
+            f"{compared.get('differing', 0)} differ{f' ({fields})' if fields else ''}"
+        )
+
+
 def _print_report(report: SyncReport, as_json: bool) -> None:
     summary = report.summary()
     if as_json:
@@ -187,6 +197,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     if report.metadata_sources:
         sources = ", ".join(f"{k} {v}" for k, v in sorted(report.metadata_sources.items()))
         print(f"metadata from    {sources}")
+    _print_pkg_info_comparison(report.pkg_info_vs_version_json)
     print(f"failed           {len(r.failed)}")
     if report.statuses is not None and report.statuses.polled:
         st = report.statuses

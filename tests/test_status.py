@@ -149,7 +149,7 @@ def test_archive_quarantine_and_clear(tmp_path: Path) -> None:
         db = web.parent / "m.duckdb"
         assert table(db, f"SELECT status FROM projects WHERE name = '{name}'") == [("active",)]
         time.sleep(cadence)
-        _sync(up, web, config)  # a first cadence: the pages the fetch read without an ETag
+        _sync(up, web, config)  # a first cadence
         serial = up.index.serial
         assert not up.index.set_status(name, "archived", "moved to b")  # not journaled
         assert up.index.serial == serial

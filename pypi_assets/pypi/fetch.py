@@ -429,6 +429,7 @@ def _compare_sdists(client: PyPIClient, plan: Plan, bodies: Bodies) -> None:
         state.compared += 1
         differs = [k for k in _COMPARED if (fields.get(k) or None) != (expected.get(k) or None)]
         state.differences.update(differs)
+        state.differing += bool(differs)
         if differs:
             log.info("%s: PKG-INFO differs from the version JSON on %s", f.filename, differs)
 

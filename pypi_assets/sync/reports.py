@@ -80,6 +80,9 @@ class SyncReport:
     listing: str = ""
     resolve_serials: bool = False  # (the run's own bookkeeping: see update_listing)
     statuses: StatusReport | None = None  # the status poll (sync/status.py)
+    #: sdists whose own PKG-INFO was compared with their release's version JSON, how many
+    #: differ, and by field (``OwnMetadataState.comparison``)
+    pkg_info_vs_version_json: dict[str, Any] = field(default_factory=dict)
 
     def _phase(self, name: str, since: float) -> float:
         now = time.perf_counter()
@@ -142,6 +145,7 @@ class SyncReport:
             "phase_seconds": self.phases,
             "snapshot": self.snapshot,
             "metadata_sources": self.metadata_sources,
+            "pkg_info_vs_version_json": self.pkg_info_vs_version_json,
             **{f"rows_{k}": v for k, v in self.counts.items()},
             **({"statuses": self.statuses.summary()} if self.statuses is not None else {}),
         }
@@ -154,3 +158,4 @@ class WindowReport:
     relisted: bool
     refresh: RefreshReport
     requests: dict[str, Any]
+    pkg_info_vs_version_json: dict[str, Any] = field(default_factory=dict)
