@@ -156,6 +156,25 @@ def _names(names: Sequence[str], shown: int = 20) -> str:
     return ": " + ", ".join(sorted(names)[:shown]) + more
 
 
+def _print_rate_limits(requests: dict[str, Any]) -> None:
+    """Upstream's rate limits met during the run, and the seconds waited for them."""
+    if requests.get("rate_limited"):
+        print(
+            f"rate limited     {requests['rate_limited']} times, waited "
+            f"{requests.get('rate_wait_seconds', 0.0):g} s"
+        )
+
+
+def _print_pkg_info_comparison(compared: dict[str, Any]) -> None:
+    """Sdists whose own PKG-INFO differs from their release's version JSON, by field."""
+    if compared.get("compared"):
+        fields = ", ".join(f"{k} {v}" for k, v in compared.get("fields", {}).items())
+        print(
+            f"PKG-INFO vs JSON {compared['compared']} sdists compared, "
+            f"{compared.get('differing', 0)} differ{f' ({fields})' if fields else ''}"
+        )
+
+
 def _print_report(report: SyncReport, as_json: bool) -> None:
     summary = report.summary()
     if as_json:
@@ -180,6 +199,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     if report.metadata_sources:
         sources = ", ".join(f"{k} {v}" for k, v in sorted(report.metadata_sources.items()))
         print(f"metadata from    {sources}")
+    _print_pkg_info_comparison(report.pkg_info_vs_version_json)
     print(f"failed           {len(r.failed)}")
     if report.statuses is not None and report.statuses.polled:
         st = report.statuses
@@ -190,6 +210,7 @@ def _print_report(report: SyncReport, as_json: bool) -> None:
     print(
         f"requests         {report.requests.get('total_requests', 0)} {report.requests.get('requests', {})}"
     )
+    _print_rate_limits(report.requests)
     for table, n in report.counts.items():
         print(f"rows {table:<20} {n}")
     if report.files is not None:

@@ -155,6 +155,25 @@ def test_open_window_run_fetches_only_the_changed_project(
     assert fake.counts["xmlrpc"] == 1
 
 
+def test_window_runs_report_sdists_whose_pkg_info_differs_from_the_version_json(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    rel = fake.index.add_release(sorted(fake.index.projects)[1], "9.0.0", wheels=1)
+    rel.info["summary"] = "what the first upload said"  # the sdist's PKG-INFO says otherwise
+    instance = dg.DagsterInstance.ephemeral()
+    results = _materialize_all_windows(
+        fake, _mirror(fake, tmp_path, tmp_path / "d.duckdb"), instance
+    )
+    differing, fields = 0, dict[str, int]()
+    for r in results[1:]:
+        (m,) = r.get_asset_materialization_events()
+        meta = m.materialization.metadata
+        differing += meta["pkg_info_differing"].value  # type: ignore[operator]
+        fields.update(meta["pkg_info_vs_version_json"].value["fields"])  # type: ignore[index]
+    assert differing == 1 and fields == {"summary": 1}
+
+
 def test_window_run_without_a_changelog_relists_and_reports_it(
     fake: FakeUpstream, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -168,6 +187,9 @@ def test_window_run_without_a_changelog_relists_and_reports_it(
     _materialize_all_windows(fake, mirror, instance)
     fake.index.add_release(sorted(fake.index.projects)[3], "6.0.0", wheels=1)
     fake.add_fault(Fault(path=r"^/pypi/?$", kind="status", status=500, times=1000))
+    # Without a changelog only the root can show the release: purge the CDN's copy (this
+    # test is about how a re-listing is reported, not about the root's lag)
+    fake.purge_root()
     key = key_for(fake.index.serial, WIDTH)
     instance.add_dynamic_partitions(serial_windows.name, [key])  # type: ignore[arg-type]
     r = dg.materialize(

@@ -93,11 +93,30 @@ def test_cached_root_refreshes_itself_after_its_age(up: FakeUpstream, http: http
     assert "later-still" not in _root_names(http)
 
 
-def test_root_is_live_by_default(up: FakeUpstream, http: httpx.Client) -> None:
+def test_root_is_the_cdn_copy_by_default(up: FakeUpstream, http: httpx.Client) -> None:
+    """Today's Warehouse: the root is cached for about a day from its first request."""
     assert up.switches == Switches()
-    up.index.add_project("at-once")
-    assert "at-once" in _root_names(http)
-    assert http.head("/simple/").headers["X-PyPI-Last-Serial"] == str(up.index.serial)
+    assert up.switches.cached_root and up.switches.root_max_age == 86_400
+    s0 = up.index.serial
+    assert http.head("/simple/").headers["X-PyPI-Last-Serial"] == str(s0)  # the copy is taken
+    up.index.add_project("a-day-late")
+    assert "a-day-late" not in _root_names(http)
+    assert http.head("/simple/").headers["X-PyPI-Last-Serial"] == str(s0)
+    assert http.get("/simple/a-day-late/", headers=JSON).status_code == 200  # pages are live
+    up.purge_root()
+    assert "a-day-late" in _root_names(http)
+
+
+def test_root_is_live_when_the_cache_is_off(http: httpx.Client) -> None:
+    with FakeUpstream(FakeIndex.generate(3), cached_root=False) as live:
+        assert http.get(f"{live.url}/simple/").status_code == 200
+        live.index.add_project("at-once")
+        assert "at-once" in {
+            p["name"] for p in http.get(f"{live.url}/simple/", headers=JSON).json()["projects"]
+        }
+        assert http.head(f"{live.url}/simple/").headers["X-PyPI-Last-Serial"] == str(
+            live.index.serial
+        )
 
 
 # ---------------------------------------------------------------------- 2. XML-RPC
@@ -236,7 +255,9 @@ def test_quarantine_hides_empties_404s_and_is_journaled(
     p = up.index.projects[norm]
     version = up.index.latest(norm).version  # type: ignore[union-attr]
     s0 = up.index.serial
+    assert p.name in _root_names(http)  # the CDN's copy of the root is taken now
     assert up.index.set_status(norm, "quarantined", "malware")
+    up.purge_root()  # this test is about quarantine, not the root's lag: see the live listing
     assert up.index.serial == s0 + 1 == p.serial
     assert _changelog(http, s0) == [
         [p.name, None, _changelog(http, s0)[0][2], "project quarantined", s0 + 1]
@@ -253,6 +274,7 @@ def test_quarantine_hides_empties_404s_and_is_journaled(
     assert up.index.set_status(norm, "active")
     assert _changelog(http, s0 + 1)[0][3] == "project quarantine cleared"
     assert up.index.serial == s0 + 2
+    up.purge_root()  # this test is about quarantine, not the root's lag: see the live listing
     assert p.name in _root_names(http) and _page(http, norm).json()["files"]
     assert http.get(f"/pypi/{p.name}/json").status_code == 200
     with pytest.raises(ValueError):

@@ -251,6 +251,46 @@ def test_call_budget_waits_within_its_window_and_refuses_past_it(fake: FakeUpstr
     assert issubclass(RateLimited, UpstreamError)  # the CLI's exit 3
 
 
+@pytest.mark.parametrize("retry_after", [True, False], ids=["retry-after", "message-only"])
+def test_rate_limited_json_api_and_pages_are_waited_out_and_the_sync_completes(
+    tmp_path: Path, retry_after: bool
+) -> None:
+    """HTTP 429 on any request (here the JSON API and the simple pages) waits what it is
+    told, in ``Retry-After`` or in Warehouse's "Limit may reset in N seconds"; the waits do
+    not use up the retries, and the run reports them."""
+    with FakeUpstream(FakeIndex.generate(6)) as fake:
+        fake.configure(api_limit=(4, 1.0), api_limit_retry_after=retry_after)
+        db = tmp_path / "m.duckdb"
+        report = sync(fake, db, retries=1)  # more 429s in a row than retries: still waited
+        assert report.ok, report.failures
+        assert report.refresh.refreshed and not report.refresh.failed
+        limited = fake.counts["api-limited"]
+        assert limited >= 2
+        summary = report.summary()
+        assert summary["rate_limited"] == limited
+        assert summary["rate_wait_seconds"] >= 1  # each wait at least the second it named
+        assert table(db, "SELECT count(*) FROM projects WHERE state = 'ok'") == [(6,)]
+
+
+def test_a_rate_limit_wait_longer_than_max_rate_wait_fails_the_request(
+    fake: FakeUpstream, tmp_path: Path
+) -> None:
+    fake.configure(api_limit=(1, 60.0))  # one request, then "Limit may reset in 60 seconds"
+    name = fake.index.projects[sorted(fake.index.projects)[0]].name
+    config = make_config("[pypi_assets]\nmax_rate_wait = 5\n")
+    assert config.max_rate_wait == 5.0
+
+    async def main() -> None:
+        cfg = ClientConfig(upstream=fake.url, max_retry_after=config.max_rate_wait)
+        async with PyPIClient(cfg) as c:
+            await c.project_json(name)
+            await c.project_json(name)
+
+    with pytest.raises(RateLimited, match=r"longer than max_rate_wait \(5 s\)"):
+        asyncio.run(main())
+    assert fake.counts["api-limited"] == 1
+
+
 def test_changelog_is_paged_to_the_last_serial(fake: FakeUpstream) -> None:
     fake.configure(changelog_cap=4)  # smaller than the client's page: paging goes on
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pypi_assets.cli import _print_report
 from pypi_assets.fake import FakeUpstream
 from pypi_assets.pypi import ClientConfig, PyPIClient
 from pypi_assets.pypi.fetch import fetch_project
@@ -202,6 +203,40 @@ def test_sdist_pkg_info_is_compared_with_the_version_json(fake: FakeUpstream) ->
     assert state.compared == sum(
         1 for r in fake.index.releases(name).values() for f in r.files if f.packagetype == "sdist"
     )
+
+
+def test_the_run_report_counts_sdists_whose_pkg_info_differs_from_the_version_json(
+    fake: FakeUpstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An sdist re-uploaded with other metadata: its PKG-INFO says one thing, its release's
+    version JSON (the first upload's) another. The report counts it, by field."""
+    rel = fake.index.add_release(sorted(fake.index.projects)[2], "9.0.0", wheels=1)
+    rel.info["summary"] = "what the first upload said"
+    rel.info["author"] = "someone else"
+    sdists = sum(
+        1
+        for n in fake.index.projects
+        for r in fake.index.releases(n).values()
+        for f in r.files
+        if f.packagetype == "sdist"
+    )
+    report = sync(fake, tmp_path / "m.duckdb")
+    assert report.ok
+    got = report.summary()["pkg_info_vs_version_json"]
+    assert got == {"compared": sdists, "differing": 1, "fields": {"author": 1, "summary": 1}}
+    _print_report(report, as_json=False)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("PKG-INFO vs"))
+    assert line.split()[3:] == [
+        str(sdists),
+        "sdists",
+        "compared,",
+        "1",
+        "differ",
+        "(author",
+        "1,",
+        "summary",
+        "1)",
+    ]
 
 
 def test_pkg_info_scan_cap_falls_back_to_the_version_json(fake: FakeUpstream) -> None:

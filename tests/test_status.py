@@ -149,7 +149,7 @@ def test_archive_quarantine_and_clear(tmp_path: Path) -> None:
         db = web.parent / "m.duckdb"
         assert table(db, f"SELECT status FROM projects WHERE name = '{name}'") == [("active",)]
         time.sleep(cadence)
-        _sync(up, web, config)  # a first cadence: the pages the fetch read without an ETag
+        _sync(up, web, config)  # a first cadence
         serial = up.index.serial
         assert not up.index.set_status(name, "archived", "moved to b")  # not journaled
         assert up.index.serial == serial
@@ -201,6 +201,31 @@ def test_no_poll_before_the_cadence(tmp_path: Path) -> None:
         report = _sync(up, web, make_config(), refresh_statuses=True)  # now, whatever the cadence
         assert report.statuses is not None and report.statuses.statuses == {name: "archived"}
         assert _page(web, name)["project-status"] == {"status": "archived"}
+
+
+def test_the_first_poll_after_a_sync_is_all_304(tmp_path: Path) -> None:
+    """The fetch records the ETag of each page it reads (the project page and the version
+    JSONs), so the first status poll after a sync is conditional throughout: the fake
+    answers 304 to every page the sync read. (A release with no files is not read by the
+    sync, so its JSON is the one page the poll reads in full.)"""
+    web = tmp_path / "web"
+    with FakeUpstream(FakeIndex.generate(4)) as up:
+        _sync(up, web, make_config())
+        etags = table(web.parent / "m.duckdb", "SELECT path, etag FROM upstream_etags")
+        assert sum(p.startswith("/simple/") for p, _e in etags) == 4
+        assert all(e for _p, e in etags), etags
+        releases = [r for n in up.index.projects for r in up.index.releases(n).values()]
+        unread = sum(not r.files for r in releases)
+        up.reset_counts()
+        report = _sync(up, web, make_config(), refresh_statuses=True)
+        st = report.statuses
+        assert st is not None and st.polled == 4
+        pages = 4 + len(releases)
+        assert up.counts["simple-project"] == 4 and st.requests == pages
+        assert up.state.statuses[304] == pages - unread == len(etags)
+        # the rest: the one uncached XML-RPC call, and the JSON of releases without files
+        assert up.state.statuses[200] == 1 + unread and up.counts["xmlrpc"] == 1
+        assert st.not_modified == pages - unread
 
 
 def _upstream_json(client: httpx.Client, path: str) -> Any:

@@ -1,6 +1,8 @@
 """How the fake upstream behaves: Warehouse of 2026 (a cached root that lags, rate-limited
 XML-RPC, JSON API redirects to the display name) and the ways proxies fall short of it.
-Every switch defaults to the behaviour the fake had before it existed."""
+The defaults are today's Warehouse: the ``/simple/`` root is the CDN's copy (taken at its
+first request, kept a day, or until :meth:`FakeUpstream.purge_root`); project pages, the JSON
+API and XML-RPC are live. The switches for falling short are off by default."""
 
 from __future__ import annotations
 
@@ -17,15 +19,23 @@ _PEP658 = ("advertised", "unadvertised", "absent")
 class Switches:
     """The fake's behaviour. Set them with :meth:`FakeUpstream.configure`."""
 
-    #: the ``/simple/`` root (both forms, and its serial) is a frozen copy, as behind the CDN
-    cached_root: bool = False
-    #: with ``cached_root``, the copy refreshes by itself after this many seconds (~86400
-    #: on pypi.org); ``None``: only :meth:`FakeUpstream.purge_root` refreshes it
-    root_max_age: float | None = None
+    #: the ``/simple/`` root (both forms, and its serial) is a frozen copy, as behind the CDN:
+    #: taken at the root's first request (or when this is set to ``True``), lagging after it;
+    #: ``False``: a live root (an idealised upstream)
+    cached_root: bool = True
+    #: with ``cached_root``, the copy refreshes by itself after this many seconds (about a
+    #: day on pypi.org); ``None``: only :meth:`FakeUpstream.purge_root` refreshes it
+    root_max_age: float | None = 86_400.0
     #: XML-RPC calls allowed per window: ``(calls, seconds)``; ``None``: unlimited
     xmlrpc_limit: tuple[int, float] | None = None
     #: over the limit, answer an XML-RPC fault inside a 200 instead of HTTP 429
     xmlrpc_limit_fault: bool = False
+    #: requests allowed per window on the JSON API and the simple pages (root included):
+    #: ``(calls, seconds)``, then HTTP 429 until the window resets; ``None``: unlimited
+    api_limit: tuple[int, float] | None = None
+    #: the ``api_limit`` 429 says its wait in ``Retry-After``; off: only in the body, as
+    #: Warehouse's "Limit may reset in N seconds"
+    api_limit_retry_after: bool = True
     #: rows per ``changelog_since_serial`` reply (Warehouse: 50,000)
     changelog_cap: int = 50_000
     #: the JSON API redirects every name but the display name to it, as Warehouse does
@@ -52,7 +62,7 @@ class Switches:
         for key, value in changes.items():
             if key not in names:
                 raise ValueError(f"unknown fake upstream switch {key!r}")
-            if key == "xmlrpc_limit" and value is not None:
+            if key in ("xmlrpc_limit", "api_limit") and value is not None:
                 calls, seconds = value
                 value = (int(calls), float(seconds))
             setattr(self, key, value)

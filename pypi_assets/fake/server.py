@@ -95,22 +95,28 @@ class _State:
     counts: Counter[str] = field(default_factory=Counter)
     per_project: Counter[tuple[str, str]] = field(default_factory=Counter)
     ranges: list[tuple[str, str]] = field(default_factory=list)  # (path, Range header) of files
+    #: answers sent, by HTTP status (``reset_counts`` clears them with the counts)
+    statuses: Counter[int] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     root_cache: dict[tuple[Any, ...], bytes] = field(default_factory=dict)
     switches: Switches = field(default_factory=Switches)
     root_snapshot: RootSnapshot | None = None
     xmlrpc_window: RateLimit | None = None
+    api_window: RateLimit | None = None
 
     # Lock order: the index's, then the state's.
     def configure(self, **changes: Any) -> None:
-        """Set :class:`Switches`. Turning ``cached_root`` on freezes the root now."""
+        """Set :class:`Switches`. Setting ``cached_root`` to ``True`` freezes the root now
+        (it is on by default, and then the copy is taken at the root's first request)."""
         with self.index.lock, self.lock:
-            was_cached = self.switches.cached_root
             self.switches.update(changes)
             if "xmlrpc_limit" in changes:
                 limit = self.switches.xmlrpc_limit
                 self.xmlrpc_window = RateLimit(*limit) if limit else None
-            if self.switches.cached_root and not was_cached:
+            if "api_limit" in changes:
+                api = self.switches.api_limit
+                self.api_window = RateLimit(*api) if api else None
+            if changes.get("cached_root"):
                 self.root_snapshot = self._snapshot(time.monotonic())
             elif not self.switches.cached_root:
                 self.root_snapshot = None
@@ -150,6 +156,16 @@ class _State:
         with self.lock:
             window = self.xmlrpc_window
             return None if window is None else window.take(time.monotonic())
+
+    def api_wait(self) -> int | None:
+        """``None`` when a JSON API or simple page request is within ``api_limit``; else
+        the seconds until it resets (the request is tallied under ``api-limited``)."""
+        with self.lock:
+            window = self.api_window
+            wait = None if window is None else window.take(time.monotonic())
+            if wait is not None:
+                self.counts["api-limited"] += 1
+            return wait
 
 
 class FakeUpstream:
@@ -199,14 +215,15 @@ class FakeUpstream:
         with self.state.lock:
             self.state.counts.clear()
             self.state.per_project.clear()
+            self.state.statuses.clear()
 
     def total_requests(self) -> int:
-        """Requests answered; the ``redirect`` and ``xmlrpc-limited`` tallies, which count
-        some of the same requests again, are left out."""
+        """Requests answered; the ``redirect``, ``xmlrpc-limited`` and ``api-limited``
+        tallies, which count some of the same requests again, are left out."""
         return sum(
             n
             for key, n in self.state.counts.items()
-            if not key.startswith("redirect") and key != "xmlrpc-limited"
+            if not key.startswith("redirect") and key not in ("xmlrpc-limited", "api-limited")
         )
 
     @property
@@ -316,6 +333,10 @@ _ROUTES = (
 )
 
 
+#: The routes ``api_limit`` applies to: the JSON API and the simple pages.
+_API_ROUTES = frozenset({"simple-root", "simple-project", "project-json", "version-json"})
+
+
 class _Handler(BaseHTTPRequestHandler):
     state: _State
     protocol_version = "HTTP/1.1"
@@ -359,6 +380,8 @@ class _Handler(BaseHTTPRequestHandler):
         etag = None
         if status == 200 and self.command in ("GET", "HEAD") and _CONDITIONAL.match(ctype):
             etag, status = self._conditional(body)
+        with self.state.lock:
+            self.state.statuses[status] += 1
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         if self.state.switches.serial_headers:
@@ -539,7 +562,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.state.latency:
             time.sleep(self.state.latency)
         fault = self._fault(path)
-        if self._early_fault(fault):
+        if self._early_fault(fault) or self._api_limited(route):
             return
         if route == "xmlrpc":
             self._xmlrpc_gate(fault)
@@ -549,6 +572,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found()
         else:
             self._serve(route, match, fault)
+
+    def _api_limited(self, route: str) -> bool:
+        """Over ``api_limit`` on the JSON API or a simple page: answer 429 (``True``)."""
+        if route not in _API_ROUTES:
+            return False
+        wait = self.state.api_wait()
+        if wait is None:
+            return False
+        message = f"Too many requests. Limit may reset in {wait} seconds."
+        retry_after = self.state.switches.api_limit_retry_after
+        headers = {"Retry-After": str(wait)} if retry_after else {}
+        self._send(429, message.encode(), "text/plain", headers=headers)
+        return True
 
     def _serve(self, route: str, match: re.Match[str], fault: Fault | None) -> None:
         if route == "simple-project":

@@ -124,6 +124,7 @@ KNOWN_KEYS: dict[str, frozenset[str] | None] = {
             "xmlrpc_calls_per_hour",
             "reconcile_interval",
             "blob_retention",
+            "max_rate_wait",
         }
     ),
 }
@@ -350,6 +351,14 @@ class MirrorConfig:
         return DEFAULT_XMLRPC_CALLS_PER_HOUR if raw is None else _parse_limit("", raw)
 
     @property
+    def max_rate_wait(self) -> float:
+        """Seconds one wait for upstream's rate limit (HTTP 429 on any request, or an
+        XML-RPC fault saying so) may last; a longer one stops the run (exit 3). Every wait
+        also ends within the request's ``global-timeout`` and the run's ``run_timeout``."""
+        raw = self.get("pypi_assets", "max_rate_wait")
+        return DEFAULT_MAX_RATE_WAIT if raw is None else parse_duration(raw)
+
+    @property
     def reconcile_interval(self) -> float:
         """Seconds between two reconciliations with the full root listing (which catch what
         the changelog cannot say); between them, changes come from the changelog alone."""
@@ -390,6 +399,7 @@ LIMIT_DEFAULTS: dict[str, int] = {
 DEFAULT_MAX_REMOVED_SHARE = 0.05
 DEFAULT_XMLRPC_CALLS_PER_HOUR = 600
 DEFAULT_RECONCILE_INTERVAL = 86_400.0  # daily
+DEFAULT_MAX_RATE_WAIT = 300.0  # one wait for upstream's rate limit, at most
 #: ``[pypi_assets] status_poll_interval``'s default: a day
 DEFAULT_STATUS_POLL_INTERVAL = 86_400.0
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -726,6 +736,7 @@ VALIDATORS: tuple[tuple[str, str, Validator], ...] = (
     ("pypi_assets", "xmlrpc_calls_per_hour", _limit("xmlrpc_calls_per_hour")),
     ("pypi_assets", "reconcile_interval", _duration),
     ("pypi_assets", "blob_retention", _retention),
+    ("pypi_assets", "max_rate_wait", _duration),
 )
 _NAMED = {(section, key) for section, key, _check in VALIDATORS if key != ANY_KEY}
 

@@ -207,6 +207,16 @@ def _retry_after(value: str | None, cap: float) -> float | None:
     return max(0.0, min(seconds, cap))
 
 
+def rate_limit_delay(headers: httpx.Headers, body: bytes | bytearray = b"") -> float:
+    """The wait a 429 asks for: its ``Retry-After`` (seconds or an HTTP-date), else
+    Warehouse's "Limit may reset in N seconds" in the body, else :data:`DEFAULT_RATE_WAIT`."""
+    header = _retry_after(headers.get("Retry-After"), math.inf)
+    if header is not None:
+        return header
+    wait = rate_limit_wait(bytes(body[:4000]).decode("utf-8", "replace"))
+    return DEFAULT_RATE_WAIT if wait is None else wait
+
+
 def ssl_context() -> ssl.SSLContext:
     """The operating system's trust store (plus SSL_CERT_FILE if set), like pip and curl use,
     so a site's own CA (for example a TLS-inspecting proxy) is honoured."""
@@ -252,6 +262,18 @@ def _inflate_into(body: bytearray, inflate: Any, raw: bytes | None, cap: int, ur
         data = inflate.unconsumed_tail
         if not out and data:  # no progress: bytes after the end of the stream
             raise InvalidResponse(f"{url}: corrupt compressed body (trailing bytes)")
+
+
+async def _first_bytes(resp: httpx.Response, limit: int = 4000) -> bytes:
+    """At most ``limit`` bytes of a streamed body (a 429's message), as sent."""
+    if resp.is_stream_consumed:
+        return resp.content[:limit]
+    head = bytearray()
+    async for raw in resp.aiter_raw():
+        head += raw
+        if len(head) >= limit:
+            break
+    return bytes(head[:limit])
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
@@ -301,6 +323,9 @@ class _Again:
     reason: str
     delay: float | None = None
     stale: bool = False
+    #: upstream's rate limit (HTTP 429): wait ``delay`` (:meth:`PyPIClient._rate_wait`);
+    #: it does not count against ``retries``, at most ``MAX_RATE_WAITS`` times a request
+    rate: bool = False
 
 
 @dataclass(slots=True)
@@ -574,7 +599,7 @@ class PyPIClient:
         async def attempt() -> Fetched | _Again:
             got = await self._once(method, url, headers, content, gated)
             if got.status not in ok:
-                return self._judge(url, got.status, got.headers)
+                return self._judge(url, got.status, got.headers, got.body)
             return _fresh(got, url, expected_serial, stale)
 
         return await self._retrying(kind, url, attempt, whole=True)
@@ -604,18 +629,20 @@ class PyPIClient:
             sent = {"Accept-Encoding": "identity", **headers()}
             async with self._open("GET", url, sent, None) as (final, resp):
                 if resp.status_code not in ok:
-                    return self._judge(final, resp.status_code, resp.headers)
+                    head = await _first_bytes(resp) if resp.status_code == 429 else b""
+                    return self._judge(final, resp.status_code, resp.headers, head)
                 return None if await receive(resp, final) else _Again("truncated body")
 
         await self._retrying(kind, url, attempt, whole=False)
 
-    def _judge(self, url: str, status: int, headers: httpx.Headers) -> _Again:
+    def _judge(
+        self, url: str, status: int, headers: httpx.Headers, body: bytes | bytearray = b""
+    ) -> _Again:
         """An answer whose status was not asked for: raise, or say why to try again."""
         if status == 404 or status == 410:
             raise NotFound(f"{url}: {status} Not Found")
         if status == 429:
-            delay = _retry_after(headers.get("Retry-After"), self.config.max_retry_after)
-            return _Again("429 Too Many Requests", delay)
+            return _Again("429 Too Many Requests", rate_limit_delay(headers, body), rate=True)
         if status in _RETRY_STATUS:
             return _Again(f"HTTP {status}")
         raise UpstreamError(f"{url}: unexpected HTTP {status}")
@@ -637,7 +664,7 @@ class PyPIClient:
         run's bound (:meth:`time_left`) bounds all. Each attempt made counts under ``kind``.
         """
         cfg = self.config
-        tries = 0
+        tries = rate_waits = 0
         deadline: float | None = None
         while True:
             try:
@@ -668,10 +695,25 @@ class PyPIClient:
             if again.stale:
                 await self._sleep(again.delay or 0.0, deadline, url)
                 self.stats.retries += 1
+            elif again.rate:
+                rate_waits += 1
+                await self._rate_limited(url, again.delay or 0.0, rate_waits, deadline)
             else:
                 tries = await self._retry_or_give_up(
                     url, tries, again.reason, again.delay, deadline
                 )
+
+    async def _rate_limited(
+        self, url: str, seconds: float, waits: int, deadline: float | None
+    ) -> None:
+        """Upstream's rate limit answered a request (HTTP 429): wait as it asks, within
+        :meth:`_rate_wait`'s bounds and the request's ``deadline``; else
+        :class:`RateLimited`. Counted in ``stats`` (``rate_limited``, ``rate_wait_seconds``)."""
+        self.stats.rate_limited += 1
+        if waits > MAX_RATE_WAITS:
+            raise RateLimited(f"{url}: still rate limited after {MAX_RATE_WAITS} waits")
+        await self._rate_wait(seconds, url, deadline)
+        self.stats.retries += 1
 
     def _deadline_passed(self, url: str, attempt: int, last: str) -> None:
         run = self.config.run_timeout
@@ -750,10 +792,7 @@ class PyPIClient:
             self.xmlrpc_missing = f"{got.url}: the upstream offers no XML-RPC (HTTP {got.status})"
             raise XmlRpcUnavailable(self.xmlrpc_missing)
         if got.status == 429:
-            text = bytes(got.body[:4000]).decode("utf-8", "replace")
-            header = _retry_after(got.headers.get("Retry-After"), math.inf)
-            wait = header if header is not None else rate_limit_wait(text)
-            return (DEFAULT_RATE_WAIT if wait is None else wait), None
+            return rate_limit_delay(got.headers, got.body), None
         try:
             return None, loads_response(got.body)
         except XmlRpcError as exc:
@@ -762,13 +801,16 @@ class PyPIClient:
                 raise UpstreamError(f"{method}: {exc}") from exc
             return wait, None
 
-    async def _rate_wait(self, seconds: float, what: str) -> None:
+    async def _rate_wait(self, seconds: float, what: str, deadline: float | None = None) -> None:
         """Wait ``seconds`` for a rate limit to reset, if the run may: at most
-        ``max_retry_after``, and ending before the run's bound (``run_timeout``). Else
+        ``max_retry_after`` (``[pypi_assets] max_rate_wait``), ending before the request's
+        ``deadline`` (its ``total_timeout``) and the run's bound (``run_timeout``). Else
         :class:`RateLimited`, raised before the caller has changed anything."""
         cfg = self.config
         if seconds > cfg.max_retry_after:
-            bound = f"max_retry_after ({cfg.max_retry_after:g} s)"
+            bound = f"max_rate_wait ({cfg.max_retry_after:g} s)"
+        elif deadline is not None and time.monotonic() + seconds >= deadline:
+            bound = f"the request's global-timeout ({cfg.total_timeout:g} s)"
         elif time.monotonic() + seconds >= self._run_deadline:
             bound = f"the run's run_timeout ({cfg.run_timeout:g} s)"
         else:
@@ -1011,4 +1053,10 @@ def page_from(got: Fetched, name: str) -> SimpleProjectPage:
         raise UpstreamError(f"{got.url}: {exc}") from exc
     if page.serial is None:
         page.serial = got.serial
+    page.etag = usable_etag(got.headers.get("ETag"))
     return page
+
+
+def usable_etag(value: str | None) -> str | None:
+    """An ``ETag`` fit to be stored and sent back (ASCII, at most 256 characters), or ``None``."""
+    return value if value and len(value) <= 256 and value.isascii() else None

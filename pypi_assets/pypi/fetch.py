@@ -303,7 +303,8 @@ async def _page_files(
     if parsed.notes is not None:  # PEP 792, for sync/status.py
         parsed.notes.confirmed = True
         parsed.notes.status = (page.status, page.status_reason, page.serial)
-        parsed.notes.etags[f"/simple/{canonical(name)}/"] = (None, "")  # read; ETag unknown
+        # its ETag: the status poll's first If-None-Match, so a poll right after is a 304
+        parsed.notes.etags[f"/simple/{canonical(name)}/"] = (None, page.etag or "")
     try:
         parsed.provenance = page_provenance(page, page_url)
         parsed.files = files_from_page(
@@ -428,6 +429,7 @@ def _compare_sdists(client: PyPIClient, plan: Plan, bodies: Bodies) -> None:
         state.compared += 1
         differs = [k for k in _COMPARED if (fields.get(k) or None) != (expected.get(k) or None)]
         state.differences.update(differs)
+        state.differing += bool(differs)
         if differs:
             log.info("%s: PKG-INFO differs from the version JSON on %s", f.filename, differs)
 

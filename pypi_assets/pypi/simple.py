@@ -186,6 +186,9 @@ class SimpleProjectPage:
     #: PEP 792 (API 1.4): ``project-status`` / ``pypi:project-status``; ``None``: not given
     status: str | None = None
     status_reason: str | None = None
+    #: the answer's ``ETag`` (checked: ASCII, at most 256 characters), for a later
+    #: conditional request (the status poll's ``If-None-Match``); ``None``: none given
+    etag: str | None = None
 
 
 #: PEP 792's statuses. Another well-formed one (a later PEP's) is kept as upstream gives it.

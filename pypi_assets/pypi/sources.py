@@ -53,6 +53,16 @@ class OwnMetadataState:
     probe_misses: int = 0
     probe: asyncio.Lock = field(default_factory=asyncio.Lock)
     costs: SourceCosts = field(default_factory=SourceCosts)
-    #: sdists whose PKG-INFO was compared with their version JSON, and the fields that differed
+    #: sdists whose PKG-INFO was compared with their version JSON, how many differed on at
+    #: least one field, and per field how many differed on it
     compared: int = 0
+    differing: int = 0
     differences: Counter[str] = field(default_factory=Counter)
+
+    def comparison(self) -> dict[str, Any]:
+        """The run's PKG-INFO-versus-version-JSON comparison, for its report."""
+        return {
+            "compared": self.compared,
+            "differing": self.differing,
+            "fields": dict(sorted(self.differences.items())),
+        }

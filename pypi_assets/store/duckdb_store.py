@@ -618,12 +618,15 @@ class MetadataStore:
             con.execute("DROP TABLE _chg2")
 
     def remove_from_listing(self, names: Sequence[str]) -> None:
+        """Unlist ``names``; what is not listed is not selected either (a cached root may
+        have listed, and so selected, a project the changelog then says is gone)."""
         if names:
             with self.transaction() as con:
-                con.execute(
-                    "DELETE FROM upstream_projects WHERE name IN (SELECT unnest($1::VARCHAR[]))",
-                    [list(names)],
-                )
+                for table in ("upstream_projects", "selected_projects"):
+                    con.execute(
+                        f"DELETE FROM {table} WHERE name IN (SELECT unnest($1::VARCHAR[]))",
+                        [list(names)],
+                    )
 
     def add_selected(self, names: Sequence[str]) -> None:
         if names:

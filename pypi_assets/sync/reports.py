@@ -82,6 +82,9 @@ class SyncReport:
     listing: str = ""
     resolve_serials: bool = False  # (the run's own bookkeeping: see update_listing)
     statuses: StatusReport | None = None  # the status poll (sync/status.py)
+    #: sdists whose own PKG-INFO was compared with their release's version JSON, how many
+    #: differ, and by field (``OwnMetadataState.comparison``)
+    pkg_info_vs_version_json: dict[str, Any] = field(default_factory=dict)
 
     def _phase(self, name: str, since: float) -> float:
         now = time.perf_counter()
@@ -137,6 +140,9 @@ class SyncReport:
             "removed": len(r.removed),
             "failed": sorted(r.failed),
             "requests": self.requests.get("total_requests", 0),
+            # upstream's rate limits met (HTTP 429, XML-RPC faults, the call budget), waited out
+            "rate_limited": self.requests.get("rate_limited", 0),
+            "rate_wait_seconds": self.requests.get("rate_wait_seconds", 0.0),
             "seconds": round(self.seconds, 3),
             "phase_seconds": self.phases,
             "snapshot": self.snapshot,
@@ -150,6 +156,7 @@ class SyncReport:
                 else {}
             ),
             "metadata_sources": self.metadata_sources,
+            "pkg_info_vs_version_json": self.pkg_info_vs_version_json,
             **{f"rows_{k}": v for k, v in self.counts.items()},
             **({"statuses": self.statuses.summary()} if self.statuses is not None else {}),
         }
@@ -162,3 +169,4 @@ class WindowReport:
     relisted: bool
     refresh: RefreshReport
     requests: dict[str, Any]
+    pkg_info_vs_version_json: dict[str, Any] = field(default_factory=dict)

@@ -87,7 +87,8 @@ async def refresh_window(
     await close_dependencies(client, store, config, refresh, progress=progress)
     if client.xmlrpc_missing is None and store.known_serial() > 0:
         store.resolve_listing_serials()  # the changelog is followed: see update_listing
-    return WindowReport(key, reached, relisted, refresh, client.stats.as_dict())
+    stats, compared = client.stats.as_dict(), client.own_metadata.comparison()
+    return WindowReport(key, reached, relisted, refresh, stats, compared)
 
 
 async def refresh_windows(
@@ -470,6 +471,7 @@ async def run_sync(
                 client, store, config, plan, serial, report, refresh_statuses, progress
             ):
                 report.requests = client.stats.as_dict()
+                report.pkg_info_vs_version_json = client.own_metadata.comparison()
                 _report_up_to_date(store, report, serial, progress)
                 report.seconds = time.perf_counter() - started
                 return report
@@ -486,6 +488,7 @@ async def run_sync(
             )
             await _files_and_index(client, store, config, plan, report, progress)
             report.requests = client.stats.as_dict()
+            report.pkg_info_vs_version_json = client.own_metadata.comparison()
         _publish_run(store, report, serial, plan.state, progress)
     report.seconds = time.perf_counter() - started
     progress("done", 1, 1, "")

@@ -230,6 +230,7 @@ def client_config(settings: Settings, config: MirrorConfig, **overrides: Any) ->
         "max_files_per_release": config.max_files_per_release,
         "max_pkg_info_scan": config.max_pkg_info_scan,
         "xmlrpc_budget": config.xmlrpc_calls_per_hour,
+        "max_retry_after": config.max_rate_wait,
     }
     if settings.backoff is not None:
         values["backoff"] = settings.backoff

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..filters.config import DEFAULT_STATUS_POLL_INTERVAL
 from ..pypi import PyPIClient
-from ..pypi.client import Fetched, page_from, quote_version
+from ..pypi.client import Fetched, page_from, quote_version, usable_etag
 from ..pypi.errors import InvalidData, NotFound, UpstreamError
 from ..pypi.names import canonical
 from ..pypi.records import ProjectNotes
@@ -119,8 +119,7 @@ async def _get(
 
 
 def _etag(got: Fetched) -> str | None:
-    value = got.headers.get("ETag")
-    return value if value and len(value) <= 256 and value.isascii() else None
+    return usable_etag(got.headers.get("ETag"))
 
 
 def _parse_page(got: Fetched, name: str) -> tuple[str | None, str | None, int | None]:

@@ -178,9 +178,14 @@ def _window_metadata(
         "relisted": window.relisted,
         "changes": _changes(window),
         "metadata_sources": dg.MetadataValue.json(sources),
+        # sdists whose own PKG-INFO differs from their release's version JSON, by field
+        "pkg_info_differing": window.pkg_info_vs_version_json.get("differing", 0),
+        "pkg_info_vs_version_json": dg.MetadataValue.json(window.pkg_info_vs_version_json),
         "requests": stats["total_requests"],
         "requests_by_kind": dg.MetadataValue.json(stats["requests"]),
         "request_seconds": dg.MetadataValue.json(stats["request_seconds"]),
+        "rate_limited": stats["rate_limited"],
+        "rate_wait_seconds": stats["rate_wait_seconds"],
         **{f"rows_{k}": v for k, v in counts.items()},
     }
 
