@@ -117,20 +117,31 @@ def _ensure_tables(cur: duckdb.DuckDBPyConnection) -> bool:
     return created
 
 
-def _changed_keys(
-    cur: duckdb.DuckDBPyConnection, work: str, table: Table, key: str, dirty: list[str] | None
-) -> list[str]:
-    """The projects (of ``dirty``; ``None``: all) whose rows in ``table`` differ between the
-    working database and the lake, as multisets."""
+def _difference(table: Table, key: str, work: str, scoped: bool) -> str:
+    """SQL: ``(table name, project)`` of the projects whose rows in ``table`` differ between
+    the working database and the lake, as multisets (``$1``: the projects, when ``scoped``)."""
     cols = ", ".join(table.names)
-    where = "" if dirty is None else f"WHERE {key} IN (SELECT unnest($1::VARCHAR[]))"
+    where = f"WHERE {key} IN (SELECT unnest($1::VARCHAR[]))" if scoped else ""
     mine = f"SELECT {cols} FROM {work}.main.{table.name} {where}"
     theirs = f"SELECT {cols} FROM {_W}.main.{table.name} {where}"
-    sql = (
-        f"SELECT DISTINCT {key} FROM (({mine} EXCEPT ALL {theirs}) "
+    return (
+        f"SELECT DISTINCT '{table.name}' AS t, {key} AS k FROM (({mine} EXCEPT ALL {theirs}) "
         f"UNION ALL ({theirs} EXCEPT ALL {mine}))"
     )
-    return sorted(r[0] for r in cur.execute(sql, [] if dirty is None else [dirty]).fetchall())
+
+
+def _changed_keys(
+    cur: duckdb.DuckDBPyConnection, work: str, dirty: list[str] | None
+) -> dict[str, list[str]]:
+    """For every published table, the projects (of ``dirty``; ``None``: all) whose rows
+    differ between the working database and the lake: one statement for all of them."""
+    if dirty is not None and not dirty:
+        return {t.name: [] for t, _ in PUBLISHED}
+    sql = " UNION ALL ".join(_difference(t, key, work, dirty is not None) for t, key in PUBLISHED)
+    out: dict[str, list[str]] = {t.name: [] for t, _ in PUBLISHED}
+    for name, k in cur.execute(sql, [] if dirty is None else [dirty]).fetchall():
+        out[name].append(k)
+    return {name: sorted(keys) for name, keys in out.items()}
 
 
 def _replace_rows(
@@ -225,7 +236,7 @@ def _publish(
         fresh = _has_no_snapshot(cur)
         full = asked_full or created or fresh
         scope = None if full else dirty
-        changed = {t.name: _changed_keys(cur, work, t, key, scope) for t, key in PUBLISHED}
+        changed = _changed_keys(cur, work, scope)
         touched = sorted({n for names in changed.values() for n in names})
         previous = lake_snapshots(cur, _W)
         record_history(cur, work, _W, changed, serial, previous[-1][2] if previous else None)
@@ -276,9 +287,7 @@ class LakeMismatch(RuntimeError):
 
 
 def _check(cur: duckdb.DuckDBPyConnection, work: str) -> None:
-    differ = {
-        t.name: keys for t, key in PUBLISHED if (keys := _changed_keys(cur, work, t, key, None))
-    }
+    differ = {name: keys for name, keys in _changed_keys(cur, work, None).items() if keys}
     if differ:
         raise LakeMismatch(f"the lake differs from the working database: {differ}")
 
@@ -330,11 +339,13 @@ def lake_tables() -> tuple[str, ...]:
     return (*(t.name for t, _ in PUBLISHED), META.name, *(t.name for t in HISTORY_TABLES))
 
 
-def reader_views(con: duckdb.DuckDBPyConnection, alias: str) -> None:
-    """Name each table of the attached lake ``alias`` in ``con``'s own catalog, then define
-    the analysts' views over them: queries read as they read the working database."""
+def reader_views(con: duckdb.DuckDBPyConnection, alias: str, version: int | None) -> None:
+    """Name each table of the attached lake ``alias`` in ``con``'s own catalog, as of snapshot
+    ``version`` (``None``: whichever is newest when a query starts), then define the
+    analysts' views over them: queries read as they read the working database."""
+    at = "" if version is None else f" AT (VERSION => {int(version)})"
     for name in lake_tables():
-        con.execute(f"CREATE OR REPLACE VIEW main.{name} AS SELECT * FROM {alias}.main.{name}")
+        con.execute(f"CREATE OR REPLACE VIEW main.{name} AS SELECT * FROM {alias}.main.{name}{at}")
     for sql in READER_VIEWS:
         con.execute(sql)
 

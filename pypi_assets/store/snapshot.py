@@ -77,30 +77,6 @@ def snapshots(
         con.close()
 
 
-def _version(con: duckdb.DuckDBPyConnection, loc: LakeLocation, serial: int) -> int:
-    attach_lake(con, loc, "__catalog", read_only=True)
-    try:
-        snaps = lake_snapshots(con, "__catalog")
-    finally:
-        con.execute("DETACH __catalog")
-    version = version_at(snaps, serial)
-    if version is None:
-        first = f"; the first is at serial {snaps[0][2]}" if snaps else ""
-        raise SnapshotNotFound(f"no snapshot at or before serial {serial}{first}")
-    return version
-
-
-def _latest(con: duckdb.DuckDBPyConnection, loc: LakeLocation) -> int:
-    attach_lake(con, loc, "__catalog", read_only=True)
-    try:
-        snaps = lake_snapshots(con, "__catalog")
-    finally:
-        con.execute("DETACH __catalog")
-    if not snaps:
-        raise SnapshotNotFound(f"the lake at {loc.catalog} has no snapshot yet")
-    return snaps[-1][0]
-
-
 def connect(
     db_path: str | Path,
     *,
@@ -122,17 +98,11 @@ def connect(
         )
     con = duckdb.connect()
     try:
-        if isinstance(as_of, datetime):
-            attach_lake(con, loc, "lake", read_only=True, at_time=as_of)
-        elif as_of is not None:
-            attach_lake(con, loc, "lake", read_only=True, version=_version(con, loc, int(as_of)))
-        elif follow:
-            attach_lake(con, loc, "lake", read_only=True)
-        else:
-            attach_lake(con, loc, "lake", read_only=True, version=_latest(con, loc))
-        if not lake_snapshots(con, "lake"):
+        attach_lake(con, loc, "lake", read_only=True)
+        snaps = lake_snapshots(con, "lake")
+        if not snaps:
             raise SnapshotNotFound(f"the lake at {loc.catalog} has no snapshot yet")
-        reader_views(con, "lake")
+        reader_views(con, "lake", None if follow else _pick(snaps, as_of))
     except duckdb.Error as exc:
         con.close()
         raise SnapshotNotFound(f"cannot open a snapshot ({str(exc).splitlines()[0]})") from exc
@@ -140,6 +110,28 @@ def connect(
         con.close()
         raise
     return con
+
+
+def _pick(snaps: list[tuple[int, datetime, int]], as_of: AsOf | None) -> int:
+    """The version of the snapshot current at ``as_of`` (``None``: the newest)."""
+    if as_of is None:
+        return snaps[-1][0]
+    if isinstance(as_of, datetime):
+        if as_of.tzinfo is None:
+            raise SnapshotNotFound(f"{as_of.isoformat()}: a time needs its UTC offset")
+        older = [v for v, t, _s in snaps if t <= as_of]
+        if not older:
+            raise SnapshotNotFound(
+                f"no snapshot at or before {as_of.isoformat()}; the first is at "
+                f"{snaps[0][1].isoformat()}"
+            )
+        return older[-1]
+    version = version_at(snaps, int(as_of))
+    if version is None:
+        raise SnapshotNotFound(
+            f"no snapshot at or before serial {int(as_of)}; the first is at serial {snaps[0][2]}"
+        )
+    return version
 
 
 def export_snapshot(
@@ -161,7 +153,7 @@ def export_snapshot(
     try:
         src.execute(f"ATTACH {sql_literal(str(tmp))} AS __out")
         for name in lake_tables():
-            src.execute(f"CREATE TABLE __out.main.{name} AS SELECT * FROM lake.main.{name}")
+            src.execute(f"CREATE TABLE __out.main.{name} AS SELECT * FROM memory.main.{name}")
             row = src.execute(f"SELECT count(*) FROM __out.main.{name}").fetchone()
             counts[name] = int(row[0]) if row else 0
         _copy_views(src)
