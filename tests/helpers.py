@@ -24,6 +24,18 @@ __all__ = ["FAST", "PYTHON", "dump", "loopback_only", "make_config", "sync", "ta
 #: The interpreter running the tests, for subprocesses.
 PYTHON = sys.executable
 
+#: docs/deploy.md, whose config blocks are validated and whose instance block is run
+DEPLOY_DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
+
+
+def deploy_instance_yaml() -> str:
+    """The text of deploy.md's Postgres instance block, as an operator would copy it."""
+    for body in re.findall(r"```yaml\n(.*?)```", DEPLOY_DOC.read_text(), re.S):
+        if body.startswith("# validate: instance\n"):
+            return str(body)
+    raise AssertionError("deploy.md has no instance block")
+
+
 #: Retries fast enough for tests; the semantics (counts, Retry-After) are unchanged.
 FAST = {"backoff": 0.01, "stale_delays": (0.01, 0.02), "read_timeout": 2.0, "connect_timeout": 2.0}
 

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 from dagster._config import validate_config
 from dagster._core.instance.config import dagster_instance_config_schema
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "deploy.md"
-
-
-def deploy_instance_yaml() -> str:
-    """The text of deploy.md's Postgres instance block, as an operator would copy it."""
-    for body in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S):
-        if body.startswith("# validate: instance\n"):
-            return str(body)
-    raise AssertionError("deploy.md has no instance block")
+from .helpers import DEPLOY_DOC as DOC
 
 
 def _blocks() -> dict[str, Any]:

@@ -18,9 +18,8 @@ from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.store.snapshot import snapshot_serial
 from pypi_assets.sync.windows import keys_upto
 
-from .helpers import dump, sync
+from .helpers import deploy_instance_yaml, dump, sync
 from .pg_cluster import Cluster
-from .test_deploy_docs import deploy_instance_yaml
 from .webserver import Dagster, dagster_webserver
 
 WIDTH = 40

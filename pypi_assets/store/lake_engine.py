@@ -179,8 +179,10 @@ def load_lake_extensions(con: duckdb.DuckDBPyConnection, location: LakeLocation)
 
 
 def _write_ahead_log(path: Path) -> None:
-    """Put a SQLite catalog in WAL mode (a persistent setting of the file), so that readers
-    in other processes never block the writer's commit, nor it them."""
+    """Create a SQLite catalog in WAL mode (a persistent setting of the file), so that
+    readers in other processes never block the writer's commit, nor it them. Only while
+    the file is new: Python's SQLite is another copy of the library than DuckDB's, and two
+    copies holding one file in one process undo each other's POSIX locks."""
     try:
         con = sqlite3.connect(path, timeout=30)
         try:
@@ -221,7 +223,7 @@ def attach_lake(
     if path is not None and not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
         Path(location.data_path).mkdir(parents=True, exist_ok=True)
-        if location.kind == "sqlite":
+        if location.kind == "sqlite" and not path.exists():
             _write_ahead_log(path)
     con.execute(
         f"ATTACH {sql_literal('ducklake:' + location.catalog)} AS {alias} ({', '.join(options)})"
