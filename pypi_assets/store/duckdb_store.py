@@ -127,7 +127,13 @@ def is_storage_error(exc: BaseException) -> bool:
     text = str(exc)
     return isinstance(exc, duckdb.Error) and any(
         marker in text
-        for marker in ("No space left", "Could not write", "Could not read", "Disk full")
+        for marker in (
+            "No space left",
+            "Could not write",
+            "Could not read",
+            "Disk full",
+            "database or disk is full",  # SQLite's SQLITE_FULL (the lake's catalog)
+        )
     )
 
 

@@ -9,6 +9,7 @@ them, DuckDB's own ``INSTALL`` is tried (it needs internet).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import os
@@ -190,6 +191,8 @@ def _write_ahead_log(path: Path) -> None:
         finally:
             con.close()
     except sqlite3.Error as exc:
+        if "disk is full" in str(exc):  # a storage failure (exit 4), not a configuration one
+            raise OSError(errno.ENOSPC, f"No space left on device: {path}") from exc
         raise LakeUnavailable(f"lake catalog {path}: {exc}") from exc
 
 
