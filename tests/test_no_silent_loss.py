@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
+from pypi_assets.pypi.records import Project
 from pypi_assets.store import MetadataStore, lake, lake_dir
 from pypi_assets.store.snapshot import snapshot_serial
 from pypi_assets.store.snapshot import snapshots as snapshot_versions
@@ -459,3 +460,16 @@ def test_confirmed_removals_leave_the_index_and_a_narrowed_selection_is_reported
         assert not narrowed.ok and "(index)" in narrowed.failures
         assert (blobs / "simple" / names[4]).exists()
         assert not asyncio.run(run_sync(settings, config, client_overrides=FAST)).up_to_date
+
+
+def test_a_store_closed_under_a_batch_fails_the_run_not_its_projects(tmp_path: Path) -> None:
+    """A run that hits a full disk closes its store while other batches are still being
+    written; their 'connection closed' is the storage failure's echo, not each project's
+    fault (it used to print one warning per project of the batch, and record them failed)."""
+    store = MetadataStore(tmp_path / "m.duckdb")
+    store.close()
+    chunk = [Project(name=f"p{i}", display_name=f"p{i}", serial=i + 1) for i in range(3)]
+    report = metadata.RefreshReport()
+    with pytest.raises(duckdb.ConnectionException):
+        metadata._write(store, chunk, report)
+    assert report.failed == {}

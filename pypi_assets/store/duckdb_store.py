@@ -119,8 +119,11 @@ def _rename_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
 def is_storage_error(exc: BaseException) -> bool:
     """Whether a failure is the disk's or the database file's (full, unwritable,
     unreadable), not the data's or a bug's. DuckDB reports a full disk at commit time as a
-    transaction error, so the text is read too."""
+    transaction error, so the text is read too. A closed connection is not a project's
+    fault either: a write still in flight when a failing run closes its store sees one."""
     if isinstance(exc, OSError | duckdb.IOException | duckdb.PermissionException):
+        return True
+    if isinstance(exc, duckdb.ConnectionException):
         return True
     if isinstance(exc, duckdb.OutOfMemoryException | duckdb.FatalException):
         return True
