@@ -226,6 +226,47 @@ def test_removed_project_propagates_through_changelog(
     con.close()
 
 
+def _project_rows(db: Path, name: str) -> list[tuple[object, ...]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            "SELECT state, status, status_reason, "
+            "(SELECT count(*) FROM selected_files f WHERE f.project = p.name) "
+            "FROM projects p WHERE name = ?",
+            [name],
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_window_run_keeps_a_quarantined_project_as_a_sync_does(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Quarantine is journaled: its window run meets a project whose JSON answers 404 and
+    that the changelog may drop. As in ``sync``, its page is read: it stays stored, marked
+    quarantined (not ``missing`` or ``removed``), its stored files kept for the clear."""
+    monkeypatch.setenv("PYPI_ASSETS_WINDOW_WIDTH", str(WIDTH))
+    db, cli_db = tmp_path / "d.duckdb", tmp_path / "cli.duckdb"
+    instance = dg.DagsterInstance.ephemeral()
+    mirror = _mirror(fake, tmp_path, db)
+    _materialize_all_windows(fake, mirror, instance)
+    assert sync(fake, cli_db).ok
+    name = sorted(fake.index.projects)[3]
+    files = _project_rows(db, name)[0][3]
+    assert files > 0
+    for status, reason in (("quarantined", "malware report"), ("active", None)):
+        assert fake.index.set_status(name, status, reason)  # journaled
+        key = key_for(fake.index.serial, WIDTH)
+        instance.add_dynamic_partitions(serial_windows.name, [key])
+        r = dg.materialize(
+            [release_metadata], partition_key=key, resources={"mirror": mirror}, instance=instance
+        )
+        assert r.success
+        assert sync(fake, cli_db).ok
+        assert _project_rows(db, name) == _project_rows(cli_db, name)
+        assert _project_rows(db, name)[0] == ("ok", status, reason, files)
+
+
 def test_checks_pass_on_good_data_and_fail_on_bad(
     fake: FakeUpstream, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]

@@ -136,22 +136,25 @@ GARBAGE_ROOTS = {
 def test_garbage_listing_removes_nothing_then_heals(
     up: FakeUpstream, conf: Path, tmp_path: Path, garbage: str
 ) -> None:
-    """/simple/ answers 200 with garbage and XML-RPC fails: an upstream fault (exit 3), not
+    """/simple/ answers 200 with garbage and there is no XML-RPC: an upstream fault (exit 3), not
     an empty index. Nothing is removed, no index page deleted, no empty snapshot published,
     and ``verify --delete-unreferenced`` afterwards deletes nothing."""
     m = Mirror.new(tmp_path, "m")
     assert_exit(sync(up, m, conf), 0)
     up.index.add_release(projects_with_files(up)[0], "9.0")  # the upstream moved on
-    # XML-RPC fails below, so the serial comes from HEAD /simple/: purge the CDN's copy so
+    # XML-RPC is absent below (a proxy's 405: a failing one, a 500, stops the run before
+    # any listing is read), so the serial comes from HEAD /simple/: purge the CDN's copy so
     # it shows the move (this test is about a garbage listing, not the root's lag)
     up.purge_root()
     before = state(m)
     body, ctype = GARBAGE_ROOTS[garbage]
     up.add_fault(Fault(path=r"^/simple/?$", kind="body", body=body, ctype=ctype, times=MANY))
-    up.add_fault(Fault(path=r"^/(pypi|RPC2)/?$", kind="status", status=500, times=MANY))
+    up.add_fault(Fault(path=r"^/(pypi|RPC2)/?$", kind="status", status=405, times=MANY))
 
     r = sync(up, m, conf)
     assert_exit(r, 3)
+    # the listing's fault, not the changelog's
+    assert any(w in r.output for w in ("listing", "project list")), r.describe()
     assert_one_line(r)
     after = state(m)
     statuses = {n: s for n, (s, _serial) in stored_status(m.db).items()}

@@ -22,7 +22,7 @@ from pypi_assets.defs.mirror.assets import (
 )
 from pypi_assets.defs.mirror.sensors import upstream_serial_sensor
 from pypi_assets.defs.resources import MirrorResource
-from pypi_assets.fake import FakeIndex, FakeUpstream
+from pypi_assets.fake import FakeIndex, FakeUpstream, Fault
 from pypi_assets.pypi import ClientConfig, PyPIClient, RateLimited, UpstreamError
 from pypi_assets.store import MetadataStore
 from pypi_assets.sync.listing import CHANGES_CHANGELOG, CHANGES_CONDITIONAL, RECONCILED_AT
@@ -192,6 +192,29 @@ def test_one_sensor_tick_and_its_run_mirror_changes_behind_a_frozen_root(
     assert fake.total_requests() == 11, dict(fake.counts)
 
 
+@pytest.mark.parametrize("status", [500, 405], ids=["failing", "absent"])
+def test_a_tick_never_trusts_the_cached_root_while_xmlrpc_fails(
+    fake: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: int
+) -> None:
+    """With XML-RPC failing (500) the tick skips and says why, rather than read the root's
+    day-old header (which shows nothing new here); with XML-RPC absent (a proxy's 405) the
+    header is all there is, and the tick uses it."""
+    monkeypatch.setenv("PYPI_ASSETS_BACKOFF", "0.01")
+    mirror = _mirror(fake, tmp_path, tmp_path / "d.duckdb")
+    s0 = fake.index.serial
+    fake.configure(cached_root=True)
+    _changes_upstream(fake)
+    fake.add_fault(Fault(path=r"^/(pypi|RPC2)/?$", kind="status", status=status, times=1000))
+    fake.reset_counts()
+    tick = _tick(dg.DagsterInstance.ephemeral(), mirror, json.dumps({"serial": s0 - 1}))
+    if status == 500:
+        assert isinstance(tick, dg.SkipReason), tick
+        assert "500" in str(tick.skip_message) and "retry later" in str(tick.skip_message)
+    else:
+        assert isinstance(tick, dg.SensorResult) and tick.run_requests
+        assert fake.counts["simple-root"] == 1  # HEAD /simple/
+
+
 # ------------------------------------------------------------------ rate limits
 @pytest.mark.parametrize("as_fault", [False, True], ids=["http-429", "fault-in-200"])
 def test_rate_limited_changelog_is_waited_out_and_the_sync_completes(
@@ -235,6 +258,31 @@ def test_a_rate_limit_longer_than_the_run_may_wait_stops_with_exit_3_losing_noth
     assert dump(db) == before
     fake.configure(xmlrpc_limit=None)
     assert run_cli(args, cli_env).returncode == 0  # the next run loses nothing
+
+
+def test_a_failing_changelog_stops_the_run_instead_of_trusting_the_cached_root(
+    fake: FakeUpstream, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """XML-RPC answers 500 on an upstream whose changelog the mirror follows: the root's
+    header is a day old, so a run that took its serial from it would say "up to date" over
+    real changes. It stops with exit 3 and one line, changing nothing; healed, the next run
+    mirrors the changes."""
+    db = tmp_path / "m.duckdb"
+    conf = tmp_path / "b.conf"
+    conf.write_text(CONF)
+    args = ["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)]
+    assert run_cli(args, cli_env).returncode == 0
+    before = dump(db)
+    fake.configure(cached_root=True)  # the CDN's copy, frozen before the changes
+    target = _changes_upstream(fake)
+    fake.add_fault(Fault(path=r"^/(pypi|RPC2)/?$", kind="status", status=500, times=1000))
+    p = run_cli(args, cli_env)
+    assert p.returncode == 3, (p.stdout, p.stderr)
+    assert len(p.stderr.splitlines()) == 1 and "500" in p.stderr and "retry later" in p.stderr
+    assert dump(db) == before
+    fake.state.faults.clear()
+    assert run_cli(args, cli_env).returncode == 0
+    assert _mirrored(db, target)
 
 
 def test_call_budget_waits_within_its_window_and_refuses_past_it(fake: FakeUpstream) -> None:

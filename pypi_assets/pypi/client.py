@@ -442,6 +442,9 @@ class PyPIClient:
         self.deadline_hits: list[str] = []
         #: Why the upstream has no XML-RPC, once it said so (later calls make no request).
         self.xmlrpc_missing: str | None = None
+        #: Where :meth:`last_serial` last took the serial from: ``"changelog"`` (live) or
+        #: ``"simple-head"`` (the root's header, which a CDN may cache); ``None`` before.
+        self.serial_source: str | None = None
         self._xmlrpc_calls: deque[float] = deque()  # when the budget's calls were made
         self._xmlrpc_lock = asyncio.Lock()
         cfg = self.config
@@ -870,22 +873,34 @@ class PyPIClient:
         return rows
 
     # ------------------------------------------------------------------ project list
-    async def last_serial(self) -> int | None:
+    async def last_serial(self, *, live: bool = False) -> int | None:
         """The upstream's global serial from one uncached call: XML-RPC
         ``changelog_last_serial`` (live on PyPI, where the ``/simple/`` root and its
         ``X-PyPI-Last-Serial`` are cached by the CDN for up to a day). Only when XML-RPC is
         absent (or fails), ``HEAD /simple/``. ``None`` when neither tells; raises when the
         upstream cannot be reached at all, states a serial out of range, or rate-limits the
-        call for longer than the run may wait (:class:`RateLimited`)."""
+        call for longer than the run may wait (:class:`RateLimited`).
+
+        ``live``: the caller has followed this upstream's changelog and must not decide on a
+        cached serial. An XML-RPC that fails (rather than being absent: 404, 405, 501) then
+        raises :class:`UpstreamError` instead of falling back to the root's header, which
+        could say "nothing changed" for a day."""
         try:
             value = await self.xmlrpc("changelog_last_serial")
         except RateLimited:
             raise
-        except UpstreamError:
+        except UpstreamError as exc:
+            if live and self.xmlrpc_missing is None:
+                raise UpstreamError(
+                    f"{exc} (the changelog gives this upstream's live serial; the /simple/ "
+                    "root's may be a day old, so nothing was decided on it: retry later)"
+                ) from None
             value = None
         if isinstance(value, int) and not isinstance(value, bool):
+            self.serial_source = "changelog"
             return check_serial(value, "changelog_last_serial")
         got = await self.request("simple-head", f"{self.config.base}/simple/", method="HEAD")
+        self.serial_source = "simple-head"
         return got.serial
 
     async def list_projects(self) -> UpstreamListing:

@@ -170,3 +170,5 @@ class WindowReport:
     refresh: RefreshReport
     requests: dict[str, Any]
     pkg_info_vs_version_json: dict[str, Any] = field(default_factory=dict)
+    #: the pages read after the refresh (quarantine, never-polled projects): sync's poll
+    statuses: StatusReport | None = None

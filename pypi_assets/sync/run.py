@@ -71,15 +71,16 @@ async def refresh_window(
     first, last = bounds(key)
     reached: int | None = None
     relisted = False
+    removed: list[str] = []
     due = reconciliation_due(store, config)
     if due or store.known_serial() < last:
-        reached = None if due else await apply_changelog(client, store, config)
+        reached = None if due else await apply_changelog(client, store, config, mark=False)
         if reached is None:
             await list_upstream(client, store, config)
             select_projects(store, config)
-            reached = await apply_changelog(client, store, config) if due else None
-            store.mark_removed(reached or store.listing_serial())
+            reached = await apply_changelog(client, store, config, mark=False) if due else None
             relisted = True
+        removed = store.mark_removed(reached or store.listing_serial())
     candidates = await asyncio.to_thread(store.window_candidates, first, last)
     refresh = await refresh_metadata(
         client, store, candidates=candidates, stop_on_error=config.stop_on_error, progress=progress
@@ -87,8 +88,11 @@ async def refresh_window(
     await close_dependencies(client, store, config, refresh, progress=progress)
     if client.xmlrpc_missing is None and store.known_serial() > 0:
         store.resolve_listing_serials()  # the changelog is followed: see update_listing
+    refresh.removed = removed
+    # as sync does: a project that answers 404 or left the listing may be quarantined
+    statuses = await poll_after_refresh(client, store, refresh, progress=progress)
     stats, compared = client.stats.as_dict(), client.own_metadata.comparison()
-    return WindowReport(key, reached, relisted, refresh, stats, compared)
+    return WindowReport(key, reached, relisted, refresh, stats, compared, statuses)
 
 
 async def refresh_windows(
@@ -115,12 +119,17 @@ async def refresh_windows(
             getattr(total, name).extend(getattr(r.refresh, name))
         total.failed.update(r.refresh.failed)
     changelog = [r.changelog_serial for r in reports if r.changelog_serial is not None]
+    statuses = None
+    for r in reports:
+        if r.statuses is not None:
+            statuses = merge(statuses, r.statuses)
     return WindowReport(
         f"{keys[0]}...{keys[-1]}",
         changelog[-1] if changelog else None,
         any(r.relisted for r in reports),
         total,
         reports[-1].requests,
+        statuses=statuses,
     )
 
 
@@ -409,6 +418,20 @@ def _publish_run(
     report._phase("publish", t)
 
 
+#: ``meta`` key: where the last run took the upstream's serial from (``PyPIClient.serial_source``).
+SERIAL_SOURCE = "serial_source"
+
+
+async def _upstream_serial(client: PyPIClient, store: MetadataStore) -> int | None:
+    """The upstream's serial. Once a run has had it from the changelog, a failing XML-RPC
+    stops the run (exit 3) instead of deciding on the CDN-cached root's serial."""
+    stored = store.get_meta(SERIAL_SOURCE)
+    serial = await client.last_serial(live=stored == "changelog")
+    if client.serial_source is not None and client.serial_source != stored:
+        store.set_meta(**{SERIAL_SOURCE: client.serial_source})
+    return serial
+
+
 async def _still_up_to_date(
     client: PyPIClient,
     store: MetadataStore,
@@ -464,7 +487,7 @@ async def run_sync(
         claim_web_index(plan.web, settings.db)
     with MetadataStore(settings.db, lock_timeout=settings.lock_timeout) as store:
         async with PyPIClient(plan.client, transport=transport) as client:
-            serial = await client.last_serial()
+            serial = await _upstream_serial(client, store)
             report = SyncReport(upstream=plan.client.upstream, upstream_serial=serial or 0)
             track_blob_store(store, plan.blobs)
             if serial is not None and await _still_up_to_date(

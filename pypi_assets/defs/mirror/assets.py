@@ -173,6 +173,7 @@ def _window_metadata(
         "refreshed": len(report.refreshed),
         "candidates": report.selected,
         "missing": len(report.missing),
+        "removed": len(report.removed),
         "failed": len(report.failed),
         "failed_projects": dg.MetadataValue.json(sorted(report.failed)[:100]),
         "relisted": window.relisted,
@@ -187,6 +188,11 @@ def _window_metadata(
         "rate_limited": stats["rate_limited"],
         "rate_wait_seconds": stats["rate_wait_seconds"],
         **{f"rows_{k}": v for k, v in counts.items()},
+        **(
+            {"statuses": dg.MetadataValue.json(window.statuses.summary())}
+            if window.statuses is not None
+            else {}
+        ),
     }
 
 
@@ -226,7 +232,7 @@ def release_metadata(
             for event in caught_up(before, store, key):
                 context.log_event(event)
         report = window.refresh
-        recompute_selected_files(store, config, report.refreshed + report.missing)
+        recompute_selected_files(store, config, report.refreshed + report.missing + report.removed)
         sources = lacking_metadata(report.failed, store, report.refreshed)
         serial = store.known_serial()
         counts = store.counts(views=False)

@@ -51,10 +51,11 @@ snapshot_automation = dg.AutomationConditionSensorDefinition(
 def _serial_or_skip(mirror: MirrorResource) -> int | dg.SkipReason:
     """The upstream's serial from one cheap request, or the reason a tick does nothing."""
     try:
-        # One uncached call: XML-RPC changelog_last_serial (HEAD /simple/ without XML-RPC).
+        # One uncached call: XML-RPC changelog_last_serial (HEAD /simple/ without XML-RPC;
+        # a failing XML-RPC skips the tick rather than trust the CDN's day-old root).
         # A rate limit is waited out only briefly: the next tick asks again.
         serial = mirror.fetch(
-            lambda client: client.last_serial(), retries=1, max_retry_after=10.0
+            lambda client: client.last_serial(live=True), retries=1, max_retry_after=10.0
         ).value
     except RateLimited as exc:
         return dg.SkipReason(f"upstream rate limit: {exc}")
