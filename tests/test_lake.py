@@ -21,7 +21,7 @@ import pypi_assets
 from pypi_assets.fake import FakeIndex, FakeUpstream
 from pypi_assets.store import MetadataStore
 from pypi_assets.store.lake import LakeMismatch, publish_lake
-from pypi_assets.store.lake_engine import LakeLocation
+from pypi_assets.store.lake_engine import LakeLocation, attach_lake
 from pypi_assets.store.snapshot import SnapshotNotFound, snapshot_serial, snapshots
 from pypi_assets.sync.run import run_sync
 from pypi_assets.sync.settings import Settings
@@ -304,3 +304,22 @@ def test_readers_in_another_process_during_twenty_runs(up: FakeUpstream, tmp_pat
     reads, errors, seen = (int(x) for x in out.split())
     assert errors == 0, err
     assert reads > 20 and seen > 5, (reads, seen)
+
+
+def test_a_table_a_newer_schema_adds_is_published_whole(up: FakeUpstream, tmp_path: Path) -> None:
+    """A lake written before a table existed (``wheel_tags`` dropped here) gets that table
+    whole at the next publication, while the other tables are compared for the dirty
+    projects only; the self-check then finds the lake equal to the working database."""
+    db = tmp_path / "m.duckdb"
+    assert sync(up, db).ok
+    location = LakeLocation.beside(db)
+    with MetadataStore(db) as store:
+        wheels = store.con.execute("SELECT count(*) FROM wheel_tags").fetchone()
+        assert wheels is not None and wheels[0] > 0
+        cur = store.con.cursor()
+        attach_lake(cur, location, "old")
+        cur.execute("DROP TABLE old.main.wheel_tags")
+        cur.execute("DETACH old")
+        cur.close()
+        commit = publish_lake(store.con, location, up.index.serial, check=True)
+    assert not commit.full and commit.rows == {"wheel_tags": wheels[0]}, commit.rows

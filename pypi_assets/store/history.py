@@ -104,7 +104,18 @@ HISTORY_VIEWS: tuple[str, ...] = (
     FROM ev""",
 )
 
-_AMONG = "IN (SELECT unnest($1::VARCHAR[]))"
+#: The projects a step covers: a list, or ``None`` for every project (a first publication,
+#: where a list of every name would only slow each statement down).
+Names = list[str] | None
+
+
+def _among(column: str, names: Names) -> str:
+    """SQL: ``column`` is one of ``names`` (``$1``), or ``TRUE`` for every project."""
+    return "TRUE" if names is None else f"{column} IN (SELECT unnest($1::VARCHAR[]))"
+
+
+def _args(names: Names) -> list[object]:
+    return [] if names is None else [names]
 
 
 @dataclass(frozen=True)
@@ -126,13 +137,16 @@ def _event_serial(p: str, at: At) -> str:
     return at.clamp(f"coalesce(nullif({p}.serial, 0), {at.serial})")
 
 
-def _files(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: At) -> None:
+def _files(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: Names, s: At) -> None:
     present = (
         f"SELECT d.project, d.release_version, d.filename, {_event_serial('p', s)} AS ev "
         f"FROM {w}.main.distributions d JOIN {w}.main.projects p "
-        f"ON p.name = d.project AND p.state = 'ok' WHERE d.project {_AMONG}"
+        f"ON p.name = d.project AND p.state = 'ok' WHERE {_among('d.project', names)}"
     )
-    open_ = f"SELECT * FROM {lake}.main.file_history WHERE left_serial IS NULL AND project {_AMONG}"
+    open_ = (
+        f"SELECT * FROM {lake}.main.file_history WHERE left_serial IS NULL "
+        f"AND {_among('project', names)}"
+    )
     left = s.clamp("coalesce(p.removed_serial, " + _event_serial("p", s) + ")")
     cur.execute(
         f"UPDATE {lake}.main.file_history h SET left_serial = g.ev FROM ("
@@ -141,24 +155,25 @@ def _files(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], 
         f"WHERE NOT EXISTS (SELECT 1 FROM ({present}) n WHERE n.project = o.project "
         "AND n.filename = o.filename)) g "
         "WHERE h.project = g.project AND h.filename = g.filename AND h.left_serial IS NULL",
-        [names],
+        _args(names),
     )
     cur.execute(
         f"INSERT INTO {lake}.main.file_history SELECT n.project, n.release_version, n.filename, "
         f"n.ev, NULL FROM ({present}) n WHERE NOT EXISTS (SELECT 1 FROM ({open_}) o "
         "WHERE o.project = n.project AND o.filename = n.filename)",
-        [names],
+        _args(names),
     )
 
 
-def _yanks(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: At) -> None:
+def _yanks(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: Names, s: At) -> None:
     yanked = (
         f"SELECT r.project, r.version, r.yanked_reason, {_event_serial('p', s)} AS ev "
         f"FROM {w}.main.releases r JOIN {w}.main.projects p ON p.name = r.project "
-        f"AND p.state = 'ok' WHERE r.yanked AND r.project {_AMONG}"
+        f"AND p.state = 'ok' WHERE r.yanked AND {_among('r.project', names)}"
     )
     open_ = (
-        f"SELECT * FROM {lake}.main.yank_history WHERE unyanked_serial IS NULL AND project {_AMONG}"
+        f"SELECT * FROM {lake}.main.yank_history WHERE unyanked_serial IS NULL "
+        f"AND {_among('project', names)}"
     )
     cur.execute(
         f"UPDATE {lake}.main.yank_history h SET unyanked_serial = g.ev FROM ("
@@ -167,53 +182,57 @@ def _yanks(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], 
         f"WHERE NOT EXISTS (SELECT 1 FROM ({yanked}) y WHERE y.project = o.project "
         "AND y.version = o.version)) g "
         "WHERE h.project = g.project AND h.version = g.version AND h.unyanked_serial IS NULL",
-        [names],
+        _args(names),
     )
     cur.execute(
         f"INSERT INTO {lake}.main.yank_history SELECT y.project, y.version, y.yanked_reason, "
         f"y.ev, NULL FROM ({yanked}) y WHERE NOT EXISTS (SELECT 1 FROM ({open_}) o "
         "WHERE o.project = y.project AND o.version = y.version)",
-        [names],
+        _args(names),
     )
 
 
-def _statuses(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: At) -> None:
+def _statuses(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: Names, s: At) -> None:
     current = (
         f"SELECT name AS project, status, status_reason AS reason FROM {w}.main.projects "
-        f"WHERE state = 'ok' AND status IS NOT NULL AND name {_AMONG}"
+        f"WHERE state = 'ok' AND status IS NOT NULL AND {_among('name', names)}"
     )
     same = (
         "c.project = o.project AND c.status = o.status AND c.reason IS NOT DISTINCT FROM o.reason"
     )
-    open_ = f"SELECT * FROM {lake}.main.status_history WHERE to_serial IS NULL AND project {_AMONG}"
+    open_ = (
+        f"SELECT * FROM {lake}.main.status_history WHERE to_serial IS NULL "
+        f"AND {_among('project', names)}"
+    )
     cur.execute(
         f"UPDATE {lake}.main.status_history o SET to_serial = {s.serial} "
-        f"WHERE o.to_serial IS NULL AND o.project {_AMONG} "
+        f"WHERE o.to_serial IS NULL AND {_among('o.project', names)} "
         f"AND NOT EXISTS (SELECT 1 FROM ({current}) c WHERE {same})",
-        [names],
+        _args(names),
     )
     cur.execute(
         f"INSERT INTO {lake}.main.status_history SELECT c.project, c.status, c.reason, {s.serial}, NULL "
         f"FROM ({current}) c WHERE NOT EXISTS (SELECT 1 FROM ({open_}) o WHERE {same})",
-        [names],
+        _args(names),
     )
 
 
-def _projects(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: list[str], s: At) -> None:
+def _projects(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: Names, s: At) -> None:
     ph = f"{lake}.main.project_history"
     cur.execute(
         f"UPDATE {ph} h SET removed_serial = {s.clamp(f'coalesce(p.removed_serial, {s.serial})')} "
         f"FROM {w}.main.projects p WHERE p.name = h.project AND p.state = 'removed' "
-        f"AND h.removed_serial IS NULL AND h.project {_AMONG}",
-        [names],
+        f"AND h.removed_serial IS NULL AND {_among('h.project', names)}",
+        _args(names),
     )
     cur.execute(
-        f"INSERT INTO {ph} SELECT p.name, coalesce((SELECT max(generation) FROM {ph} g "
-        f"WHERE g.project = p.name), 0) + 1, {_event_serial('p', s)}, NULL "
-        f"FROM {w}.main.projects p WHERE p.state = 'ok' AND p.name {_AMONG} "
+        f"INSERT INTO {ph} SELECT p.name, coalesce(g.generation, 0) + 1, "
+        f"{_event_serial('p', s)}, NULL FROM {w}.main.projects p "
+        f"LEFT JOIN (SELECT project, max(generation) AS generation FROM {ph} GROUP BY project) g "
+        f"ON g.project = p.name WHERE p.state = 'ok' AND {_among('p.name', names)} "
         f"AND NOT EXISTS (SELECT 1 FROM {ph} o WHERE o.project = p.name "
         "AND o.removed_serial IS NULL)",
-        [names],
+        _args(names),
     )
 
 
@@ -221,24 +240,29 @@ def record_history(
     cur: duckdb.DuckDBPyConnection,
     work: str,
     lake: str,
-    changed: Mapping[str, Sequence[str]],
+    changed: Mapping[str, Sequence[str]] | None,
     serial: int,
     previous: int | None = None,
 ) -> None:
     """Bring the history tables of the attached lake ``lake`` forward for the projects whose
-    rows changed (``changed``: table name -> projects), in the caller's transaction.
-    ``previous``: the serial of the lake's previous snapshot (``None``: none)."""
+    rows changed (``changed``: table name -> projects; ``None``: every project, as for a
+    first publication), in the caller's transaction. ``previous``: the serial of the lake's
+    previous snapshot (``None``: none)."""
     at = At(serial, min(serial, previous + 1) if previous is not None else 0)
-    projects = sorted(set(changed.get("projects", ())))
-    files = sorted({*changed.get("distributions", ()), *projects})
-    releases = sorted({*changed.get("releases", ()), *projects})
-    if files:
-        _files(cur, work, lake, files, at)
-    if releases:
-        _yanks(cur, work, lake, releases, at)
-    if projects:
-        _statuses(cur, work, lake, projects, at)
-        _projects(cur, work, lake, projects, at)
+    if changed is None:
+        for step in (_files, _yanks, _statuses, _projects):
+            step(cur, work, lake, None, at)
+    else:
+        projects = sorted(set(changed.get("projects", ())))
+        files = sorted({*changed.get("distributions", ()), *projects})
+        releases = sorted({*changed.get("releases", ()), *projects})
+        if files:
+            _files(cur, work, lake, files, at)
+        if releases:
+            _yanks(cur, work, lake, releases, at)
+        if projects:
+            _statuses(cur, work, lake, projects, at)
+            _projects(cur, work, lake, projects, at)
     cur.execute(
         f"INSERT INTO {lake}.main.serial_times SELECT {int(serial)}, now(), 'publish' "
         f"WHERE NOT EXISTS (SELECT 1 FROM {lake}.main.serial_times WHERE serial = {int(serial)})"

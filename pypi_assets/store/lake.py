@@ -14,7 +14,7 @@ cleared only makes that next publication find nothing to change.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,19 +97,20 @@ def _ddl(table: Table, schema: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {schema}.{table.name} ({cols})"
 
 
-def _ensure_tables(cur: duckdb.DuckDBPyConnection) -> bool:
-    """Create the lake's tables, and add the columns a newer schema declares. Returns whether
-    a table was created (then everything is published)."""
+def _ensure_tables(cur: duckdb.DuckDBPyConnection) -> set[str]:
+    """Create the lake's tables, and add the columns a newer schema declares. Returns the
+    published tables created (each is then published whole)."""
     present: dict[str, set[str]] = {}
     for t, c in cur.execute(
         "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ?", [_W]
     ).fetchall():
         present.setdefault(t, set()).add(c)
-    created = False
+    created: set[str] = set()
     for table in (*(t for t, _ in PUBLISHED), META, *HISTORY_TABLES):
         if table.name not in present:
             cur.execute(_ddl(table, f"{_W}.main"))
-            created = created or table in (t for t, _ in PUBLISHED)
+            if table in (t for t, _ in PUBLISHED):
+                created.add(table.name)
             continue
         for c in table.columns:
             if c.name not in present[table.name]:
@@ -131,17 +132,30 @@ def _difference(table: Table, key: str, work: str, scoped: bool) -> str:
 
 
 def _changed_keys(
-    cur: duckdb.DuckDBPyConnection, work: str, dirty: list[str] | None
+    cur: duckdb.DuckDBPyConnection,
+    work: str,
+    dirty: list[str] | None,
+    skip: Collection[str] = (),
 ) -> dict[str, list[str]]:
-    """For every published table, the projects (of ``dirty``; ``None``: all) whose rows
-    differ between the working database and the lake: one statement for all of them."""
-    if dirty is not None and not dirty:
-        return {t.name: [] for t, _ in PUBLISHED}
-    sql = " UNION ALL ".join(_difference(t, key, work, dirty is not None) for t, key in PUBLISHED)
+    """For every published table (but those of ``skip``), the projects (of ``dirty``;
+    ``None``: all) whose rows differ between the working database and the lake: one
+    statement for all of them."""
     out: dict[str, list[str]] = {t.name: [] for t, _ in PUBLISHED}
-    for name, k in cur.execute(sql, [] if dirty is None else [dirty]).fetchall():
+    parts = [
+        _difference(t, key, work, dirty is not None) for t, key in PUBLISHED if t.name not in skip
+    ]
+    if (dirty is not None and not dirty) or not parts:
+        return out
+    for name, k in cur.execute(
+        " UNION ALL ".join(parts), [] if dirty is None else [dirty]
+    ).fetchall():
         out[name].append(k)
     return {name: sorted(keys) for name, keys in out.items()}
+
+
+def _all_keys(cur: duckdb.DuckDBPyConnection, work: str, table: Table, key: str) -> list[str]:
+    rows = cur.execute(f"SELECT DISTINCT {key} FROM {work}.main.{table.name} ORDER BY 1")
+    return [r[0] for r in rows.fetchall()]
 
 
 def _replace_rows(
@@ -157,6 +171,22 @@ def _replace_rows(
         f"{among} ORDER BY {key}",
         [names],
     ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _copy_rows(cur: duckdb.DuckDBPyConnection, work: str, table: Table, key: str) -> int:
+    """Every row of ``table`` into the lake's (empty) table, in project order."""
+    cols = ", ".join(table.names)
+    cur.execute(f"DELETE FROM {_W}.main.{table.name}")
+    row = cur.execute(
+        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {cols} FROM {work}.main.{table.name} "
+        f"ORDER BY {key}"
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _project_count(cur: duckdb.DuckDBPyConnection, work: str) -> int:
+    row = cur.execute(f"SELECT count(*) FROM {work}.main.projects").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -232,22 +262,33 @@ def _publish(
     cur.execute("BEGIN TRANSACTION")
     try:
         created = _ensure_tables(cur)
-        dirty, asked_full = _dirty(cur, work)
-        fresh = _has_no_snapshot(cur)
-        full = asked_full or created or fresh
-        scope = None if full else dirty
-        changed = _changed_keys(cur, work, scope)
-        touched = sorted({n for names in changed.values() for n in names})
-        previous = lake_snapshots(cur, _W)
-        record_history(cur, work, _W, changed, serial, previous[-1][2] if previous else None)
-        commit = LakeCommit(0, serial, location, full, projects=len(touched))
-        for table, key in PUBLISHED:
-            if changed[table.name]:
-                commit.rows[table.name] = _replace_rows(cur, work, table, key, changed[table.name])
+        dirty, full = _dirty(cur, work)
+        if _has_no_snapshot(cur):
+            # nothing to compare with (and comparing with tables created in this very
+            # transaction is what stalled DuckDB at a million rows): every row goes in,
+            # and every project's history starts
+            commit = LakeCommit(0, serial, location, True, projects=_project_count(cur, work))
+            record_history(cur, work, _W, None, serial, None)
+            for table, key in PUBLISHED:
+                commit.rows[table.name] = _copy_rows(cur, work, table, key)
+        else:
+            # a table a newer schema added is published whole; the others are compared
+            changed = _changed_keys(cur, work, None if full else dirty, skip=created)
+            for table, key in PUBLISHED:
+                if table.name in created:
+                    changed[table.name] = _all_keys(cur, work, table, key)
+            touched = sorted({n for names in changed.values() for n in names})
+            previous = lake_snapshots(cur, _W)
+            record_history(cur, work, _W, changed, serial, previous[-1][2] if previous else None)
+            commit = LakeCommit(0, serial, location, full, projects=len(touched))
+            for table, key in PUBLISHED:
+                if changed[table.name]:
+                    names = changed[table.name]
+                    commit.rows[table.name] = _replace_rows(cur, work, table, key, names)
         _replace_meta(cur, work)
         cur.execute(
             f"CALL {_W}.set_commit_message(?, ?, extra_info => ?)",
-            [AUTHOR, f"serial {serial}", _commit_info(serial, full, len(touched))],
+            [AUTHOR, f"serial {serial}", _commit_info(serial, full, commit.projects)],
         )
         cur.execute("COMMIT")
     except BaseException:
