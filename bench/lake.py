@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -137,6 +138,8 @@ def _measure(rows: int, up: Any, tmp: Path) -> dict[str, Any]:
         "lake_bytes": _size(lake_dir(db)),
         "change_s": statistics.median(changes),
         "changes_s": changes,
+        # the process's peak so far: sizes run smallest first, so it is this size's peak
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
     db.unlink()
     shutil.rmtree(lake_dir(db))
@@ -168,6 +171,7 @@ def main(quick: bool = False, sizes: list[int] | None = None) -> str:
             f"{r['copy_bytes'] / 1e9:.2f}",
             f"{r['lake_bytes'] / 1e9:.2f}",
             f"{r['build_s']:.0f}",
+            f"{r['peak_rss_bytes'] / 1e9:.2f}",
         ]
         for r in results
     ]
@@ -192,6 +196,7 @@ def main(quick: bool = False, sizes: list[int] | None = None) -> str:
                     "copy + Parquet (GB)",
                     "lake (GB)",
                     "build (s)",
+                    "peak RSS (GB)",
                 ],
                 rows_md,
             ),

@@ -240,15 +240,22 @@ def test_rate_limited_changelog_is_waited_out_and_the_sync_completes(
         }
 
 
-def test_a_rate_limit_longer_than_the_run_may_wait_stops_with_exit_3_losing_nothing(
+def _synced_by_cli(
     fake: FakeUpstream, tmp_path: Path, cli_env: dict[str, str]
-) -> None:
+) -> tuple[Path, list[str], dict[str, Any]]:
+    """A mirror synced once by the CLI: its database, the sync's arguments, what it holds."""
     db = tmp_path / "m.duckdb"
     conf = tmp_path / "b.conf"
     conf.write_text(CONF)
     args = ["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)]
     assert run_cli(args, cli_env).returncode == 0
-    before = dump(db)
+    return db, args, dump(db)
+
+
+def test_a_rate_limit_longer_than_the_run_may_wait_stops_with_exit_3_losing_nothing(
+    fake: FakeUpstream, tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    db, args, before = _synced_by_cli(fake, tmp_path, cli_env)
     fake.configure(cached_root=True)
     _changes_upstream(fake)
     fake.configure(xmlrpc_limit=(1, 900.0))  # changelog_last_serial passes, the rest waits
@@ -267,12 +274,7 @@ def test_a_failing_changelog_stops_the_run_instead_of_trusting_the_cached_root(
     header is a day old, so a run that took its serial from it would say "up to date" over
     real changes. It stops with exit 3 and one line, changing nothing; healed, the next run
     mirrors the changes."""
-    db = tmp_path / "m.duckdb"
-    conf = tmp_path / "b.conf"
-    conf.write_text(CONF)
-    args = ["sync", "--upstream", fake.url, "--config", str(conf), "--db", str(db)]
-    assert run_cli(args, cli_env).returncode == 0
-    before = dump(db)
+    db, args, before = _synced_by_cli(fake, tmp_path, cli_env)
     fake.configure(cached_root=True)  # the CDN's copy, frozen before the changes
     target = _changes_upstream(fake)
     fake.add_fault(Fault(path=r"^/(pypi|RPC2)/?$", kind="status", status=500, times=1000))

@@ -160,7 +160,9 @@ def _files(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: Names, s: A
     cur.execute(
         f"INSERT INTO {lake}.main.file_history SELECT n.project, n.release_version, n.filename, "
         f"n.ev, NULL FROM ({present}) n WHERE NOT EXISTS (SELECT 1 FROM ({open_}) o "
-        "WHERE o.project = n.project AND o.filename = n.filename)",
+        # in project order, as the published tables: a later publication's look at a few
+        # projects' open intervals skips the other data files by their statistics
+        "WHERE o.project = n.project AND o.filename = n.filename) ORDER BY n.project",
         _args(names),
     )
 
@@ -187,7 +189,7 @@ def _yanks(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: Names, s: A
     cur.execute(
         f"INSERT INTO {lake}.main.yank_history SELECT y.project, y.version, y.yanked_reason, "
         f"y.ev, NULL FROM ({yanked}) y WHERE NOT EXISTS (SELECT 1 FROM ({open_}) o "
-        "WHERE o.project = y.project AND o.version = y.version)",
+        "WHERE o.project = y.project AND o.version = y.version) ORDER BY y.project",
         _args(names),
     )
 
@@ -231,7 +233,7 @@ def _projects(cur: duckdb.DuckDBPyConnection, w: str, lake: str, names: Names, s
         f"LEFT JOIN (SELECT project, max(generation) AS generation FROM {ph} GROUP BY project) g "
         f"ON g.project = p.name WHERE p.state = 'ok' AND {_among('p.name', names)} "
         f"AND NOT EXISTS (SELECT 1 FROM {ph} o WHERE o.project = p.name "
-        "AND o.removed_serial IS NULL)",
+        "AND o.removed_serial IS NULL) ORDER BY p.name",
         _args(names),
     )
 
