@@ -301,9 +301,9 @@ def _keep_statuses(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[tup
 
 
 def _restore_statuses(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
-    sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(UPSTREAM_STATUS_COLUMNS))
-    for row in rows:
-        con.execute(f"UPDATE projects SET {sets} WHERE name = $1", list(row))
+    types = ("VARCHAR", "VARCHAR", "BIGINT", "TIMESTAMPTZ", "VARCHAR")
+    columns = zip(("name", *UPSTREAM_STATUS_COLUMNS), ("VARCHAR", *types), strict=True)
+    _update_projects(con, {c: (t, [row[i] for row in rows]) for i, (c, t) in enumerate(columns)})
 
 
 #: Each selected file's ``.metadata`` claim: its key (``mkey``), whether a blob is recorded
@@ -324,49 +324,118 @@ _METADATA_CLAIMS = (
 _LISTED = "AND coalesce(p.status, '') <> 'quarantined'"
 
 
-def record_notes(con: duckdb.DuckDBPyConnection, p: ProjectNotes, now: datetime) -> None:
-    """Store what upstream says of a project beside its files (a fetch's or a poll's
-    :class:`ProjectNotes`); its index pages are marked stale when any of it was read."""
-    if p.confirmed:
-        con.execute("UPDATE projects SET status_checked_at = $2 WHERE name = $1", [p.name, now])
-    if p.status is not None:
+def record_notes(
+    con: duckdb.DuckDBPyConnection, notes: Sequence[ProjectNotes], now: datetime
+) -> None:
+    """Store what upstream says of projects beside their files (fetches' or polls'
+    :class:`ProjectNotes`), set-based: a few statements per batch, not per project. A
+    project's index pages are marked stale when any of it was read. Notes of one project
+    given twice apply in order, as if stored one after the other."""
+    rounds: list[list[ProjectNotes]] = []
+    seen: Counter[str] = Counter()
+    for p in notes:
+        n = seen[p.name]
+        seen[p.name] += 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(p)
+    for batch in rounds:
+        _record_round(con, batch, now)
+
+
+def _update_projects(
+    con: duckdb.DuckDBPyConnection, columns: Mapping[str, tuple[str, Sequence[Any]]]
+) -> None:
+    """``UPDATE projects`` from columns of values: ``name`` picks the row, each other
+    ``column: (type, values)`` is set (one statement, however many rows)."""
+    names = list(columns)
+    if not columns["name"][1]:
+        return
+    source = ", ".join(
+        f"unnest(${i + 1}::{t}[]) AS {c}" for i, (c, (t, _)) in enumerate(columns.items())
+    )
+    sets = ", ".join(f"{c} = t.{c}" for c in names if c != "name")
+    con.execute(
+        f"UPDATE projects SET {sets} FROM (SELECT {source}) t WHERE projects.name = t.name",
+        [list(v) for _t, v in columns.values()],
+    )
+
+
+def _record_round(
+    con: duckdb.DuckDBPyConnection, batch: Sequence[ProjectNotes], now: datetime
+) -> None:
+    """:func:`record_notes` for notes of distinct projects."""
+    confirmed = [p.name for p in batch if p.confirmed]
+    if confirmed:
         con.execute(
-            "UPDATE projects SET status = $2, status_reason = $3, status_serial = $4 "
-            "WHERE name = $1",
-            [p.name, *p.status],
+            "UPDATE projects SET status_checked_at = $2 WHERE name IN (SELECT unnest($1::VARCHAR[]))",
+            [confirmed, now],
         )
-    if p.ownership is not None:
-        org = p.ownership.organization
-        con.execute("UPDATE projects SET organization = $2 WHERE name = $1", [p.name, org])
-        con.execute("DELETE FROM project_roles WHERE project = $1", [p.name])
-        rows = [
-            {"project": p.name, "role": r, "user": u, "organization": org}
-            for r, u in p.ownership.roles
-        ]
-        _insert(con, PROJECT_ROLES, rows)
-    if p.vulnerabilities:
+    read = [(p.name, p.status) for p in batch if p.status is not None]
+    _update_projects(
+        con,
+        {
+            "name": ("VARCHAR", [n for n, _ in read]),
+            "status": ("VARCHAR", [s[0] for _, s in read]),
+            "status_reason": ("VARCHAR", [s[1] for _, s in read]),
+            "status_serial": ("BIGINT", [s[2] for _, s in read]),
+        },
+    )
+    owned = [(p.name, p.ownership) for p in batch if p.ownership is not None]
+    if owned:
+        owners = [n for n, _ in owned]
+        _update_projects(
+            con,
+            {
+                "name": ("VARCHAR", owners),
+                "organization": ("VARCHAR", [o.organization for _, o in owned]),
+            },
+        )
         con.execute(
-            "DELETE FROM vulnerabilities WHERE project = $1 AND version IN (SELECT unnest($2::VARCHAR[]))",
-            [p.name, list(p.vulnerabilities)],
+            "DELETE FROM project_roles WHERE project IN (SELECT unnest($1::VARCHAR[]))", [owners]
+        )
+        _insert(
+            con,
+            PROJECT_ROLES,
+            (
+                {"project": n, "role": r, "user": u, "organization": o.organization}
+                for n, o in owned
+                for r, u in o.roles
+            ),
+        )
+    vulnerable = [(p.name, v) for p in batch for v in p.vulnerabilities]
+    if vulnerable:
+        con.execute(
+            "DELETE FROM vulnerabilities v USING (SELECT unnest($1::VARCHAR[]) AS project, "
+            "unnest($2::VARCHAR[]) AS version) t WHERE v.project = t.project "
+            "AND v.version = t.version",
+            [[n for n, _ in vulnerable], [v for _, v in vulnerable]],
         )
         _insert(
             con,
             VULNERABILITIES,
             (
                 {"project": p.name, "version": version, **_vuln_row(v)}
+                for p in batch
                 for version, records in p.vulnerabilities.items()
                 for v in records
             ),
         )
-    for path, (version, etag) in p.etags.items():
+    etags = [(path, p.name, v, e) for p in batch for path, (v, e) in p.etags.items()]
+    if etags:
         con.execute(
             "INSERT OR REPLACE INTO upstream_etags (path, project, version, etag, checked_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            [path, p.name, version, etag, now],
+            "SELECT unnest($1::VARCHAR[]), unnest($2::VARCHAR[]), unnest($3::VARCHAR[]), "
+            "unnest($4::VARCHAR[]), $5",
+            [*(list(c) for c in zip(*etags, strict=True)), now],
         )
-    if p.changed:  # its index pages are written again
-        con.execute("UPDATE simple_pages SET selection = '' WHERE project = $1", [p.name])
-    mark_dirty(con, [p.name])
+    changed = [p.name for p in batch if p.changed]
+    if changed:  # their index pages are written again
+        con.execute(
+            "UPDATE simple_pages SET selection = '' WHERE project IN (SELECT unnest($1::VARCHAR[]))",
+            [changed],
+        )
+    mark_dirty(con, (p.name for p in batch))
 
 
 def _vuln_row(v: Vulnerability) -> dict[str, Any]:
@@ -969,9 +1038,7 @@ class MetadataStore:
                 mark_dirty(con, keep)
                 _drop_gone_publishers(con, keep)
                 _restore_statuses(con, kept)
-                for p in fresh.values():
-                    if p.notes is not None:
-                        record_notes(con, p.notes, now)
+                record_notes(con, [p.notes for p in fresh.values() if p.notes is not None], now)
                 result.written.extend(keep)
         return result
 

@@ -95,8 +95,7 @@ def record_polls(store: MetadataStore, polls: Sequence[ProjectNotes]) -> None:
     status, ownership or vulnerabilities changed are marked stale."""
     now = datetime.now(UTC)
     with store.transaction() as con:
-        for p in polls:
-            record_notes(con, p, now)
+        record_notes(con, polls, now)
         for table in ("vulnerabilities", "upstream_etags"):  # of releases no longer stored
             if table == "vulnerabilities":
                 con.execute(

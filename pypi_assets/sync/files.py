@@ -196,12 +196,44 @@ def _close_opened(opening: asyncio.Future[int | None]) -> None:
             os.close(fd)
 
 
+#: What :func:`_claim` found: the blob's state and stored size, the key's partial file
+#: (``None``: the blob is intact, none was opened) and its locked descriptor (``None``:
+#: another writer holds the lock).
+_Claim = tuple[str, int, Path | None, int | None]
+
+
+def _claim(blobs: BlobStore, key: str, sha256: str, size: int | None) -> _Claim:
+    """Everything a download needs from the store before it starts, in one trip to the
+    executor: the blob's state and, unless it is intact, the key's partial file locked,
+    with the state read again under the lock (another writer may have just stored it)."""
+    state, have = _stored_state(blobs, key, sha256, size)
+    if state == "intact":
+        return state, have, None, None
+    part = _part_name(blobs, key)
+    fd = _open_locked(part)
+    if fd is not None:
+        try:
+            state, have = _stored_state(blobs, key, sha256, size)
+        except BaseException:
+            os.close(fd)
+            raise
+    return state, have, part, fd
+
+
+def _close_claimed(claiming: asyncio.Future[_Claim]) -> None:
+    if not claiming.cancelled() and claiming.exception() is None:
+        fd = claiming.result()[3]
+        if fd is not None:
+            os.close(fd)
+
+
 async def fetch_blob(
     client: PyPIClient, blobs: BlobStore, row: FileRow, executor: Executor | None = None
 ) -> tuple[Stored, bool]:
     """Fetch one blob unless an intact copy is present. Returns the stored record and whether
     it was downloaded. Raises on anything that must not be stored. Filesystem and
-    object-store calls run on ``executor`` (the default one if ``None``).
+    object-store calls run on ``executor`` (the default one if ``None``): one trip before
+    the transfer and one after it, unless another writer holds the key.
 
     Writers of the same key, in this process or another sharing the store, take turns on
     the key's partial file (an ``flock``): the second finds the blob stored by the first."""
@@ -209,14 +241,22 @@ async def fetch_blob(
     check_key(key)
     check_sha256(sha256)
     loop = asyncio.get_running_loop()
-    state, have = await loop.run_in_executor(executor, _stored_state, blobs, key, sha256, size)
-    if state == "intact":
+    claiming = loop.run_in_executor(executor, _claim, blobs, key, sha256, size)
+    try:
+        state, have, part, fd = await asyncio.shield(claiming)
+    except asyncio.CancelledError:
+        claiming.add_done_callback(_close_claimed)  # never leak a held lock
+        raise
+    if part is None:
         return (key, project, filename, sha256, have), False
-    part = await loop.run_in_executor(executor, _part_name, blobs, key)
-    fd = await _lock_part(part, executor)
+    waited = fd is None
+    if fd is None:
+        fd = await _lock_part(part, executor)
     with os.fdopen(fd, "r+b") as sink:  # closing it releases the lock
-        # another writer may have stored it while this one waited
-        state, have = await loop.run_in_executor(executor, _stored_state, blobs, key, sha256, size)
+        if waited:  # the writer that held the lock may have stored it
+            state, have = await loop.run_in_executor(
+                executor, _stored_state, blobs, key, sha256, size
+            )
         if state == "intact":
             part.unlink(missing_ok=True)  # bytes of an older attempt, not needed any more
             return (key, project, filename, sha256, have), False
