@@ -13,6 +13,7 @@ import hashlib
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import (
+    ROOT,
     FakeProcess,
     ensure_bandersnatch,
     mirror_conf,
@@ -39,7 +41,28 @@ def _tree_bytes(root: Path) -> tuple[int, int]:
     return n, size
 
 
-def throughput(projects: int, large: int, large_size: int, workers: int) -> dict[str, Any]:
+def _baseline(rev: str, tmp: Path) -> list[str]:
+    """``pypi-assets`` as of git revision ``rev``, run as a fresh install of it would run:
+    its own source, and without the modules its dependency list lacks (pandas)."""
+    tree = tmp / f"baseline-{rev}"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "-f", str(tree), rev],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    hidden = [] if "pandas" in (tree / "pyproject.toml").read_text() else ["pandas"]
+    code = (
+        f"import sys, runpy; sys.path.insert(0, {str(tree)!r}); "
+        f"sys.modules.update(dict.fromkeys({hidden!r})); "
+        "sys.argv[0] = 'pypi-assets'; runpy.run_module('pypi_assets.cli', run_name='__main__')"
+    )
+    return [sys.executable, "-c", code]
+
+
+def throughput(
+    projects: int, large: int, large_size: int, workers: int, baseline: str | None = None
+) -> dict[str, Any]:
     exe = ensure_bandersnatch()
     if exe is None:
         raise SystemExit("bandersnatch 8.2 needs a Python >= 3.12 (set BANDERSNATCH_PYTHON)")
@@ -61,12 +84,21 @@ def throughput(projects: int, large: int, large_size: int, workers: int) -> dict
         )
         env = {**os.environ, "PYPI_ASSETS_BACKOFF": "0.05"}
         before = fake.stats()
-        ours = run_timed(
-            sync_args(
-                t / "ours.conf", t / "ours.duckdb", "--blobs", str(t / "ours"), "--depth", "project"
-            ),
-            env=env,
+        args = sync_args(
+            t / "ours.conf", t / "ours.duckdb", "--blobs", str(t / "ours"), "--depth", "project"
         )
+        before_seconds = None
+        if baseline is not None:
+            prefix = _baseline(baseline, t)
+            old = run_timed(
+                [*prefix, *args[3:], "--db", str(t / "old.duckdb"), "--blobs", str(t / "old")],
+                env=env,
+            )
+            if old.returncode != 0:
+                raise SystemExit(f"the baseline failed:\n{old.stderr}")
+            before_seconds = old.seconds
+            subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
+        ours = run_timed(args, env=env)
         mid = fake.stats()
         theirs = run_timed([str(exe), "-c", str(t / "bs.conf"), "mirror"])
         after = fake.stats()
@@ -98,6 +130,8 @@ def throughput(projects: int, large: int, large_size: int, workers: int) -> dict
         },
         "same_paths": same,
         "speedup": theirs.seconds / ours.seconds,
+        "baseline": baseline,
+        "baseline_seconds": before_seconds,
     }
 
 
@@ -154,7 +188,11 @@ def verify_time(n: int, tmp: Path) -> dict[str, Any]:
 
 def main(quick: bool = False) -> str:
     projects, large, large_size = (60, 4, 2 << 20) if quick else (400, 24, 8 << 20)
-    runs = [throughput(projects, large, large_size, w) for w in ((3,) if quick else (3, 10))]
+    # BENCH_FILES_BASELINE=<git rev>: that revision runs too, in the same run, as installed
+    baseline = os.environ.get("BENCH_FILES_BASELINE") or None
+    runs = [
+        throughput(projects, large, large_size, w, baseline) for w in ((3,) if quick else (3, 10))
+    ]
     mem_small = big_file_memory(2 << 20)
     mem_big = big_file_memory((20 if quick else 200) << 20)
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,6 +213,11 @@ def main(quick: bool = False) -> str:
                 f"**{r['speedup']:.2f}x**",
                 "yes" if r["same_paths"] else "NO",
             ]
+            + (
+                [f"{r['baseline_seconds']:.2f}", f"{r['baseline_seconds'] / o['seconds']:.2f}x"]
+                if baseline
+                else []
+            )
         )
     md = "\n".join(
         [
@@ -198,7 +241,8 @@ def main(quick: bool = False) -> str:
                     "pypi-assets MB/s",
                     "ratio (bandersnatch / ours)",
                     "same paths",
-                ],
+                ]
+                + ([f"pypi-assets {baseline} s", f"{baseline} / now"] if baseline else []),
                 rows,
             ),
             "",

@@ -351,6 +351,28 @@ def test_kill_during_the_status_poll_then_converge(tmp_path: Path) -> None:
         assert_converged(m, state(twin))
 
 
+@pytest.mark.slow
+def test_a_failing_changelog_changes_nothing_then_converges(
+    up: FakeUpstream, conf: Path, tmp_path: Path
+) -> None:
+    """XML-RPC fails (500) on a mirror that follows the changelog, while upstream changed
+    and the root's header is the CDN's day-old copy: exit 3, one line, the mirror exactly
+    as it was (no "up to date" taken from the stale header); healed, it converges."""
+    m = Mirror.new(tmp_path, "m")
+    assert_exit(sync(up, m, conf), 0)
+    before = state(m)
+    up.configure(cached_root=True)  # frozen before the change below
+    up.index.add_release(projects_with_files(up)[2], "9.0")
+    up.add_fault(Fault(path=r"^/(pypi|RPC2)/?$", kind="status", status=500, times=MANY))
+    r = sync(up, m, conf)
+    assert_exit(r, 3)
+    assert_one_line(r)
+    assert "retry later" in r.output, r.describe()
+    assert state(m) == before
+    up.configure(cached_root=False)
+    heal_and_converge(up, m, conf, tmp_path)
+
+
 # ------------------------------------------------------------ 3. a transient 404
 def test_transient_404_is_retried_on_the_next_run(
     up: FakeUpstream, conf: Path, tmp_path: Path

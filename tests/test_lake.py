@@ -323,3 +323,23 @@ def test_a_table_a_newer_schema_adds_is_published_whole(up: FakeUpstream, tmp_pa
         cur.close()
         commit = publish_lake(store.con, location, up.index.serial, check=True)
     assert not commit.full and commit.rows == {"wheel_tags": wheels[0]}, commit.rows
+
+
+@pytest.mark.parametrize("stem", ["mirror-1", 'my "mirror" 2', "select"])
+def test_a_database_of_any_file_name_is_published(
+    up: FakeUpstream, tmp_path: Path, stem: str
+) -> None:
+    """The working database's name is its file's stem, the operator's choice: publishing
+    quotes it (a '-' made every run fail on a SQL syntax error after the fetch)."""
+    db = tmp_path / f"{stem}.duckdb"
+    assert sync(up, db).ok
+    name = _with_files(up)[1]
+    up.index.add_release(name, "42.0", wheels=1)
+    report = sync(up, db)
+    assert report.ok and report.published is not None
+    assert report.published.projects == 1
+    with MetadataStore(db) as store:
+        assert store.lake_pending() == 0
+        assert ("42.0", f"{name.replace('-', '_')}-42.0-py3-none-any.whl", False) in _files(
+            store.con, name
+        )

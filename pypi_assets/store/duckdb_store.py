@@ -127,17 +127,22 @@ def is_storage_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, duckdb.OutOfMemoryException | duckdb.FatalException):
         return True
-    text = str(exc)
-    return isinstance(exc, duckdb.Error) and any(
-        marker in text
-        for marker in (
-            "No space left",
-            "Could not write",
-            "Could not read",
-            "Disk full",
-            "database or disk is full",  # SQLite's SQLITE_FULL (the lake's catalog)
-        )
-    )
+    return isinstance(exc, duckdb.Error) and says_storage_failed(str(exc))
+
+
+#: How the engines word a failure of the disk: DuckDB's, and SQLite's (the lake's catalog)
+_STORAGE_FAILED = (
+    "No space left",
+    "Could not write",
+    "Could not read",
+    "Disk full",
+    "database or disk is full",  # SQLITE_FULL
+)
+
+
+def says_storage_failed(text: str) -> bool:
+    """Whether an engine's error message is a failure of the disk (full, unwritable)."""
+    return any(marker in text for marker in _STORAGE_FAILED)
 
 
 def _among(projects: Sequence[str] | None) -> tuple[str, list[Any]]:

@@ -227,7 +227,9 @@ def publish_lake(
     the mirror, not of the change) and fail if the lake and the working database differ."""
     cur = con.cursor()
     try:
-        work = cur.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        name = cur.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        # the file's stem, which the operator chose ("mirror-1"): an identifier, quoted
+        work = '"' + str(name).replace('"', '""') + '"'
         attach_lake(cur, location, _W)
         try:
             _derive(cur, work)
@@ -282,7 +284,9 @@ def _publish(
             record_history(cur, work, _W, changed, serial, previous[-1][2] if previous else None)
             commit = LakeCommit(0, serial, location, full, projects=len(touched))
             for table, key in PUBLISHED:
-                if changed[table.name]:
+                if table.name in created:  # empty: copied whole, no list of keys to match
+                    commit.rows[table.name] = _copy_rows(cur, work, table, key)
+                elif changed[table.name]:
                     names = changed[table.name]
                     commit.rows[table.name] = _replace_rows(cur, work, table, key, names)
         _replace_meta(cur, work)

@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 
 from ..pypi.errors import ConfigurationError
+from .duckdb_store import says_storage_failed
 
 __all__ = [
     "LakeLocation",
@@ -191,7 +192,7 @@ def _write_ahead_log(path: Path) -> None:
         finally:
             con.close()
     except sqlite3.Error as exc:
-        if "disk is full" in str(exc):  # a storage failure (exit 4), not a configuration one
+        if says_storage_failed(str(exc)):  # a storage failure (exit 4), not a configuration one
             raise OSError(errno.ENOSPC, f"No space left on device: {path}") from exc
         raise LakeUnavailable(f"lake catalog {path}: {exc}") from exc
 
