@@ -191,7 +191,11 @@ def main(quick: bool = False) -> str:
         f"{projects} projects from the shipped fake upstream (in its own process), {tp['latency_ms']:.0f} ms "
         "latency injected per request, the same allowlist and concurrency for both tools, one run. "
         "`x latency bound` is wall time / (requests * latency / concurrency); "
-        "`x bandersnatch` is our projects/s / bandersnatch's at the same concurrency.",
+        "`x bandersnatch` is our projects/s / bandersnatch's at the same concurrency. "
+        "Both pay Warehouse's redirect to the display name for the allowlisted names that "
+        "differ from it (no listing is read with an allowlist). pypi-assets' requests also "
+        "poll each project's simple page (PEP 792 status) and each release's JSON "
+        "(per-release vulnerabilities), which bandersnatch does not mirror.",
         "",
         table(
             [
