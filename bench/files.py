@@ -83,7 +83,6 @@ def throughput(
             )
         )
         env = {**os.environ, "PYPI_ASSETS_BACKOFF": "0.05"}
-        before = fake.stats()
         args = sync_args(
             t / "ours.conf", t / "ours.duckdb", "--blobs", str(t / "ours"), "--depth", "project"
         )
@@ -98,6 +97,7 @@ def throughput(
                 raise SystemExit(f"the baseline failed:\n{old.stderr}")
             before_seconds = old.seconds
             subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
+        before = fake.stats()
         ours = run_timed(args, env=env)
         mid = fake.stats()
         theirs = run_timed([str(exe), "-c", str(t / "bs.conf"), "mirror"])
