@@ -23,6 +23,7 @@ from ..pypi.errors import Refused
 from ..pypi.records import (
     DISTRIBUTION_COLUMNS,
     Distribution,
+    Ownership,
     Project,
     ProjectNotes,
     Release,
@@ -386,46 +387,8 @@ def _record_round(
             "status_serial": ("BIGINT", [s[2] for _, s in read]),
         },
     )
-    owned = [(p.name, p.ownership) for p in batch if p.ownership is not None]
-    if owned:
-        owners = [n for n, _ in owned]
-        _update_projects(
-            con,
-            {
-                "name": ("VARCHAR", owners),
-                "organization": ("VARCHAR", [o.organization for _, o in owned]),
-            },
-        )
-        con.execute(
-            "DELETE FROM project_roles WHERE project IN (SELECT unnest($1::VARCHAR[]))", [owners]
-        )
-        _insert(
-            con,
-            PROJECT_ROLES,
-            (
-                {"project": n, "role": r, "user": u, "organization": o.organization}
-                for n, o in owned
-                for r, u in o.roles
-            ),
-        )
-    vulnerable = [(p.name, v) for p in batch for v in p.vulnerabilities]
-    if vulnerable:
-        con.execute(
-            "DELETE FROM vulnerabilities v USING (SELECT unnest($1::VARCHAR[]) AS project, "
-            "unnest($2::VARCHAR[]) AS version) t WHERE v.project = t.project "
-            "AND v.version = t.version",
-            [[n for n, _ in vulnerable], [v for _, v in vulnerable]],
-        )
-        _insert(
-            con,
-            VULNERABILITIES,
-            (
-                {"project": p.name, "version": version, **_vuln_row(v)}
-                for p in batch
-                for version, records in p.vulnerabilities.items()
-                for v in records
-            ),
-        )
+    _record_ownership(con, [(p.name, p.ownership) for p in batch if p.ownership is not None])
+    _record_vulnerabilities(con, batch)
     etags = [(path, p.name, v, e) for p in batch for path, (v, e) in p.etags.items()]
     if etags:
         con.execute(
@@ -441,6 +404,57 @@ def _record_round(
             [changed],
         )
     mark_dirty(con, (p.name for p in batch))
+
+
+def _record_ownership(
+    con: duckdb.DuckDBPyConnection, owned: Sequence[tuple[str, Ownership]]
+) -> None:
+    """Each project's organization, and its roles in place of the stored ones."""
+    if not owned:
+        return
+    owners = [n for n, _ in owned]
+    _update_projects(
+        con,
+        {
+            "name": ("VARCHAR", owners),
+            "organization": ("VARCHAR", [o.organization for _, o in owned]),
+        },
+    )
+    con.execute(
+        "DELETE FROM project_roles WHERE project IN (SELECT unnest($1::VARCHAR[]))", [owners]
+    )
+    _insert(
+        con,
+        PROJECT_ROLES,
+        (
+            {"project": n, "role": r, "user": u, "organization": o.organization}
+            for n, o in owned
+            for r, u in o.roles
+        ),
+    )
+
+
+def _record_vulnerabilities(con: duckdb.DuckDBPyConnection, batch: Sequence[ProjectNotes]) -> None:
+    """The vulnerabilities of each release read, in place of the stored ones."""
+    read = [(p.name, v) for p in batch for v in p.vulnerabilities]
+    if not read:
+        return
+    con.execute(
+        "DELETE FROM vulnerabilities v USING (SELECT unnest($1::VARCHAR[]) AS project, "
+        "unnest($2::VARCHAR[]) AS version) t WHERE v.project = t.project "
+        "AND v.version = t.version",
+        [[n for n, _ in read], [v for _, v in read]],
+    )
+    _insert(
+        con,
+        VULNERABILITIES,
+        (
+            {"project": p.name, "version": version, **_vuln_row(v)}
+            for p in batch
+            for version, records in p.vulnerabilities.items()
+            for v in records
+        ),
+    )
 
 
 def _vuln_row(v: Vulnerability) -> dict[str, Any]:
