@@ -307,9 +307,8 @@ def _keep_statuses(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[tup
 
 
 def _restore_statuses(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
-    types = ("VARCHAR", "VARCHAR", "BIGINT", "TIMESTAMPTZ", "VARCHAR")
-    columns = zip(("name", *UPSTREAM_STATUS_COLUMNS), ("VARCHAR", *types), strict=True)
-    _update_projects(con, {c: (t, [row[i] for row in rows]) for i, (c, t) in enumerate(columns)})
+    names = ("name", *UPSTREAM_STATUS_COLUMNS)
+    _update_projects(con, {c: [row[i] for row in rows] for i, c in enumerate(names)})
 
 
 #: Each selected file's ``.metadata`` claim: its key (``mkey``), whether a blob is recorded
@@ -349,21 +348,17 @@ def record_notes(
         _record_round(con, batch, now)
 
 
-def _update_projects(
-    con: duckdb.DuckDBPyConnection, columns: Mapping[str, tuple[str, Sequence[Any]]]
-) -> None:
-    """``UPDATE projects`` from columns of values: ``name`` picks the row, each other
-    ``column: (type, values)`` is set (one statement, however many rows)."""
-    names = list(columns)
-    if not columns["name"][1]:
+def _update_projects(con: duckdb.DuckDBPyConnection, columns: Mapping[str, Sequence[Any]]) -> None:
+    """``UPDATE projects`` from columns of values, typed as :data:`PROJECTS` declares them:
+    ``name`` picks the row, each other column is set (one statement, however many rows)."""
+    if not columns["name"]:
         return
-    source = ", ".join(
-        f"unnest(${i + 1}::{t}[]) AS {c}" for i, (c, (t, _)) in enumerate(columns.items())
-    )
-    sets = ", ".join(f"{c} = t.{c}" for c in names if c != "name")
+    types = {c.name: c.type for c in PROJECTS.columns}
+    source = ", ".join(f"unnest(${i + 1}::{types[c]}[]) AS {c}" for i, c in enumerate(columns))
+    sets = ", ".join(f"{c} = t.{c}" for c in columns if c != "name")
     con.execute(
         f"UPDATE projects SET {sets} FROM (SELECT {source}) t WHERE projects.name = t.name",
-        [list(v) for _t, v in columns.values()],
+        [list(v) for v in columns.values()],
     )
 
 
@@ -381,10 +376,10 @@ def _record_round(
     _update_projects(
         con,
         {
-            "name": ("VARCHAR", [n for n, _ in read]),
-            "status": ("VARCHAR", [s[0] for _, s in read]),
-            "status_reason": ("VARCHAR", [s[1] for _, s in read]),
-            "status_serial": ("BIGINT", [s[2] for _, s in read]),
+            "name": [n for n, _ in read],
+            "status": [s[0] for _, s in read],
+            "status_reason": [s[1] for _, s in read],
+            "status_serial": [s[2] for _, s in read],
         },
     )
     _record_ownership(con, [(p.name, p.ownership) for p in batch if p.ownership is not None])
@@ -415,10 +410,7 @@ def _record_ownership(
     owners = [n for n, _ in owned]
     _update_projects(
         con,
-        {
-            "name": ("VARCHAR", owners),
-            "organization": ("VARCHAR", [o.organization for _, o in owned]),
-        },
+        {"name": owners, "organization": [o.organization for _, o in owned]},
     )
     con.execute(
         "DELETE FROM project_roles WHERE project IN (SELECT unnest($1::VARCHAR[]))", [owners]

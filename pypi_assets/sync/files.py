@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -178,20 +179,30 @@ async def _lock_part(part: Path, executor: Executor | None) -> int:
     delay = 0.01
     while True:
         opening = loop.run_in_executor(executor, _open_locked, part)
-        try:
-            fd = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            opening.add_done_callback(_close_opened)  # never leak a held lock
-            raise
+        fd = await _holding(opening, lambda fd: fd)
         if fd is not None:
             return fd
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.5)
 
 
-def _close_opened(opening: asyncio.Future[int | None]) -> None:
-    if not opening.cancelled() and opening.exception() is None:
-        fd = opening.result()
+T = TypeVar("T")
+
+
+async def _holding(job: asyncio.Future[T], fd_of: Callable[[T], int | None]) -> T:
+    """The result of an executor job that may open a locked descriptor (``fd_of`` finds it
+    in the result). Cancelled while it runs, the job still finishes: then the descriptor
+    is closed, so a held lock never leaks."""
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        job.add_done_callback(lambda done: _close_result(done, fd_of))
+        raise
+
+
+def _close_result(done: asyncio.Future[T], fd_of: Callable[[T], int | None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        fd = fd_of(done.result())
         if fd is not None:
             os.close(fd)
 
@@ -220,13 +231,6 @@ def _claim(blobs: BlobStore, key: str, sha256: str, size: int | None) -> _Claim:
     return state, have, part, fd
 
 
-def _close_claimed(claiming: asyncio.Future[_Claim]) -> None:
-    if not claiming.cancelled() and claiming.exception() is None:
-        fd = claiming.result()[3]
-        if fd is not None:
-            os.close(fd)
-
-
 async def fetch_blob(
     client: PyPIClient, blobs: BlobStore, row: FileRow, executor: Executor | None = None
 ) -> tuple[Stored, bool]:
@@ -242,11 +246,7 @@ async def fetch_blob(
     check_sha256(sha256)
     loop = asyncio.get_running_loop()
     claiming = loop.run_in_executor(executor, _claim, blobs, key, sha256, size)
-    try:
-        state, have, part, fd = await asyncio.shield(claiming)
-    except asyncio.CancelledError:
-        claiming.add_done_callback(_close_claimed)  # never leak a held lock
-        raise
+    state, have, part, fd = await _holding(claiming, lambda claim: claim[3])
     if part is None:
         return (key, project, filename, sha256, have), False
     waited = fd is None
