@@ -95,10 +95,11 @@ class Mirror:
 
     root: Path
     blob_dir: Path | None = None  # default: ``root/blobs``
+    db_name: str = "mirror.duckdb"  # the operator's choice of file name
 
     @property
     def db(self) -> Path:
-        return self.root / "mirror.duckdb"
+        return self.root / self.db_name
 
     @property
     def blobs(self) -> Path:
@@ -110,8 +111,10 @@ class Mirror:
         return self.root
 
     @classmethod
-    def new(cls, parent: Path, name: str, blob_dir: Path | None = None) -> Mirror:
-        m = cls(parent / name, blob_dir)
+    def new(
+        cls, parent: Path, name: str, blob_dir: Path | None = None, db_name: str = "mirror.duckdb"
+    ) -> Mirror:
+        m = cls(parent / name, blob_dir, db_name)
         m.root.mkdir(parents=True, exist_ok=True)
         return m
 

@@ -373,6 +373,23 @@ def test_a_failing_changelog_changes_nothing_then_converges(
     heal_and_converge(up, m, conf, tmp_path)
 
 
+@pytest.mark.slow
+def test_a_database_file_name_of_the_operators_choosing_converges(
+    up: FakeUpstream, conf: Path, tmp_path: Path
+) -> None:
+    """The working database's file name is the operator's: a '-', a quote or an SQL word in
+    it is quoted where the lake's SQL names the database, never parsed (a '-' made every
+    run exit 1 after its fetch, with a traceback)."""
+    odd = 'mirror-1 "select".duckdb'
+    m, twin = (Mirror.new(tmp_path, n, db_name=odd) for n in ("m", "twin"))
+    assert_exit(sync(up, m, conf), 0)
+    up.index.add_release(projects_with_files(up)[2], "9.0")
+    for mirror in (m, twin):
+        assert_exit(sync(up, mirror, conf), 0)
+    assert snapshot_serial(m.db) == up.index.serial
+    assert_converged(m, state(twin))
+
+
 # ------------------------------------------------------------ 3. a transient 404
 def test_transient_404_is_retried_on_the_next_run(
     up: FakeUpstream, conf: Path, tmp_path: Path
