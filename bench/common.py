@@ -41,6 +41,7 @@ class FakeProcess:
         large_size: int = 8 << 20,
     ) -> None:
         self.port = free_port()
+        self.latency_ms = latency_ms
         # large sdists are a benchmark fixture: bench.fake_upstream, not the command
         command = ["bench.fake_upstream"] if large_files else ["pypi_assets.cli", "fake-upstream"]
         args = [

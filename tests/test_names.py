@@ -7,6 +7,7 @@ from pypi_assets.pypi.names import (
     canonical,
     check_filename,
     check_project_name,
+    check_sha256,
     check_url,
     packagetype_for,
 )
@@ -27,7 +28,13 @@ def test_pep503_normalisation(name: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "-foo", "foo-", "a/b", "../x", "foo bar", "x" * 201, "é", None, 3]
+    "bad",
+    [
+        *("", "-foo", "foo-", "a/b", "../x", "foo bar", "x" * 201, "é", None, 3),
+        # a final newline ('$' matches before one) and the letters that only match [A-Z]
+        # case-insensitively: the Kelvin sign, the long s, the dotless i
+        *("foo\n", "a\n", "fla\u212a", "\u017fix", "p\u0131p"),
+    ],
 )
 def test_invalid_project_names_refused(bad: object) -> None:
     with pytest.raises(UnsafeValue):
@@ -45,11 +52,24 @@ def test_invalid_project_names_refused(bad: object) -> None:
         "",
         "a\x00.whl",
         "a b.whl",
+        "a.whl\n",
     ],
 )
 def test_hostile_filenames_refused(bad: str) -> None:
     with pytest.raises(UnsafeValue):
         check_filename(bad)
+
+
+def test_names_of_every_valid_length_are_accepted() -> None:
+    for name in ("a", "ab", "a.b", "a_-.b", "x" * 200, "A" + "-" * 198 + "Z"):
+        assert check_project_name(name) == name
+
+
+def test_a_sha256_is_matched_whole() -> None:
+    assert check_sha256("a" * 64) == "a" * 64
+    for bad in ("a" * 64 + "\n", "a" * 63, "A" * 64):
+        with pytest.raises(UnsafeValue):
+            check_sha256(bad)
 
 
 def test_good_filename_accepted() -> None:

@@ -102,8 +102,12 @@ def test_the_poll_interval_is_a_checked_key() -> None:
     assert make_config().status_poll_interval == 86_400
     cfg = make_config("[pypi_assets]\nstatus_poll_interval = 0\n")
     assert cfg.status_poll_interval == 0
-    with pytest.raises(ConfigError):
-        make_config("[pypi_assets]\nstatus_poll_interval = -1\n")
+    assert cfg.polls_new_statuses and make_config().polls_new_statuses
+    off = make_config("[pypi_assets]\nstatus_poll_interval = Off\n")
+    assert off.status_poll_interval == 0 and not off.polls_new_statuses
+    for bad in ("-1", "of", "never"):
+        with pytest.raises(ConfigError, match="off, 0 or a positive duration"):
+            make_config(f"[pypi_assets]\nstatus_poll_interval = {bad}\n")
 
 
 def test_an_old_database_keeps_its_state_under_the_new_name(tmp_path: Path) -> None:
@@ -213,6 +217,9 @@ def test_the_first_poll_after_a_sync_is_all_304(tmp_path: Path) -> None:
         _sync(up, web, make_config())
         etags = table(web.parent / "m.duckdb", "SELECT path, etag FROM upstream_etags")
         assert sum(p.startswith("/simple/") for p, _e in etags) == 4
+        # the project JSONs' too: at full depth the poll reads the version JSONs instead
+        project_jsons = [p for p, _e in etags if p.count("/") == 3 and p.endswith("/json")]
+        assert len(project_jsons) == 4
         assert all(e for _p, e in etags), etags
         releases = [r for n in up.index.projects for r in up.index.releases(n).values()]
         unread = sum(not r.files for r in releases)
@@ -222,7 +229,7 @@ def test_the_first_poll_after_a_sync_is_all_304(tmp_path: Path) -> None:
         assert st is not None and st.polled == 4
         pages = 4 + len(releases)
         assert up.counts["simple-project"] == 4 and st.requests == pages
-        assert up.state.statuses[304] == pages - unread == len(etags)
+        assert up.state.statuses[304] == pages - unread == len(etags) - len(project_jsons)
         # the rest: the one uncached XML-RPC call, and the JSON of releases without files
         assert up.state.statuses[200] == 1 + unread and up.counts["xmlrpc"] == 1
         assert st.not_modified == pages - unread
@@ -311,3 +318,76 @@ def test_a_new_release_has_its_vulnerabilities_on_the_run_that_stores_it(tmp_pat
         ]
         served = json.loads((web / "pypi" / name / "json").read_bytes())
         assert [v["id"] for v in served["vulnerabilities"]] == ["PYSEC-9"]
+
+
+def test_project_depth_polls_the_project_json_not_each_release(tmp_path: Path) -> None:
+    """At ``--depth project`` the mirror holds no release's JSON, so the poll reads what that
+    depth reads: the page and the project JSON (ownership, the latest release's
+    vulnerabilities), not one version JSON per release. A first sync costs the project JSON
+    and the page of each project; a cadence poll one conditional request of each."""
+    web = tmp_path / "web"
+    cadence = 1.0
+    config = make_config(f"[pypi_assets]\nstatus_poll_interval = {cadence}\n")
+    with FakeUpstream(FakeIndex.generate(5)) as up:
+        names = sorted(up.index.projects)
+        latest = {n: up.index.latest(n).version for n in names}  # type: ignore[union-attr]
+        up.index.set_vulnerabilities(names[0], latest[names[0]], [{"id": "PYSEC-1"}])
+        up.reset_counts()
+        first = _sync(up, web, config, depth="project")
+        assert up.counts["version-json"] == 0
+        assert up.counts["simple-project"] == 5 and up.counts["project-json"] == 5
+        # the fetch read the project JSONs: the poll asked for the pages alone
+        assert first.statuses is not None and first.statuses.requests == 5
+        db = web.parent / "m.duckdb"
+        vulns = "SELECT project, version, id FROM vulnerabilities ORDER BY ALL"
+        assert table(db, vulns) == [(names[0], latest[names[0]], "PYSEC-1")]
+        assert table(db, "SELECT count(*) FROM projects WHERE status = 'active'") == [(5,)]
+
+        up.index.set_status(names[1], "archived")  # neither is journaled
+        up.index.set_vulnerabilities(names[2], latest[names[2]], [{"id": "GHSA-2"}])
+        time.sleep(cadence)
+        up.reset_counts()
+        report = _sync(up, web, config, depth="project")
+        st = report.statuses
+        assert st is not None and up.counts["version-json"] == 0
+        assert st.requests == 10 and st.not_modified == 8
+        assert st.statuses == {names[1]: "archived"}
+        assert table(db, vulns) == [
+            (names[0], latest[names[0]], "PYSEC-1"),
+            (names[2], latest[names[2]], "GHSA-2"),
+        ]
+        served = json.loads((web / "pypi" / names[2] / "json").read_bytes())
+        assert [v["id"] for v in served["vulnerabilities"]] == ["GHSA-2"]
+
+
+def test_statuses_off_asks_for_nothing_the_fetch_does_not_read(tmp_path: Path) -> None:
+    """``status_poll_interval = off``: a first sync at project depth costs one request per
+    project (its project JSON: its ownership and latest vulnerabilities are kept), and no
+    status is known; quarantine is still followed (a project that answers 404 has its page
+    read), and ``--refresh-statuses`` still polls every project when asked."""
+    web = tmp_path / "web"
+    config = make_config("[pypi_assets]\nstatus_poll_interval = off\n")
+    with FakeUpstream(FakeIndex.generate(5)) as up:
+        names = sorted(up.index.projects)
+        up.index.set_vulnerabilities(names[0], up.index.latest(names[0]).version, [{"id": "X-1"}])  # type: ignore[union-attr]
+        up.reset_counts()
+        first = _sync(up, web, config, depth="project")
+        assert up.counts["project-json"] == 5 and "simple-project" not in up.counts
+        assert first.statuses is not None and first.statuses.requests == 0
+        db = web.parent / "m.duckdb"
+        assert table(db, "SELECT count(*) FROM projects WHERE status IS NULL") == [(5,)]
+        assert table(db, "SELECT project, id FROM vulnerabilities") == [(names[0], "X-1")]
+        assert "project-status" not in _page(web, names[1])
+
+        assert up.index.set_status(names[1], "quarantined", "malware")  # journaled
+        _sync(up, web, config, depth="project")
+        hidden = _page(web, names[1])
+        assert hidden["project-status"]["status"] == "quarantined" and hidden["files"] == []
+
+        up.reset_counts()
+        report = _sync(up, web, config, depth="project", refresh_statuses=True)
+        assert report.statuses is not None and up.counts["simple-project"] >= 5
+        assert table(db, "SELECT status, count(*) FROM projects GROUP BY ALL ORDER BY ALL") == [
+            ("active", 4),
+            ("quarantined", 1),
+        ]

@@ -32,7 +32,7 @@ from ..pypi.warehouse import warehouse_file
 from .data import FakeFile, FakeIndex, FakeProject, FakeRelease, provenance_bundle
 from .modes import PROFILES, RateLimit, RootSnapshot, Switches
 
-__all__ = ["FakeUpstream", "Fault"]
+__all__ = ["FakeUpstream", "Fault", "is_tally"]
 
 JSON_CT = "application/vnd.pypi.simple.v1+json"
 HTML_CT = "application/vnd.pypi.simple.v1+html"
@@ -168,6 +168,13 @@ class _State:
             return wait
 
 
+def is_tally(key: str) -> bool:
+    """Whether a count is a tally of requests already counted by their route: ``redirect``
+    (and ``redirect:<route>``), ``not-modified`` (304s), ``xmlrpc-limited`` and
+    ``api-limited``."""
+    return key.startswith("redirect") or key in ("not-modified", "xmlrpc-limited", "api-limited")
+
+
 class FakeUpstream:
     """Serve a :class:`FakeIndex` on 127.0.0.1. ``with FakeUpstream(index) as up: up.url``."""
 
@@ -218,13 +225,8 @@ class FakeUpstream:
             self.state.statuses.clear()
 
     def total_requests(self) -> int:
-        """Requests answered; the ``redirect``, ``xmlrpc-limited`` and ``api-limited``
-        tallies, which count some of the same requests again, are left out."""
-        return sum(
-            n
-            for key, n in self.state.counts.items()
-            if not key.startswith("redirect") and key not in ("xmlrpc-limited", "api-limited")
-        )
+        """Requests answered (the tallies, :func:`is_tally`, left out)."""
+        return sum(n for key, n in self.state.counts.items() if not is_tally(key))
 
     @property
     def switches(self) -> Switches:

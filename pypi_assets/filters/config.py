@@ -381,11 +381,25 @@ class MirrorConfig:
         """Seconds between two polls of every selected project's PEP 792 status, ownership
         and vulnerabilities, which no serial announces (``[pypi_assets]
         status_poll_interval``, as ``reconcile_interval``, default a day; 0: only ``sync
-        --refresh-statuses``, projects never polled and quarantined ones)."""
+        --refresh-statuses``, projects never polled and quarantined ones; ``off``: as 0,
+        and projects never polled are not polled either, :attr:`polls_new_statuses`)."""
         raw = self.get("pypi_assets", "status_poll_interval")
         if raw is None or not raw.strip():
             return DEFAULT_STATUS_POLL_INTERVAL
+        if raw.strip().lower() == "off":
+            return 0.0
         return _parse_interval(raw)
+
+    @property
+    def polls_new_statuses(self) -> bool:
+        """Whether a run polls the projects it stores that its fetch did not read in full
+        (at ``--depth project``, each one's page: one more request per new project).
+        ``status_poll_interval = off``: no; a project's status, and at full depth an unread
+        release's vulnerabilities, then wait for ``sync --refresh-statuses`` (or the fetch of
+        a later change). Quarantine is still followed: a project that answers 404 or leaves
+        the listing has its page read, and a quarantined one is polled on each run."""
+        raw = self.get("pypi_assets", "status_poll_interval")
+        return raw is None or raw.strip().lower() != "off"
 
 
 #: ``[pypi_assets]`` limits (integers; ``max_body_size`` and ``max_pkg_info_scan`` take binary
@@ -647,12 +661,12 @@ def _run_timeout(value: str, sections: Sections) -> str | None:
 
 
 def _interval(value: str, sections: Sections) -> str | None:
-    if not value.strip():
+    if not value.strip() or value.strip().lower() == "off":
         return None  # empty: the default
     try:
         _parse_interval(value)
     except ValueError:
-        return "must be 0 or a positive duration (as 3600, 60m, 24h or 1d)"
+        return "must be off, 0 or a positive duration (as 3600, 60m, 24h or 1d)"
     return None
 
 

@@ -25,17 +25,18 @@ __all__ = [
     "upstream_url_problem",
 ]
 
-# PEP 508 names: ASCII letters and digits, with '.', '-', '_' allowed inside.
-_NAME_RE = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# Each pattern is matched whole (fullmatch): '$' alone also matches before a final newline.
+# PEP 508 names: ASCII letters and digits, with '.', '-', '_' allowed inside; at most 200.
+# (No IGNORECASE: with it, [A-Z] also matches U+017F, U+0131 and the Kelvin sign U+212A.)
+_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?")
 # Distribution filenames: a conservative printable set, no separators, no leading dot.
-_FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_MAX_NAME = 200
+_FILENAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~-]*")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_FILENAME = 255
 
 
 def is_valid_project_name(name: str) -> bool:
-    return len(name) <= _MAX_NAME and bool(_NAME_RE.match(name))
+    return _NAME_RE.fullmatch(name) is not None
 
 
 def check_project_name(name: object) -> str:
@@ -54,14 +55,14 @@ def check_filename(filename: object) -> str:
         not isinstance(filename, str)
         or len(filename) > _MAX_FILENAME
         or ".." in filename
-        or not _FILENAME_RE.match(filename)
+        or not _FILENAME_RE.fullmatch(filename)
     ):
         raise UnsafeValue(f"unsafe filename {filename!r}")
     return filename
 
 
 def check_sha256(value: object) -> str:
-    if not isinstance(value, str) or not _HEX64.match(value):
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
         raise UnsafeValue(f"malformed sha256 digest {value!r}")
     return value
 

@@ -52,6 +52,7 @@ __all__ = [
     "parse_vulnerabilities",
     "precount",
     "project_info",
+    "project_json_path",
     "project_notes",
     "release_record",
     "render_json_api",
@@ -300,25 +301,40 @@ def parse_project(
         files = parse_files(limits, releases) if releases is not None else {}
     except UnsafeValue as exc:
         raise InvalidResponse(f"{name}: {exc}") from None
+    etag = etag if etag and len(etag) <= 202 and etag.isascii() else None
     return ParsedProject(
         asked=name,
         name=norm,
         display=display,
         serial=serial,
-        etag=etag if etag and len(etag) <= 202 else None,
+        etag=etag,
         info=info,
         files=files,
         has_releases=releases is not None,
-        notes=project_notes(norm, data, info.get("version")),
+        notes=project_notes(norm, data, info.get("version"), etag=(display, etag)),
     )
 
 
-def project_notes(name: str, data: Any, version: Any) -> ProjectNotes:
+def project_json_path(display: str) -> str:
+    """The project JSON's path, as the fetch and the status poll ask for it: by the display
+    name, which Warehouse does not redirect."""
+    return f"/pypi/{display}/json"
+
+
+def project_notes(
+    name: str, data: Any, version: Any, *, etag: tuple[str, str | None] | None = None
+) -> ProjectNotes:
     """The ownership and vulnerabilities of a project JSON (those of ``version``, its latest
-    release) or of a version JSON, checked."""
+    release) or of a version JSON, checked. ``etag``: ``(display name, ETag)`` of a project
+    JSON, kept as the status poll's first ``If-None-Match`` for it (its read counts as the
+    poll of the project JSON: a poll right after does not ask again)."""
     notes = ProjectNotes(name, ownership=parse_ownership(data, name))
-    if isinstance(version, str) and version:
-        notes.vulnerabilities[version] = parse_vulnerabilities(data, f"{name} {version}")
+    latest = version if isinstance(version, str) and version else None
+    if latest is not None:
+        notes.vulnerabilities[latest] = parse_vulnerabilities(data, f"{name} {latest}")
+    if etag is not None:
+        display, value = etag
+        notes.etags[project_json_path(display)] = (latest, value or "")
     return notes
 
 

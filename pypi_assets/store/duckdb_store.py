@@ -45,6 +45,7 @@ from .schema import (
     RENAMED_COLUMNS,
     SCHEMA_VERSION,
     SELECTED_FILES,
+    SELECTED_PROJECTS,
     TABLES,
     UPSTREAM_PROJECTS,
     VIEWS,
@@ -66,6 +67,26 @@ def _insert_columns(
     if set(columns) != set(table.names):
         raise ValueError(f"{table.name}: columns {sorted(columns)} are not {list(table.names)}")
     con.execute(table.insert_sql(), [list(columns[c]) for c in table.names])
+
+
+def _insert_frame(
+    con: duckdb.DuckDBPyConnection, table: Table, columns: Mapping[str, Sequence[Any]]
+) -> None:
+    """Bulk insert of plain columns (strings and integers, no NULL) through a pandas frame,
+    which DuckDB scans several times faster than it unnests list parameters: the 886k names
+    of PyPI's listing in 0.5 s, not 3.9 s."""
+    import pandas  # a dependency: DuckDB's client looks for it anyway (pyproject.toml)
+
+    if set(columns) != set(table.names):
+        raise ValueError(f"{table.name}: columns {sorted(columns)} are not {list(table.names)}")
+    frame = pandas.DataFrame({c: columns[c] for c in table.names})
+    view = f"_frame_{id(frame)}"
+    con.register(view, frame)
+    try:
+        cols = ", ".join(table.names)
+        con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {view}")
+    finally:
+        con.unregister(view)
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: Table, rows: Iterable[Row]) -> None:
@@ -627,7 +648,7 @@ class MetadataStore:
             step = 200_000  # bounded batches keep peak memory flat for ~900k names
             for i in range(0, len(listing.names), step):
                 display = listing.names[i : i + step]
-                _insert_columns(
+                _insert_frame(
                     con,
                     UPSTREAM_PROJECTS,
                     {
@@ -751,9 +772,7 @@ class MetadataStore:
     def replace_selected_projects(self, names: Iterable[str]) -> None:
         with self.transaction() as con, marking_changes(con, "selected_projects", "name"):
             con.execute("DELETE FROM selected_projects")
-            con.execute(
-                "INSERT INTO selected_projects SELECT DISTINCT unnest($1)", [sorted(set(names))]
-            )
+            _insert_frame(con, SELECTED_PROJECTS, {"name": sorted(set(names))})
 
     def selected_projects(self) -> set[str]:
         return {r[0] for r in self.query("SELECT name FROM selected_projects")}

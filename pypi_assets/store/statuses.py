@@ -41,43 +41,68 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PollTarget:
-    """A selected, stored project to poll: its name, the releases whose JSON to read, and
-    whether its simple page (its status) is due too."""
+    """A selected, stored project to poll: its name, the releases whose JSON to read,
+    whether its simple page (its status) is due too, and whether its project JSON stands in
+    for its releases' (a project whose releases' JSON the mirror does not hold)."""
 
     name: str
     versions: list[str]
     page: bool = True
     #: the name the JSON API is asked by (Warehouse redirects any other spelling)
     display: str = ""
+    #: the project JSON is due: its ownership and the latest release's vulnerabilities
+    project_json: bool = False
 
 
-def poll_targets(store: MetadataStore, checked_before: datetime | None) -> list[PollTarget]:
-    """The selected stored projects to poll, each with the releases to read: every one of
-    those never polled, quarantined (each run: its clearing is journaled, and the run that
-    refetches it must show it again) or last confirmed before ``checked_before`` (``None``:
-    all projects); of the others, the releases with files never polled (new ones whose
-    JSON the fetch did not read), without the page."""
+def poll_targets(
+    store: MetadataStore, checked_before: datetime | None, *, new: bool = True
+) -> list[PollTarget]:
+    """The selected stored projects to poll: every one of those never polled, quarantined
+    (each run: its clearing is journaled, and the run that refetches it must show it again)
+    or last confirmed before ``checked_before`` (``None``: all projects).
+
+    A project whose releases' JSON the mirror holds (read at ``--depth full``) is polled
+    release by release; of the others of those, the releases with files never polled (new
+    ones whose JSON the fetch did not read), without the page. A project stored at
+    ``--depth project`` (no release JSON held) is polled by its page and its project JSON,
+    the one page that depth reads: the project JSON only when it was last read before
+    ``checked_before`` (a project the fetch just stored costs its page alone).
+
+    Not ``new`` (``status_poll_interval = off``): neither the projects never polled nor the
+    releases never polled are due (the quarantined ones still are)."""
     due = (
         "TRUE"
         if checked_before is None
-        else ("coalesce(p.status_checked_at < $1, TRUE) OR p.status = 'quarantined'")
+        else (f"coalesce(p.status_checked_at < $1, {new}) OR p.status = 'quarantined'")
     )
+    json_due = "TRUE" if checked_before is None else "coalesce(any_value(j.checked_at) < $1, TRUE)"
     rows = store.query(
         f"SELECT p.name, any_value(p.display_name), bool_or({due}), "
         "list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL), "
         "list(r.version ORDER BY r.version) "
-        "FILTER (WHERE r.version IS NOT NULL AND e.path IS NULL AND r.file_count > 0) "
+        "FILTER (WHERE r.version IS NOT NULL AND e.path IS NULL AND r.file_count > 0), "
+        f"coalesce(bool_or(r.info IS NOT NULL), FALSE), {json_due} "
         "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
         "LEFT JOIN releases r ON r.project = p.name "
-        "LEFT JOIN upstream_etags e ON e.project = p.name AND e.version = r.version "
+        "LEFT JOIN (SELECT DISTINCT project, version, TRUE AS path FROM upstream_etags) e "
+        "ON e.project = p.name AND e.version = r.version "
+        # the project JSON's row (pypi.warehouse.project_json_path)
+        "LEFT JOIN upstream_etags j ON j.path = '/pypi/' || p.display_name || '/json' "
         "WHERE p.state = 'ok' GROUP BY p.name ORDER BY p.name",
         [] if checked_before is None else [checked_before],
     )
-    return [
-        PollTarget(name, list(versions or []) if is_due else unpolled, is_due, display or name)
-        for name, display, is_due, versions, unpolled in rows
-        if is_due or unpolled
-    ]
+    targets = []
+    for name, display, is_due, versions, unpolled, holds_json, json_stale in rows:
+        unpolled = unpolled if new else []
+        if holds_json and (is_due or unpolled):
+            targets.append(
+                PollTarget(
+                    name, list(versions or []) if is_due else unpolled, is_due, display or name
+                )
+            )
+        elif not holds_json and is_due:
+            targets.append(PollTarget(name, [], True, display or name, json_stale))
+    return targets
 
 
 def poll_etags(store: MetadataStore, projects: Sequence[str]) -> dict[str, str]:

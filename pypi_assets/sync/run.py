@@ -90,7 +90,9 @@ async def refresh_window(
         store.resolve_listing_serials()  # the changelog is followed: see update_listing
     refresh.removed = removed
     # as sync does: a project that answers 404 or left the listing may be quarantined
-    statuses = await poll_after_refresh(client, store, refresh, progress=progress)
+    statuses = await poll_after_refresh(
+        client, store, refresh, new=config.polls_new_statuses, progress=progress
+    )
     stats, compared = client.stats.as_dict(), client.own_metadata.comparison()
     return WindowReport(key, reached, relisted, refresh, stats, compared, statuses)
 
@@ -367,7 +369,9 @@ async def _refresh(
     recompute_selected_files(store, config, refresh.refreshed + refresh.missing + refresh.removed)
     if depth == "full":  # project depth stores no per-file metadata, by design
         report.metadata_sources = lacking_metadata(report.refresh.failed, store)
-    new = await poll_after_refresh(client, store, refresh, progress=progress)
+    new = await poll_after_refresh(
+        client, store, refresh, new=config.polls_new_statuses, progress=progress
+    )
     report.statuses = merge(report.statuses, new)
     report._phase("metadata", t)
 
@@ -445,7 +449,9 @@ async def _still_up_to_date(
     """Poll the statuses that are due (all with ``refresh_statuses``); then whether the last
     complete run's result stands: nothing changed, upstream or in what it produced."""
     cutoff = poll_cutoff(config.status_poll_interval, everything=refresh_statuses)
-    report.statuses = await poll_statuses(client, store, cutoff, progress=progress)
+    report.statuses = await poll_statuses(
+        client, store, cutoff, new=config.polls_new_statuses or refresh_statuses, progress=progress
+    )
     if report.statuses.changed:
         return False
     return _up_to_date(

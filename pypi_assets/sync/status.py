@@ -4,9 +4,12 @@ PEP 792's archive, unarchive and deprecate, a release's vulnerabilities and a pr
 organization change upstream with no journal entry, so no serial moves. Each selected project
 is polled on a cadence (``[pypi_assets] status_poll_interval``; ``sync --refresh-statuses``:
 now) with conditional requests (``If-None-Match``): its simple page (the status) and the
-JSON of each stored release (its vulnerabilities and the project's ownership). An unchanged
-page answers 304 with no body: a quiet project costs one 304 per page per cadence. Projects
-never polled (new ones) are polled on the run that stores them, whatever the cadence.
+JSON of each stored release (its vulnerabilities and the project's ownership), or, for a
+project whose releases' JSON the mirror does not hold (``--depth project``), its project
+JSON (the latest release's vulnerabilities). An unchanged page answers 304 with no body: a
+quiet project costs one 304 per page per cadence. Projects never polled (new ones) are
+polled on the run that stores them, whatever the cadence (``status_poll_interval = off``:
+not until ``--refresh-statuses``).
 Quarantine is journaled, so it also arrives with the serial; its pages are hidden then too.
 """
 
@@ -26,7 +29,7 @@ from ..pypi.errors import InvalidData, NotFound, UpstreamError
 from ..pypi.names import canonical
 from ..pypi.records import ProjectNotes
 from ..pypi.simple import ACCEPT
-from ..pypi.warehouse import parse_ownership, parse_vulnerabilities
+from ..pypi.warehouse import parse_ownership, parse_vulnerabilities, project_json_path
 from ..store import MetadataStore
 from ..store.statuses import (
     PollTarget,
@@ -184,7 +187,7 @@ async def _poll_releases(
 async def _poll_project_json(
     client: PyPIClient, poll: ProjectNotes, display: str, etags: dict[str, str], count: _Counter
 ) -> None:
-    path = f"/pypi/{display}/json"
+    path = project_json_path(display)
     got = await _get(
         client, "vulnerability-poll", client.config.base + path, etags.get(path), count
     )
@@ -209,6 +212,8 @@ async def _poll_one(
         if poll.status is not None and poll.status[0] == "quarantined":
             return poll  # its JSON API answers 404: nothing more to read
         display = target.display or target.name
+        if target.project_json:
+            await _poll_project_json(client, poll, display, etags, count)
         await _poll_releases(client, poll, display, target.versions, etags, count)
     except (UpstreamError, InvalidData) as exc:
         if not poll.confirmed:
@@ -223,15 +228,16 @@ async def poll_statuses(
     checked_before: datetime | None,
     *,
     targets: list[PollTarget] | None = None,
+    new: bool = True,
     progress: Progress = no_progress,
 ) -> StatusReport:
     """Poll the selected projects last polled before ``checked_before`` (never polled and
-    quarantined ones too; ``None``: all of them), or the given ``targets``, and store what
-    changed."""
+    quarantined ones too, the former only when ``new``; ``None``: all of them), or the
+    given ``targets``, and store what changed."""
     started, bytes_before = time.perf_counter(), client.stats.bytes
     report, count = StatusReport(everything=checked_before is None), _Counter()
     if targets is None:
-        targets = poll_targets(store, checked_before)
+        targets = poll_targets(store, checked_before, new=new)
     before = project_statuses(store)
     for start in range(0, len(targets), _BATCH):
         batch = targets[start : start + _BATCH]
@@ -256,14 +262,20 @@ async def poll_statuses(
 
 
 async def poll_after_refresh(
-    client: PyPIClient, store: MetadataStore, refresh: RefreshReport, *, progress: Progress
+    client: PyPIClient,
+    store: MetadataStore,
+    refresh: RefreshReport,
+    *,
+    new: bool = True,
+    progress: Progress,
 ) -> StatusReport:
     """After a run's refresh: the pages of the projects it found missing (404) or marked
     removed: a quarantined one answers 404 in the JSON API and is hidden from upstream's
     listing, but is not gone, so it stays, served as upstream serves it (a page with its
     status and no files), and leaves ``missing``. Then what the fetch did not read: the
     projects never polled (stored without their page, at ``--depth project``), the
-    releases with files whose JSON it did not read, and the quarantined projects."""
+    releases with files whose JSON it did not read (those two only when ``new``:
+    ``status_poll_interval = off`` leaves them), and the quarantined projects."""
     report = StatusReport()
     # quarantined, perhaps (its page says); one never stored has nothing to serve
     gone = stored_among(store, [*refresh.removed, *refresh.missing])
@@ -273,7 +285,7 @@ async def poll_after_refresh(
         back = set(restore_quarantined(store, refresh.removed))
         refresh.removed[:] = [n for n in refresh.removed if n not in back]
     reselect_quarantined(store)
-    merge(report, await poll_statuses(client, store, poll_cutoff(0), progress=progress))
+    merge(report, await poll_statuses(client, store, poll_cutoff(0), new=new, progress=progress))
     statuses = project_statuses(store)
     refresh.missing[:] = [n for n in refresh.missing if statuses.get(n) != "quarantined"]
     return report

@@ -84,10 +84,14 @@ def poll_due_statuses(
 ) -> dg.Output[None]:
     mirror_config = mirror.config()
     cutoff = poll_cutoff(mirror_config.status_poll_interval, everything=config.everything)
+    new = mirror_config.polls_new_statuses
     progress = log_progress(context)  # type: ignore[arg-type]
     with mirror.store() as store:
         fetched = mirror.fetch(
-            lambda client: poll_statuses(client, store, cutoff, progress=progress), mirror_config
+            lambda client: poll_statuses(
+                client, store, cutoff, new=new or config.everything, progress=progress
+            ),
+            mirror_config,
         )
     report = fetched.value
     for name, err in sorted(report.failed.items()):
