@@ -67,6 +67,10 @@ class FakeProcess:
         if "fake upstream" not in self.banner:
             raise RuntimeError(f"fake upstream did not start: {self.banner!r}")
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds the fake has used so far."""
+        return cpu_seconds(self.proc.pid)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -92,6 +96,17 @@ class Timed:
     max_rss_mb: float
     returncode: int
     stderr: str
+    #: CPU seconds (user + system) of the command and the children it waited for
+    cpu_seconds: float = 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def hwm_mb(pid: int) -> float:
@@ -125,10 +140,12 @@ def run_timed(args: list[str], env: dict[str, str] | None = None, cwd: Path | No
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     err = proc.stderr.read()
-    proc.wait()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     done.set()
     sampler.join()
-    return Timed(time.perf_counter() - t, peak[0], proc.returncode, err[-4000:])
+    cpu = usage.ru_utime + usage.ru_stime
+    return Timed(time.perf_counter() - t, peak[0], proc.returncode, err[-4000:], cpu)
 
 
 def ensure_bandersnatch() -> Path | None:

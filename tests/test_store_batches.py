@@ -133,3 +133,38 @@ def test_store_writes_never_search_for_a_module(tmp_path: Path) -> None:
         finally:
             sys.meta_path.remove(lookups)
     assert not lookups.names, dict(lookups.names)
+
+
+def test_a_project_not_stored_yet_is_fetched_without_reading_the_store(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A first sync reads no project's stored state (there is none: one query tells); a
+    later sync reads the state of each stored project it refreshes, so an unchanged file
+    is reused (no request for it)."""
+    import asyncio
+
+    from pypi_assets.fake import FakeIndex, FakeUpstream
+    from pypi_assets.sync.run import run_sync
+    from pypi_assets.sync.settings import Settings
+
+    from .helpers import FAST, make_config
+
+    loads: list[str] = []
+    real = MetadataStore.load_stored
+
+    def counting(self: MetadataStore, name: str) -> Any:
+        loads.append(name)
+        return real(self, name)
+
+    monkeypatch.setattr(MetadataStore, "load_stored", counting)
+    with FakeUpstream(FakeIndex.generate(5)) as up:
+        settings = Settings(upstream=up.url, db=tmp_path / "m.duckdb", blobs=None)
+        first = asyncio.run(run_sync(settings, make_config(), client_overrides=FAST))
+        assert first.ok and len(first.refresh.refreshed) == 5 and loads == []
+        name = sorted(up.index.projects)[1]
+        up.index.add_release(name, "9.0")
+        up.reset_counts()
+        again = asyncio.run(run_sync(settings, make_config(), client_overrides=FAST))
+        assert again.ok and again.refresh.refreshed == [name] and loads == [name]
+        # the stored state was used: only the new release's files were asked for metadata
+        assert up.counts["version-json"] == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -123,14 +124,13 @@ class ParsedFile:
     core_metadata_sha256: str | None = None
 
 
+_HEX = {n: re.compile(f"[0-9a-f]{{{n}}}") for n in (32, 64)}
+
+
 def _hexdigest(value: Any, length: int) -> str | None:
     if value is None or value == "":
         return None
-    if (
-        not isinstance(value, str)
-        or len(value) != length
-        or any(c not in "0123456789abcdef" for c in value)
-    ):
+    if not isinstance(value, str) or _HEX[length].fullmatch(value) is None:
         raise UnsafeValue(f"malformed digest {value!r}")
     return value
 

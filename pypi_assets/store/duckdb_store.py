@@ -1002,6 +1002,18 @@ class MetadataStore:
         }
 
     # ------------------------------------------------------------------ reading projects
+    def loadable(self, names: Sequence[str]) -> set[str]:
+        """Those of ``names`` that :meth:`load_stored` would find (``state`` ``ok``): for
+        the others (all of them on a first sync) the fetch need not ask."""
+        return {
+            r[0]
+            for r in self.query(
+                "SELECT name FROM projects WHERE state = 'ok' "
+                "AND name IN (SELECT unnest($1::VARCHAR[]))",
+                [list(names)],
+            )
+        }
+
     def load_stored(self, name: str) -> StoredProject | None:
         cur = self.con.cursor()
         try:

@@ -118,11 +118,13 @@ async def _refresh_one(
     batch: Batch[Project],
     report: RefreshReport,
     stored_file: StoredFile | None = None,
+    load: bool = True,
 ) -> str:
     """Fetch one project into ``batch``; returns its status (``ok``, ``unchanged``,
-    ``missing`` or ``failed``, the reason then in ``report.failed``)."""
+    ``missing`` or ``failed``, the reason then in ``report.failed``). Not ``load``: the
+    store holds nothing of it (no read of the stored state)."""
     try:
-        stored = await asyncio.to_thread(store.load_stored, name)
+        stored = await asyncio.to_thread(store.load_stored, name) if load else None
         project = await fetch_project(
             client, display, serial or None, stored, depth=depth, stored_file=stored_file
         )
@@ -170,6 +172,8 @@ async def refresh_metadata(
         report.selected = len(candidates)
     listing = {n: (d, s) for n, d, s in candidates}
     todo = sorted(listing, key=lambda n: listing[n][1])
+    # a project not stored yet (every one on a first sync) has nothing to load
+    stored = await asyncio.to_thread(store.loadable, todo)
     report.todo = len(todo)
     progress("fetch", 0, len(todo), "")
     pending: Batch[Project] = Batch(
@@ -191,6 +195,7 @@ async def refresh_metadata(
             batch=pending,
             report=report,
             stored_file=stored_file,
+            load=name in stored,
         )
         if status == "failed" and stop_on_error:
             stop.set()
