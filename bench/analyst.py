@@ -29,7 +29,7 @@ SELECT pid, name, k, name || '-' || k AS rk, k || '.0.' || (pid % 7) AS version,
 FROM _p, range(nrel) r(k);
 """
 DISTS = """
-INSERT INTO distributions (filename, packagetype, name, version, metadata_version, summary, description, keywords,
+INSERT INTO distribution_rows (filename, packagetype, name, version, metadata_version, summary, description, keywords,
   license, requires_python, classifiers, requires_dist, project, release_version, url, sha256, size, upload_time,
   yanked, yanked_reason, license_expression, metadata_source, project_serial)
 SELECT r.name || '-' || r.version || CASE f WHEN 0 THEN '.tar.gz' ELSE '-cp3' || f || '-cp3' || f || '-manylinux_2_17_x86_64.whl' END,
@@ -46,7 +46,7 @@ SELECT r.name || '-' || r.version || CASE f WHEN 0 THEN '.tar.gz' ELSE '-cp3' ||
 FROM _r r, range(CASE WHEN random() < 0.6 THEN 3 ELSE 1 END) w(f)
 LIMIT {rows};
 INSERT INTO releases SELECT project, release_version, min(upload_time), bool_and(yanked), NULL, count(*),
-  count(*) FILTER (WHERE packagetype = 'bdist_wheel'), any_value(summary), any_value(requires_python), NULL
+  count(*) FILTER (WHERE packagetype = 'bdist_wheel'), any_value(summary), any_value(requires_python), NULL, NULL
 FROM distributions GROUP BY ALL;
 INSERT INTO projects (name, display_name, serial, upstream_serial, state, latest_version, removed_serial, updated_at)
 SELECT project, project, max(project_serial), max(project_serial), 'ok', max(release_version), NULL, now()

@@ -118,9 +118,9 @@ def big_description(idx: FakeIndex, size: int) -> tuple[str, int]:
 
 
 def run_big_description_child(
-    child: str, *args: str, timeout: float = 120
+    child: str, *args: str, timeout: float = 120, size: int = 5 * 1024 * 1024
 ) -> tuple[dict[str, Any], str, int]:
-    """Serve a fake upstream with a 5 MB description (:func:`big_description`) and a small
+    """Serve a fake upstream with a big description (:func:`big_description`, ``size``) and a small
     project, and run ``child`` (Python source) in a fresh interpreter with the upstream's
     URL, the small project's name and ``args``. Returns the child's last line of output
     (JSON), the description and the largest body a fetch of the project reads."""
@@ -128,7 +128,7 @@ def run_big_description_child(
     import urllib.request
 
     idx = FakeIndex.generate(2)
-    text, largest = big_description(idx, 5 * 1024 * 1024)
+    text, largest = big_description(idx, size)
     small = sorted(n for n in idx.projects if n != "big-description")[0]
     with FakeUpstream(idx) as up:
         for path in ("/pypi/big-description/json", "/pypi/big-description/1.0/json"):

@@ -17,9 +17,10 @@ from pypi_assets.store.duckdb_store import (
     project_row,
     release_rows,
 )
+from pypi_assets.store.long_texts import LongTexts
 from pypi_assets.store.schema import (
     DEPENDENCIES,
-    DISTRIBUTIONS,
+    DISTRIBUTION_ROWS,
     PROJECTS,
     RELEASES,
     TABLES,
@@ -58,13 +59,14 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 def test_row_builders_give_exactly_the_declared_columns() -> None:
     p = _project()
     now = datetime.now(UTC)
-    assert list(project_row(p, now)) == list(PROJECTS.names)
-    assert [list(r) for r in release_rows(p)] == [list(RELEASES.names)]
-    assert list(distribution_row(p.distributions[0])) == list(DISTRIBUTIONS.names)
+    texts = LongTexts()
+    assert list(project_row(p, now, texts)) == list(PROJECTS.names)
+    assert [list(r) for r in release_rows(p, texts)] == [list(RELEASES.names)]
+    assert list(distribution_row(p.distributions[0], texts)) == list(DISTRIBUTION_ROWS.names)
     deps = list(dependency_rows(p.name, p.distributions[0]))
     assert len(deps) == 2 and all(list(r) == list(DEPENDENCIES.names) for r in deps)
-    assert project_row(p, now)["info"] == '{"description": "long text"}'
-    assert next(release_rows(p))["wheel_count"] == 1
+    assert project_row(p, now, texts)["info"] == '{"description": "long text"}'
+    assert next(release_rows(p, texts))["wheel_count"] == 1
 
 
 def test_a_fresh_database_has_every_declared_column(tmp_path: Path) -> None:
@@ -73,7 +75,7 @@ def test_a_fresh_database_has_every_declared_column(tmp_path: Path) -> None:
             assert _columns(store.con, table.name) == list(table.names), table.name
 
 
-@pytest.mark.parametrize("table", [PROJECTS, RELEASES, DISTRIBUTIONS], ids=lambda t: t.name)
+@pytest.mark.parametrize("table", [PROJECTS, RELEASES, DISTRIBUTION_ROWS], ids=lambda t: t.name)
 def test_an_older_database_is_migrated_with_its_data(tmp_path: Path, table: Table) -> None:
     """A database created from a shorter declaration (as an older version made it) gains the
     missing columns, with their declared types, and keeps its rows."""

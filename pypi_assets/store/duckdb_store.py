@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import duckdb
 
@@ -33,24 +33,29 @@ from ..pypi.records import (
 )
 from ..pypi.requirements import parse_dependency
 from .blobs import metadata_key_sql, provenance_key_sql
+from .long_texts import LONG_TEXT, LongTexts, drop_unreferenced, named_by
 from .schema import (
     BLOBS,
     CLOSURE_PROJECTS,
     DEPENDENCIES,
+    DISTRIBUTION_ROWS,
     DISTRIBUTIONS,
     PROJECT_ROLES,
     PROJECTS,
     PUBLISHERS,
     RELEASES,
     RENAMED_COLUMNS,
+    RENAMED_TABLES,
     SCHEMA_VERSION,
     SELECTED_FILES,
     SELECTED_PROJECTS,
+    STORAGE_VIEWS,
     TABLES,
     UPSTREAM_PROJECTS,
     VIEWS,
     VULNERABILITIES,
     Table,
+    info_sql,
 )
 
 __all__ = ["ListingShrank", "MetadataStore", "ProjectState", "WriteResult", "is_storage_error"]
@@ -117,7 +122,7 @@ def migrate(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = TABLES) ->
     declared columns it lacks (with their declared types; rows keep their data). Returns
     the ``ALTER TABLE`` statements run. Columns renamed since (:data:`RENAMED_COLUMNS`) are
     renamed first, keeping their data."""
-    renamed = _rename_columns(con)
+    renamed = _rename_tables(con) + _rename_columns(con)
     for table in tables:
         con.execute(table.ddl())
     present = _table_columns(con)
@@ -125,6 +130,22 @@ def migrate(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = TABLES) ->
     for stmt in added:
         con.execute(stmt)
     return renamed + added
+
+
+def _rename_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Tables that became views of a renamed table (:data:`RENAMED_TABLES`): the table is
+    renamed, keeping its rows, and the view is made after it."""
+    done = []
+    for old, new in RENAMED_TABLES:
+        row = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = ?",
+            [old],
+        ).fetchone()
+        if row is not None and row[0]:
+            done.append(f"ALTER TABLE {old} RENAME TO {new}")
+            con.execute(done[-1])
+    return done
 
 
 def _rename_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -198,10 +219,6 @@ def _newer(
     return fresh
 
 
-def _info_json(info: dict[str, Any] | None) -> str | None:
-    return json.dumps(info, sort_keys=True) if info is not None else None
-
-
 #: The ``projects`` columns the status poll writes (:meth:`MetadataStore.record_statuses`),
 #: which a project's new state keeps.
 UPSTREAM_STATUS_COLUMNS = (
@@ -213,8 +230,9 @@ UPSTREAM_STATUS_COLUMNS = (
 )
 
 
-def project_row(p: Project, now: datetime) -> Row:
-    """The ``projects`` row of a project as stored now."""
+def project_row(p: Project, now: datetime, texts: LongTexts) -> Row:
+    """The ``projects`` row of a project as stored now (a long description in ``texts``)."""
+    info, digest = texts.info_json(p.info)
     return {
         "name": p.name,
         "display_name": p.display_name,
@@ -224,18 +242,20 @@ def project_row(p: Project, now: datetime) -> Row:
         "latest_version": p.latest_version,
         "removed_serial": None,
         "updated_at": now,
-        "info": _info_json(p.info),
+        "info": info,
         "etag": p.etag,
         # upstream's PEP 792 status and ownership: polled (sync/status.py), kept across writes
         **dict.fromkeys(UPSTREAM_STATUS_COLUMNS),
+        "info_description": digest,
     }
 
 
-def release_rows(p: Project) -> Iterator[Row]:
-    """The ``releases`` rows of a project."""
+def release_rows(p: Project, texts: LongTexts) -> Iterator[Row]:
+    """The ``releases`` rows of a project (a long description in ``texts``)."""
     wheels = Counter(d.release_version for d in p.distributions if d.packagetype == "bdist_wheel")
     for r in p.releases:
         info = r.info or {}
+        text, digest = texts.info_json(r.info)
         yield {
             "project": p.name,
             "version": r.version,
@@ -246,13 +266,19 @@ def release_rows(p: Project) -> Iterator[Row]:
             "wheel_count": wheels.get(r.version, 0),
             "summary": info.get("summary") or None,
             "requires_python": info.get("requires_python") or None,
-            "info": _info_json(r.info),
+            "info": text,
+            "info_description": digest,
         }
 
 
-def distribution_row(d: Distribution) -> Row:
-    """The ``distributions`` row of a file: its record's fields, by name."""
-    return {c: getattr(d, c) for c in DISTRIBUTIONS.names}
+def distribution_row(d: Distribution, texts: LongTexts) -> Row:
+    """The ``distribution_rows`` row of a file: its record's fields, by name (a long
+    description in ``texts``, by digest)."""
+    row = {c: getattr(d, c) for c in DISTRIBUTIONS.names}
+    row["description_digest"] = digest = texts.digest(d.description)
+    if digest is not None:
+        row["description"] = None
+    return row
 
 
 def dependency_rows(project: str, d: Distribution) -> Iterator[Row]:
@@ -303,13 +329,30 @@ def marking_changes(
     con.execute(f"DROP TABLE _before_{table}")
 
 
+def long_texts_of(projects: Iterable[Project], texts: LongTexts) -> set[str]:
+    """The digests of the long descriptions of ``projects``' infos and files (each text
+    digested once, and kept in ``texts``)."""
+    found: set[str | None] = set()
+    for p in projects:
+        found.add(texts.digest((p.info or {}).get("description")))
+        found.update(texts.digest((r.info or {}).get("description")) for r in p.releases)
+        found.update(texts.digest(d.description) for d in p.distributions)
+    found.discard(None)
+    return cast(set[str], found)
+
+
 def _insert_projects(
-    con: duckdb.DuckDBPyConnection, projects: Sequence[Project], now: datetime
+    con: duckdb.DuckDBPyConnection, projects: Sequence[Project], now: datetime, texts: LongTexts
 ) -> None:
-    """Insert the rows of every table for ``projects`` (whose old rows are deleted)."""
-    _insert(con, PROJECTS, (project_row(p, now) for p in projects))
-    _insert(con, RELEASES, (row for p in projects for row in release_rows(p)))
-    _insert(con, DISTRIBUTIONS, (distribution_row(d) for p in projects for d in p.distributions))
+    """Insert the rows of every table for ``projects`` (whose old rows are deleted); their
+    long descriptions are stored already (``texts``)."""
+    _insert(con, PROJECTS, (project_row(p, now, texts) for p in projects))
+    _insert(con, RELEASES, (row for p in projects for row in release_rows(p, texts)))
+    _insert(
+        con,
+        DISTRIBUTION_ROWS,
+        (distribution_row(d, texts) for p in projects for d in p.distributions),
+    )
     _insert(
         con,
         DEPENDENCIES,
@@ -514,9 +557,16 @@ class MetadataStore:
     CONFIRMABLE_DROPS = 50
 
     def __init__(
-        self, path: str | Path, *, read_only: bool = False, lock_timeout: float = 900.0
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        lock_timeout: float = 900.0,
+        long_text: int = LONG_TEXT,
     ) -> None:
         self.path = Path(path)
+        #: descriptions of this many characters or more are stored once, out of line
+        self.long_text = long_text
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = self._connect(read_only, lock_timeout)
@@ -568,8 +618,9 @@ class MetadataStore:
     def _migrate(self) -> None:
         with self.transaction() as con:
             migrate(con)
-            for stmt in VIEWS:
+            for stmt in (*STORAGE_VIEWS, *VIEWS):
                 con.execute(stmt)
+            drop_unreferenced(con)  # pieces a crash left between their write and the rows
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )
@@ -1018,13 +1069,15 @@ class MetadataStore:
         cur = self.con.cursor()
         try:
             row = cur.execute(
-                "SELECT serial, state, info, latest_version, etag FROM projects WHERE name = ?",
+                f"SELECT serial, state, {info_sql('p')}, latest_version, etag FROM projects p "
+                "WHERE name = ?",
                 [name],
             ).fetchone()
             if row is None or row[1] != "ok":
                 return None
             rels = cur.execute(
-                "SELECT version, info, upload_time, yanked, yanked_reason, file_count FROM releases WHERE project = ?",
+                f"SELECT version, {info_sql('r')}, upload_time, yanked, yanked_reason, file_count "
+                "FROM releases r WHERE project = ?",
                 [name],
             ).fetchall()
             cols = ", ".join(DISTRIBUTION_COLUMNS)
@@ -1068,20 +1121,35 @@ class MetadataStore:
         if not projects:
             return result
         now = datetime.now(UTC)
+        texts = LongTexts(self.long_text)
+        if long_texts_of(projects, texts):
+            with self._lock:
+                cur = self.con.cursor()
+                try:
+                    texts.store(cur)
+                finally:
+                    cur.close()
         with self.transaction() as con:
             fresh = _newer(con, projects, result)
+            # a text the new rows name is held; any other (an old description, one of a
+            # project not written) is dropped unless another project names it
+            held = long_texts_of(fresh.values(), texts)
             if fresh:
                 keep = list(fresh)
-                for table in ("distributions", "releases", "dependencies"):
+                old_texts = named_by(con, keep)
+                for table in ("distribution_rows", "releases", "dependencies"):
                     con.execute(f"DELETE FROM {table} WHERE project IN (SELECT unnest($1))", [keep])
                 kept = _keep_statuses(con, keep)
                 con.execute("DELETE FROM projects WHERE name IN (SELECT unnest($1))", [keep])
-                _insert_projects(con, list(fresh.values()), now)
+                _insert_projects(con, list(fresh.values()), now, texts)
+                drop_unreferenced(con, {*old_texts, *texts.texts} - held)
                 mark_dirty(con, keep)
                 _drop_gone_publishers(con, keep)
                 _restore_statuses(con, kept)
                 record_notes(con, [p.notes for p in fresh.values() if p.notes is not None], now)
                 result.written.extend(keep)
+            else:
+                drop_unreferenced(con, set(texts.texts) - held)
         return result
 
     def advance_serial(self, name: str, serial: int) -> None:
@@ -1183,7 +1251,7 @@ class MetadataStore:
         return [
             IndexedProject(*row)
             for row in self.query(
-                "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, "
+                f"SELECT p.name, p.display_name, p.serial, p.latest_version, {info_sql('p')}, sp.serial, "
                 "sp.selection, p.status, p.status_reason "
                 "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
                 "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.state = 'ok' "
@@ -1371,5 +1439,10 @@ def index_files_sql(*, lazy: bool) -> str:
 
 #: the query of :meth:`MetadataStore.release_infos` (``$1``: the projects)
 RELEASE_INFOS_SQL = (
+    f"SELECT project, version, {info_sql('r')} FROM releases r "
+    "WHERE project IN (SELECT unnest($1::VARCHAR[]))"
+)
+#: the same of a published snapshot, whose ``info`` is whole
+SNAPSHOT_RELEASE_INFOS_SQL = (
     "SELECT project, version, info FROM releases WHERE project IN (SELECT unnest($1::VARCHAR[]))"
 )

@@ -40,6 +40,7 @@ from .schema import (
     VIEWS,
     VULNERABILITIES,
     Table,
+    info_sql,
 )
 
 __all__ = [
@@ -55,8 +56,8 @@ __all__ = [
 #: each row belongs to. ``upstream_projects``, ``simple_pages``, ``upstream_etags`` and
 #: ``lake_dirty`` are the pipeline's own bookkeeping and stay behind.
 PUBLISHED: tuple[tuple[Table, str], ...] = (
-    (PROJECTS, "name"),
-    (RELEASES, "project"),
+    (PROJECTS.without("info_description"), "name"),
+    (RELEASES.without("info_description"), "project"),
     (DISTRIBUTIONS, "project"),
     (DEPENDENCIES, "project"),
     (SELECTED_PROJECTS, "name"),
@@ -118,12 +119,23 @@ def _ensure_tables(cur: duckdb.DuckDBPyConnection) -> set[str]:
     return created
 
 
+def _working(table: Table, work: str) -> str:
+    """The select list of ``table``'s published columns from the working database (whose
+    ``projects`` and ``releases`` keep a long description apart: ``info`` is made whole),
+    over the alias ``t``."""
+    whole = table.name in (PROJECTS.name, RELEASES.name)
+    return ", ".join(
+        f"{info_sql('t', f'{work}.main.')} AS info" if whole and c == "info" else f"t.{c}"
+        for c in table.names
+    )
+
+
 def _difference(table: Table, key: str, work: str, scoped: bool) -> str:
     """SQL: ``(table name, project)`` of the projects whose rows in ``table`` differ between
     the working database and the lake, as multisets (``$1``: the projects, when ``scoped``)."""
     cols = ", ".join(table.names)
     where = f"WHERE {key} IN (SELECT unnest($1::VARCHAR[]))" if scoped else ""
-    mine = f"SELECT {cols} FROM {work}.main.{table.name} {where}"
+    mine = f"SELECT {_working(table, work)} FROM {work}.main.{table.name} t {where}"
     theirs = f"SELECT {cols} FROM {_W}.main.{table.name} {where}"
     return (
         f"SELECT DISTINCT '{table.name}' AS t, {key} AS k FROM (({mine} EXCEPT ALL {theirs}) "
@@ -167,8 +179,8 @@ def _replace_rows(
     # in project order: each data file then covers a narrow range of projects, and a later
     # publication that compares a few projects skips the others' files by their statistics
     row = cur.execute(
-        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {cols} FROM {work}.main.{table.name} "
-        f"{among} ORDER BY {key}",
+        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {_working(table, work)} "
+        f"FROM {work}.main.{table.name} t {among} ORDER BY t.{key}",
         [names],
     ).fetchone()
     return int(row[0]) if row else 0
@@ -179,8 +191,8 @@ def _copy_rows(cur: duckdb.DuckDBPyConnection, work: str, table: Table, key: str
     cols = ", ".join(table.names)
     cur.execute(f"DELETE FROM {_W}.main.{table.name}")
     row = cur.execute(
-        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {cols} FROM {work}.main.{table.name} "
-        f"ORDER BY {key}"
+        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {_working(table, work)} "
+        f"FROM {work}.main.{table.name} t ORDER BY t.{key}"
     ).fetchone()
     return int(row[0]) if row else 0
 

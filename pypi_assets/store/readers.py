@@ -18,7 +18,12 @@ from typing import Any
 
 import duckdb
 
-from .duckdb_store import INDEX_FILE_COLUMNS, RELEASE_INFOS_SQL, IndexedProject, index_files_sql
+from .duckdb_store import (
+    INDEX_FILE_COLUMNS,
+    SNAPSHOT_RELEASE_INFOS_SQL,
+    IndexedProject,
+    index_files_sql,
+)
 from .lake import lake_snapshots, version_at
 from .snapshot import SnapshotNotFound, connect, snapshots
 
@@ -193,7 +198,7 @@ class SnapshotIndex:
         return [(r[0], r[1], dict(zip(INDEX_FILE_COLUMNS, r[2:], strict=True))) for r in rows]
 
     def release_infos(self, projects: Sequence[str]) -> list[tuple[str, str, str | None]]:
-        return [(p, v, i) for p, v, i in self.query(RELEASE_INFOS_SQL, [list(projects)])]
+        return [(p, v, i) for p, v, i in self.query(SNAPSHOT_RELEASE_INFOS_SQL, [list(projects)])]
 
     def project(self, name: str) -> IndexedProject | None:
         """The selected project ``name`` (normalised) as the snapshot has it, if listed."""

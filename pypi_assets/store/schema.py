@@ -64,10 +64,34 @@ class Table:
             if c.name not in present
         ]
 
+    def without(self, *names: str) -> Table:
+        """The same declaration less the columns ``names`` (the shape published to the lake
+        of a working table that keeps bookkeeping columns besides)."""
+        return Table(self.name, tuple(c for c in self.columns if c.name not in names), self.key)
+
     def insert_sql(self) -> str:
         """One bulk ``INSERT``: a list parameter per column, unnested side by side."""
         select = ", ".join(f"unnest(${i + 1}) AS {c}" for i, c in enumerate(self.names))
         return f"INSERT INTO {self.name} ({', '.join(self.names)}) SELECT * FROM (SELECT {select})"
+
+
+def long_text_sql(inline: str, digest: str, db: str = "") -> str:
+    """SQL for a text column that may be stored as a long text: ``inline``, or the pieces of
+    ``digest`` (in database ``db``, e.g. ``"work.main."``) joined."""
+    pieces = (
+        f"(SELECT string_agg(x.text, '' ORDER BY x.part) FROM {db}long_texts x "
+        f"WHERE x.digest = {digest})"
+    )
+    return f"CASE WHEN {digest} IS NULL THEN {inline} ELSE {pieces} END"
+
+
+def info_sql(alias: str, db: str = "") -> str:
+    """SQL for the verbatim ``info`` of a ``projects`` or ``releases`` row ``alias``: the
+    stored JSON, with a long description put back."""
+    digest = f"{alias}.info_description"
+    text = long_text_sql("NULL", digest, db)
+    patched = f"json_merge_patch({alias}.info, json_object('description', {text}))::VARCHAR"
+    return f"CASE WHEN {digest} IS NULL THEN {alias}.info ELSE {patched} END"
 
 
 def declare(name: str, cols: str, key: str | None = None) -> Table:
@@ -107,6 +131,7 @@ PROJECTS = declare(
     status_serial BIGINT      -- the project's serial on the page the status was read from
     status_checked_at TIMESTAMPTZ  -- when upstream last confirmed the status (200 or 304)
     organization VARCHAR      -- the JSON API's ownership.organization (NULL: none)
+    info_description VARCHAR  -- sha256 of info's description when it is a long text (info holds null)
     """,
     key="name",
 )
@@ -123,10 +148,35 @@ RELEASES = declare(
     summary VARCHAR
     requires_python VARCHAR
     info VARCHAR              -- the version JSON's info object, verbatim
+    info_description VARCHAR  -- sha256 of info's description when it is a long text (info holds null)
     """,
 )
+#: ``distributions`` as analysts see it: a view of :data:`DISTRIBUTION_ROWS` with each long
+#: description put back, and the lake's table.
 DISTRIBUTIONS = Table(
     "distributions", tuple(Column(c, column_type(c)) for c in DISTRIBUTION_COLUMNS)
+)
+#: Where the working database keeps its files: a long description (:data:`LONG_TEXTS`) is
+#: stored once, by digest, and NULL here.
+DISTRIBUTION_ROWS = Table(
+    "distribution_rows",
+    (
+        *DISTRIBUTIONS.columns,
+        Column(
+            "description_digest", "VARCHAR", "sha256 of a long description (description is NULL)"
+        ),
+    ),
+)
+#: Descriptions of at least ``long_text`` characters (:mod:`.long_texts`), each stored once
+#: in pieces, whichever files and infos carry it: DuckDB holds several times each string a
+#: transaction is handed, so a 5 MB description written inline cost 14x its size.
+LONG_TEXTS = declare(
+    "long_texts",
+    """
+    digest VARCHAR            -- sha256 of the whole text (UTF-8), hex
+    part INTEGER              -- the piece's position, from 0
+    text VARCHAR              -- the piece
+    """,
 )
 DEPENDENCIES = declare(
     "dependencies",
@@ -240,7 +290,8 @@ TABLES: tuple[Table, ...] = (
     UPSTREAM_PROJECTS,
     PROJECTS,
     RELEASES,
-    DISTRIBUTIONS,
+    DISTRIBUTION_ROWS,
+    LONG_TEXTS,
     DEPENDENCIES,
     SELECTED_PROJECTS,
     SELECTED_FILES,
@@ -252,6 +303,15 @@ TABLES: tuple[Table, ...] = (
     PROJECT_ROLES,
     UPSTREAM_ETAGS,
     LAKE_DIRTY,
+)
+
+#: The working database's views of its own storage, made before :data:`VIEWS` (a published
+#: snapshot has the table itself).
+STORAGE_VIEWS: tuple[str, ...] = (
+    f"""CREATE OR REPLACE VIEW distributions AS
+        SELECT r.* EXCLUDE (description_digest) REPLACE (
+            {long_text_sql("r.description", "r.description_digest")} AS description)
+        FROM distribution_rows r""",
 )
 
 VIEWS: tuple[str, ...] = (
@@ -272,5 +332,10 @@ VIEWS: tuple[str, ...] = (
 #: ``projects.status`` (ok | missing | removed) became ``state``; ``status`` is PEP 792's.
 RENAMED_COLUMNS: tuple[tuple[str, str, str], ...] = (("projects", "status", "state"),)
 
+#: Tables that became views since a database was created: ``(old name, new name)``. The
+#: files' table is ``distribution_rows``; ``distributions`` is its view with the long
+#: descriptions put back.
+RENAMED_TABLES: tuple[tuple[str, str], ...] = (("distributions", "distribution_rows"),)
+
 #: Every table's ``CREATE TABLE IF NOT EXISTS``, then the views.
-DDL: tuple[str, ...] = (*(t.ddl() for t in TABLES), *VIEWS)
+DDL: tuple[str, ...] = (*(t.ddl() for t in TABLES), *STORAGE_VIEWS, *VIEWS)

@@ -1,0 +1,129 @@
+"""Long descriptions, stored once and out of line.
+
+DuckDB holds several copies of each string a transaction is handed (the vector, the segment,
+the undo and the WAL serialisation at commit): a 5 MB description written inline, in two
+files and two infos, cost 14 times its size in RSS. So a description of at least
+:data:`LONG_TEXT` characters is written to ``long_texts`` first, in pieces of
+:data:`PIECE` characters, each piece its own small transaction, and only once whichever files
+and infos carry it. The project's own transaction then stores its digest: NULL in
+``distribution_rows.description``, ``null`` in the info JSON's ``description``. The view
+``distributions`` and the readers (:func:`.schema.long_text_sql`, :func:`.schema.info_sql`)
+put the text back.
+
+A crash between the pieces and the project's transaction leaves pieces no row names: the
+next write of the same text finds them complete and keeps them; :func:`drop_unreferenced`
+deletes the rest (each time a writer opens the database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import duckdb
+
+__all__ = ["LONG_TEXT", "PIECE", "LongTexts", "drop_unreferenced", "named_by", "text_digest"]
+
+#: A description of this many characters or more is stored out of line.
+LONG_TEXT = 256 * 1024
+#: The characters per stored piece (and per transaction writing one).
+PIECE = 64 * 1024
+
+#: Every column that names a long text, as ``(table, column, the table's project column)``.
+REFERENCES = (
+    ("distribution_rows", "description_digest", "project"),
+    ("projects", "info_description", "name"),
+    ("releases", "info_description", "project"),
+)
+
+
+def text_digest(text: str) -> str:
+    """sha256 of ``text`` as UTF-8, hex, encoded a piece at a time (no whole copy)."""
+    h = hashlib.sha256()
+    for i in range(0, len(text), PIECE):
+        h.update(text[i : i + PIECE].encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+class LongTexts:
+    """The long texts of one write: each distinct text digested once (texts are compared
+    by identity first, as the fetch shares one string per distinct description)."""
+
+    def __init__(self, threshold: int = LONG_TEXT) -> None:
+        self.threshold = threshold
+        self.texts: dict[str, str] = {}
+        self._by_id: dict[int, str] = {}
+
+    def digest(self, text: object) -> str | None:
+        """The digest under which ``text`` is stored out of line, or ``None`` when it is
+        stored inline (short, or not a string)."""
+        if not isinstance(text, str) or len(text) < self.threshold:
+            return None
+        known = self._by_id.get(id(text))
+        if known is not None and self.texts.get(known) is text:
+            return known
+        digest = text_digest(text)
+        self.texts.setdefault(digest, text)
+        self._by_id[id(text)] = digest
+        return digest
+
+    def info_json(self, info: dict[str, Any] | None) -> tuple[str | None, str | None]:
+        """``(info JSON, digest)``: the JSON of ``info``, its description ``null`` when it
+        is stored out of line under the digest."""
+        if info is None:
+            return None, None
+        digest = self.digest(info.get("description"))
+        if digest is not None:
+            info = {**info, "description": None}
+        return json.dumps(info, sort_keys=True), digest
+
+    def store(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Write each text not stored complete yet, one piece per transaction (``con`` is
+        in autocommit mode)."""
+        for digest, text in self.texts.items():
+            pieces = -(-len(text) // PIECE)
+            row = con.execute(
+                "SELECT count(*), coalesce(sum(length(text)), 0) FROM long_texts WHERE digest = ?",
+                [digest],
+            ).fetchone()
+            if row is not None and row[0] == pieces and row[1] == len(text):
+                continue
+            con.execute("DELETE FROM long_texts WHERE digest = ?", [digest])
+            for part, piece in enumerate(_pieces(text)):
+                con.execute("INSERT INTO long_texts VALUES (?, ?, ?)", [digest, part, piece])
+
+
+def _pieces(text: str) -> Iterator[str]:
+    for i in range(0, len(text), PIECE):
+        yield text[i : i + PIECE]
+
+
+def named_by(con: duckdb.DuckDBPyConnection, projects: list[str]) -> list[str]:
+    """The long texts the stored rows of ``projects`` name."""
+    named = " UNION ".join(
+        f"SELECT {col} FROM {table} WHERE {col} IS NOT NULL AND {key} IN (SELECT unnest($1))"
+        for table, col, key in REFERENCES
+    )
+    return [r[0] for r in con.execute(named, [projects]).fetchall()]
+
+
+def drop_unreferenced(con: duckdb.DuckDBPyConnection, digests: Iterable[str] | None = None) -> int:
+    """Delete the long texts no row names (among ``digests``; ``None``: all). Returns how
+    many texts were deleted. The references are read by digest (no scan of the pieces)."""
+    if digests is None:
+        rows = con.execute("SELECT DISTINCT digest FROM long_texts").fetchall()
+        digests = [r[0] for r in rows]
+    wanted = sorted(set(digests))
+    if not wanted:
+        return 0
+    named = " UNION ".join(
+        f"SELECT {col} FROM {table} WHERE {col} IN (SELECT unnest($1::VARCHAR[]))"
+        for table, col, _ in REFERENCES
+    )
+    held = {r[0] for r in con.execute(named, [wanted]).fetchall()}
+    gone = [d for d in wanted if d not in held]
+    if gone:
+        con.execute("DELETE FROM long_texts WHERE digest IN (SELECT unnest($1::VARCHAR[]))", [gone])
+    return len(gone)

@@ -1,0 +1,198 @@
+"""Long descriptions are stored once, out of line (store/long_texts.py), and every reader
+sees them whole: the ``distributions`` view, the stored state a later sync compares with,
+the index's JSON API, and the analysts' lake. Small thresholds here, so the texts are small."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import pypi_assets
+from pypi_assets.pypi.records import Distribution, Project, Release
+from pypi_assets.store import MetadataStore
+from pypi_assets.store.long_texts import PIECE, drop_unreferenced, text_digest
+from pypi_assets.store.snapshot import publish_snapshot
+
+LONG = 1000  # the threshold the stores here use
+
+
+def _text(seed: str, n: int = 3 * PIECE + 17) -> str:
+    unit = f"{seed}: caf\u00e9 \u2603 na\u00efve \U0001f40d line\n"
+    return (unit * (n // len(unit) + 1))[:n]
+
+
+def _project(name: str, text: str, serial: int = 5, other: str | None = None) -> Project:
+    files = [
+        Distribution(
+            filename=f"{name}-1.0{ext}",
+            packagetype=kind,
+            name=name,
+            version="1.0",
+            description=text,
+            project=name,
+            release_version="1.0",
+            sha256=f"{i}" * 64,
+            project_serial=serial,
+        )
+        for i, (ext, kind) in enumerate(
+            (("-py3-none-any.whl", "bdist_wheel"), (".tar.gz", "sdist"))
+        )
+    ]
+    info = {"description": other if other is not None else text, "summary": "s", "version": "1.0"}
+    rel = Release(name=name, version="1.0", info=dict(info), file_count=2)
+    return Project(
+        name=name,
+        display_name=name.title(),
+        serial=serial,
+        releases=[rel],
+        distributions=files,
+        info=info,
+        latest_version="1.0",
+    )
+
+
+def _pieces(store: MetadataStore) -> dict[str, int]:
+    return dict(store.query("SELECT digest, count(*) FROM long_texts GROUP BY digest"))
+
+
+def test_a_long_description_is_stored_once_and_read_whole(tmp_path: Path) -> None:
+    text = _text("a")
+    with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:
+        store.write_projects([_project("foo", text)])
+        store.replace_selected_projects(["foo"])
+        # one text, in pieces, for two files and two infos
+        assert _pieces(store) == {text_digest(text): 4}
+        assert store.query(
+            "SELECT count(*) FROM distribution_rows WHERE description IS NULL "
+            "AND description_digest = ?",
+            [text_digest(text)],
+        ) == [(2,)]
+        assert "caf" not in store.query("SELECT info FROM projects")[0][0]
+        # the view and every reader give the text back
+        got = store.query("SELECT description FROM distributions ORDER BY filename")
+        assert got == [(text,), (text,)]
+        stored = store.load_stored("foo")
+        assert stored is not None and stored.info is not None
+        assert stored.info["description"] == text and stored.info["summary"] == "s"
+        assert stored.releases["1.0"].info == {
+            "description": text,
+            "summary": "s",
+            "version": "1.0",
+        }
+        assert {d.description for d in stored.distributions.values()} == {text}
+        [indexed] = store.index_projects()
+        assert json.loads(indexed.info or "{}")["description"] == text
+        [(_, _, rinfo)] = store.release_infos(["foo"])
+        assert json.loads(rinfo or "{}")["description"] == text
+
+
+def test_a_short_description_stays_inline(tmp_path: Path) -> None:
+    with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:
+        store.write_projects([_project("foo", "short")])
+        assert _pieces(store) == {}
+        assert store.query("SELECT DISTINCT description FROM distribution_rows") == [("short",)]
+        assert json.loads(store.query("SELECT info FROM projects")[0][0])["description"] == "short"
+
+
+def test_texts_no_row_names_are_dropped_and_shared_ones_kept(tmp_path: Path) -> None:
+    a, b, c = _text("a"), _text("b"), _text("c")
+    with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:
+        store.write_projects([_project("foo", a), _project("bar", a)])
+        assert set(_pieces(store)) == {text_digest(a)}
+        # foo's description changes: a is still bar's
+        store.write_projects([_project("foo", b, serial=6)])
+        assert set(_pieces(store)) == {text_digest(a), text_digest(b)}
+        # bar's changes too, and its info has a text of its own: a is gone
+        store.write_projects([_project("bar", b, serial=6, other=c)])
+        assert set(_pieces(store)) == {text_digest(b), text_digest(c)}
+        bar = store.load_stored("bar")
+        assert bar is not None and bar.info is not None and bar.info["description"] == c
+        # a write skipped as older leaves no pieces behind
+        store.write_projects([_project("foo", a, serial=2)])
+        assert set(_pieces(store)) == {text_digest(b), text_digest(c)}
+
+
+def test_a_crash_between_the_pieces_and_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pieces are committed before the project's transaction. A failure in it leaves
+    them unnamed: the next write of the same text keeps them (after mending a torn one),
+    and ``drop_unreferenced`` deletes those no row names."""
+    import pypi_assets.store.duckdb_store as ds
+
+    text, other = _text("a"), _text("z")
+    with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:
+
+        def boom(*_a: object, **_k: object) -> None:
+            raise RuntimeError("crash")
+
+        monkeypatch.setattr(ds, "_insert_projects", boom)
+        with pytest.raises(RuntimeError):
+            store.write_projects([_project("foo", text), _project("bar", other)])
+        monkeypatch.undo()
+        assert set(_pieces(store)) == {text_digest(text), text_digest(other)}
+        assert store.query("SELECT count(*) FROM projects") == [(0,)]
+        # a torn text (a piece lost) is written again whole
+        store.con.execute("DELETE FROM long_texts WHERE part = 1")
+        store.write_projects([_project("foo", text)])
+        assert store.query("SELECT description FROM distributions LIMIT 1") == [(text,)]
+        assert drop_unreferenced(store.con) == 1  # bar's text, which no row names
+        assert set(_pieces(store)) == {text_digest(text)}
+        store.con.execute("INSERT INTO long_texts VALUES ('f' || repeat('0', 63), 0, 'torn')")
+    with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:  # opening drops it
+        assert set(_pieces(store)) == {text_digest(text)}
+
+
+def test_an_older_database_keeps_its_files(tmp_path: Path) -> None:
+    """A database made when ``distributions`` was a table: it becomes the rows' table,
+    and the view takes its name, with every row."""
+    db = tmp_path / "old.duckdb"
+    with MetadataStore(db, long_text=LONG) as store:
+        store.write_projects([_project("foo", "short")])
+    con = duckdb.connect(str(db))
+    con.execute("DROP VIEW selected_distributions")
+    con.execute("DROP VIEW selected_blob_keys")
+    con.execute("DROP VIEW distributions")
+    con.execute("ALTER TABLE distribution_rows DROP COLUMN description_digest")
+    con.execute("ALTER TABLE distribution_rows RENAME TO distributions")
+    con.close()
+    with MetadataStore(db, long_text=LONG) as store:
+        kinds = dict(
+            store.query(
+                "SELECT table_name, 'table' FROM duckdb_tables() UNION ALL "
+                "SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal"
+            )
+        )
+        assert kinds["distributions"] == "view" and kinds["distribution_rows"] == "table"
+        assert store.query("SELECT description FROM distributions") == [("short",), ("short",)]
+        store.write_projects([_project("foo", _text("a"), serial=6)])
+        assert store.query(
+            "SELECT count(*) FROM distributions WHERE length(description) > 1000"
+        ) == [(2,)]
+
+
+def test_the_lake_publishes_the_text_whole(tmp_path: Path) -> None:
+    text = _text("a")
+    db = tmp_path / "m.duckdb"
+    with MetadataStore(db, long_text=LONG) as store:
+        store.write_projects([_project("foo", text), _project("bar", "short")])
+        store.replace_selected_projects(["foo", "bar"])
+        publish_snapshot(store.con, db, 5)
+        # a later publication compares the rows of a changed project and finds them equal
+        store.write_projects([replace(_project("foo", text), serial=6)])
+        commit = publish_snapshot(store.con, db, 6)
+        assert commit.rows.get("projects", 0) >= 1
+    con = pypi_assets.connect(db)
+    infos = dict(con.execute("SELECT name, info FROM projects").fetchall())
+    assert json.loads(infos["foo"]) == {"description": text, "summary": "s", "version": "1.0"}
+    assert json.loads(infos["bar"])["description"] == "short"
+    [(rinfo,)] = con.execute("SELECT info FROM releases WHERE project = 'foo'").fetchall()
+    assert json.loads(rinfo)["description"] == text
+    got = con.execute("SELECT DISTINCT description FROM distributions WHERE project = 'foo'")
+    assert got.fetchall() == [(text,)]
+    columns = {r[0] for r in con.execute("DESCRIBE projects").fetchall()}
+    assert "info_description" not in columns
