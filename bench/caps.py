@@ -89,10 +89,10 @@ def _conf(url: str, extra: str = "") -> str:
     )
 
 
-def _base_tree(dest: Path) -> Path:
+def _base_tree(dest: Path, commit: str = BASE_COMMIT) -> Path:
     """The base commit's ``pypi_assets`` package, unpacked under ``dest``."""
     raw = subprocess.run(
-        ["git", "archive", BASE_COMMIT, "pypi_assets"], cwd=ROOT, check=True, capture_output=True
+        ["git", "archive", commit, "pypi_assets"], cwd=ROOT, check=True, capture_output=True
     ).stdout
     with tarfile.open(fileobj=BytesIO(raw)) as tar:
         tar.extractall(dest, filter="data")

@@ -136,7 +136,9 @@ def install(point: str, nth: int) -> _Hooks:
         hooks.wrap(
             duckdb_store,
             "_insert",
-            when=lambda _con, table, *_a, **_k: getattr(table, "name", table) == "distributions",
+            when=lambda _con, table, *_a, **_k: (
+                getattr(table, "name", table) == "distribution_rows"
+            ),
         )
     elif point == "metadata-done":
         hooks.wrap(run, "sync_files")

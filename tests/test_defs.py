@@ -276,12 +276,12 @@ def test_checks_pass_on_good_data_and_fail_on_bad(
     mirror = _mirror(fake, tmp_path, db)
     _materialize_all_windows(fake, mirror, instance)
     evals = {r.check_name: r.passed for r in release_metadata_checks(mirror=mirror)}
-    assert len(evals) == 6 and all(evals.values()), evals
+    assert len(evals) == 7 and all(evals.values()), evals
     import duckdb
 
     con = duckdb.connect(str(db))
     con.execute(
-        "UPDATE distributions SET sha256 = 'NOT-HEX' WHERE filename = (SELECT min(filename) FROM distributions)"
+        "UPDATE distribution_rows SET sha256 = 'NOT-HEX' WHERE filename = (SELECT min(filename) FROM distribution_rows)"
     )
     con.execute(
         "DELETE FROM selected_files WHERE filename = (SELECT max(filename) FROM selected_files)"
@@ -560,7 +560,7 @@ def test_eager_assets_wait_for_the_blocking_checks(
         "SELECT filename, sha256 FROM distributions ORDER BY filename LIMIT 1"
     ).fetchone()
     assert bad is not None
-    con.execute("UPDATE distributions SET sha256 = 'NOT-HEX' WHERE filename = ?", [bad[0]])
+    con.execute("UPDATE distribution_rows SET sha256 = 'NOT-HEX' WHERE filename = ?", [bad[0]])
     con.close()
     run = window_run()
     failed = {e.check_name for e in run.get_asset_check_evaluations() if not e.passed}
@@ -569,7 +569,7 @@ def test_eager_assets_wait_for_the_blocking_checks(
     assert requested() == set()  # ...but nothing downstream publishes it
 
     con = duckdb.connect(str(db))
-    con.execute("UPDATE distributions SET sha256 = ? WHERE filename = ?", [bad[1], bad[0]])
+    con.execute("UPDATE distribution_rows SET sha256 = ? WHERE filename = ?", [bad[1], bad[0]])
     con.close()
     run = window_run()
     assert run.success
@@ -596,7 +596,7 @@ def test_dg_list_defs_and_the_workspace_file_name_one_location(tmp_path: Path) -
 
     listed = json.loads(run("dg", "list", "defs", "--json").stdout)
     assert {a["asset_key"] for a in listed["assets"]} >= {"release_metadata", "simple_index"}
-    assert len(listed["asset_checks"]) == 6
+    assert len(listed["asset_checks"]) == 7
     assert {j["name"] for j in listed["jobs"]} == {
         "refresh_listing",
         "refresh_serial_window",

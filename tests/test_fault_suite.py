@@ -243,7 +243,7 @@ def test_projects_wrongly_marked_gone_are_fetched_again(
         "UPDATE projects SET state = 'removed', removed_serial = 0 WHERE name IN (SELECT unnest(?))",
         [removed],
     )
-    for table in ("distributions", "releases", "dependencies"):
+    for table in ("distribution_rows", "releases", "dependencies"):
         con.execute(f"DELETE FROM {table} WHERE project IN (SELECT unnest(?))", [missing])
     con.execute("UPDATE projects SET state = 'missing' WHERE name IN (SELECT unnest(?))", [missing])
     con.close()

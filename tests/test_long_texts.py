@@ -14,8 +14,9 @@ import pytest
 import pypi_assets
 from pypi_assets.pypi.records import Distribution, Project, Release
 from pypi_assets.store import MetadataStore
+from pypi_assets.store.checks import run_checks
 from pypi_assets.store.long_texts import PIECE, drop_unreferenced, text_digest
-from pypi_assets.store.snapshot import publish_snapshot
+from pypi_assets.store.snapshot import export_snapshot, publish_snapshot
 
 LONG = 1000  # the threshold the stores here use
 
@@ -142,7 +143,7 @@ def test_a_crash_between_the_pieces_and_the_rows(
         assert store.query("SELECT description FROM distributions LIMIT 1") == [(text,)]
         assert drop_unreferenced(store.con) == 1  # bar's text, which no row names
         assert set(_pieces(store)) == {text_digest(text)}
-        store.con.execute("INSERT INTO long_texts VALUES ('f' || repeat('0', 63), 0, 'torn')")
+        store.con.execute("INSERT INTO long_texts VALUES ('f' || repeat('0', 63), 0, 'torn', 2)")
     with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:  # opening drops it
         assert set(_pieces(store)) == {text_digest(text)}
 
@@ -153,9 +154,7 @@ def test_an_older_database_keeps_its_files(tmp_path: Path) -> None:
     db = tmp_path / "old.duckdb"
     with MetadataStore(db, long_text=LONG) as store:
         store.write_projects([_project("foo", "short")])
-    con = duckdb.connect(str(db))
-    con.execute("DROP VIEW selected_distributions")
-    con.execute("DROP VIEW selected_blob_keys")
+    con = duckdb.connect(str(db))  # the old layout, its views over the table kept
     con.execute("DROP VIEW distributions")
     con.execute("ALTER TABLE distribution_rows DROP COLUMN description_digest")
     con.execute("ALTER TABLE distribution_rows RENAME TO distributions")
@@ -175,24 +174,71 @@ def test_an_older_database_keeps_its_files(tmp_path: Path) -> None:
         ) == [(2,)]
 
 
-def test_the_lake_publishes_the_text_whole(tmp_path: Path) -> None:
-    text = _text("a")
+def _lake(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
+    return con.execute(sql).fetchall()
+
+
+def test_the_lake_keeps_the_text_apart_and_readers_see_it_whole(tmp_path: Path) -> None:
+    """The lake's rows name the text and its long_texts holds it, once; the readers' views
+    (``connect``) give it whole, as of each snapshot: a description changed later leaves the
+    older snapshot its own text."""
+    a, b = _text("a"), _text("b")
     db = tmp_path / "m.duckdb"
     with MetadataStore(db, long_text=LONG) as store:
-        store.write_projects([_project("foo", text), _project("bar", "short")])
+        store.write_projects([_project("foo", a), _project("bar", "short")])
         store.replace_selected_projects(["foo", "bar"])
-        publish_snapshot(store.con, db, 5)
-        # a later publication compares the rows of a changed project and finds them equal
-        store.write_projects([replace(_project("foo", text), serial=6)])
-        commit = publish_snapshot(store.con, db, 6)
-        assert commit.rows.get("projects", 0) >= 1
-    con = pypi_assets.connect(db)
-    infos = dict(con.execute("SELECT name, info FROM projects").fetchall())
-    assert json.loads(infos["foo"]) == {"description": text, "summary": "s", "version": "1.0"}
-    assert json.loads(infos["bar"])["description"] == "short"
-    [(rinfo,)] = con.execute("SELECT info FROM releases WHERE project = 'foo'").fetchall()
-    assert json.loads(rinfo)["description"] == text
-    got = con.execute("SELECT DISTINCT description FROM distributions WHERE project = 'foo'")
-    assert got.fetchall() == [(text,)]
-    columns = {r[0] for r in con.execute("DESCRIBE projects").fetchall()}
-    assert "info_description" not in columns
+        publish_snapshot(store.con, db, 5, check=True)
+        # written again unchanged: nothing to copy, nothing differs
+        store.write_projects([replace(_project("foo", a), serial=6)])
+        publish_snapshot(store.con, db, 6, check=True)
+        store.write_projects([_project("foo", b, serial=7)])
+        commit = publish_snapshot(store.con, db, 7, check=True)
+        assert commit.rows["long_texts"] == 4  # b's pieces, and only them
+    old, new = pypi_assets.connect(db, as_of=6), pypi_assets.connect(db)
+    for con, text in ((old, a), (new, b)):
+        infos = dict(_lake(con, "SELECT name, info FROM projects"))
+        assert json.loads(str(infos["foo"])) == {
+            "description": text,
+            "summary": "s",
+            "version": "1.0",
+        }
+        assert json.loads(str(infos["bar"]))["description"] == "short"
+        [(rinfo,)] = _lake(con, "SELECT info FROM releases WHERE project = 'foo'")
+        assert json.loads(str(rinfo))["description"] == text
+        got = _lake(con, "SELECT DISTINCT description FROM distributions WHERE project = 'foo'")
+        assert got == [(text,)]
+        assert "info_description" not in {r[0] for r in _lake(con, "DESCRIBE projects")}
+        assert "description_digest" not in {r[0] for r in _lake(con, "DESCRIBE distributions")}
+    # the lake itself: the rows name the newest text, long_texts holds it alone
+    assert _lake(new, "SELECT DISTINCT digest FROM lake.main.long_texts") == [(text_digest(b),)]
+    raw = "SELECT DISTINCT description, description_digest FROM lake.main.distributions "
+    assert _lake(new, raw + "WHERE project = 'foo'") == [(None, text_digest(b))]
+    old.close()
+    new.close()
+    out = tmp_path / "export.duckdb"
+    export_snapshot(db, out)
+    exported = duckdb.connect(str(out), read_only=True)
+    got = _lake(exported, "SELECT DISTINCT description FROM distributions WHERE project = 'foo'")
+    assert got == [(b,)]
+
+
+def test_a_torn_text_fails_the_check_and_is_never_read_short(tmp_path: Path) -> None:
+    """A piece lost (by hand: the write makes them whole first) is named by the blocking
+    check, and reading the project is an error, not a shorter description."""
+    text = _text("a")
+    with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:
+        store.write_projects([_project("foo", text), _project("bar", "short")])
+        checks = {c.name: c for c in run_checks(store, None)}
+        assert checks["long_texts_whole"].passed
+        store.con.execute("DELETE FROM long_texts WHERE part = 2")
+        checks = {c.name: c for c in run_checks(store, None)}
+        assert not checks["long_texts_whole"].passed
+        assert checks["long_texts_whole"].metadata["sample"] == ["foo"]
+        with pytest.raises(LookupError, match="3 of 4 pieces"):
+            store.load_stored("foo")
+        # written again, the text is made whole; a piece changed is told by the digest
+        store.write_projects([_project("foo", text, serial=6)])
+        assert {c.name: c.passed for c in run_checks(store, None)}["long_texts_whole"]
+        store.con.execute("UPDATE long_texts SET text = 'x' || text[2:] WHERE part = 0")
+        with pytest.raises(LookupError, match="do not make the text"):
+            store.load_stored("foo")

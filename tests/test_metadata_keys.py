@@ -51,7 +51,7 @@ def _claim_victims_file(store: MetadataStore, up: FakeUpstream) -> tuple[FakeFil
     assert vnorm < hnorm and victim.metadata != hostile.metadata
     with store.transaction() as con:
         con.execute(
-            "UPDATE distributions SET filename = $1, sha256 = $2, blake2b_256 = $3, size = $4 "
+            "UPDATE distribution_rows SET filename = $1, sha256 = $2, blake2b_256 = $3, size = $4 "
             "WHERE project = $5 AND filename = $6",
             [
                 victim.filename,

@@ -113,3 +113,23 @@ def test_a_table_created_from_a_shorter_declaration_is_completed(tmp_path: Path)
         assert store.query("SELECT project, version, wheel_count, info FROM releases") == [
             ("foo", "0.9", None, None)
         ]
+
+
+def test_a_database_laid_out_by_a_newer_version_is_not_written(tmp_path: Path) -> None:
+    """A later layout (schema_version above this version's) is refused whole: writing it
+    with this version's idea of the tables would lose what the newer one keeps apart."""
+    from pypi_assets.store.schema import SCHEMA_VERSION
+
+    db = tmp_path / "m.duckdb"
+    with MetadataStore(db) as store:
+        store.write_projects([_project()])
+        store.con.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)]
+        )
+    with pytest.raises(duckdb.IOException, match="newer pypi-assets"):
+        MetadataStore(db)
+    con = duckdb.connect(str(db), read_only=True)  # and nothing was changed
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [
+        (str(SCHEMA_VERSION + 1),)
+    ]
+    con.close()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .duckdb_store import MetadataStore
+from .long_texts import REFERENCES
 
 __all__ = ["CheckOutcome", "run_checks"]
 
@@ -114,11 +115,36 @@ def _check_releases(store: MetadataStore) -> CheckOutcome:
     )
 
 
+def _check_long_texts(store: MetadataStore) -> CheckOutcome:
+    named = " UNION ".join(
+        f"SELECT {col} AS digest, {key} AS project FROM {table} WHERE {col} IS NOT NULL"
+        for table, col, key in REFERENCES
+    )
+    broken = store.query(
+        f"SELECT DISTINCT n.project FROM ({named}) n LEFT JOIN (SELECT digest, count(*) AS n, "
+        "count(DISTINCT part) AS parts, min(pieces) AS lo, max(pieces) AS hi, max(part) AS last "
+        "FROM long_texts GROUP BY digest) t ON t.digest = n.digest WHERE t.digest IS NULL "
+        "OR t.lo IS NULL OR t.lo <> t.hi OR t.n <> t.hi OR t.parts <> t.hi OR t.last <> t.hi - 1 "
+        "ORDER BY 1 LIMIT 20"
+    )
+    return CheckOutcome(
+        "long_texts_whole",
+        not broken,
+        "every long description a row names is stored, with each of its pieces",
+        {"projects": len(broken), "sample": [r[0] for r in broken]},
+    )
+
+
 def run_checks(
     store: MetadataStore, expected_selection: set[tuple[str, str]] | None
 ) -> list[CheckOutcome]:
     """Every check, in a fixed order (the selection check only with an expected selection)."""
-    out = [_check_duplicates(store), _check_hashes(store), _check_serials(store)]
+    out = [
+        _check_duplicates(store),
+        _check_hashes(store),
+        _check_long_texts(store),
+        _check_serials(store),
+    ]
     if expected_selection is not None:
         out.append(_check_selection(store, expected_selection))
     out.extend([_check_dependencies(store), _check_releases(store)])

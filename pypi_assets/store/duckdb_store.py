@@ -7,7 +7,6 @@ leaves each project either in its old or in its new state (DuckDB's transactions
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter
@@ -33,7 +32,15 @@ from ..pypi.records import (
 )
 from ..pypi.requirements import parse_dependency
 from .blobs import metadata_key_sql, provenance_key_sql
-from .long_texts import LONG_TEXT, LongTexts, drop_unreferenced, named_by
+from .long_texts import (
+    LONG_TEXT,
+    LongTexts,
+    drop_unreferenced,
+    named_by,
+    read_texts,
+    whole_info,
+    whole_info_json,
+)
 from .schema import (
     BLOBS,
     CLOSURE_PROJECTS,
@@ -55,7 +62,6 @@ from .schema import (
     VIEWS,
     VULNERABILITIES,
     Table,
-    info_sql,
 )
 
 __all__ = ["ListingShrank", "MetadataStore", "ProjectState", "WriteResult", "is_storage_error"]
@@ -570,9 +576,13 @@ class MetadataStore:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = self._connect(read_only, lock_timeout)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # write_projects holds it across two transactions
         if not read_only:
-            self._migrate()
+            try:
+                self._migrate()
+            except BaseException:
+                self.con.close()  # a refused or broken database is not left open
+                raise
 
     def _connect(self, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
         """DuckDB allows one writing process. If another holds the file (a run outside the
@@ -617,12 +627,30 @@ class MetadataStore:
 
     def _migrate(self) -> None:
         with self.transaction() as con:
+            self._refuse_newer(con)
             migrate(con)
             for stmt in (*STORAGE_VIEWS, *VIEWS):
                 con.execute(stmt)
             drop_unreferenced(con)  # pieces a crash left between their write and the rows
             con.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            )
+
+    def _refuse_newer(self, con: duckdb.DuckDBPyConnection) -> None:
+        """A database a newer version laid out (its schema_version above ours) is not
+        written: this version would read and publish it wrong."""
+        has_meta = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = 'meta'"
+        ).fetchone()
+        if not has_meta or not has_meta[0]:
+            return
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        found = int(row[0]) if row and str(row[0]).isdigit() else 0
+        if found > SCHEMA_VERSION:
+            raise duckdb.IOException(
+                f"database {self.path}: laid out by a newer pypi-assets (schema {found}, this "
+                f"version knows {SCHEMA_VERSION}); upgrade pypi-assets to write it"
             )
 
     @contextmanager
@@ -1069,48 +1097,26 @@ class MetadataStore:
         cur = self.con.cursor()
         try:
             row = cur.execute(
-                f"SELECT serial, state, {info_sql('p')}, latest_version, etag FROM projects p "
+                "SELECT serial, state, info, latest_version, etag, info_description FROM projects "
                 "WHERE name = ?",
                 [name],
             ).fetchone()
             if row is None or row[1] != "ok":
                 return None
             rels = cur.execute(
-                f"SELECT version, {info_sql('r')}, upload_time, yanked, yanked_reason, file_count "
-                "FROM releases r WHERE project = ?",
+                "SELECT version, info, upload_time, yanked, yanked_reason, file_count, "
+                "info_description FROM releases WHERE project = ?",
                 [name],
             ).fetchall()
             cols = ", ".join(DISTRIBUTION_COLUMNS)
             dist_rows = cur.execute(
-                f"SELECT {cols} FROM distributions WHERE project = ?", [name]
+                f"SELECT {cols}, description_digest FROM distribution_rows WHERE project = ?",
+                [name],
             ).fetchall()
+            texts = read_texts(cur, [row[5], *(r[6] for r in rels), *(r[-1] for r in dist_rows)])
         finally:
             cur.close()
-        releases = {
-            r[0]: Release(
-                name=name,
-                version=r[0],
-                info=json.loads(r[1]) if r[1] else None,
-                upload_time=r[2],
-                yanked=bool(r[3]),
-                yanked_reason=r[4],
-                file_count=r[5] or 0,
-            )
-            for r in rels
-        }
-        dists = {}
-        for r in dist_rows:
-            d = Distribution(**dict(zip(DISTRIBUTION_COLUMNS, r, strict=True)))
-            dists[d.filename] = d
-        return StoredProject(
-            name=name,
-            serial=row[0],
-            releases=releases,
-            distributions=dists,
-            info=json.loads(row[2]) if row[2] else None,
-            latest_version=row[3],
-            etag=row[4],
-        )
+        return _stored_project(name, row, rels, dist_rows, texts)
 
     # ------------------------------------------------------------------ writing projects
     def write_projects(self, projects: Sequence[Project]) -> WriteResult:
@@ -1122,13 +1128,19 @@ class MetadataStore:
             return result
         now = datetime.now(UTC)
         texts = LongTexts(self.long_text)
-        if long_texts_of(projects, texts):
-            with self._lock:
+        with self._lock:  # held from the pieces to the rows: no drop can come between
+            if long_texts_of(projects, texts):
                 cur = self.con.cursor()
                 try:
                     texts.store(cur)
                 finally:
                     cur.close()
+            return self._write_fresh(projects, texts, now, result)
+
+    def _write_fresh(
+        self, projects: Sequence[Project], texts: LongTexts, now: datetime, result: WriteResult
+    ) -> WriteResult:
+        """:meth:`write_projects`' transaction, once the long texts are stored."""
         with self.transaction() as con:
             fresh = _newer(con, projects, result)
             # a text the new rows name is held; any other (an old description, one of a
@@ -1248,16 +1260,38 @@ class MetadataStore:
     def index_projects(self) -> list[IndexedProject]:
         """The selected projects the index lists (state ``ok``), by name, each with the
         serial and selection its pages were last written with (``None`` when never)."""
+        rows = self.query(
+            "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, "
+            "sp.selection, p.status, p.status_reason, p.info_description "
+            "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
+            "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.state = 'ok' "
+            "ORDER BY p.name"
+        )
+        texts = self._read_texts(r[-1] for r in rows)
         return [
-            IndexedProject(*row)
-            for row in self.query(
-                f"SELECT p.name, p.display_name, p.serial, p.latest_version, {info_sql('p')}, sp.serial, "
-                "sp.selection, p.status, p.status_reason "
-                "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
-                "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.state = 'ok' "
-                "ORDER BY p.name"
+            IndexedProject(
+                name=r[0],
+                display_name=r[1],
+                serial=r[2],
+                latest_version=r[3],
+                info=whole_info_json(r[4], r[9], texts),
+                page_serial=r[5],
+                page_selection=r[6],
+                status=r[7],
+                status_reason=r[8],
             )
+            for r in rows
         ]
+
+    def _read_texts(self, digests: Iterable[str | None]) -> dict[str, str]:
+        wanted = [d for d in digests if d is not None]
+        if not wanted:
+            return {}
+        cur = self.con.cursor()
+        try:
+            return read_texts(cur, wanted)
+        finally:
+            cur.close()
 
     def index_files(
         self, projects: Sequence[str], *, lazy: bool
@@ -1271,10 +1305,9 @@ class MetadataStore:
 
     def release_infos(self, projects: Sequence[str]) -> list[tuple[str, str, str | None]]:
         """``(project, version, info JSON)`` of every stored release of ``projects``."""
-        return [
-            (project, version, info)
-            for project, version, info in self.query(RELEASE_INFOS_SQL, [list(projects)])
-        ]
+        rows = self.query(RELEASE_INFOS_SQL, [list(projects)])
+        texts = self._read_texts(r[3] for r in rows)
+        return [(p, v, whole_info_json(info, digest, texts)) for p, v, info, digest in rows]
 
     def written_pages(self) -> list[str]:
         """The projects whose index pages are written, by name."""
@@ -1365,6 +1398,45 @@ class MetadataStore:
         return int(row[0]) if row else 0
 
 
+def _stored_project(
+    name: str,
+    row: tuple[Any, ...],
+    rels: list[tuple[Any, ...]],
+    dist_rows: list[tuple[Any, ...]],
+    texts: dict[str, str],
+) -> StoredProject:
+    """A :class:`StoredProject` from :meth:`MetadataStore.load_stored`'s rows, each long
+    description put back (one string per text)."""
+    releases = {
+        r[0]: Release(
+            name=name,
+            version=r[0],
+            info=whole_info(r[1], r[6], texts),
+            upload_time=r[2],
+            yanked=bool(r[3]),
+            yanked_reason=r[4],
+            file_count=r[5] or 0,
+        )
+        for r in rels
+    }
+    dists = {}
+    for r in dist_rows:
+        fields = dict(zip(DISTRIBUTION_COLUMNS, r[:-1], strict=True))
+        if r[-1] is not None:
+            fields["description"] = texts.get(r[-1])
+        d = Distribution(**fields)
+        dists[d.filename] = d
+    return StoredProject(
+        name=name,
+        serial=row[0],
+        releases=releases,
+        distributions=dists,
+        info=whole_info(row[2], row[5], texts),
+        latest_version=row[3],
+        etag=row[4],
+    )
+
+
 class IndexedProject(NamedTuple):
     """A project the index lists (:meth:`MetadataStore.index_projects`)."""
 
@@ -1439,7 +1511,7 @@ def index_files_sql(*, lazy: bool) -> str:
 
 #: the query of :meth:`MetadataStore.release_infos` (``$1``: the projects)
 RELEASE_INFOS_SQL = (
-    f"SELECT project, version, {info_sql('r')} FROM releases r "
+    "SELECT project, version, info, info_description FROM releases "
     "WHERE project IN (SELECT unnest($1::VARCHAR[]))"
 )
 #: the same of a published snapshot, whose ``info`` is whole

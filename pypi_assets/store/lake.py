@@ -25,11 +25,14 @@ from .derived import VIEWS as DERIVED_VIEWS
 from .derived import WHEEL_TAGS, refresh_wheel_tags
 from .history import HISTORY_TABLES, HISTORY_VIEWS, record_history
 from .lake_engine import LakeLocation, attach_lake
+from .long_texts import REFERENCES
 from .schema import (
     BLOBS,
     CLOSURE_PROJECTS,
     DEPENDENCIES,
+    DISTRIBUTION_ROWS,
     DISTRIBUTIONS,
+    LONG_TEXTS,
     META,
     PROJECT_ROLES,
     PROJECTS,
@@ -41,6 +44,7 @@ from .schema import (
     VULNERABILITIES,
     Table,
     info_sql,
+    long_text_sql,
 )
 
 __all__ = [
@@ -56,9 +60,11 @@ __all__ = [
 #: each row belongs to. ``upstream_projects``, ``simple_pages``, ``upstream_etags`` and
 #: ``lake_dirty`` are the pipeline's own bookkeeping and stay behind.
 PUBLISHED: tuple[tuple[Table, str], ...] = (
-    (PROJECTS.without("info_description"), "name"),
-    (RELEASES.without("info_description"), "project"),
-    (DISTRIBUTIONS, "project"),
+    (PROJECTS, "name"),
+    (RELEASES, "project"),
+    # the working database's distribution_rows: a long description stays apart, in the
+    # lake's long_texts (:func:`_publish_long_texts`), and the readers' views put it back
+    (Table(DISTRIBUTIONS.name, DISTRIBUTION_ROWS.columns), "project"),
     (DEPENDENCIES, "project"),
     (SELECTED_PROJECTS, "name"),
     (SELECTED_FILES, "project"),
@@ -107,7 +113,7 @@ def _ensure_tables(cur: duckdb.DuckDBPyConnection) -> set[str]:
     ).fetchall():
         present.setdefault(t, set()).add(c)
     created: set[str] = set()
-    for table in (*(t for t, _ in PUBLISHED), META, *HISTORY_TABLES):
+    for table in (*(t for t, _ in PUBLISHED), META, LONG_TEXTS, *HISTORY_TABLES):
         if table.name not in present:
             cur.execute(_ddl(table, f"{_W}.main"))
             if table in (t for t, _ in PUBLISHED):
@@ -119,15 +125,9 @@ def _ensure_tables(cur: duckdb.DuckDBPyConnection) -> set[str]:
     return created
 
 
-def _working(table: Table, work: str) -> str:
-    """The select list of ``table``'s published columns from the working database (whose
-    ``projects`` and ``releases`` keep a long description apart: ``info`` is made whole),
-    over the alias ``t``."""
-    whole = table.name in (PROJECTS.name, RELEASES.name)
-    return ", ".join(
-        f"{info_sql('t', f'{work}.main.')} AS info" if whole and c == "info" else f"t.{c}"
-        for c in table.names
-    )
+def _source(table: Table) -> str:
+    """The working database's table ``table`` is published from."""
+    return DISTRIBUTION_ROWS.name if table.name == DISTRIBUTIONS.name else table.name
 
 
 def _difference(table: Table, key: str, work: str, scoped: bool) -> str:
@@ -135,7 +135,7 @@ def _difference(table: Table, key: str, work: str, scoped: bool) -> str:
     the working database and the lake, as multisets (``$1``: the projects, when ``scoped``)."""
     cols = ", ".join(table.names)
     where = f"WHERE {key} IN (SELECT unnest($1::VARCHAR[]))" if scoped else ""
-    mine = f"SELECT {_working(table, work)} FROM {work}.main.{table.name} t {where}"
+    mine = f"SELECT {cols} FROM {work}.main.{_source(table)} {where}"
     theirs = f"SELECT {cols} FROM {_W}.main.{table.name} {where}"
     return (
         f"SELECT DISTINCT '{table.name}' AS t, {key} AS k FROM (({mine} EXCEPT ALL {theirs}) "
@@ -166,7 +166,7 @@ def _changed_keys(
 
 
 def _all_keys(cur: duckdb.DuckDBPyConnection, work: str, table: Table, key: str) -> list[str]:
-    rows = cur.execute(f"SELECT DISTINCT {key} FROM {work}.main.{table.name} ORDER BY 1")
+    rows = cur.execute(f"SELECT DISTINCT {key} FROM {work}.main.{_source(table)} ORDER BY 1")
     return [r[0] for r in rows.fetchall()]
 
 
@@ -179,8 +179,8 @@ def _replace_rows(
     # in project order: each data file then covers a narrow range of projects, and a later
     # publication that compares a few projects skips the others' files by their statistics
     row = cur.execute(
-        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {_working(table, work)} "
-        f"FROM {work}.main.{table.name} t {among} ORDER BY t.{key}",
+        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {cols} "
+        f"FROM {work}.main.{_source(table)} {among} ORDER BY {key}",
         [names],
     ).fetchone()
     return int(row[0]) if row else 0
@@ -191,10 +191,84 @@ def _copy_rows(cur: duckdb.DuckDBPyConnection, work: str, table: Table, key: str
     cols = ", ".join(table.names)
     cur.execute(f"DELETE FROM {_W}.main.{table.name}")
     row = cur.execute(
-        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {_working(table, work)} "
-        f"FROM {work}.main.{table.name} t ORDER BY t.{key}"
+        f"INSERT INTO {_W}.main.{table.name} ({cols}) SELECT {cols} "
+        f"FROM {work}.main.{_source(table)} ORDER BY {key}"
     ).fetchone()
     return int(row[0]) if row else 0
+
+
+#: The lake's columns naming a long text: ``(table, column, project column)``, as the
+#: working database's (:data:`.long_texts.REFERENCES`) under the lake's table names.
+_LAKE_REFERENCES = tuple(
+    (DISTRIBUTIONS.name if table == DISTRIBUTION_ROWS.name else table, col, key)
+    for table, col, key in REFERENCES
+)
+
+
+def _lake_named(
+    cur: duckdb.DuckDBPyConnection, projects: list[str] | None, digests: list[str] | None = None
+) -> set[str]:
+    """The long texts the lake's rows name: those of ``projects`` (``None``: of all), or
+    (with ``digests``) which of those any row names."""
+    if digests is not None:
+        among, params = "IN (SELECT unnest($1::VARCHAR[]))", [digests]
+    elif projects is not None:
+        among, params = "IS NOT NULL AND {key} IN (SELECT unnest($1::VARCHAR[]))", [projects]
+    else:
+        among, params = "IS NOT NULL", []
+    sql = " UNION ".join(
+        f"SELECT {col} FROM {_W}.main.{table} WHERE {col} {among.format(key=key)}"
+        for table, col, key in _LAKE_REFERENCES
+    )
+    return {r[0] for r in cur.execute(sql, params).fetchall()}
+
+
+#: Pieces of a long text per statement copying it to the lake (2 MB of 64 KiB pieces).
+_PIECES_PER_FILE = 32
+
+
+def _publish_long_texts(
+    cur: duckdb.DuckDBPyConnection, work: str, projects: list[str] | None, before: set[str]
+) -> int:
+    """Bring the lake's ``long_texts`` in line with its rows, once those of ``projects``
+    (``None``: all) are published: the texts they name now and the lake lacks are copied
+    (piece by piece: no big string is built), and those they named ``before`` that no
+    row names any more are deleted. Returns the pieces copied."""
+    named = _lake_named(cur, projects)
+    have = {
+        r[0]
+        for r in cur.execute(
+            f"SELECT DISTINCT digest FROM {_W}.main.long_texts "
+            "WHERE digest IN (SELECT unnest($1::VARCHAR[]))",
+            [sorted(named)],
+        ).fetchall()
+    }
+    copied = 0
+    for digest in sorted(named - have):
+        # a few pieces per statement, so that a data file is written (and its buffers let
+        # go) every few MB, not once the whole text is held
+        row = cur.execute(
+            f"SELECT coalesce(max(part), -1) FROM {work}.main.long_texts WHERE digest = ?",
+            [digest],
+        ).fetchone()
+        last = int(row[0]) if row else -1
+        for first in range(0, last + 1, _PIECES_PER_FILE):
+            done = cur.execute(
+                f"INSERT INTO {_W}.main.long_texts SELECT digest, part, text, pieces "
+                f"FROM {work}.main.long_texts WHERE digest = $1 AND part BETWEEN $2 AND $3 "
+                "ORDER BY part",
+                [digest, first, first + _PIECES_PER_FILE - 1],
+            ).fetchone()
+            copied += int(done[0]) if done else 0
+    gone = sorted(before - named)
+    if gone:
+        gone = sorted(set(gone) - _lake_named(cur, None, gone))
+    if gone:
+        cur.execute(
+            f"DELETE FROM {_W}.main.long_texts WHERE digest IN (SELECT unnest($1::VARCHAR[]))",
+            [gone],
+        )
+    return copied
 
 
 def _project_count(cur: duckdb.DuckDBPyConnection, work: str) -> int:
@@ -285,6 +359,8 @@ def _publish(
             record_history(cur, work, _W, None, serial, None)
             for table, key in PUBLISHED:
                 commit.rows[table.name] = _copy_rows(cur, work, table, key)
+            if copied := _publish_long_texts(cur, work, None, set()):
+                commit.rows[LONG_TEXTS.name] = copied
         else:
             # a table a newer schema added is published whole; the others are compared
             changed = _changed_keys(cur, work, None if full else dirty, skip=created)
@@ -295,12 +371,15 @@ def _publish(
             previous = lake_snapshots(cur, _W)
             record_history(cur, work, _W, changed, serial, previous[-1][2] if previous else None)
             commit = LakeCommit(0, serial, location, full, projects=len(touched))
+            before = _lake_named(cur, touched)
             for table, key in PUBLISHED:
                 if table.name in created:  # empty: copied whole, no list of keys to match
                     commit.rows[table.name] = _copy_rows(cur, work, table, key)
                 elif changed[table.name]:
                     names = changed[table.name]
                     commit.rows[table.name] = _replace_rows(cur, work, table, key, names)
+            if copied := _publish_long_texts(cur, work, touched, before):
+                commit.rows[LONG_TEXTS.name] = copied
         _replace_meta(cur, work)
         cur.execute(
             f"CALL {_W}.set_commit_message(?, ?, extra_info => ?)",
@@ -345,6 +424,17 @@ class LakeMismatch(RuntimeError):
 
 def _check(cur: duckdb.DuckDBPyConnection, work: str) -> None:
     differ = {name: keys for name, keys in _changed_keys(cur, work, None).items() if keys}
+    named = sorted(_lake_named(cur, None))
+    pieces = "SELECT digest, part, md5(text) FROM {}.main.long_texts"
+    mine = f"{pieces.format(work)} WHERE digest IN (SELECT unnest($1::VARCHAR[]))"
+    theirs = pieces.format(_W)
+    texts = cur.execute(
+        f"SELECT DISTINCT digest FROM (({mine} EXCEPT ALL {theirs}) "
+        f"UNION ALL ({theirs} EXCEPT ALL {mine}))",
+        [named],
+    ).fetchall()
+    if texts:
+        differ[LONG_TEXTS.name] = sorted(r[0] for r in texts)
     if differ:
         raise LakeMismatch(f"the lake differs from the working database: {differ}")
 
@@ -393,16 +483,30 @@ READER_VIEWS: tuple[str, ...] = (*VIEWS, *DERIVED_VIEWS.values(), *HISTORY_VIEWS
 
 
 def lake_tables() -> tuple[str, ...]:
+    """The lake's tables, each of which a reader names (:func:`reader_views`)."""
     return (*(t.name for t, _ in PUBLISHED), META.name, *(t.name for t in HISTORY_TABLES))
 
 
 def reader_views(con: duckdb.DuckDBPyConnection, alias: str, version: int | None) -> None:
     """Name each table of the attached lake ``alias`` in ``con``'s own catalog, as of snapshot
     ``version`` (``None``: whichever is newest when a query starts), then define the
-    analysts' views over them: queries read as they read the working database."""
+    analysts' views over them: queries read as they read the working database. A long
+    description the lake keeps apart is put back (and the digest columns left out); a
+    snapshot published before long texts were kept apart has none to put back."""
     at = "" if version is None else f" AT (VERSION => {int(version)})"
+    texts = f"(SELECT * FROM {alias}.main.{LONG_TEXTS.name}{at})"
     for name in lake_tables():
-        con.execute(f"CREATE OR REPLACE VIEW main.{name} AS SELECT * FROM {alias}.main.{name}{at}")
+        source = f"{alias}.main.{name}{at}"
+        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        select = "*"
+        if name == DISTRIBUTIONS.name and "description_digest" in cols:
+            text = long_text_sql("t.description", "t.description_digest", texts)
+            select = f"* EXCLUDE (description_digest) REPLACE ({text} AS description)"
+        elif name in (PROJECTS.name, RELEASES.name) and "info_description" in cols:
+            select = f"* EXCLUDE (info_description) REPLACE ({info_sql('t', texts)} AS info)"
+        if select != "*":
+            source = f"(SELECT * FROM {source}) t"
+        con.execute(f"CREATE OR REPLACE VIEW main.{name} AS SELECT {select} FROM {source}")
     for sql in READER_VIEWS:
         con.execute(sql)
 

@@ -24,7 +24,17 @@ from typing import Any
 
 import duckdb
 
-__all__ = ["LONG_TEXT", "PIECE", "LongTexts", "drop_unreferenced", "named_by", "text_digest"]
+__all__ = [
+    "LONG_TEXT",
+    "PIECE",
+    "LongTexts",
+    "drop_unreferenced",
+    "named_by",
+    "read_texts",
+    "text_digest",
+    "whole_info",
+    "whole_info_json",
+]
 
 #: A description of this many characters or more is stored out of line.
 LONG_TEXT = 256 * 1024
@@ -85,14 +95,65 @@ class LongTexts:
         for digest, text in self.texts.items():
             pieces = -(-len(text) // PIECE)
             row = con.execute(
-                "SELECT count(*), coalesce(sum(length(text)), 0) FROM long_texts WHERE digest = ?",
+                "SELECT count(DISTINCT part), coalesce(sum(length(text)), 0), min(pieces), "
+                "max(pieces), count(*) FROM long_texts WHERE digest = ?",
                 [digest],
             ).fetchone()
-            if row is not None and row[0] == pieces and row[1] == len(text):
+            if row is not None and row == (pieces, len(text), pieces, pieces, pieces):
                 continue
             con.execute("DELETE FROM long_texts WHERE digest = ?", [digest])
             for part, piece in enumerate(_pieces(text)):
-                con.execute("INSERT INTO long_texts VALUES (?, ?, ?)", [digest, part, piece])
+                con.execute(
+                    "INSERT INTO long_texts (digest, part, text, pieces) VALUES (?, ?, ?, ?)",
+                    [digest, part, piece, pieces],
+                )
+
+
+def read_texts(con: duckdb.DuckDBPyConnection, digests: Iterable[str | None]) -> dict[str, str]:
+    """The long texts ``digests`` name, each joined in Python from its pieces (DuckDB's
+    ``string_agg`` and ``json_merge_patch`` hold many copies of a big text: 17 times a
+    20 MB body, where this holds about two). A text with a piece missing, or whose pieces
+    do not hash to its digest, is an error (``LookupError``), never a different text."""
+    out: dict[str, str] = {}
+    for digest in sorted({d for d in digests if d is not None}):
+        row = con.execute(
+            "SELECT count(*), coalesce(max(pieces), 0) FROM long_texts WHERE digest = ?",
+            [digest],
+        ).fetchone()
+        count, expected = (int(row[0]), int(row[1] or 0)) if row else (0, 0)
+        if count == 0 or count != expected:
+            raise LookupError(f"long text {digest}: {count} of {expected} pieces stored")
+        pieces: list[str] = []
+        for part in range(count):
+            # a piece per query: no result holding the whole text beside the pieces
+            got = con.execute(
+                "SELECT text FROM long_texts WHERE digest = ? AND part = ?", [digest, part]
+            ).fetchone()
+            pieces.append(got[0] if got else "")
+        out[digest] = "".join(pieces)
+        del pieces
+        if text_digest(out[digest]) != digest:
+            raise LookupError(f"long text {digest}: its pieces do not make the text")
+    return out
+
+
+def whole_info(
+    info: str | None, digest: str | None, texts: dict[str, str]
+) -> dict[str, Any] | None:
+    """A stored info JSON, parsed, with its long description (``digest``) put back."""
+    if not info:
+        return None
+    parsed: dict[str, Any] = json.loads(info)
+    if digest is not None:
+        parsed["description"] = texts.get(digest)
+    return parsed
+
+
+def whole_info_json(info: str | None, digest: str | None, texts: dict[str, str]) -> str | None:
+    """:func:`whole_info` as JSON text (as it was stored: keys sorted)."""
+    if digest is None:
+        return info
+    return json.dumps(whole_info(info, digest, texts), sort_keys=True)
 
 
 def _pieces(text: str) -> Iterator[str]:

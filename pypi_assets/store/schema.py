@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from ..pypi.records import DISTRIBUTION_COLUMNS, LIST_FIELDS
 from .blobs import blob_key_sql
 
-SCHEMA_VERSION = 1
+#: 2: ``distributions`` became a view of ``distribution_rows``, long texts kept apart (a
+#: version that knows only 1 would write to the view and publish the texts lost)
+SCHEMA_VERSION = 2
 
 _TYPES: dict[str, str] = {
     "size": "BIGINT",
@@ -75,21 +77,20 @@ class Table:
         return f"INSERT INTO {self.name} ({', '.join(self.names)}) SELECT * FROM (SELECT {select})"
 
 
-def long_text_sql(inline: str, digest: str, db: str = "") -> str:
+def long_text_sql(inline: str, digest: str, texts: str = "long_texts") -> str:
     """SQL for a text column that may be stored as a long text: ``inline``, or the pieces of
-    ``digest`` (in database ``db``, e.g. ``"work.main."``) joined."""
+    ``digest`` in ``texts`` (a table, e.g. a lake's as of a snapshot) joined."""
     pieces = (
-        f"(SELECT string_agg(x.text, '' ORDER BY x.part) FROM {db}long_texts x "
-        f"WHERE x.digest = {digest})"
+        f"(SELECT string_agg(x.text, '' ORDER BY x.part) FROM {texts} x WHERE x.digest = {digest})"
     )
     return f"CASE WHEN {digest} IS NULL THEN {inline} ELSE {pieces} END"
 
 
-def info_sql(alias: str, db: str = "") -> str:
+def info_sql(alias: str, texts: str = "long_texts") -> str:
     """SQL for the verbatim ``info`` of a ``projects`` or ``releases`` row ``alias``: the
-    stored JSON, with a long description put back."""
+    stored JSON, with a long description (in ``texts``) put back."""
     digest = f"{alias}.info_description"
-    text = long_text_sql("NULL", digest, db)
+    text = long_text_sql("NULL", digest, texts)
     patched = f"json_merge_patch({alias}.info, json_object('description', {text}))::VARCHAR"
     return f"CASE WHEN {digest} IS NULL THEN {alias}.info ELSE {patched} END"
 
@@ -176,6 +177,7 @@ LONG_TEXTS = declare(
     digest VARCHAR            -- sha256 of the whole text (UTF-8), hex
     part INTEGER              -- the piece's position, from 0
     text VARCHAR              -- the piece
+    pieces INTEGER            -- how many pieces the whole text has
     """,
 )
 DEPENDENCIES = declare(

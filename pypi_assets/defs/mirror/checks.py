@@ -15,12 +15,14 @@ _ASSET = dg.AssetKey("release_metadata")
 _BLOCKING = {
     "no_duplicate_filenames",
     "hashes_well_formed",
+    "long_texts_whole",
     "stored_serial_not_ahead_of_upstream",
     "selection_matches_filters",
 }
 _ALL = (
     "no_duplicate_filenames",
     "hashes_well_formed",
+    "long_texts_whole",
     "stored_serial_not_ahead_of_upstream",
     "selection_matches_filters",
     "dependencies_resolve",
