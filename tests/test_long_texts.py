@@ -15,7 +15,7 @@ import pypi_assets
 from pypi_assets.pypi.records import Distribution, Project, Release
 from pypi_assets.store import MetadataStore
 from pypi_assets.store.checks import run_checks
-from pypi_assets.store.long_texts import PIECE, drop_unreferenced, text_digest
+from pypi_assets.store.long_texts import PIECE, TornText, drop_unreferenced, text_digest
 from pypi_assets.store.snapshot import export_snapshot, publish_snapshot
 
 LONG = 1000  # the threshold the stores here use
@@ -234,11 +234,58 @@ def test_a_torn_text_fails_the_check_and_is_never_read_short(tmp_path: Path) -> 
         checks = {c.name: c for c in run_checks(store, None)}
         assert not checks["long_texts_whole"].passed
         assert checks["long_texts_whole"].metadata["sample"] == ["foo"]
-        with pytest.raises(LookupError, match="3 of 4 pieces"):
+        with pytest.raises(TornText, match="3 of 4 pieces"):
             store.load_stored("foo")
         # written again, the text is made whole; a piece changed is told by the digest
         store.write_projects([_project("foo", text, serial=6)])
         assert {c.name: c.passed for c in run_checks(store, None)}["long_texts_whole"]
         store.con.execute("UPDATE long_texts SET text = 'x' || text[2:] WHERE part = 0")
-        with pytest.raises(LookupError, match="do not make the text"):
+        with pytest.raises(TornText, match="do not make the text"):
             store.load_stored("foo")
+
+
+def test_pieces_stored_without_their_count_are_mended(tmp_path: Path) -> None:
+    """The layout of one earlier commit: pieces without ``pieces``. Opening for writing
+    counts them (the digest still checks the text), and the lake, published before texts
+    were kept apart, is compared whole at its next publication."""
+    text = _text("a")
+    db = tmp_path / "m.duckdb"
+    with MetadataStore(db, long_text=LONG) as store:
+        store.write_projects([_project("foo", text)])
+    con = duckdb.connect(str(db))
+    con.execute("ALTER TABLE long_texts DROP COLUMN pieces")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    with MetadataStore(db, long_text=LONG) as store:
+        assert store.query("SELECT DISTINCT pieces FROM long_texts") == [(4,)]
+        stored = store.load_stored("foo")
+        assert stored is not None and stored.info is not None
+        assert stored.info["description"] == text
+        assert store.get_meta("lake_full") == "1"
+        assert store.get_meta("schema_version") == "2"
+
+
+def test_the_lake_never_takes_a_torn_text_and_mends_its_own(tmp_path: Path) -> None:
+    from pypi_assets.store.lake import resolve_location
+    from pypi_assets.store.lake_engine import attach_lake
+
+    text = _text("a")
+    db = tmp_path / "m.duckdb"
+    with MetadataStore(db, long_text=LONG) as store:
+        store.write_projects([_project("foo", text)])
+        store.replace_selected_projects(["foo"])
+        store.con.execute("UPDATE long_texts SET pieces = 9")  # torn in the working database
+        with pytest.raises(TornText, match="not stored whole"):
+            publish_snapshot(store.con, db, 5)
+        store.con.execute("UPDATE long_texts SET pieces = 4")
+        publish_snapshot(store.con, db, 5)
+        # a piece lost in the lake: the next publication of the project copies it whole
+        cur = store.con.cursor()
+        attach_lake(cur, resolve_location(db, None), "l")
+        cur.execute("DELETE FROM l.main.long_texts WHERE part = 1")
+        cur.execute("DETACH l")
+        cur.close()
+        store.write_projects([_project("foo", text, serial=6)])
+        publish_snapshot(store.con, db, 6, check=True)
+    con = pypi_assets.connect(db)
+    assert _lake(con, "SELECT DISTINCT description FROM distributions") == [(text,)]

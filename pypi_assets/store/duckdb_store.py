@@ -36,6 +36,7 @@ from .long_texts import (
     LONG_TEXT,
     LongTexts,
     drop_unreferenced,
+    mend_pieces,
     named_by,
     read_texts,
     whole_info,
@@ -627,8 +628,14 @@ class MetadataStore:
 
     def _migrate(self) -> None:
         with self.transaction() as con:
-            self._refuse_newer(con)
+            before = self._refuse_newer(con)
             migrate(con)
+            mend_pieces(con)
+            if 0 < before < 2:
+                # a lake published before long texts were kept apart holds them inline:
+                # its next publication compares every project, and names them as the
+                # working database does
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('lake_full', '1')")
             for stmt in (*STORAGE_VIEWS, *VIEWS):
                 con.execute(stmt)
             drop_unreferenced(con)  # pieces a crash left between their write and the rows
@@ -636,15 +643,16 @@ class MetadataStore:
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
             )
 
-    def _refuse_newer(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _refuse_newer(self, con: duckdb.DuckDBPyConnection) -> int:
         """A database a newer version laid out (its schema_version above ours) is not
-        written: this version would read and publish it wrong."""
+        written: this version would read and publish it wrong. Returns the schema version
+        found (0: a new database)."""
         has_meta = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
             "AND schema_name = 'main' AND table_name = 'meta'"
         ).fetchone()
         if not has_meta or not has_meta[0]:
-            return
+            return 0
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         found = int(row[0]) if row and str(row[0]).isdigit() else 0
         if found > SCHEMA_VERSION:
@@ -652,6 +660,7 @@ class MetadataStore:
                 f"database {self.path}: laid out by a newer pypi-assets (schema {found}, this "
                 f"version knows {SCHEMA_VERSION}); upgrade pypi-assets to write it"
             )
+        return found
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -25,7 +25,7 @@ from .derived import VIEWS as DERIVED_VIEWS
 from .derived import WHEEL_TAGS, refresh_wheel_tags
 from .history import HISTORY_TABLES, HISTORY_VIEWS, record_history
 from .lake_engine import LakeLocation, attach_lake
-from .long_texts import REFERENCES
+from .long_texts import REFERENCES, TornText
 from .schema import (
     BLOBS,
     CLOSURE_PROJECTS,
@@ -235,18 +235,17 @@ def _publish_long_texts(
     (piece by piece: no big string is built), and those they named ``before`` that no
     row names any more are deleted. Returns the pieces copied."""
     named = _lake_named(cur, projects)
-    have = {
-        r[0]
-        for r in cur.execute(
-            f"SELECT DISTINCT digest FROM {_W}.main.long_texts "
-            "WHERE digest IN (SELECT unnest($1::VARCHAR[]))",
-            [sorted(named)],
-        ).fetchall()
-    }
+    whole = "SELECT digest FROM {}.main.long_texts WHERE digest IN (SELECT unnest($1::VARCHAR[])) "
+    whole += "GROUP BY digest HAVING count(DISTINCT part) = max(pieces) AND count(*) = max(pieces)"
+    have = {r[0] for r in cur.execute(whole.format(_W), [sorted(named)]).fetchall()}
+    ready = {r[0] for r in cur.execute(whole.format(work), [sorted(named - have)]).fetchall()}
+    if named - have - ready:  # never publish a text short: the check names its projects
+        raise TornText(f"long texts not stored whole: {sorted(named - have - ready)[:5]}")
     copied = 0
     for digest in sorted(named - have):
-        # a few pieces per statement, so that a data file is written (and its buffers let
-        # go) every few MB, not once the whole text is held
+        # a torn copy in the lake is replaced; a few pieces per statement, so that a data
+        # file is written (and its buffers let go) every few MB, not once the text is held
+        cur.execute(f"DELETE FROM {_W}.main.long_texts WHERE digest = ?", [digest])
         row = cur.execute(
             f"SELECT coalesce(max(part), -1) FROM {work}.main.long_texts WHERE digest = ?",
             [digest],

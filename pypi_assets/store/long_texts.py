@@ -28,6 +28,7 @@ __all__ = [
     "LONG_TEXT",
     "PIECE",
     "LongTexts",
+    "TornText",
     "drop_unreferenced",
     "named_by",
     "read_texts",
@@ -47,6 +48,11 @@ REFERENCES = (
     ("projects", "info_description", "name"),
     ("releases", "info_description", "project"),
 )
+
+
+class TornText(OSError):
+    """A long text the rows name is not stored whole (a piece lost or altered): the
+    database is damaged; it is never read as a shorter or different text."""
 
 
 def text_digest(text: str) -> str:
@@ -109,11 +115,14 @@ class LongTexts:
                 )
 
 
+_READ_PIECES = 16
+
+
 def read_texts(con: duckdb.DuckDBPyConnection, digests: Iterable[str | None]) -> dict[str, str]:
     """The long texts ``digests`` name, each joined in Python from its pieces (DuckDB's
     ``string_agg`` and ``json_merge_patch`` hold many copies of a big text: 17 times a
     20 MB body, where this holds about two). A text with a piece missing, or whose pieces
-    do not hash to its digest, is an error (``LookupError``), never a different text."""
+    do not hash to its digest, is an error (:class:`TornText`), never a different text."""
     out: dict[str, str] = {}
     for digest in sorted({d for d in digests if d is not None}):
         row = con.execute(
@@ -122,18 +131,22 @@ def read_texts(con: duckdb.DuckDBPyConnection, digests: Iterable[str | None]) ->
         ).fetchone()
         count, expected = (int(row[0]), int(row[1] or 0)) if row else (0, 0)
         if count == 0 or count != expected:
-            raise LookupError(f"long text {digest}: {count} of {expected} pieces stored")
+            raise TornText(f"long text {digest}: {count} of {expected} pieces stored")
         pieces: list[str] = []
-        for part in range(count):
-            # a piece per query: no result holding the whole text beside the pieces
-            got = con.execute(
-                "SELECT text FROM long_texts WHERE digest = ? AND part = ?", [digest, part]
-            ).fetchone()
-            pieces.append(got[0] if got else "")
+        # 1 MB per query: no result holds the text beside the pieces, and a text costs a
+        # few queries (each scans the table), not one per piece
+        for first in range(0, count, _READ_PIECES):
+            rows = con.execute(
+                "SELECT text FROM long_texts WHERE digest = ? AND part BETWEEN ? AND ? "
+                "ORDER BY part",
+                [digest, first, first + _READ_PIECES - 1],
+            ).fetchall()
+            pieces.extend(r[0] for r in rows)
+            del rows
         out[digest] = "".join(pieces)
         del pieces
         if text_digest(out[digest]) != digest:
-            raise LookupError(f"long text {digest}: its pieces do not make the text")
+            raise TornText(f"long text {digest}: its pieces do not make the text")
     return out
 
 
@@ -168,6 +181,15 @@ def named_by(con: duckdb.DuckDBPyConnection, projects: list[str]) -> list[str]:
         for table, col, key in REFERENCES
     )
     return [r[0] for r in con.execute(named, [projects]).fetchall()]
+
+
+def mend_pieces(con: duckdb.DuckDBPyConnection) -> None:
+    """Pieces stored before each knew how many its text has (the layout of one commit):
+    their count, which the digest still checks when the text is read."""
+    con.execute(
+        "UPDATE long_texts t SET pieces = c.n FROM (SELECT digest, count(*) AS n "
+        "FROM long_texts GROUP BY digest) c WHERE t.digest = c.digest AND t.pieces IS NULL"
+    )
 
 
 def drop_unreferenced(con: duckdb.DuckDBPyConnection, digests: Iterable[str] | None = None) -> int:
