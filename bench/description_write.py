@@ -5,9 +5,12 @@ wheel's METADATA: two files, two infos) is fetched from the fake upstream in a f
 subprocess, a small project is written first (the schema, the statements, the allocator
 warm), then the peak-RSS mark is reset (``/proc/self/clear_refs``) and
 ``write_projects([big])`` runs: its growth is the peak over the RSS before it. Then the
-stored state is read back (``load_stored``, compared with what was fetched), with its own
-growth; then the lake is published in a fresh process (its extensions loaded and its catalog
-opened first: a first publication's fixed cost), and the snapshot read. Once with this tree's
+stored state a later sync starts from is loaded (``load``: ``load_stored``) and the text
+read whole where it is used (``read``: ``long_texts``, the index's JSON API pages; the
+base's ``load_stored`` read it back, so its ``read`` is its ``load``), compared with what
+was fetched, each with its own growth; then the lake is published in a fresh process (its
+extensions loaded and its catalog opened first: a first publication's fixed cost), and the
+snapshot read. Once with this tree's
 code and once with the base commit's (``git archive``), side by side; ratios are ours / base.
 The slope (RSS per further byte of body, between the smallest and the largest size) is what
 the body costs, whatever fixed cost a step has. Memory only: the seconds each step took are
@@ -69,15 +72,24 @@ with MetadataStore(db) as store:
     publish_snapshot(store.con, db, small.serial)
     _, write, write_s = step(lambda: store.write_projects([big]))
     stored, load, load_s = step(lambda: store.load_stored("big-description"))
+    named = stored.info["description"]
+    if hasattr(named, "digest"):  # the stored state names the text; read where it is used
+        texts, read, read_s = step(lambda: store.long_texts([named.digest]))
+    else:  # the base's stored state held the text, read back
+        texts, read, read_s = {}, load, load_s
+    whole = lambda v: texts[v.digest] if hasattr(v, "digest") else v
+    info = lambda i: {**i, "description": whole(i["description"])} if i else i
     same = (
         {d.filename: d.description for d in big.distributions}
-        == {f: d.description for f, d in stored.distributions.items()}
-        and stored.info == big.info
+        == {f: whole(d.description) for f, d in stored.distributions.items()}
+        and info(stored.info) == big.info
         and {r.version: r.info for r in big.releases}
-        == {v: r.info for v, r in stored.releases.items()}
+        == {v: info(r.info) for v, r in stored.releases.items()}
     )
+    del texts
     store.replace_selected_projects([small.name, big.name])
 print(json.dumps({"write": write, "write_s": write_s, "load": load, "load_s": load_s,
+                  "read": read, "read_s": read_s,
                   "same": same, "serial": big.serial}))
 """
 
@@ -160,7 +172,7 @@ def main(quick: bool = False) -> str:
     lines: list[list[object]] = []
     for r in rows:
         body, o, b = r["body"], r["ours"], r["base"]
-        for step in ("write", "load", "publish"):
+        for step in ("write", "load", "read", "publish"):
             lines.append(
                 [
                     f"{r['mb']} MB",
@@ -175,7 +187,7 @@ def main(quick: bool = False) -> str:
             )
     slopes: list[list[object]] = []
     first, last = rows[0], rows[-1]
-    for step in ("write", "load", "publish"):
+    for step in ("write", "load", "read", "publish"):
         span = last["body"] - first["body"]
         per = {who: (last[who][step] - first[who][step]) / span for who in ("base", "ours")}
         slopes.append([step, f"{per['base']:.2f} / {per['ours']:.2f}"])

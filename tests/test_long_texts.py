@@ -7,16 +7,30 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 import pytest
 
 import pypi_assets
-from pypi_assets.pypi.records import Distribution, Project, Release
-from pypi_assets.store import MetadataStore
+from pypi_assets.fake import FakeIndex, FakeUpstream
+from pypi_assets.filters import release_file_filter
+from pypi_assets.pypi.records import Distribution, Project, Release, StoredText
+from pypi_assets.pypi.simple import IndexOptions
+from pypi_assets.store import MetadataStore, duckdb_store
 from pypi_assets.store.checks import run_checks
-from pypi_assets.store.long_texts import PIECE, TornText, drop_unreferenced, text_digest
+from pypi_assets.store.long_texts import (
+    LONG_TEXT,
+    PIECE,
+    TornText,
+    drop_unreferenced,
+    text_digest,
+)
 from pypi_assets.store.snapshot import export_snapshot, publish_snapshot
+from pypi_assets.sync.index import project_pages, write_index
+from pypi_assets.sync.selection import _kept
+
+from .helpers import big_description, dump, make_config, sync
 
 LONG = 1000  # the threshold the stores here use
 
@@ -76,17 +90,22 @@ def test_a_long_description_is_stored_once_and_read_whole(tmp_path: Path) -> Non
         # the view and every reader give the text back
         got = store.query("SELECT description FROM distributions ORDER BY filename")
         assert got == [(text,), (text,)]
+        # the stored state a sync compares with names the text, unread, once for all rows
         stored = store.load_stored("foo")
         assert stored is not None and stored.info is not None
-        assert stored.info["description"] == text and stored.info["summary"] == "s"
+        named = StoredText(text_digest(text))
+        assert stored.info["description"] == named and stored.info["summary"] == "s"
         assert stored.releases["1.0"].info == {
-            "description": text,
+            "description": named,
             "summary": "s",
             "version": "1.0",
         }
-        assert {d.description for d in stored.distributions.values()} == {text}
+        assert {d.description for d in stored.distributions.values()} == {named}
+        assert store.long_texts([named.digest]) == {named.digest: text}
         [indexed] = store.index_projects()
-        assert json.loads(indexed.info or "{}")["description"] == text
+        assert indexed.info_description == text_digest(text)
+        whole = indexed.whole(store.long_texts([indexed.info_description]))
+        assert json.loads(whole.info or "{}")["description"] == text
         [(_, _, rinfo)] = store.release_infos(["foo"])
         assert json.loads(rinfo or "{}")["description"] == text
 
@@ -111,7 +130,9 @@ def test_texts_no_row_names_are_dropped_and_shared_ones_kept(tmp_path: Path) -> 
         store.write_projects([_project("bar", b, serial=6, other=c)])
         assert set(_pieces(store)) == {text_digest(b), text_digest(c)}
         bar = store.load_stored("bar")
-        assert bar is not None and bar.info is not None and bar.info["description"] == c
+        assert bar is not None and bar.info is not None
+        assert bar.info["description"] == StoredText(text_digest(c))
+        assert store.long_texts([text_digest(c)]) == {text_digest(c): c}
         # a write skipped as older leaves no pieces behind
         store.write_projects([_project("foo", a, serial=2)])
         assert set(_pieces(store)) == {text_digest(b), text_digest(c)}
@@ -234,14 +255,55 @@ def test_a_torn_text_fails_the_check_and_is_never_read_short(tmp_path: Path) -> 
         checks = {c.name: c for c in run_checks(store, None)}
         assert not checks["long_texts_whole"].passed
         assert checks["long_texts_whole"].metadata["sample"] == ["foo"]
-        with pytest.raises(TornText, match="3 of 4 pieces"):
+        with pytest.raises(TornText, match="not stored whole"):
             store.load_stored("foo")
+        with pytest.raises(TornText, match="3 of 4 pieces"):
+            store.long_texts([text_digest(text)])
         # written again, the text is made whole; a piece changed is told by the digest
         store.write_projects([_project("foo", text, serial=6)])
         assert {c.name: c.passed for c in run_checks(store, None)}["long_texts_whole"]
         store.con.execute("UPDATE long_texts SET text = 'x' || text[2:] WHERE part = 0")
         with pytest.raises(TornText, match="do not make the text"):
-            store.load_stored("foo")
+            store.long_texts([text_digest(text)])
+        # a sync carrying the stored text by digest checks it is still whole before
+        # writing: a text lost meanwhile is an error, not rows naming nothing
+        stored = store.load_stored("foo")
+        assert stored is not None
+        again = _project("foo", text, serial=7)
+        again.distributions = list(stored.distributions.values())
+        store.con.execute("DELETE FROM long_texts WHERE part = 3")
+        with pytest.raises(TornText, match="not stored whole"):
+            store.write_projects([again])
+
+
+def test_listing_and_filtering_read_no_long_text(tmp_path: Path) -> None:
+    """Listing the index's projects and the release-file filters read no long text (each
+    index write and selection read them all, every run): a torn text shows only where the
+    text is used, the pages of its own project, and those of the others are written."""
+    text = _text("a")
+    with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:
+        store.write_projects([_project("bar", _text("b")), _project("foo", text)])
+        store.replace_selected_projects(["bar", "foo"])
+        store.con.execute(  # a piece altered: only reading the text can tell
+            "UPDATE long_texts SET text = 'x' || text[2:] WHERE digest = ? AND part = 1",
+            [text_digest(text)],
+        )
+        listed = {p.name: p for p in store.index_projects()}
+        assert listed["foo"].info_description == text_digest(text)
+        assert json.loads(listed["foo"].info or "{}")["description"] is None
+        rff = release_file_filter(make_config())
+        assert sorted(_kept(store, rff, "foo", None) or []) == [
+            "foo-1.0-py3-none-any.whl",
+            "foo-1.0.tar.gz",
+        ]
+        options = IndexOptions("")
+        pages = project_pages(store, listed["bar"], options, lazy=True)
+        api = json.loads(pages["pypi/bar/json"])
+        assert api["info"]["description"] == _text("b")
+        with pytest.raises(TornText):
+            project_pages(store, listed["foo"], options, lazy=True)
+        with pytest.raises(TornText):
+            write_index(store, tmp_path / "web", lazy=True)
 
 
 def test_pieces_stored_without_their_count_are_mended(tmp_path: Path) -> None:
@@ -260,7 +322,8 @@ def test_pieces_stored_without_their_count_are_mended(tmp_path: Path) -> None:
         assert store.query("SELECT DISTINCT pieces FROM long_texts") == [(4,)]
         stored = store.load_stored("foo")
         assert stored is not None and stored.info is not None
-        assert stored.info["description"] == text
+        assert stored.info["description"] == StoredText(text_digest(text))
+        assert store.long_texts([text_digest(text)]) == {text_digest(text): text}
         assert store.get_meta("lake_full") == "1"
         assert store.get_meta("schema_version") == "2"
 
@@ -277,7 +340,13 @@ def test_the_lake_never_takes_a_torn_text_and_mends_its_own(tmp_path: Path) -> N
         store.con.execute("UPDATE long_texts SET pieces = 9")  # torn in the working database
         with pytest.raises(TornText, match="not stored whole"):
             publish_snapshot(store.con, db, 5)
-        store.con.execute("UPDATE long_texts SET pieces = 4")
+        store.con.execute(
+            "UPDATE long_texts SET pieces = 4, part = part + 1"
+        )  # as many, misnumbered
+        with pytest.raises(TornText, match="not stored whole"):
+            publish_snapshot(store.con, db, 5)
+        assert not {c.name: c.passed for c in run_checks(store, None)}["long_texts_whole"]
+        store.con.execute("UPDATE long_texts SET part = part - 1")
         publish_snapshot(store.con, db, 5)
         # a piece lost in the lake: the next publication of the project copies it whole
         cur = store.con.cursor()
@@ -289,3 +358,42 @@ def test_the_lake_never_takes_a_torn_text_and_mends_its_own(tmp_path: Path) -> N
         publish_snapshot(store.con, db, 6, check=True)
     con = pypi_assets.connect(db)
     assert _lake(con, "SELECT DISTINCT description FROM distributions") == [(text,)]
+
+
+def test_a_sync_carries_a_stored_text_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later sync of a project with a long description (a new file in its release) reuses
+    the stored release info and files as they are: their text stays named by its digest,
+    never read back (a 50 MB text read back held 2.5 times its size), and the rows written
+    equal those of a sync from scratch."""
+    idx = FakeIndex.generate(2)
+    text, _ = big_description(idx, 2 * LONG_TEXT + 2 * PIECE)  # 320 KiB of characters
+    with FakeUpstream(idx) as up:
+        sync(up, tmp_path / "m.duckdb")
+        idx.add_file("big-description", "1.0", tag="cp311-none-any")
+
+        def unread(*_: object, **__: object) -> NoReturn:
+            raise AssertionError("a long text was read back")
+
+        with monkeypatch.context() as m:
+            m.setattr(duckdb_store, "read_texts", unread)
+            again = sync(up, tmp_path / "m.duckdb")
+        assert again.refresh.refreshed == ["big-description"] and not again.refresh.failed
+        sync(up, tmp_path / "fresh.duckdb")
+    got, fresh = dump(tmp_path / "m.duckdb"), dump(tmp_path / "fresh.duckdb")
+    assert got["distributions"] == fresh["distributions"]
+    assert got["releases"] == fresh["releases"]
+    with MetadataStore(tmp_path / "m.duckdb") as store:
+        # the wheel stored before keeps the text (the new one has its own METADATA), and the
+        # release info names it by digest
+        assert store.query(
+            "SELECT count(*) FROM distributions WHERE project = 'big-description' "
+            "AND description = ?",
+            [text],
+        ) == [(1,)]
+        [(info, digest)] = store.query(
+            "SELECT info, info_description FROM releases WHERE project = 'big-description'"
+        )
+        assert json.loads(info)["description"] is None
+        assert store.long_texts([digest]) == {digest: text}

@@ -386,7 +386,7 @@ class MirrorConfig:
         raw = self.get("pypi_assets", "status_poll_interval")
         if raw is None or not raw.strip():
             return DEFAULT_STATUS_POLL_INTERVAL
-        if raw.strip().lower() == "off":
+        if _is_off(raw):
             return 0.0
         return _parse_interval(raw)
 
@@ -399,7 +399,7 @@ class MirrorConfig:
         a later change). Quarantine is still followed: a project that answers 404 or leaves
         the listing has its page read, and a quarantined one is polled on each run."""
         raw = self.get("pypi_assets", "status_poll_interval")
-        return raw is None or raw.strip().lower() != "off"
+        return raw is None or not _is_off(raw)
 
 
 #: ``[pypi_assets]`` limits (integers; ``max_body_size`` and ``max_pkg_info_scan`` take binary
@@ -660,8 +660,13 @@ def _run_timeout(value: str, sections: Sections) -> str | None:
     return None
 
 
+def _is_off(value: str) -> bool:
+    """Whether a setting that can be switched off says ``off`` (any case, spaces aside)."""
+    return value.strip().lower() == "off"
+
+
 def _interval(value: str, sections: Sections) -> str | None:
-    if not value.strip() or value.strip().lower() == "off":
+    if not value.strip() or _is_off(value):
         return None  # empty: the default
     try:
         _parse_interval(value)

@@ -33,6 +33,7 @@ from .records import (
     ProjectListing,
     Release,
     StoredProject,
+    StoredText,
     UpstreamListing,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "SimpleParseError",
     "StaleResponse",
     "StoredProject",
+    "StoredText",
     "UnsafeValue",
     "UpstreamError",
     "UpstreamListing",

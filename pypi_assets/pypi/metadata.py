@@ -10,7 +10,7 @@ from typing import Any, cast
 from packaging.metadata import parse_email
 
 from .errors import MetadataError
-from .records import CORE_METADATA_FIELDS, LIST_FIELDS
+from .records import CORE_METADATA_FIELDS, LIST_FIELDS, StoredText
 
 __all__ = [
     "MetadataError",
@@ -223,7 +223,9 @@ def fields_from_version_info(info: dict[str, Any]) -> dict[str, Any]:
     # The same single-valued fields as core metadata (Metadata-Version aside), plus Keywords,
     # which the JSON API gives as the string written.
     for col in (*(c for c in _STR_FIELDS if c != "metadata_version"), "keywords"):
-        out[col] = _s(info.get(col))
+        value = info.get(col)
+        # a stored release's info: its long description stays the stored text it names
+        out[col] = value if isinstance(value, StoredText) else _s(value)
     out["requires_dist"] = _l(info.get("requires_dist")) or []
     out["classifiers"] = _l(info.get("classifiers")) or []
     out["provides_extra"] = _l(info.get("provides_extra")) or []

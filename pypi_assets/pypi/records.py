@@ -83,6 +83,17 @@ class UpstreamListing:
         return [ProjectListing(n, s) for n, s in zip(self.names, self.serials, strict=True)]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredText:
+    """A long description the store holds and did not read back, named by its digest (the
+    store's; here only carried). The stored state of a project
+    (:meth:`~pypi_assets.store.MetadataStore.load_stored`) has one where such a text was: a
+    sync carries it unchanged into the rows it writes for unchanged files and releases,
+    which name the same stored text again, and never reads the text."""
+
+    digest: str
+
+
 @dataclass(slots=True)
 class Distribution:
     """One release file and its metadata. Field names are the table's column names."""
@@ -94,7 +105,7 @@ class Distribution:
     version: str  # Version as the metadata source states it
     metadata_version: str | None = None
     summary: str | None = None
-    description: str | None = None
+    description: str | StoredText | None = None
     keywords: str | None = None
     home_page: str | None = None
     download_url: str | None = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .duckdb_store import MetadataStore
-from .long_texts import REFERENCES
+from .long_texts import REFERENCES, WHOLE
 
 __all__ = ["CheckOutcome", "run_checks"]
 
@@ -121,11 +121,8 @@ def _check_long_texts(store: MetadataStore) -> CheckOutcome:
         for table, col, key in REFERENCES
     )
     broken = store.query(
-        f"SELECT DISTINCT n.project FROM ({named}) n LEFT JOIN (SELECT digest, count(*) AS n, "
-        "count(DISTINCT part) AS parts, min(pieces) AS lo, max(pieces) AS hi, max(part) AS last "
-        "FROM long_texts GROUP BY digest) t ON t.digest = n.digest WHERE t.digest IS NULL "
-        "OR t.lo IS NULL OR t.lo <> t.hi OR t.n <> t.hi OR t.parts <> t.hi OR t.last <> t.hi - 1 "
-        "ORDER BY 1 LIMIT 20"
+        f"SELECT DISTINCT n.project FROM ({named}) n WHERE n.digest NOT IN (SELECT digest "
+        f"FROM long_texts GROUP BY digest HAVING {WHOLE}) ORDER BY 1 LIMIT 20"
     )
     return CheckOutcome(
         "long_texts_whole",

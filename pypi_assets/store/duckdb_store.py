@@ -27,6 +27,7 @@ from ..pypi.records import (
     ProjectNotes,
     Release,
     StoredProject,
+    StoredText,
     UpstreamListing,
     Vulnerability,
 )
@@ -35,12 +36,14 @@ from .blobs import metadata_key_sql, provenance_key_sql
 from .long_texts import (
     LONG_TEXT,
     LongTexts,
+    TornText,
     drop_unreferenced,
     mend_pieces,
     named_by,
     read_texts,
     whole_info,
     whole_info_json,
+    whole_sql,
 )
 from .schema import (
     BLOBS,
@@ -139,17 +142,22 @@ def migrate(con: duckdb.DuckDBPyConnection, tables: Sequence[Table] = TABLES) ->
     return renamed + added
 
 
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the database holds a table (not a view) ``name`` in its main schema."""
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = ?",
+        [name],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def _rename_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     """Tables that became views of a renamed table (:data:`RENAMED_TABLES`): the table is
     renamed, keeping its rows, and the view is made after it."""
     done = []
     for old, new in RENAMED_TABLES:
-        row = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-            "AND schema_name = 'main' AND table_name = ?",
-            [old],
-        ).fetchone()
-        if row is not None and row[0]:
+        if _has_table(con, old):
             done.append(f"ALTER TABLE {old} RENAME TO {new}")
             con.execute(done[-1])
     return done
@@ -630,7 +638,8 @@ class MetadataStore:
         with self.transaction() as con:
             before = self._refuse_newer(con)
             migrate(con)
-            mend_pieces(con)
+            if before < 2:
+                mend_pieces(con)  # only the layout of one commit before version 2 lacks them
             if 0 < before < 2:
                 # a lake published before long texts were kept apart holds them inline:
                 # its next publication compares every project, and names them as the
@@ -647,11 +656,7 @@ class MetadataStore:
         """A database a newer version laid out (its schema_version above ours) is not
         written: this version would read and publish it wrong. Returns the schema version
         found (0: a new database)."""
-        has_meta = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
-            "AND schema_name = 'main' AND table_name = 'meta'"
-        ).fetchone()
-        if not has_meta or not has_meta[0]:
+        if not _has_table(con, "meta"):
             return 0
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         found = int(row[0]) if row and str(row[0]).isdigit() else 0
@@ -1103,6 +1108,10 @@ class MetadataStore:
         }
 
     def load_stored(self, name: str) -> StoredProject | None:
+        """The stored state of ``name`` (state ``ok``), else ``None``. A long description
+        (:mod:`.long_texts`) is not read back: a :class:`StoredText` names it, which a sync
+        carries into the rows it writes for what did not change (:meth:`long_texts` reads
+        it). A text a row names that is not stored whole is a :class:`TornText`."""
         cur = self.con.cursor()
         try:
             row = cur.execute(
@@ -1122,10 +1131,17 @@ class MetadataStore:
                 f"SELECT {cols}, description_digest FROM distribution_rows WHERE project = ?",
                 [name],
             ).fetchall()
-            texts = read_texts(cur, [row[5], *(r[6] for r in rels), *(r[-1] for r in dist_rows)])
+            named = {row[5], *(r[6] for r in rels), *(r[-1] for r in dist_rows)} - {None}
+            whole = (
+                {r[0] for r in cur.execute(whole_sql(), [sorted(named)]).fetchall()}
+                if named
+                else set()
+            )
+            if named - whole:
+                raise TornText(f"{name}: long texts not stored whole: {sorted(named - whole)}")
         finally:
             cur.close()
-        return _stored_project(name, row, rels, dist_rows, texts)
+        return _stored_project(name, row, rels, dist_rows)
 
     # ------------------------------------------------------------------ writing projects
     def write_projects(self, projects: Sequence[Project]) -> WriteResult:
@@ -1268,7 +1284,10 @@ class MetadataStore:
     # ------------------------------------------------------------------ index pages
     def index_projects(self) -> list[IndexedProject]:
         """The selected projects the index lists (state ``ok``), by name, each with the
-        serial and selection its pages were last written with (``None`` when never)."""
+        serial and selection its pages were last written with (``None`` when never). A long
+        description stays named by its digest (``info_description``): the pages of a project
+        put it back when they are rendered (:meth:`long_texts`), so listing every project
+        reads no long text."""
         rows = self.query(
             "SELECT p.name, p.display_name, p.serial, p.latest_version, p.info, sp.serial, "
             "sp.selection, p.status, p.status_reason, p.info_description "
@@ -1276,23 +1295,10 @@ class MetadataStore:
             "LEFT JOIN simple_pages sp ON sp.project = p.name WHERE p.state = 'ok' "
             "ORDER BY p.name"
         )
-        texts = self._read_texts(r[-1] for r in rows)
-        return [
-            IndexedProject(
-                name=r[0],
-                display_name=r[1],
-                serial=r[2],
-                latest_version=r[3],
-                info=whole_info_json(r[4], r[9], texts),
-                page_serial=r[5],
-                page_selection=r[6],
-                status=r[7],
-                status_reason=r[8],
-            )
-            for r in rows
-        ]
+        return [IndexedProject(*r) for r in rows]
 
-    def _read_texts(self, digests: Iterable[str | None]) -> dict[str, str]:
+    def long_texts(self, digests: Iterable[str | None]) -> dict[str, str]:
+        """The long texts ``digests`` name (``None`` aside), each whole (:func:`read_texts`)."""
         wanted = [d for d in digests if d is not None]
         if not wanted:
             return {}
@@ -1315,7 +1321,7 @@ class MetadataStore:
     def release_infos(self, projects: Sequence[str]) -> list[tuple[str, str, str | None]]:
         """``(project, version, info JSON)`` of every stored release of ``projects``."""
         rows = self.query(RELEASE_INFOS_SQL, [list(projects)])
-        texts = self._read_texts(r[3] for r in rows)
+        texts = self.long_texts(r[3] for r in rows)
         return [(p, v, whole_info_json(info, digest, texts)) for p, v, info, digest in rows]
 
     def written_pages(self) -> list[str]:
@@ -1412,15 +1418,22 @@ def _stored_project(
     row: tuple[Any, ...],
     rels: list[tuple[Any, ...]],
     dist_rows: list[tuple[Any, ...]],
-    texts: dict[str, str],
 ) -> StoredProject:
     """A :class:`StoredProject` from :meth:`MetadataStore.load_stored`'s rows, each long
-    description put back (one string per text)."""
+    description a :class:`StoredText` (one per text)."""
+    handles: dict[str, StoredText] = {}
+
+    def info(text: str | None, digest: str | None) -> dict[str, Any] | None:
+        parsed = whole_info(text, None, {})
+        if parsed is not None and digest is not None:
+            parsed["description"] = handles.setdefault(digest, StoredText(digest))
+        return parsed
+
     releases = {
         r[0]: Release(
             name=name,
             version=r[0],
-            info=whole_info(r[1], r[6], texts),
+            info=info(r[1], r[6]),
             upload_time=r[2],
             yanked=bool(r[3]),
             yanked_reason=r[4],
@@ -1432,7 +1445,7 @@ def _stored_project(
     for r in dist_rows:
         fields = dict(zip(DISTRIBUTION_COLUMNS, r[:-1], strict=True))
         if r[-1] is not None:
-            fields["description"] = texts.get(r[-1])
+            fields["description"] = handles.setdefault(r[-1], StoredText(r[-1]))
         d = Distribution(**fields)
         dists[d.filename] = d
     return StoredProject(
@@ -1440,7 +1453,7 @@ def _stored_project(
         serial=row[0],
         releases=releases,
         distributions=dists,
-        info=whole_info(row[2], row[5], texts),
+        info=info(row[2], row[5]),
         latest_version=row[3],
         etag=row[4],
     )
@@ -1459,6 +1472,15 @@ class IndexedProject(NamedTuple):
     #: PEP 792, as last polled (``None``: never)
     status: str | None = None
     status_reason: str | None = None
+    #: the digest of the long description ``info`` leaves out (``None``: ``info`` is whole)
+    info_description: str | None = None
+
+    def whole(self, texts: dict[str, str]) -> IndexedProject:
+        """This project with its long description put back in ``info`` (from ``texts``)."""
+        if self.info_description is None:
+            return self
+        info = whole_info_json(self.info, self.info_description, texts)
+        return self._replace(info=info, info_description=None)
 
 
 #: a file's provenance key when its provenance object is stored (else NULL)

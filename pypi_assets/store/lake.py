@@ -25,7 +25,7 @@ from .derived import VIEWS as DERIVED_VIEWS
 from .derived import WHEEL_TAGS, refresh_wheel_tags
 from .history import HISTORY_TABLES, HISTORY_VIEWS, record_history
 from .lake_engine import LakeLocation, attach_lake
-from .long_texts import REFERENCES, TornText
+from .long_texts import REFERENCES, TornText, whole_sql
 from .schema import (
     BLOBS,
     CLOSURE_PROJECTS,
@@ -235,10 +235,15 @@ def _publish_long_texts(
     (piece by piece: no big string is built), and those they named ``before`` that no
     row names any more are deleted. Returns the pieces copied."""
     named = _lake_named(cur, projects)
-    whole = "SELECT digest FROM {}.main.long_texts WHERE digest IN (SELECT unnest($1::VARCHAR[])) "
-    whole += "GROUP BY digest HAVING count(DISTINCT part) = max(pieces) AND count(*) = max(pieces)"
-    have = {r[0] for r in cur.execute(whole.format(_W), [sorted(named)]).fetchall()}
-    ready = {r[0] for r in cur.execute(whole.format(work), [sorted(named - have)]).fetchall()}
+    have = {
+        r[0] for r in cur.execute(whole_sql(f"{_W}.main.long_texts"), [sorted(named)]).fetchall()
+    }
+    ready = {
+        r[0]
+        for r in cur.execute(
+            whole_sql(f"{work}.main.long_texts"), [sorted(named - have)]
+        ).fetchall()
+    }
     if named - have - ready:  # never publish a text short: the check names its projects
         raise TornText(f"long texts not stored whole: {sorted(named - have - ready)[:5]}")
     copied = 0

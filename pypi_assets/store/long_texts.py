@@ -24,9 +24,12 @@ from typing import Any
 
 import duckdb
 
+from ..pypi.records import StoredText
+
 __all__ = [
     "LONG_TEXT",
     "PIECE",
+    "WHOLE",
     "LongTexts",
     "TornText",
     "drop_unreferenced",
@@ -35,6 +38,7 @@ __all__ = [
     "text_digest",
     "whole_info",
     "whole_info_json",
+    "whole_sql",
 ]
 
 #: A description of this many characters or more is stored out of line.
@@ -48,6 +52,25 @@ REFERENCES = (
     ("projects", "info_description", "name"),
     ("releases", "info_description", "project"),
 )
+
+
+#: Over one digest's pieces (``GROUP BY digest``): the text is stored whole, each piece
+#: once, numbered 0 to n - 1, and every piece agreeing on n. The one test of a stored text,
+#: in the working database (:meth:`LongTexts.store`, :func:`read_texts`, the check
+#: ``long_texts_whole``) and in the lake (publication); the digest checks the content.
+WHOLE = (
+    "(count(*) = max(pieces) AND count(DISTINCT part) = max(pieces) "
+    "AND min(pieces) = max(pieces) AND min(part) = 0 AND max(part) = max(pieces) - 1)"
+)
+
+
+def whole_sql(table: str = "long_texts") -> str:
+    """The digests ``table`` holds whole (:data:`WHOLE`), among those of ``$1``
+    (a ``VARCHAR[]``)."""
+    return (
+        f"SELECT digest FROM {table} WHERE digest IN (SELECT unnest($1::VARCHAR[])) "
+        f"GROUP BY digest HAVING {WHOLE}"
+    )
 
 
 class TornText(OSError):
@@ -70,11 +93,16 @@ class LongTexts:
     def __init__(self, threshold: int = LONG_TEXT) -> None:
         self.threshold = threshold
         self.texts: dict[str, str] = {}
+        #: texts already stored, named again (:class:`StoredText`): none to write
+        self.stored: set[str] = set()
         self._by_id: dict[int, str] = {}
 
     def digest(self, text: object) -> str | None:
         """The digest under which ``text`` is stored out of line, or ``None`` when it is
-        stored inline (short, or not a string)."""
+        stored inline (short, or not a string). A :class:`StoredText` names its own."""
+        if isinstance(text, StoredText):
+            self.stored.add(text.digest)
+            return text.digest
         if not isinstance(text, str) or len(text) < self.threshold:
             return None
         known = self._by_id.get(id(text))
@@ -97,15 +125,19 @@ class LongTexts:
 
     def store(self, con: duckdb.DuckDBPyConnection) -> None:
         """Write each text not stored complete yet, one piece per transaction (``con`` is
-        in autocommit mode)."""
+        in autocommit mode). The texts named again by digest must be stored whole: else
+        :class:`TornText` (before any row names them)."""
+        if self.stored:
+            whole = {r[0] for r in con.execute(whole_sql(), [sorted(self.stored)]).fetchall()}
+            if self.stored - whole:
+                raise TornText(f"long texts not stored whole: {sorted(self.stored - whole)[:5]}")
         for digest, text in self.texts.items():
             pieces = -(-len(text) // PIECE)
             row = con.execute(
-                "SELECT count(DISTINCT part), coalesce(sum(length(text)), 0), min(pieces), "
-                "max(pieces), count(*) FROM long_texts WHERE digest = ?",
-                [digest],
+                f"SELECT {WHOLE} AND sum(length(text)) = ? FROM long_texts WHERE digest = ?",
+                [len(text), digest],
             ).fetchone()
-            if row is not None and row == (pieces, len(text), pieces, pieces, pieces):
+            if row is not None and row[0]:
                 continue
             con.execute("DELETE FROM long_texts WHERE digest = ?", [digest])
             for part, piece in enumerate(_pieces(text)):
@@ -126,11 +158,12 @@ def read_texts(con: duckdb.DuckDBPyConnection, digests: Iterable[str | None]) ->
     out: dict[str, str] = {}
     for digest in sorted({d for d in digests if d is not None}):
         row = con.execute(
-            "SELECT count(*), coalesce(max(pieces), 0) FROM long_texts WHERE digest = ?",
+            f"SELECT count(*), coalesce(max(pieces), 0), coalesce({WHOLE}, false) "
+            "FROM long_texts WHERE digest = ?",
             [digest],
         ).fetchone()
-        count, expected = (int(row[0]), int(row[1] or 0)) if row else (0, 0)
-        if count == 0 or count != expected:
+        count, expected, whole = (int(row[0]), int(row[1]), bool(row[2])) if row else (0, 0, False)
+        if not whole:
             raise TornText(f"long text {digest}: {count} of {expected} pieces stored")
         pieces: list[str] = []
         # 1 MB per query: no result holds the text beside the pieces, and a text costs a

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,12 @@ class SnapshotIndex:
 
     def release_infos(self, projects: Sequence[str]) -> list[tuple[str, str, str | None]]:
         return [(p, v, i) for p, v, i in self.query(SNAPSHOT_RELEASE_INFOS_SQL, [list(projects)])]
+
+    def long_texts(self, digests: Iterable[str | None]) -> dict[str, str]:
+        """None to read: a snapshot's infos are whole (its views put the text back)."""
+        if any(d is not None for d in digests):
+            raise ValueError("a snapshot's project names no long text")
+        return {}
 
     def project(self, name: str) -> IndexedProject | None:
         """The selected project ``name`` (normalised) as the snapshot has it, if listed."""

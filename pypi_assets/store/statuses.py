@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..pypi.records import Ownership, ProjectNotes, Vulnerability
+from ..pypi.warehouse import project_json_path
 from .duckdb_store import MetadataStore, mark_dirty, marking_changes, record_notes
 from .schema import VULNERABILITIES
 
@@ -37,6 +38,10 @@ __all__ = [
     "restore_quarantined",
     "stored_among",
 ]
+
+#: ``project_json_path`` as SQL over ``p.display_name``: the row of a project's JSON in
+#: ``upstream_etags`` (the one definition of that path, the fetch's and the poll's)
+_PROJECT_JSON_PATH = "'" + project_json_path("' || p.display_name || '") + "'"
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,13 @@ def poll_targets(
     rows = store.query(
         f"SELECT p.name, any_value(p.display_name), bool_or({due}), "
         "list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL), "
-        "list(r.version ORDER BY r.version) "
-        "FILTER (WHERE r.version IS NOT NULL AND e.path IS NULL AND r.file_count > 0), "
+        "list(r.version ORDER BY r.version) FILTER (WHERE r.version IS NOT NULL "
+        "AND r.file_count > 0 AND NOT EXISTS (SELECT 1 FROM upstream_etags e "
+        "WHERE e.project = p.name AND e.version = r.version)), "
         f"coalesce(bool_or(r.info IS NOT NULL), FALSE), {json_due} "
         "FROM projects p SEMI JOIN selected_projects s ON s.name = p.name "
         "LEFT JOIN releases r ON r.project = p.name "
-        "LEFT JOIN (SELECT DISTINCT project, version, TRUE AS path FROM upstream_etags) e "
-        "ON e.project = p.name AND e.version = r.version "
-        # the project JSON's row (pypi.warehouse.project_json_path)
-        "LEFT JOIN upstream_etags j ON j.path = '/pypi/' || p.display_name || '/json' "
+        f"LEFT JOIN upstream_etags j ON j.path = {_PROJECT_JSON_PATH} "
         "WHERE p.state = 'ok' GROUP BY p.name ORDER BY p.name",
         [] if checked_before is None else [checked_before],
     )

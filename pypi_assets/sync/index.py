@@ -302,6 +302,8 @@ class IndexSource(Queryable, Protocol):
 
     def release_infos(self, projects: Sequence[str]) -> list[tuple[str, str, str | None]]: ...
 
+    def long_texts(self, digests: Iterable[str | None]) -> dict[str, str]: ...
+
 
 def project_pages(
     source: IndexSource, project: IndexedProject, options: IndexOptions, lazy: bool
@@ -331,7 +333,9 @@ def _render_batch(
     for project, version, rinfo in store.release_infos(names):
         rels_of[project][version] = json.loads(rinfo) if rinfo else None
     vulns, owners = index_vulnerabilities(store, names), index_ownership(store, names)
+    texts = store.long_texts(r.info_description for r in batch)  # this batch's, not all
     for r in batch:
+        r = r.whole(texts)
         check_project_name(r.display_name)
         if canonicalize_name(r.name) != r.name:
             raise ValueError(f"stored project name {r.name!r} is not normalised")

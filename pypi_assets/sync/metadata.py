@@ -34,10 +34,15 @@ log = logging.getLogger("pypi_assets")
 BATCH_TEXT = 16 * 1024 * 1024
 
 
+def _chars(text: object) -> int:
+    """The characters a batch holds for ``text`` (a stored text, carried by digest: none)."""
+    return len(text) if isinstance(text, str) else 0
+
+
 def _text_weight(p: Project) -> int:
-    info = len(p.info.get("description") or "") if p.info else 0
-    rel = sum(len((r.info or {}).get("description") or "") for r in p.releases)
-    return info + rel + sum(len(d.description or "") for d in p.distributions)
+    info = _chars((p.info or {}).get("description"))
+    rel = sum(_chars((r.info or {}).get("description")) for r in p.releases)
+    return info + rel + sum(_chars(d.description) for d in p.distributions)
 
 
 def stored_reader(blobs: BlobStore | None) -> StoredFile | None:

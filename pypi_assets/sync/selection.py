@@ -26,7 +26,7 @@ def _kept(
     store: MetadataStore, rff: ReleaseFileFilter, name: str, closure: Sequence[Requirement] | None
 ) -> list[str] | None:
     """Filenames the filters keep for one stored project (``None`` if not stored as ok)."""
-    stored = store.load_stored(name)
+    stored = store.load_stored(name)  # long descriptions not read (no filter reads one)
     if stored is None:
         return None
     return rff.select(
