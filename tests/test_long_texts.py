@@ -252,8 +252,11 @@ def test_a_torn_text_fails_the_check_and_is_never_read_short(tmp_path: Path) -> 
         checks = {c.name: c for c in run_checks(store, None)}
         assert checks["long_texts_whole"].passed
         store.con.execute("DELETE FROM long_texts WHERE part = 2")
+        # a stray piece naming no text hides nothing (NOT IN over a NULL digest did)
+        store.con.execute("INSERT INTO long_texts VALUES (NULL, 0, 'z', 1)")
         checks = {c.name: c for c in run_checks(store, None)}
         assert not checks["long_texts_whole"].passed
+        store.con.execute("DELETE FROM long_texts WHERE digest IS NULL")
         assert checks["long_texts_whole"].metadata["sample"] == ["foo"]
         with pytest.raises(TornText, match="not stored whole"):
             store.load_stored("foo")
@@ -306,6 +309,24 @@ def test_listing_and_filtering_read_no_long_text(tmp_path: Path) -> None:
             write_index(store, tmp_path / "web", lazy=True)
 
 
+def test_a_filter_on_the_description_sees_the_stored_text(tmp_path: Path) -> None:
+    """``regex_project_metadata`` can match ``info.description``: the selection puts the
+    stored text back for it (only then), and the project is kept or dropped on its text."""
+    rules = (
+        "[plugins]\nenabled =\n    regex_project_metadata\n"
+        "[regex_project_metadata]\nnot-null:info.description =\n    {}\n"
+    )
+    with MetadataStore(tmp_path / "m.duckdb", long_text=LONG) as store:
+        store.write_projects([_project("foo", _text("a")), _project("bar", _text("b"))])
+        for name, pattern, kept in (
+            ("foo", ".*a: caf.*", True),
+            ("bar", ".*a: caf.*", False),
+            ("bar", ".*b: caf.*", True),
+        ):
+            rff = release_file_filter(make_config(rules.format(pattern)))
+            assert bool(_kept(store, rff, name, None)) is kept, (name, pattern)
+
+
 def test_pieces_stored_without_their_count_are_mended(tmp_path: Path) -> None:
     """The layout of one earlier commit: pieces without ``pieces``. Opening for writing
     counts them (the digest still checks the text), and the lake, published before texts
@@ -326,6 +347,13 @@ def test_pieces_stored_without_their_count_are_mended(tmp_path: Path) -> None:
         assert store.long_texts([text_digest(text)]) == {text_digest(text): text}
         assert store.get_meta("lake_full") == "1"
         assert store.get_meta("schema_version") == "2"
+    # a database the next commit migrated said version 2 with the counts still NULL
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE long_texts SET pieces = NULL")
+    con.close()
+    with MetadataStore(db, long_text=LONG) as store:
+        assert store.query("SELECT DISTINCT pieces FROM long_texts") == [(4,)]
+        assert store.load_stored("foo") is not None
 
 
 def test_the_lake_never_takes_a_torn_text_and_mends_its_own(tmp_path: Path) -> None:

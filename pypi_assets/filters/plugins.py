@@ -344,6 +344,15 @@ class ReleaseFileFilter:
             or self.platform_types
         )
 
+    @property
+    def reads_info(self) -> bool:
+        """Whether a rule reads the project JSON's ``info`` (its description among it)."""
+        return (
+            self.metadata is not None
+            or self.file_rules is not None
+            or self.version_ranges is not None
+        )
+
     def select(
         self,
         project: str,

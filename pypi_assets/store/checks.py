@@ -121,8 +121,9 @@ def _check_long_texts(store: MetadataStore) -> CheckOutcome:
         for table, col, key in REFERENCES
     )
     broken = store.query(
-        f"SELECT DISTINCT n.project FROM ({named}) n WHERE n.digest NOT IN (SELECT digest "
-        f"FROM long_texts GROUP BY digest HAVING {WHOLE}) ORDER BY 1 LIMIT 20"
+        f"SELECT DISTINCT n.project FROM ({named}) n WHERE NOT EXISTS (SELECT 1 FROM "
+        f"long_texts t WHERE t.digest = n.digest GROUP BY t.digest HAVING {WHOLE}) "
+        "ORDER BY 1 LIMIT 20"
     )
     return CheckOutcome(
         "long_texts_whole",

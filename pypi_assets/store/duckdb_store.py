@@ -638,8 +638,7 @@ class MetadataStore:
         with self.transaction() as con:
             before = self._refuse_newer(con)
             migrate(con)
-            if before < 2:
-                mend_pieces(con)  # only the layout of one commit before version 2 lacks them
+            mend_pieces(con)  # pieces of one early layout, whatever version it then said
             if 0 < before < 2:
                 # a lake published before long texts were kept apart holds them inline:
                 # its next publication compares every project, and names them as the

@@ -16,6 +16,7 @@ from ..filters import (
     release_file_filter,
 )
 from ..filters.closure import Closure
+from ..pypi.records import StoredText
 from ..store import MetadataStore
 from .settings import config_hash
 
@@ -26,15 +27,20 @@ def _kept(
     store: MetadataStore, rff: ReleaseFileFilter, name: str, closure: Sequence[Requirement] | None
 ) -> list[str] | None:
     """Filenames the filters keep for one stored project (``None`` if not stored as ok)."""
-    stored = store.load_stored(name)  # long descriptions not read (no filter reads one)
+    stored = store.load_stored(name)
     if stored is None:
         return None
+    info = stored.info
+    named = (info or {}).get("description")
+    if info is not None and isinstance(named, StoredText) and rff.reads_info:
+        # a rule may match the project's description: the one long text the filters read
+        info = {**info, "description": store.long_texts([named.digest])[named.digest]}
     return rff.select(
         name,
         stored.latest_version,
         list(stored.releases.values()),
         list(stored.distributions.values()),
-        info=stored.info,
+        info=info,
         serial=stored.serial,
         closure=closure,
     )
